@@ -1,0 +1,133 @@
+"""Artificial-neuron extraction: stimuli → pooled ANs per (branch, layer) under a stimulus condition."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from alignment.models.base import Adapter, ModelError, capture, check_kind, preprocess_images
+
+CONDITIONS = ("image+text", "image", "text")
+BLANKS = ("grey", "noise")
+
+
+def condition_inputs(frames: Sequence, captions: Sequence, condition: str) -> tuple[list, list[str]]:
+    """Apply a stimulus condition: ``image`` empties captions, ``text`` removes the frames.
+
+    frames : S PIL images or None (no image: replaced by the blank image).
+    captions : S strings or None.
+    Returns (frames, captions) with None marking a blank image.
+    """
+    if condition not in CONDITIONS:
+        raise ModelError(f"unknown stimulus condition {condition!r}; choose one of {', '.join(CONDITIONS)}")
+    if len(frames) != len(captions):
+        raise ValueError(f"{len(frames)} frames but {len(captions)} captions")
+    frames = [None if condition == "text" else f for f in frames]
+    captions = ["" if condition == "image" or c is None else str(c) for c in captions]
+    return frames, captions
+
+
+def image_tensor(adapter: Adapter, frames: Sequence, indices: Sequence[int], blank: str = "grey") -> torch.Tensor:
+    """Preprocessed images (B, 3, H, W); None frames become the blank image.
+
+    ``grey`` is the preprocessing mean colour (all zeros once normalised); ``noise`` is uniform
+    pixel noise seeded by the stimulus index, so it is the same on every run.
+    """
+    if blank not in BLANKS:
+        raise ModelError(f"unknown blank image {blank!r}; choose one of {', '.join(BLANKS)}")
+    size = adapter.image_size
+    out = torch.zeros(len(indices), 3, size, size)
+    present = [j for j, i in enumerate(indices) if frames[i] is not None]
+    if present:
+        out[present] = preprocess_images([frames[indices[j]] for j in present], size, adapter.image_mean, adapter.image_std)
+    if blank == "noise":
+        mean = torch.tensor(adapter.image_mean)[:, None, None]
+        std = torch.tensor(adapter.image_std)[:, None, None]
+        for j, i in enumerate(indices):
+            if frames[i] is None:
+                gen = torch.Generator().manual_seed(int(i))
+                out[j] = (torch.rand(3, size, size, generator=gen) - mean) / std
+    return out
+
+
+def extract_ans(
+    adapter: Adapter,
+    frames: Sequence,
+    captions: Sequence,
+    targets: dict[str, Sequence[int] | None] | None = None,
+    *,
+    kind: str = "attn",
+    pooling: str = "mean",
+    condition: str = "image+text",
+    blank: str = "grey",
+    batch_size: int = 32,
+    progress: bool | Callable[[int, int], None] = False,
+) -> dict[tuple[str, int], np.ndarray]:
+    """Pooled ANs of every stimulus for the requested branches and layers.
+
+    Parameters
+    ----------
+    frames : sequence of S PIL images or None (no image).
+    captions : sequence of S strings or None.
+    targets : branch → layer indices (None: all layers); default all branches, all layers.
+    kind : "attn" | "qk" | "mlp" (see DESIGN §4).
+
+    Returns
+    -------
+    dict mapping (branch, layer) → float32 array (S, N_kind).
+    """
+    check_kind(kind, pooling)
+    targets = {b: None for b in adapter.branches} if targets is None else dict(targets)
+    targets = {b: adapter.check_layers(b, layers) for b, layers in targets.items()}
+    frames, captions = condition_inputs(frames, captions, condition)
+    n = len(frames)
+    out = {(b, layer): np.empty((n, adapter.branches[b].sizes[kind]), np.float32) for b, ls in targets.items() for layer in ls}
+    device = adapter.device()
+    autocast = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else _null()
+    report = _progress(progress, n)
+    with capture(adapter, targets, kind, pooling) as store, torch.inference_mode(), autocast:
+        for start in range(0, n, batch_size):
+            idx = list(range(start, min(n, start + batch_size)))
+            images = image_tensor(adapter, frames, idx, blank) if adapter.needs_images else None
+            batch = adapter.prepare(images, [captions[i] for i in idx], list(targets))
+            store.batch = batch
+            store.values.clear()
+            adapter.forward(batch, list(targets))
+            for key in out:
+                if key not in store.values:
+                    raise RuntimeError(f"no activations were captured for {key}; the adapter did not run that layer")
+                out[key][start:start + len(idx)] = store.values[key].cpu().numpy()
+            report(len(idx))
+    report(0, close=True)
+    return out
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress(progress, total: int):
+    """A callable ``report(n_done_now, close=False)`` for a bool (tqdm) or a user callback."""
+    if callable(progress):
+        done = [0]
+
+        def report(n, close=False):
+            if not close:
+                done[0] += n
+                progress(done[0], total)
+        return report
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="stim", desc="extract")
+
+        def report(n, close=False):
+            bar.close() if close else bar.update(n)
+        return report
+    return lambda n, close=False: None

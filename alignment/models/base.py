@@ -1,0 +1,328 @@
+"""The one interface every model adapter implements, and the hooks that read artificial neurons.
+
+An adapter wraps a torch model and names its **branches** (``image``, ``text``, ``cross_image``,
+``cross_text``) and, per branch, the **taps** of every layer: where the attention output, the
+query/key projections and the feed-forward intermediate can be read. Extraction registers forward
+hooks on those taps (:func:`capture`), runs the adapter's forward pass, and pools each tap over the
+tokens the batch marks as real (padding excluded), so only (batch, units) arrays are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+AN_KINDS = ("attn", "qk", "mlp")
+POOLINGS = ("mean", "cls")
+
+
+class ModelError(ValueError):
+    """A model spec that cannot be honoured: unknown name, missing or unreadable weights."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec string ``[random:]ARCH[:WHERE][@WEIGHTS][?key=value&...]``.
+
+    ``clip:ViT-B-32@openai`` (open_clip name and pretrained tag or local file),
+    ``hf-clip:/path/or/hub-id``, ``meter:/path/meter.ckpt``, ``random:meter:tiny?seed=1``.
+    ``where`` is the variant (open_clip name, named config) or the weights location, as the
+    architecture defines it.
+    """
+
+    raw: str
+    arch: str
+    where: str | None = None
+    weights: str | None = None
+    random: bool = False
+    options: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @classmethod
+    def parse(cls, spec: str) -> "ModelSpec":
+        text = spec.strip()
+        if not text:
+            raise ModelError("empty model spec")
+        options: dict[str, str] = {}
+        if "?" in text:
+            text, query = text.split("?", 1)
+            for item in filter(None, query.split("&")):
+                if "=" not in item:
+                    raise ModelError(f"model spec option {item!r} in {spec!r} is not key=value")
+                key, value = item.split("=", 1)
+                options[key] = value
+        random = text.startswith("random:")
+        if random:
+            text = text[len("random:"):]
+        weights = None
+        # '@' separates weights for open_clip names; a path may contain '@' only after the arch
+        match = re.match(r"^([A-Za-z0-9_-]+)(?::([^@]*))?(?:@(.+))?$", text)
+        if not match:
+            raise ModelError(f"cannot parse model spec {spec!r}; expected [random:]ARCH[:WHERE][@WEIGHTS]")
+        arch, where, weights = match.group(1).lower(), match.group(2) or None, match.group(3)
+        return cls(raw=spec, arch=arch, where=where, weights=weights, random=random, options=options)
+
+    def seed(self) -> int:
+        return int(self.options.get("seed", 0))
+
+
+@dataclass(frozen=True)
+class Tap:
+    """Where a tensor is read: the output of ``module`` (first element if a tuple) or its input."""
+
+    module: nn.Module
+    source: str = "output"  # "output" | "input"
+
+
+@dataclass(frozen=True)
+class PackedQK:
+    """Query and key of an ``nn.MultiheadAttention`` with packed ``in_proj`` weights.
+
+    The module computes q and k internally, so they are recomputed from its inputs.
+    """
+
+    module: nn.MultiheadAttention
+
+
+@dataclass(frozen=True)
+class LayerTaps:
+    """The hook points of one transformer layer.
+
+    attn : attention output after the output projection, before the residual add.
+    q, k : query and key projections (or ``packed`` for a packed multi-head attention).
+    mlp : a tap whose tensor is the feed-forward intermediate after the activation
+          (usually the *input* of the second linear layer).
+    """
+
+    attn: Tap
+    mlp: Tap
+    q: Tap | None = None
+    k: Tap | None = None
+    packed: PackedQK | None = None
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One stream of a model: its modality, layer taps and unit counts per AN kind."""
+
+    name: str
+    layers: tuple[LayerTaps, ...]
+    sizes: dict  # kind -> ANs per layer
+    seq_first: bool = False  # tensors laid out (tokens, batch, units)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+
+@dataclass
+class Batch:
+    """Model inputs for one batch plus, per branch, which tokens are pooled.
+
+    token_mask : branch -> bool tensor (B, L); True for real tokens. Missing: all tokens.
+    cls_index : branch -> long tensor (B,); the token used by ``pooling="cls"``.
+    """
+
+    inputs: dict
+    size: int
+    token_mask: dict = field(default_factory=dict)
+    cls_index: dict = field(default_factory=dict)
+
+
+class Adapter:
+    """Base class of model adapters.
+
+    Subclasses set ``spec``, ``model``, ``branches``, ``image_size``, ``image_mean``,
+    ``image_std`` and implement :meth:`prepare` and :meth:`forward`.
+    """
+
+    spec: ModelSpec
+    model: nn.Module
+    branches: dict[str, Branch]
+    kind: str = "dual"  # "dual" (independent towers), "fusion" (cross-modal layers), "image", "text"
+    image_size: int | None = None
+    image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+    def prepare(self, images: torch.Tensor | None, texts: Sequence[str] | None, branches: Sequence[str]) -> Batch:
+        """Tokenize ``texts`` and pack ``images`` (B, 3, H, W) for the branches asked for."""
+        raise NotImplementedError
+
+    def forward(self, batch: Batch, branches: Sequence[str]) -> None:
+        """Run the parts of the model that the branches need (outputs are read by hooks)."""
+        raise NotImplementedError
+
+    @property
+    def needs_images(self) -> bool:
+        return self.image_size is not None
+
+    def describe(self) -> dict:
+        return {
+            "spec": self.spec.raw,
+            "kind": self.kind,
+            "branches": {
+                name: {"layers": b.n_layers, **{f"{k}_units": v for k, v in b.sizes.items()}}
+                for name, b in self.branches.items()
+            },
+        }
+
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def branch(self, name: str) -> Branch:
+        if name not in self.branches:
+            raise ModelError(
+                f"model {self.spec.raw!r} has no branch {name!r}; branches: {', '.join(self.branches)}"
+            )
+        return self.branches[name]
+
+    def check_layers(self, branch: str, layers: Sequence[int] | None) -> list[int]:
+        n = self.branch(branch).n_layers
+        if layers is None:
+            return list(range(n))
+        bad = [layer for layer in layers if not 0 <= layer < n]
+        if bad:
+            raise ModelError(f"branch {branch!r} of {self.spec.raw!r} has layers 0..{n - 1}; got {bad}")
+        return list(layers)
+
+
+def preprocess_images(images, size: int, mean, std) -> torch.Tensor:
+    """PIL images → normalised float tensor (B, 3, size, size).
+
+    Resize the short side to ``size`` (bicubic) and centre-crop, as CLIP-style models expect.
+    """
+    from PIL import Image
+
+    out = np.empty((len(images), 3, size, size), dtype=np.float32)
+    for i, image in enumerate(images):
+        image = image.convert("RGB")
+        w, h = image.size
+        scale = size / min(w, h)
+        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+        w, h = image.size
+        left, top = (w - size) // 2, (h - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+        out[i] = (np.asarray(image, dtype=np.float32) / 255.0).transpose(2, 0, 1)
+    out -= np.asarray(mean, dtype=np.float32)[None, :, None, None]
+    out /= np.asarray(std, dtype=np.float32)[None, :, None, None]
+    return torch.from_numpy(out)
+
+
+def _first(value):
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def _to_batch_first(x: torch.Tensor, seq_first: bool) -> torch.Tensor:
+    return x.transpose(0, 1) if seq_first else x
+
+
+def pool_tokens(x: torch.Tensor, mask: torch.Tensor | None, cls: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    """Pool token activations (B, L, N) → (B, N): mean over real tokens, or the CLS token."""
+    if pooling == "cls":
+        if cls is None:
+            return x[:, 0]
+        return x[torch.arange(x.shape[0], device=x.device), cls.to(x.device)]
+    if mask is None or mask.shape[1] != x.shape[1]:
+        return x.mean(dim=1)
+    m = mask.to(device=x.device, dtype=x.dtype).unsqueeze(-1)
+    return (x * m).sum(dim=1) / m.sum(dim=1).clamp_min(1)
+
+
+class _Store:
+    """Pooled outputs of every hooked layer for the current batch."""
+
+    def __init__(self, pooling: str):
+        self.pooling = pooling
+        self.batch: Batch | None = None
+        self.values: dict[tuple[str, int], torch.Tensor] = {}
+        self._pending: dict[tuple[str, int], torch.Tensor] = {}
+
+    def pool(self, branch: Branch, x: torch.Tensor) -> torch.Tensor:
+        x = _to_batch_first(x, branch.seq_first).float()
+        mask = self.batch.token_mask.get(branch.name) if self.batch else None
+        cls = self.batch.cls_index.get(branch.name) if self.batch else None
+        return pool_tokens(x, mask, cls, self.pooling)
+
+    def stash(self, key, tensor):
+        self._pending[key] = tensor
+
+    def take(self, key):
+        return self._pending.pop(key, None)
+
+
+def check_kind(kind: str, pooling: str = "mean") -> None:
+    if kind not in AN_KINDS:
+        raise ModelError(f"unknown AN kind {kind!r}; choose one of {', '.join(AN_KINDS)}")
+    if pooling not in POOLINGS:
+        raise ModelError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+
+
+@contextlib.contextmanager
+def capture(adapter: Adapter, targets: dict[str, Sequence[int]], kind: str = "attn", pooling: str = "mean") -> Iterator[_Store]:
+    """Register pooling hooks on the taps of ``targets`` (branch → layers); remove them on exit.
+
+    After each forward pass ``store.values[(branch, layer)]`` holds the pooled ANs, a float32
+    tensor (B, N) with N = ``branch.sizes[kind]``.
+    """
+    check_kind(kind, pooling)
+    store = _Store(pooling)
+    handles = []
+    try:
+        for name, layers in targets.items():
+            branch = adapter.branch(name)
+            for layer in adapter.check_layers(name, layers):
+                handles += _register(store, branch, layer, kind)
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _read(tap: Tap, args, output) -> torch.Tensor:
+    return args[0] if tap.source == "input" else _first(output)
+
+
+def _register(store: _Store, branch: Branch, layer: int, kind: str) -> list:
+    taps = branch.layers[layer]
+    key = (branch.name, layer)
+
+    def on_tap(tap: Tap) -> Callable:
+        def hook(module, args, output):
+            store.values[key] = store.pool(branch, _read(tap, args, output))
+        return hook
+
+    if kind == "attn":
+        return [taps.attn.module.register_forward_hook(on_tap(taps.attn))]
+    if kind == "mlp":
+        return [taps.mlp.module.register_forward_hook(on_tap(taps.mlp))]
+
+    # qk: elementwise query ⊙ key per token, pooled: heads × head_dim ANs
+    if taps.packed is not None:
+        mha = taps.packed.module
+
+        def packed_hook(module, args, output):
+            q_in, k_in = args[0], args[1] if len(args) > 1 else args[0]
+            d = mha.embed_dim
+            w, b = mha.in_proj_weight, mha.in_proj_bias
+            q = nn.functional.linear(q_in, w[:d], None if b is None else b[:d])
+            k = nn.functional.linear(k_in, w[d:2 * d], None if b is None else b[d:2 * d])
+            store.values[key] = store.pool(branch, q * k)
+
+        return [mha.register_forward_hook(packed_hook)]
+
+    def q_hook(module, args, output):
+        store.stash(key, _read(taps.q, args, output))
+
+    def k_hook(module, args, output):
+        q = store.take(key)
+        k = _read(taps.k, args, output)
+        if q is None or q.shape != k.shape:
+            raise RuntimeError(f"query/key of {branch.name} layer {layer} did not line up")
+        store.values[key] = store.pool(branch, q * k)
+
+    return [taps.q.module.register_forward_hook(q_hook), taps.k.module.register_forward_hook(k_hook)]
