@@ -146,7 +146,7 @@ def test_offline_hub_weight_fails_with_one_clear_line(monkeypatch):
     with pytest.raises(ModelError) as err:
         load_model("clip:ViT-B-32@openai")
     message = str(err.value)
-    assert "\n" not in message and "local file" in message and "clip:ViT-B-32@/path" in message
+    assert "\n" not in message and "local path" in message and "clip:ViT-B-32@/path" in message
 
 
 @pytest.mark.parametrize(

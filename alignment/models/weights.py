@@ -43,5 +43,5 @@ def hub_error(spec: ModelSpec, local_example: str, err: Exception) -> ModelError
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return ModelError(
         f"cannot load {spec.raw!r} from the model hub ({reason[:160]}). If this machine is offline, "
-        f"download the weights elsewhere and pass a local file: {local_example}"
+        f"download the files on a machine that is online and pass a local path: {local_example}"
     )
