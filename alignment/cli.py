@@ -65,6 +65,51 @@ def cmd_extract(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from alignment.pipeline import RunConfig, run_config
+
+    config = RunConfig.load(args.config)
+    done = run_config(config, args.cache, progress=True)
+    print(f"{len(done)} analysis units up to date in {args.cache or 'cache'}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import time
+
+    from alignment.demo import run_demo
+
+    start = time.perf_counter()
+    study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small)
+    print(f"demo ready in {time.perf_counter() - start:.1f} s: dataset {study.dataset.root}, results in {study.cache.root}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    import json
+
+    from alignment.demo import run_demo, validate_demo
+
+    study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, progress=not args.json)
+    result = validate_demo(study, small=args.small)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        for name, (op, limit) in result.thresholds.items():
+            value = result.metrics[name]
+            print(f"{name:26s} {value:7.3f}   (needs {op} {limit})")
+        print("PASSED" if result.passed else "FAILED")
+    return 0 if result.passed else 1
+
+
+def _demo_options(p) -> None:
+    from alignment.data.demo import DEFAULT_SNR
+
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated experiment (default 0)")
+    p.add_argument("--snr", type=float, default=DEFAULT_SNR, help=f"signal-to-noise of planted voxels (default {DEFAULT_SNR}; 0 plants nothing)")
+    p.add_argument("--small", action="store_true", help="a small, fast configuration (fewer TRs and subjects, planted models only)")
+
+
 def _not_yet(name: str, issue: str):
     def handler(args) -> int:
         print(f"'{name}' is not available yet: {issue}", file=sys.stderr)
@@ -99,14 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("run", help="compute every analysis a TOML config names into the cache")
-    p.add_argument("config")
-    p.set_defaults(func=_not_yet("run", "the analyses pipeline (issue: neuron-level encoding and its analyses)"))
+    p.add_argument("config", help="TOML file: [study], [[models]], [analyses], [options] (see README)")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="build the simulated demo experiment and analyse it")
-    p.set_defaults(func=_not_yet("demo", "the embedded simulated experiment is not built yet"))
+    _demo_options(p)
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("validate", help="compare computed demo results with the planted ground truth")
-    p.set_defaults(func=_not_yet("validate", "needs the embedded simulated experiment"))
+    _demo_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("export", help="export maps (CIFTI dscalar, GIfTI) and tables (CSV)")
     p.set_defaults(func=_not_yet("export", "needs the analyses pipeline"))

@@ -914,6 +914,28 @@ def _t_stats(Xw, Yw, n_atoms):
     return beta[:n_atoms], t, resid
 
 
+def _t_stats_separate(Xw, Yw, n_atoms):
+    """One GLM per atom: t of atom k in the model [atom k, nuisance columns].
+
+    The nuisance columns (everything after the first n_atoms) are projected out once, then every
+    single-atom fit is closed-form: beta_k = <x_k, y> / <x_k, x_k>, SSE_k = <y, y> − beta_k²
+    <x_k, x_k>, dispersion = SSE_k / (T − P_nuisance − 1). Equals nilearn's OLSModel on each
+    [atom k, nuisance] design.
+    """
+    nuisance = Xw[:, n_atoms:]
+    q, r = np.linalg.qr(nuisance)
+    q = q[:, np.abs(np.diag(r)) > 1e-10 * max(1.0, np.abs(r).max())]
+    x = Xw[:, :n_atoms] - q @ (q.T @ Xw[:, :n_atoms])
+    y = Yw - q @ (q.T @ Yw)
+    xx = (x * x).sum(0)[:, None]  # (K, 1)
+    xy = x.T @ y  # (K, v)
+    beta = xy / np.where(xx > 0, xx, np.inf)
+    sse = np.maximum((y * y).sum(0)[None] - beta * xy, 0.0)
+    dof = Xw.shape[0] - q.shape[1] - 1
+    t = beta / np.sqrt(np.maximum(sse / dof / np.where(xx > 0, xx, np.inf), 1e-50))
+    return beta, t
+
+
 def _ar1_coef(resid):
     """Yule-Walker AR(1) coefficient per column of resid (T, v), as nilearn's _yule_walker:
     (sum r_t r_{t+1} / (T-1)) / (sum r_t^2 / T). Columns with no residual get 0."""
@@ -946,7 +968,8 @@ def _two_sided_p(tvals, dof, cutoff=None):
 
 
 def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, high_pass=0.01,
-                  drift_order=1, bins=100, voxel_chunk=10_000, p_cutoff=None) -> GLMResult:
+                  drift_order=1, bins=100, voxel_chunk=10_000, p_cutoff=None,
+                  separate=False) -> GLMResult:
     """Voxel-wise GLM of HRF-convolved dictionary atoms with an AR(1) noise model.
 
     The design is :func:`make_glm_design` (atoms, per-run drift, per-run intercepts). The fit
@@ -982,6 +1005,11 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
     p_cutoff : float, optional
         Report p values above this as 1 (saves the t CDF where nothing can be significant;
         BH q-values below the cutoff are exact).
+    separate : bool
+        False: one joint GLM of all atoms (t of each atom given the others). True: each atom
+        in its own GLM with the nuisance regressors (t of atom k alone), the usual reading of
+        "the BNs an atom drives" when HRF-smoothed atoms are collinear; the AR(1) coefficient
+        of each voxel still comes from the joint model's residuals (binned as above).
 
     Returns
     -------
@@ -1015,7 +1043,7 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
             "or the drift terms.")
     eps = np.abs(design).sum() * np.finfo(np.float64).eps
     rank = int(np.linalg.matrix_rank(design, eps))
-    if rank < n_cols:
+    if rank < n_cols and not separate:
         warnings.warn(
             f"The GLM design is rank deficient (rank {rank} < {n_cols} columns): some atoms "
             "are collinear with each other or with drift/intercepts; their t values are not "
@@ -1032,6 +1060,8 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
         cols = slice(start, min(start + voxel_chunk, n_voxels))
         Yc = np.asarray(Y[:, cols], dtype=np.float64)
         b, t, resid = _t_stats(design, Yc, n_atoms)
+        if separate:
+            b, t = _t_stats_separate(design, Yc, n_atoms)
         # residuals at rounding level (constant voxels): t would be a ratio of rounding errors
         flat = (resid ** 2).sum(0) <= (100 * np.finfo(np.float64).eps) ** 2 * (Yc ** 2).sum(0)
         degenerate[cols] = flat
@@ -1051,9 +1081,11 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
             for start in range(0, len(vox), voxel_chunk):
                 sel = vox[start:start + voxel_chunk]
                 Yw = _ar1_whiten(np.asarray(Y[:, sel], dtype=np.float64), value)
-                b, t, _ = _t_stats(Xw, Yw, n_atoms)
+                b, t = _t_stats_separate(Xw, Yw, n_atoms) if separate else _t_stats(Xw, Yw, n_atoms)[:2]
                 beta[:, sel], tvals[:, sel] = b, t
     tvals[:, degenerate] = 0.0
+    if separate:
+        dof = n_samples - int(np.linalg.matrix_rank(design[:, n_atoms:], eps)) - 1
     p = _two_sided_p(tvals, dof, p_cutoff)
     return GLMResult(beta=beta, t=tvals, p=p, dof=dof, rho=rho, design=design,
                      design_names=tuple(names), noise_model=noise_model)

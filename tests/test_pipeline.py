@@ -1,0 +1,165 @@
+"""The run pipeline: TOML configs, cached stages, resuming, planted recovery end to end."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import alignment.encoding
+from alignment.cache import Cache
+from alignment.cli import main
+from alignment.data import load_dataset
+from alignment.pipeline import LayerKey, Options, RunConfig, Study, run_config
+
+SPEC = "random:clip:demo-tiny"
+V = 20484  # fsaverage5
+RUNS, N_TRS = ("r1", "r2", "r3"), 40
+
+
+def _frame(rng, path):
+    arr = np.zeros((32, 32, 3), np.uint8)
+    arr[:] = rng.integers(0, 255, 3)
+    y, x = rng.integers(0, 24, 2)
+    arr[y:y + 8, x:x + 8] = rng.integers(0, 255, 3)
+    Image.fromarray(arr).save(path)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """fsaverage5 dataset whose first 200 voxels follow AN 3 of CLIP image layer 2 (HRF-convolved)."""
+    from alignment.features import FeatureRequest, an_timeseries, array_name, design_matrix
+
+    root = tmp_path_factory.mktemp("pipeline") / "ds"
+    (root / "stimuli").mkdir(parents=True)
+    (root / "frames").mkdir()
+    rng = np.random.default_rng(0)
+    toml = ['[dataset]', 'name = "planted"', "tr = 1.0", 'space = "fsaverage5"', ""]
+    words = "red blue green ball dog car tree house".split()
+    for run in RUNS:
+        toml += ["[[runs]]", f'id = "{run}"', f"n_trs = {N_TRS}", ""]
+        lines = ["tr\tframe\tcaption\tsegment"]
+        for t in range(N_TRS):
+            name = f"frames/{run}_{t}.png"
+            _frame(rng, root / name)
+            lines.append(f"{t}\t{name}\t{' '.join(rng.choice(words, 3))}\tclip{t // 10}")
+        (root / "stimuli" / f"{run}.tsv").write_text("\n".join(lines) + "\n")
+    (root / "dataset.toml").write_text("\n".join(toml))
+    ds = load_dataset(root)
+    cache = Cache(tmp_path_factory.mktemp("ans-cache"))
+    entry = an_timeseries(ds, FeatureRequest.make(SPEC, None), cache)
+    regressor = design_matrix(np.asarray(entry[array_name("image", 2)]), ds.run_index(), ds.tr)[:, 3]
+    (root / "sub-01").mkdir()
+    for i, run in enumerate(RUNS):
+        sl = slice(i * N_TRS, (i + 1) * N_TRS)
+        noise = rng.standard_normal((N_TRS, V)).astype(np.float32)
+        noise[:, :200] += 1.5 * regressor[sl, None]
+        np.save(root / "sub-01" / f"{run}.npy", noise)
+    return root
+
+
+def _config(tmp_path, dataset, extra=""):
+    path = tmp_path / "run.toml"
+    path.write_text(f"""
+[study]
+dataset = "{dataset}"
+device = "cpu"
+
+[[models]]
+spec = "{SPEC}"
+branches = ["image"]
+layers = [1, 2]
+kinds = ["attn"]
+conditions = ["image+text"]
+{extra}
+[options]
+n_atoms = 8
+n_null = 100
+""")
+    return path
+
+
+def test_run_computes_resumes_and_recovers_planted_voxels(planted, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    config = RunConfig.load(_config(tmp_path, planted))
+    done = run_config(config, cache, progress=False)
+    assert len(done) == 4  # 2 layers × (encoding, neuron mapping) × 1 subject
+    study = Study(load_dataset(planted), Cache(cache), config.options)
+    enc = study.encoding("01", LayerKey(SPEC, "image", 2))
+    scores, q = np.asarray(enc["scores"]), np.asarray(enc["q"])
+    assert scores[:200].mean() > 0.5 and abs(scores[200:].mean()) < 0.05
+    assert (q[:200] < 0.05).mean() > 0.95 and (q[200:] < 0.05).mean() < 0.01
+    table = study.link_table("01", [LayerKey(SPEC, "image", 1), LayerKey(SPEC, "image", 2)])
+    assert table.top_ans(0, n=1).iloc[0][["layer", "an"]].tolist() == [2, 3]
+
+    # a second run computes nothing
+    def fail(*a, **k):
+        raise AssertionError("recomputed a cached stage")
+
+    monkeypatch.setattr(alignment.encoding, "fit_ridge", fail)
+    monkeypatch.setattr(alignment.encoding, "fit_atoms_glm", fail)
+    assert len(run_config(config, cache, progress=False)) == 4
+
+
+def test_interrupted_run_resumes_where_it_stopped(planted, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    config = RunConfig.load(_config(tmp_path, planted))
+    real = alignment.encoding.fit_ridge
+    calls = []
+
+    def crash_on_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(alignment.encoding, "fit_ridge", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(config, cache, progress=False)
+    monkeypatch.setattr(alignment.encoding, "fit_ridge", real)
+    counted = []
+    monkeypatch.setattr(alignment.encoding, "fit_ridge", lambda *a, **k: counted.append(1) or real(*a, **k))
+    run_config(config, cache, progress=False)
+    assert len(counted) == 1  # only the unit that was interrupted
+
+
+def test_options_change_the_key(planted, tmp_path):
+    ds = load_dataset(planted)
+    key = LayerKey(SPEC, "image", 1)
+    a = Study(ds, Cache(tmp_path), Options(n_null=50)).encoding("01", key)
+    b = Study(ds, Cache(tmp_path), Options(n_null=60)).encoding("01", key)
+    assert a.key != b.key
+
+
+def test_run_command(planted, tmp_path, capsys):
+    assert main(["--cache", str(tmp_path / "c"), "run", str(_config(tmp_path, planted))]) == 0
+    assert "4 analysis units up to date" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ("[study]\n", "needs a 'dataset'"),
+        ('[study]\ndataset = "x"\n', "at least one"),
+        ('[study]\ndataset = "x"\n[[models]]\nspec = "a"\n[analyses]\nrsa = true\n', "unknown analyses"),
+        ('[study]\ndataset = "x"\n[[models]]\nspec = "a"\n[options]\nn_atom = 3\n', "unknown analysis options"),
+        ("[study\n", "not valid TOML"),
+    ],
+)
+def test_bad_configs(tmp_path, body, match):
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(ValueError, match=match):
+        RunConfig.load(path)
+
+
+def test_missing_subject_is_reported(planted, tmp_path):
+    path = _config(tmp_path, planted)
+    path.write_text(path.read_text().replace('device = "cpu"', 'device = "cpu"\nsubjects = ["09"]'))
+    with pytest.raises(ValueError, match="not in"):
+        run_config(RunConfig.load(path), tmp_path / "c", progress=False)
+
+
+def test_relative_dataset_paths_resolve_against_the_config(planted, tmp_path):
+    path = _config(tmp_path, os.path.relpath(planted, tmp_path))
+    assert RunConfig.load(path).dataset == str(planted)
