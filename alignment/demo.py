@@ -101,14 +101,18 @@ def validate_demo(study: Study, small: bool = False) -> Validation:
 
     - ``voxel_auc``: planted vs unplanted voxels, scored by the best encoding r over the layers
       of the models planted from (image+text).
-    - ``top_an_accuracy``: planted voxels whose top-ranked AN (the Voxel inspector's ranking:
-      link scores over all layers and branches of the planted kind) is the planted AN or has a
-      time course correlating ≥ 0.95 with it.
+    The next three are over the *detected* planted voxels (significant in some encoded layer):
+    what the tool says about the voxels it finds (detection itself is ``voxel_auc``).
+
+    - ``top_an_accuracy``: voxels whose top-ranked AN (the Voxel inspector's ranking: link
+      scores over all layers and branches of the planted kind) is the planted AN or has a time
+      course correlating ≥ 0.95 with it.
+    - ``polarity_accuracy``: voxels linked to their planted AN with the planted sign.
+    - ``modality_accuracy``: voxels labelled with the planted modality by
+      :func:`alignment.analyses.modality.modality_labels` (image / text from the dual encoder's
+      branches, unified from the fusion model's conditions).
     - ``network_accuracy``: patches whose planted AN's brain map (its top voxels, as many as the
       patch has) falls mostly in the planted network.
-    - ``polarity_accuracy``: planted voxels linked to their planted AN with the planted sign.
-    - ``modality_accuracy``: planted voxels labelled with the planted modality (image / text for
-      the dual encoder's branches, unified for the fusion model's conditions).
     - ``null_false_positive_rate``: unplanted voxels declared significant (encoding q < 0.05) by
       any analysed layer.
     """
@@ -149,6 +153,7 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
     if not planted.any():
         return {**out, **{k: float("nan") for k in THRESHOLDS if k != "null_false_positive_rate"}}
     out["voxel_auc"] = float(roc_auc_score(planted, best_r))
+    detected = planted & significant
 
     # links: the Voxel inspector's ranking over all layers and branches of one kind
     atlas = load_atlas("ca")
@@ -159,7 +164,7 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
         timecourses: dict = {}
         for p in kind_patches:
             pid = int(p["patch"])
-            voxels = np.flatnonzero(patch_of == pid)
+            voxels = np.flatnonzero((patch_of == pid) & detected)
             planted_tc = np.asarray(truth["an_timeseries"][pid], np.float64)
             for v in voxels:
                 top = table.top_ans(int(v), n=1).iloc[0]
@@ -176,7 +181,7 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
             an_map = table.an_map(p["model"], p["branch"], int(p["layer"]), int(p["an_index"]))
             polarity_hits += int(np.sum(np.sign(an_map[voxels]) == sign_of[voxels]))
             n_voxels += len(voxels)
-            strongest = np.argsort(-np.abs(an_map))[: len(voxels)]
+            strongest = np.argsort(-np.abs(an_map))[: int(np.sum(patch_of == pid))]
             names = atlas.voxel_names()[strongest]
             values, counts = np.unique(names, return_counts=True)
             network_hits += values[np.argmax(counts)] == p["network"]
@@ -194,14 +199,16 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
     dual = modality_labels(sig_img, sig_txt, r_image=r_img, r_text=r_txt)
     correct = 0
     for p in patches:
-        voxels = patch_of == int(p["patch"])
+        voxels = (patch_of == int(p["patch"])) & detected
         if p["modality"] == "unified":
-            key = LayerKey(p["model"], p["branch"], int(p["layer"]), p["kind"])
-            sig = {c: np.asarray(study.encoding(subject, LayerKey(key.model, key.branch, key.layer, key.kind, c))["q"]) < q_level
-                   for c in ("image+text", "image", "text")}
-            fused = modality_labels(sig["image"], sig["text"], sig["image+text"])
+            fits = {c: study.encoding(subject, LayerKey(p["model"], p["branch"], int(p["layer"]), p["kind"], c))
+                    for c in ("image+text", "image", "text")}
+            sig = {c: np.asarray(e["q"]) < q_level for c, e in fits.items()}
+            r = {c: np.asarray(e["scores"]) for c, e in fits.items()}
+            fused = modality_labels(sig["image"], sig["text"], sig["image+text"],
+                                    r_image=r["image"], r_text=r["text"], r_both=r["image+text"])
             correct += int(np.sum(fused[voxels] == "unified"))
         else:
             correct += int(np.sum(dual[voxels] == p["modality"]))
-    out["modality_accuracy"] = correct / planted.sum()
+    out["modality_accuracy"] = correct / max(int(detected.sum()), 1)
     return out

@@ -10,12 +10,16 @@ repeats) and the overhead ratio hooked / bare, measured in one process.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
 from PIL import Image
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from alignment.extract import extract_ans, image_tensor
 from alignment.models import load_model
@@ -62,20 +66,27 @@ def main() -> None:
         for batch in batches:
             adapter.forward(batch, branches)
 
+    def hooked(kind):
+        with capture(adapter, {b: None for b in branches}, kind) as store:
+            for batch in batches:
+                store.batch = batch
+                adapter.forward(batch, branches)
+
+    kinds = args.kinds.split(",")
     bare()  # warm-up
-    t_bare = _timed(bare, args.repeats)
+    # interleaved repeats, so load on the machine hits both sides alike
+    times = {"bare": [], **{k: [] for k in kinds}}
+    for _ in range(args.repeats):
+        times["bare"].append(_timed(bare, 1))
+        for kind in kinds:
+            times[kind].append(_timed(lambda: hooked(kind), 1))
+    t_bare = statistics.median(times["bare"])
     print(f"model {args.model}: {args.n} stimuli, batch {args.batch}, all layers of {branches}")
     print(f"bare forward          {args.n / t_bare:8.1f} samples/s")
-    targets = {b: None for b in branches}
-    for kind in args.kinds.split(","):
-        with capture(adapter, targets, kind) as store:
-            def hooked():
-                for batch in batches:
-                    store.batch = batch
-                    adapter.forward(batch, branches)
-            hooked()
-            t_hooked = _timed(hooked, args.repeats)
-        print(f"hooked forward ({kind:4}) {args.n / t_hooked:8.1f} samples/s   overhead {t_hooked / t_bare - 1:+.1%}")
+    for kind in kinds:
+        ratios = [h / b for h, b in zip(times[kind], times["bare"])]
+        print(f"hooked forward ({kind:4}) {args.n / statistics.median(times[kind]):8.1f} samples/s   "
+              f"overhead {statistics.median(ratios) - 1:+.1%} (median of paired ratios)")
     t_full = _timed(lambda: extract_ans(adapter, frames, captions, batch_size=args.batch), max(1, args.repeats // 2))
     print(f"extract_ans (attn, incl. image preprocessing) {args.n / t_full:8.1f} samples/s "
           f"({t_full / t_bare:.2f}x bare forward time)")

@@ -20,10 +20,14 @@ References measured in the same process:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from alignment.analyses.lookup import LinkTable
 

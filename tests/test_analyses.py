@@ -624,3 +624,13 @@ def test_lookup_network_column_and_validation(ca):
         LinkTable([("m", "a", 0, codes, t, t != 0), ("m", "a", 1, codes, t[:, :10], t[:, :10] != 0)])
     with pytest.raises(ValueError, match="duplicate"):
         LinkTable([("m", "a", 0, codes, t, t != 0)] * 2)
+
+
+def test_modality_labels_fusion_dominance():
+    """A voxel significant under all three conditions is unified when image+text clearly wins."""
+    from alignment.analyses.modality import modality_labels
+
+    sig = np.array([True, True, True])
+    labels = modality_labels(sig, sig, sig, r_image=np.array([0.1, 0.3, 0.3]), r_text=np.array([0.1, 0.1, 0.3]),
+                             r_both=np.array([0.4, 0.35, 0.31]))
+    assert labels.tolist() == ["unified", "image", "both"]

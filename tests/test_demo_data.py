@@ -241,7 +241,7 @@ def test_ground_truth_table_and_maps(demo):
     meta = json.loads((demo / "ground_truth.json").read_text())
     assert meta["params"]["seed"] == 0 and meta["params"]["snr"] == HIGH_SNR
     assert list(DEMO_MODELS) == meta["models"]
-    assert {"random:clip:demo-tiny", "random:meter:tiny", "random:vit:tiny", "random:roberta:tiny",
+    assert {"random:clip:demo-tiny", "random:meter:tiny?attn_std=0.5", "random:vit:tiny", "random:roberta:tiny",
             "minilm"} == set(DEMO_MODELS)
     V, T, P = 91282, 256, len(PLANTING)
     assert gt.planted.shape == (V,) and gt.planted.dtype == bool

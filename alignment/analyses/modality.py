@@ -229,7 +229,7 @@ def unified_share(sig_both, sig_image, sig_text, atlas=None, *, groups=None) -> 
     return UnifiedShare(unified, n_u / n_b if n_b else float("nan"), n_u, n_b, table)
 
 
-def modality_labels(sig_image, sig_text, sig_both=None, *, r_image=None, r_text=None,
+def modality_labels(sig_image, sig_text, sig_both=None, *, r_image=None, r_text=None, r_both=None,
                     si_threshold: float | None = 1 / 3) -> np.ndarray:
     """One modality label per voxel from significance masks.
 
@@ -244,6 +244,9 @@ def modality_labels(sig_image, sig_text, sig_both=None, *, r_image=None, r_text=
        1/3 means one score at least twice the other; image and text features of a movie are
        correlated, so a voxel driven by one modality often reaches significance for the other
        branch too, at a clearly lower r. ``si_threshold=None`` disables the refinement.
+       With ``r_both`` (fusion), a voxel significant under ``image+text`` whose r there clearly
+       beats the best single-modality r (SI of ``r_both`` vs ``max(r_image, r_text)`` ≥
+       ``si_threshold``) is ``"unified"`` too, even when a single modality reaches significance.
     4. ``"none"`` — nothing significant (a voxel significant only under ``image+text`` without
        ``sig_both`` given cannot arise).
 
@@ -281,7 +284,12 @@ def modality_labels(sig_image, sig_text, sig_both=None, *, r_image=None, r_text=
         out[both & (si <= -si_threshold)] = "text"
     if sig_both is not None:
         sb = _mask("sig_both", sig_both, V)
-        out[sb & ~si_ & ~st] = "unified"
+        unified = sb & ~si_ & ~st
+        if r_both is not None and r_image is not None and si_threshold is not None:
+            # the fusion analogue of rule 3: image+text clearly beats the best single modality
+            single = np.maximum(_vec("r_image", r_image, V), _vec("r_text", r_text, V))
+            unified |= sb & (specialization_index(_vec("r_both", r_both, V), single) >= si_threshold)
+        out[unified] = "unified"
     return out
 
 

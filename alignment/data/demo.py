@@ -34,17 +34,10 @@ where TRs without a stimulus see the blank stimulus (mean-grey image, empty capt
 The cross-modal (``unified``) patches carry the METER AN whose time course the same layer's ANs
 predict worst when the model sees only the frame or only the caption (leave-one-run-out ridge,
 noise free; ``r_image_only``, ``r_text_only`` and ``cross_modal_gain`` = 1 − max of both in the
-table), so only the ``image+text`` condition predicts it fully. They are feed-forward (``mlp``)
-units of the second text-side co-attention layer, not attention outputs, because of what random
-weights do to METER: with its initialisation (normal, std 0.02) attention is nearly uniform, so
-a cross-attention output is the mean of the other stream's values, a function of one modality
-(r > 0.999 with its own other-modality-only time course; the best ``attn`` AN of any co-attention
-layer has a gain below 0.03). The part of a cross-modal AN not explained by its image-only and
-text-only time courses (its interaction term, ``interaction_fraction``) holds under 1–4 % of its
-variance, and the image+text ANs do not predict that residual better than the unimodal ones, so
-it cannot be planted recoverably. The feed-forward units after the text stream has taken up the
-attended image mix both modalities (gains up to ~0.35), which makes them the cross-modal ANs that
-need both.
+table), so only the ``image+text`` condition predicts it fully. The demo METER is built with
+peaked co-attention (``?attn_std=0.5``): with METER's own initialisation (normal, std 0.02)
+random co-attention is nearly uniform and every cross-modal AN follows a single modality
+(r > 0.99 with its own single-modality time course), which no trained fusion model does.
 
 Noise is independent per subject, AR(1) in time (``rho``, stationary, unit variance, restarted
 per run) and spatially smooth over the cortical mesh (``spatial_steps`` steps of neighbour
@@ -99,10 +92,10 @@ log = logging.getLogger(__name__)
 DEMO_VERSION = 1
 DEMO_NAME = "alignment-demo"
 CLIP_SPEC = "random:clip:demo-tiny"
-METER_SPEC = "random:meter:tiny"
+METER_SPEC = "random:meter:tiny?attn_std=0.5"  # peaked co-attention: cross-modal ANs that need both inputs
 #: every model of the demo: the two VLMs the BOLD is made from and the three baselines
 DEMO_MODELS: tuple[str, ...] = (CLIP_SPEC, METER_SPEC, "random:vit:tiny", "random:roberta:tiny", "minilm")
-DEFAULT_SNR = 0.6
+DEFAULT_SNR = 1.0
 DEFAULT_RHO = 0.4
 N_CORTEX = 59412
 N_GRAYORDINATES = 91282
@@ -139,11 +132,11 @@ PLANTING: tuple[PlantSpec, ...] = (
     PlantSpec(CLIP_SPEC, "image", 5, "Visual2", "L", -1, "image"),
     PlantSpec(CLIP_SPEC, "text", 1, "Language", "L", +1, "text"),
     PlantSpec(CLIP_SPEC, "text", 4, "Language", "R", -1, "text"),
-    # METER's last text-side co-attention layer, feed-forward units: the only cross-modal ANs of
-    # the random METER whose time courses need both modalities (see the module docstring)
-    PlantSpec(METER_SPEC, "cross_text", 1, "Dorsal-attention", "L", +1, "unified", kind="mlp"),
-    PlantSpec(METER_SPEC, "cross_text", 1, "Default", "L", +1, "unified", kind="mlp"),
-    PlantSpec(METER_SPEC, "cross_text", 1, "Default", "R", -1, "unified", kind="mlp"),
+    # METER's last image-side co-attention layer: with peaked co-attention its outputs mix both
+    # modalities (the ANs least predictable from either single-modality condition are chosen)
+    PlantSpec(METER_SPEC, "cross_image", 1, "Dorsal-attention", "L", +1, "unified"),
+    PlantSpec(METER_SPEC, "cross_image", 1, "Default", "L", +1, "unified"),
+    PlantSpec(METER_SPEC, "cross_image", 1, "Default", "R", -1, "unified"),
 )
 
 

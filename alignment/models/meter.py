@@ -98,7 +98,7 @@ from alignment.models.base import Adapter, Batch, Branch, LayerTaps, ModelError,
 
 MAX_TEXT_LEN = 50  # the official pre-training / fine-tuning configs (task_*) tokenize to 50 tokens
 MASK_VALUE = -10000.0  # transformers 4.6 extended attention mask, as METER used it
-OPTIONS = ("tokenizer", "max_text_len", "image_size", "text", "seed")
+OPTIONS = ("tokenizer", "max_text_len", "image_size", "text", "seed", "attn_std")
 
 # Task heads that official checkpoints may carry (loss_names of the config that trained them).
 # Two-layer classifiers are nn.Sequential(Linear, LayerNorm, GELU, Linear): keys .0, .1, .3.
@@ -342,6 +342,21 @@ def _init_weights(module: nn.Module) -> None:
         module.weight.data.fill_(1.0)
     if isinstance(module, nn.Linear) and module.bias is not None:
         module.bias.data.zero_()
+
+
+def _sharpen_cross_attention(model: nn.Module, std: float) -> None:
+    """Redraw the co-attention layers' query/key weights with a larger std.
+
+    With METER's 0.02 initialisation, random co-attention is nearly uniform, so every
+    cross-modal AN follows one modality; larger query/key weights give peaked attention and
+    cross-modal ANs that depend on both inputs (what a trained fusion model has). Random models
+    only (``random:meter:tiny?attn_std=0.3``).
+    """
+    for layers in (model.cross_modal_image_layers, model.cross_modal_text_layers):
+        for layer in layers:
+            for attention in (layer.attention, layer.crossattention):
+                for proj in (attention.self.query, attention.self.key):
+                    proj.weight.data.normal_(mean=0.0, std=std)
 
 
 def _text_encoder(cfg: MeterConfig) -> nn.Module:
@@ -682,6 +697,8 @@ class MeterAdapter(Adapter):
             cfg = replace(cfg, pad_token_id=tokenizer.pad_token_id)
             torch.manual_seed(spec.seed())
             model = MeterModel(cfg)
+            if "attn_std" in opts:
+                _sharpen_cross_attention(model, self._float_option("attn_std"))
         else:
             if not spec.where:
                 raise ModelError(
@@ -730,6 +747,13 @@ class MeterAdapter(Adapter):
             return int(value)
         except ValueError:
             raise ModelError(f"option {name}={value!r} in {self.spec.raw!r} is not an integer") from None
+
+    def _float_option(self, name: str) -> float:
+        value = self.spec.options[name]
+        try:
+            return float(value)
+        except ValueError:
+            raise ModelError(f"option {name}={value!r} in {self.spec.raw!r} is not a number") from None
 
     def _checkpoint_tokenizer(self, cfg: MeterConfig, path: Path):
         from alignment.models.tokenizers import load_tokenizer

@@ -1,0 +1,52 @@
+"""The demo end to end: build, analyse, and recover the planted ground truth (small configuration)."""
+
+import json
+
+import pytest
+
+from alignment.cache import Cache
+from alignment.cli import main
+from alignment.demo import THRESHOLDS, run_demo, validate_demo
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return Cache(tmp_path_factory.mktemp("demo-cache"))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_validate_passes_on_small_demo(cache, seed, capsys):
+    assert main(["--cache", str(cache.root), "validate", "--small", "--seed", str(seed), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for name, (op, limit) in THRESHOLDS.items():
+        assert result[name] >= limit if op == ">=" else result[name] <= limit, (name, result[name])
+    assert result["passed"] is True
+
+
+def test_seeds_give_different_data(cache):
+    a = run_demo(cache, seed=0, small=True, progress=False).dataset
+    b = run_demo(cache, seed=1, small=True, progress=False).dataset
+    assert a.root != b.root
+    assert (a.bold("01", a.runs[0]) != b.bold("01", b.runs[0])).any()
+    assert a.timeline(a.runs[0]).caption != b.timeline(b.runs[0]).caption
+
+
+def test_second_demo_run_computes_nothing(cache, monkeypatch):
+    run_demo(cache, seed=0, small=True, progress=False)
+    import alignment.encoding
+
+    def fail(*a, **k):
+        raise AssertionError("recomputed a cached result")
+
+    monkeypatch.setattr(alignment.encoding, "fit_ridge", fail)
+    monkeypatch.setattr(alignment.encoding, "fit_atoms_glm", fail)
+    run_demo(cache, seed=0, small=True, progress=False)
+
+
+def test_pure_noise_demo_declares_almost_nothing(cache):
+    study = run_demo(cache, seed=2, snr=0.0, small=True, progress=False)
+    result = validate_demo(study, small=True)
+    assert result.metrics["null_false_positive_rate"] <= 0.05
+    assert result.passed
