@@ -17,6 +17,9 @@ from alignment.data.demo import CLIP_SPEC, DEFAULT_SNR, METER_SPEC, PLANTING, bu
 from alignment.pipeline import LayerKey, ModelPlan, Options, Study, compute, plan_layers
 
 BASELINES = ("random:vit:tiny", "random:roberta:tiny", "minilm")
+# one ridge penalty per decade: the planted effects are not subtle, and the alpha search is
+# the largest cost of a whole-brain fit
+DEMO_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)
 MAPPING = ("encoding", "neuron_mapping")
 CROSS = ("cross_image", "cross_text")
 
@@ -58,7 +61,8 @@ def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAU
 
     cache = cache if isinstance(cache, Cache) else Cache(cache)
     root = build_demo(demo_root(cache, seed, snr, small), seed=seed, snr=snr, small=small)
-    study = Study(load_dataset(root), cache, Options(seed=seed), device="cpu", progress=progress is True)
+    study = Study(load_dataset(root), cache, Options(seed=seed, alphas=DEMO_ALPHAS), device="cpu",
+                  progress=progress is True)
     compute(study, demo_plans(small), study.dataset.subjects, progress=progress)
     return study
 
