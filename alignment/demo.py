@@ -90,7 +90,9 @@ class Validation:
         return all(_meets(self.metrics[k], op, limit) for k, (op, limit) in checks.items())
 
     def as_dict(self) -> dict:
-        return {**self.metrics, "passed": self.passed,
+        """JSON-ready: metrics that do not apply (nothing planted) are None."""
+        metrics = {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in self.metrics.items()}
+        return {**metrics, "passed": self.passed,
                 "thresholds": {k: f"{op} {v}" for k, (op, v) in self.thresholds.items()}}
 
 
@@ -124,7 +126,7 @@ def validate_demo(study: Study, small: bool = False) -> Validation:
     patches = truth.patches
     planted_any = bool(len(patches)) and bool(np.asarray(truth["planted"]).any())
     planned = [(plan, key) for plan in demo_plans(small) for key in plan_layers(study, plan)]
-    planted_from = {(p["model"], p["kind"]) for p in patches}
+    planted_from = {(p.model, p.kind) for p in PLANTING}  # also with snr=0, when nothing is planted
     encoded = list(dict.fromkeys(key for plan, key in planned if (key.model, key.kind) in planted_from
                                  and key.condition == "image+text"))
     mapped = list(dict.fromkeys(key for plan, key in planned if key in encoded and "neuron_mapping" in (plan.analyses or MAPPING)))
