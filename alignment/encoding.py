@@ -1009,7 +1009,7 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
         False: one joint GLM of all atoms (t of each atom given the others). True: each atom
         in its own GLM with the nuisance regressors (t of atom k alone), the usual reading of
         "the BNs an atom drives" when HRF-smoothed atoms are collinear; the AR(1) coefficient
-        of each voxel still comes from the joint model's residuals (binned as above).
+        of each voxel comes from the residuals of the nuisance-only model (binned as above).
 
     Returns
     -------
@@ -1062,6 +1062,9 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
         b, t, resid = _t_stats(design, Yc, n_atoms)
         if separate:
             b, t = _t_stats_separate(design, Yc, n_atoms)
+            # noise model from the nuisance-only fit: residuals of the joint model have the
+            # slow, atom-like part of the noise fitted away, which underestimates rho
+            _, _, resid = _t_stats(design[:, n_atoms:], Yc, 0)
         # residuals at rounding level (constant voxels): t would be a ratio of rounding errors
         flat = (resid ** 2).sum(0) <= (100 * np.finfo(np.float64).eps) ** 2 * (Yc ** 2).sum(0)
         degenerate[cols] = flat

@@ -31,7 +31,7 @@ from alignment.timing import spm_hrf_convolve, zscore_runs
 
 ENCODING_VERSION = 1
 ATOMS_VERSION = 1
-GLM_VERSION = 1
+GLM_VERSION = 2
 
 
 @dataclass(frozen=True)
