@@ -2,6 +2,21 @@
 
 import os
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory) -> str:
+    """Root of a cache holding the small demo (seed 0), built once per session and shared by the
+    demo, app, inspector and browser tests (minutes on two cores). Set ALIGNMENT_TEST_DEMO_CACHE
+    to keep it between sessions."""
+    from alignment.cache import Cache
+    from alignment.demo import run_demo
+
+    root = os.environ.get("ALIGNMENT_TEST_DEMO_CACHE") or str(tmp_path_factory.getbasetemp() / "demo-cache")
+    run_demo(Cache(root), small=True, progress=False)
+    return root

@@ -12,8 +12,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return Cache(tmp_path_factory.mktemp("demo-cache"))
+def cache(demo_cache):
+    return Cache(demo_cache)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

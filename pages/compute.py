@@ -1,0 +1,157 @@
+"""Compute & cache: launch runs through the pipeline; browse and clean the cache."""
+
+import os
+
+import pandas as pd
+import streamlit as st
+
+from alignment import app_state as S
+from alignment.cache import Cache, format_size
+
+state = S.page("Compute & cache", caption="Computations go through the same pipeline as "
+                                          "`python -m alignment run`; every finished unit is cached at once, so an "
+                                          "interrupted run resumes where it stopped.")
+root = S.cache_root()
+st.caption(f"Cache folder: `{root}`")
+
+tab_run, tab_demo, tab_cache = st.tabs(["Run analyses", "Demo", "Browse cache"])
+
+
+def parse_layers(text: str):
+    text = (text or "").strip()
+    if text in ("", "all"):
+        return None
+    out = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            out += list(range(int(lo), int(hi) + 1))
+        else:
+            out.append(int(part))
+    return tuple(out)
+
+
+with tab_run:
+    default_ds = "" if state.is_demo else state.dataset
+    if state.is_demo:
+        from alignment.demo import demo_root
+
+        default_ds = str(demo_root(Cache(root), small=S.demo_small()))
+    with st.form("compute_form"):
+        dataset = st.text_input("Dataset folder", value=default_ds, key="cp_dataset",
+                                help="A folder with dataset.toml, stimuli/ and sub-*/ (see the README)")
+        specs = st.text_area("Model specs (one per line)", value=state.model, key="cp_specs",
+                             help="e.g. clip:ViT-B-32@/path/ckpt.pt, meter:/path/meter.ckpt, random:clip:ViT-B-32, minilm")
+        c1, c2, c3 = st.columns(3)
+        branches = c1.text_input("Branches (comma-separated; empty = all)", value="", key="cp_branches")
+        layers = c2.text_input("Layers (all, or e.g. 0-5,8)", value="all", key="cp_layers")
+        subjects = c3.text_input("Subjects (comma-separated; empty = all)", value="", key="cp_subjects")
+        c1, c2, c3 = st.columns(3)
+        kinds = c1.multiselect("AN kinds", S.KINDS, default=["attn"], key="cp_kinds")
+        conditions = c2.multiselect("Conditions", S.CONDITIONS, default=["image+text"], key="cp_conditions")
+        analyses = c3.multiselect("Analyses", ("encoding", "neuron_mapping"), default=["encoding", "neuron_mapping"],
+                                  key="cp_analyses")
+        device = st.selectbox("Device", ("auto", "cpu", "cuda"), key="cp_device")
+        go = st.form_submit_button("Run", type="primary")
+    if go:
+        from alignment.data import load_dataset
+        from alignment.pipeline import ModelPlan, Options, Study, compute
+
+        with S.guard(state) as g:
+            if not dataset.strip():
+                raise ValueError("give a dataset folder")
+            ds = load_dataset(dataset.strip())
+            models = [s.strip() for s in specs.splitlines() if s.strip()]
+            if not models:
+                raise ValueError("give at least one model spec")
+            if not kinds or not conditions or not analyses:
+                raise ValueError("choose at least one AN kind, condition and analysis")
+            subs = [s.strip() for s in subjects.split(",") if s.strip()] or list(ds.subjects)
+            missing = sorted(set(subs) - set(ds.subjects))
+            if missing:
+                raise ValueError(f"subjects {missing} not in {ds.root}; found {ds.subjects}")
+            plans = [ModelPlan(m, tuple(b.strip() for b in branches.split(",") if b.strip()) or None,
+                               parse_layers(layers), tuple(kinds), tuple(conditions)) for m in models]
+            from alignment import summaries
+            from alignment.demo import demo_root
+
+            is_demo = os.path.abspath(ds.root) in {os.path.abspath(demo_root(Cache(root), small=s)) for s in (True, False)}
+            options = summaries.demo_options() if is_demo else Options()  # the options the app reads with
+            study = Study(ds, Cache(root), options, device=device)
+            bar = st.progress(0.0, text="starting …")
+
+            def progress(done, total, label):
+                bar.progress(min(1.0, done / total if total else 1.0), text=f"{label} ({done}/{total} units)")
+
+            done = compute(study, plans, subs, tuple(analyses), progress=progress)
+            S.clear_caches()
+            st.success(f"{len(done)} analysis units up to date. Open the dataset in the sidebar "
+                       f"(Dataset = `{ds.root}`) to explore them.")
+
+with tab_demo:
+    st.write("The simulated demo is built into the cache on first use. Build or complete it here "
+             "(missing results only are computed).")
+    if st.button("Build / complete the demo", key="cp_demo"):
+        from alignment.demo import run_demo
+
+        with S.guard(state):
+            bar = st.progress(0.0, text="building the simulated dataset …")
+
+            def progress(done, total, label):
+                bar.progress(min(1.0, done / total if total else 1.0), text=f"{label} ({done}/{total} units)")
+
+            run_demo(Cache(root), small=S.demo_small(), progress=progress)
+            S.clear_caches()
+            st.success("The demo is complete.")
+
+with tab_cache:
+    cache = Cache(root)
+    with S.guard(state) as g:
+        usage = cache.disk_usage()
+        entries = cache.entries()
+    if not g.failed:
+        items = sorted(usage.items(), key=lambda kv: kv[0] == "total")  # total last
+        for start in range(0, len(items), 6):
+            row = items[start:start + 6]
+            for c, (stage, n) in zip(st.columns(6), row):
+                c.metric(stage, format_size(n))
+        if not entries:
+            st.info("The cache is empty.")
+        else:
+            df = pd.DataFrame([dict(stage=e.stage, key=e.key[:16], size=format_size(e.size), bytes=e.size,
+                                    created=e.created.strftime("%Y-%m-%d %H:%M"), description=e.description)
+                               for e in entries])
+            stages = ["all"] + sorted(df.stage.unique())
+            c1, c2 = st.columns([1, 3])
+            pick = c1.selectbox("Stage", stages, key="cp_stage")
+            text = c2.text_input("Filter descriptions", key="cp_filter")
+            view = df if pick == "all" else df[df.stage == pick]
+            if text:
+                view = view[view.description.str.contains(text, case=False, regex=False)]
+            st.dataframe(view.drop(columns=["bytes"]), hide_index=True, width="stretch", height=320)
+            st.caption(f"{len(view)} of {len(df)} entries, {format_size(int(view.bytes.sum()))}.")
+            S.export_buttons(None, "cache_entries", table=view.drop(columns=["bytes"]))
+
+            st.markdown("**Delete entries**")
+            labels = {f"{r.stage}/{r.key}": f"{r.stage}/{r.key} — {r.description} ({r.size})"
+                      for r in view.itertuples()}
+            chosen = st.multiselect("Entries to delete", list(labels), format_func=labels.get, key="cp_delete")
+            confirm = st.checkbox(f"Yes, delete {len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'} "
+                                  "(they are recomputed when needed)", key="cp_confirm")
+            if st.button("Delete", key="cp_delete_go", disabled=not (chosen and confirm), type="primary"):
+                n = 0
+                with S.guard(state):
+                    for item in chosen:
+                        stage, key = item.split("/", 1)
+                        n += cache.remove(stage=stage, key_prefix=key)
+                S.clear_caches()
+                for k in ("cp_delete", "cp_confirm"):
+                    st.session_state.pop(k, None)
+                st.session_state["cp_message"] = f"Deleted {n} entr{'y' if n == 1 else 'ies'}."
+                st.rerun()
+            if "cp_message" in st.session_state:
+                st.success(st.session_state.pop("cp_message"))
+    if os.environ.get("ALIGNMENT_CACHE") is None:
+        st.caption("Set ALIGNMENT_CACHE to use another cache folder.")

@@ -1,0 +1,152 @@
+"""Modality: specialization index of dual encoders; cross-modal gain and unified BNs of fusion models."""
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from alignment import app_state as S
+from alignment.analyses.modality import MODALITY_LABELS
+from alignment.surfaces import apply_theme, bar_figure
+
+state = S.page("Modality", caption="Dual encoders: SI = (r_img − r_txt) / (|r_img| + |r_txt|) per voxel. "
+                                   "Fusion models: cross-modal gain = r(image+text) − max(r(image), r(text)); "
+                                   "unified BNs are significant only when the model sees both modalities.")
+study, avail = S.open_or_stop(state)
+
+dual = [m for m in avail.models() if {"image", "text"} <= set(avail.branches(m))]
+fusion = [(m, b, k) for m in avail.models() for b in avail.branches(m) for k in avail.kinds(m, b)
+          if {"image+text", "image", "text"} <= set(avail.conditions(m, b, k))]
+
+tab_names = []
+if dual:
+    tab_names.append("Dual encoders (SI)")
+if fusion:
+    tab_names.append("Fusion models (cross-modal gain)")
+if not tab_names:
+    st.info("Nothing to show: the cache holds neither a dual encoder with image and text branches nor a fusion "
+            "layer computed under the image+text, image and text conditions.")
+    st.stop()
+# the sidebar's model first
+if fusion and any(f[0] == state.model for f in fusion) and state.model not in dual:
+    tab_names = tab_names[::-1]
+tabs = dict(zip(tab_names, st.tabs(tab_names)))
+
+
+def histogram(values, title, xlabel, bins=41, rng=(-1, 1)):
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    counts, edges = np.histogram(v, bins=bins, range=rng)
+    centers = (edges[:-1] + edges[1:]) / 2
+    fig = go.Figure(go.Bar(x=centers, y=counts, marker_color="#8172b3", width=(edges[1] - edges[0]) * 0.95,
+                           hovertemplate=f"{xlabel} %{{x:.2f}}<br>%{{y}} voxels<extra></extra>"))
+    fig.update_layout(title=dict(text=title), xaxis_title=xlabel, yaxis_title="voxels", height=340, bargap=0)
+    return apply_theme(fig)
+
+
+@st.fragment
+def dual_view():
+    c1, c2, c3, c4 = st.columns(4)
+    model = c1.selectbox("Dual encoder", dual, index=dual.index(state.model) if state.model in dual else 0,
+                         key="mo_dual_model")
+    kinds = [k for k in avail.kinds(model, "image") if k in avail.kinds(model, "text")]
+    kind = c2.selectbox("AN kind", kinds, index=kinds.index(state.kind) if state.kind in kinds else 0,
+                        key="mo_dual_kind")
+    li = avail.layers(model, "image", kind, "image+text")
+    lt = avail.layers(model, "text", kind, "image+text")
+    if not li or not lt:
+        st.info("Both branches need image+text encoding results.")
+        return
+    near = lambda ls: min(ls, key=lambda x: abs(x - state.layer))  # noqa: E731
+    layer_i = c3.selectbox("Image-branch layer", li, index=li.index(near(li)), key="mo_li")
+    layer_t = c4.selectbox("Text-branch layer", lt, index=lt.index(near(lt)), key="mo_lt")
+    with S.guard(state) as g:
+        d = S.summary("dual_modality", state, state.subject, model, layer_i, layer_t, kind=kind,
+                      fdr_q=state.fdr_q, atlas=state.atlas)
+        fig = S.brain_figure(d["si"], state, cmap="PuOr", vmin=-1, vmax=1, label="SI",
+                             title=f"SI: {model} image L{layer_i} vs text L{layer_t} ({kind}) — "
+                                   f"{'group' if state.is_group else 'sub-' + state.subject}")
+    if g.failed:
+        return
+    if not np.isfinite(d["si"]).any():
+        st.info(f"No voxel is significant for either branch at q < {state.fdr_q:g}"
+                + (" (group t test across subjects; choose a single subject in the sidebar, or raise the "
+                   "threshold)." if state.is_group else "."))
+    S.plot(fig, key="mo-si-map")
+    S.export_buttons(fig, f"modality_SI_{model}_L{layer_i}_L{layer_t}", map_values=d["si"],
+                     map_names=[f"SI image L{layer_i} vs text L{layer_t}"])
+    st.caption(f"Voxels significant for either branch (q < {state.fdr_q:g}); purple: image, orange: text.")
+    c1, c2 = st.columns(2)
+    with c1:
+        hfig = histogram(d["si"], "SI of significant voxels", "SI (image − text)")
+        S.plot(hfig, key="mo-si-hist")
+    summ = d["summary"]
+    rows = summ[summ.level == "network"]
+    long = rows.melt(id_vars=["name"], value_vars=[c for c in MODALITY_LABELS if c not in ("unified", "none")],
+                     var_name="label", value_name="voxels")
+    with c2:
+        bfig = bar_figure(long, x="name", y="voxels", color="label", barmode="stack", x_title="",
+                          colors={"image": "#8172b3", "text": "#dd8452", "both": "#8c8c8c"},
+                          title="Voxels per modality label and network", height=340)
+        S.plot(bfig, key="mo-labels")
+    S.export_buttons(bfig, f"modality_labels_{model}", table=summ)
+
+
+@st.fragment
+def fusion_view():
+    labels = {f: f"{f[0].replace('random:', '')} · {f[1]} · {f[2]}" for f in fusion}
+    default = next((i for i, f in enumerate(fusion) if f[:2] == (state.model, state.branch)), 0)
+    c1, c2 = st.columns([3, 1])
+    choice = c1.selectbox("Fusion layer set (model · branch · kind)", fusion, index=default,
+                          format_func=labels.get, key="mo_fusion")
+    model, branch, kind = choice
+    layers = sorted(set.intersection(*(set(avail.layers(model, branch, kind, c))
+                                       for c in ("image+text", "image", "text"))))
+    if not layers:
+        st.info("No layer has all three conditions.")
+        return
+    lay = c2.selectbox("Layer", layers, index=layers.index(min(layers, key=lambda x: abs(x - state.layer))),
+                       key="mo_fusion_layer")
+    from alignment.pipeline import LayerKey
+
+    key = LayerKey(model, branch, lay, kind, "image+text")
+    with S.guard(state) as g:
+        f = S.summary("fusion_modality", state, state.subject, key, state.fdr_q, atlas=state.atlas)
+        shown = np.where(f["sig_any"], f["gain"], np.nan)
+        fig = S.brain_figure(shown, state, cmap="RdBu_r", label="gain",
+                             title=f"Cross-modal gain: {model} {branch} L{lay} ({kind}) — "
+                                   f"{'group' if state.is_group else 'sub-' + state.subject}")
+    if g.failed:
+        return
+    S.plot(fig, key="mo-gain-map")
+    S.export_buttons(fig, f"modality_gain_{model}_{branch}_L{lay}",
+                     map_values=np.stack([shown, f["unified"].astype(np.float32)]),
+                     map_names=["cross-modal gain", "unified BNs"])
+    m1, m2, m3 = st.columns(3)
+    m1.metric("significant with image+text", f"{f['n_significant_both']:,}")
+    m2.metric("unified BNs", f"{f['n_unified']:,}")
+    m3.metric("unified share", "—" if not np.isfinite(f["share"]) else f"{100 * f['share']:.1f} %")
+    per = f["per_network"]
+    c1, c2 = st.columns(2)
+    with c1:
+        rows = per[(per.level == "network") & (per.n_significant_both > 0)]
+        if rows.empty:
+            st.info("No voxel is significant under image+text at this threshold.")
+        else:
+            sfig = bar_figure(rows.fillna(0), x="name", y="share", x_title="", y_title="unified / significant",
+                              title="Unified share per network", height=340)
+            S.plot(sfig, key="mo-unified")
+            S.export_buttons(sfig, f"modality_unified_{model}_{branch}_L{lay}", table=per)
+    with c2:
+        gfig = histogram(shown, "Cross-modal gain of significant voxels", "gain",
+                         rng=(float(np.nanmin(shown)) if np.isfinite(shown).any() else -1,
+                              float(np.nanmax(shown)) if np.isfinite(shown).any() else 1))
+        S.plot(gfig, key="mo-gain-hist")
+
+
+if "Dual encoders (SI)" in tabs:
+    with tabs["Dual encoders (SI)"]:
+        dual_view()
+if "Fusion models (cross-modal gain)" in tabs:
+    with tabs["Fusion models (cross-modal gain)"]:
+        fusion_view()

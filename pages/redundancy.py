@@ -1,0 +1,113 @@
+"""Redundancy: links per voxel and per AN, Dice overlap of the atoms' BN maps, lesion curves."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from alignment import app_state as S
+from alignment import summaries
+from alignment.surfaces import apply_theme, heatmap_figure
+
+state = S.page("Redundancy", caption="How many atoms reach each voxel, how many voxels each AN reaches, how much "
+                                     "the atoms' brain maps overlap, and how encoding degrades when ANs are removed.")
+study, avail = S.open_or_stop(state)
+key = state.layer_key()
+if not avail.has(key, "glm", state.subject):
+    mapped = avail.layers(state.model, state.branch, state.kind, state.condition, stage="glm")
+    st.info(f"No neuron-level mapping (GLM) results for {S.describe(state)}."
+            + (f" Mapped layers of this branch: {', '.join(map(str, mapped))}." if mapped else ""))
+    st.stop()
+subjects = S.subjects_of(state, study)
+
+
+@st.fragment
+def maps():
+    with S.guard(state) as g:
+        per = [S.summary("redundancy", state, s, key, state.fdr_q) for s in subjects]
+    if g.failed:
+        return
+    lpv = np.mean([p["links_per_voxel"] for p in per], axis=0)
+    shown = np.where(lpv > 0, lpv, np.nan)
+    fig = S.brain_figure(shown, state, cmap="viridis", symmetric=False, vmin=0, label="atoms",
+                         title=f"Atoms significantly linked per voxel — {S.describe(state)}"
+                               + (f" (mean of {len(subjects)} subjects)" if len(subjects) > 1 else ""))
+    S.plot(fig, key="re-map")
+    S.export_buttons(fig, f"redundancy_links_per_voxel_{state.model}_{state.branch}_L{state.layer}",
+                     map_values=lpv, map_names=["atoms per voxel"])
+
+    c1, c2 = st.columns(2)
+    lpa = np.concatenate([p["links_per_an"] for p in per])
+    hist = go.Figure(go.Histogram(x=lpa, nbinsx=40, marker_color="#4c72b0",
+                                  hovertemplate="%{x} BNs<br>%{y} ANs<extra></extra>"))
+    hist.update_layout(title=dict(text="BNs reached per AN"), xaxis_title="significant BNs linked to the AN",
+                       yaxis_title="ANs" + (" (all subjects)" if len(subjects) > 1 else ""), height=380, bargap=0.02)
+    apply_theme(hist)
+    with c1:
+        S.plot(hist, key="re-hist")
+        st.caption(f"{int((lpa > 0).sum()):,} of {lpa.size:,} AN×subject pairs reach at least one BN; "
+                   f"median {float(np.median(lpa)):.0f}.")
+    dice = np.nanmean([p["dice"] for p in per], axis=0)
+    sizes = np.mean([p["atom_sizes"] for p in per], axis=0)
+    used = np.flatnonzero(sizes > 0)
+    with c2:
+        if used.size < 2:
+            st.info("Fewer than two atoms have significant BNs: no overlap to show.")
+        else:
+            sub = dice[np.ix_(used, used)]
+            hm = heatmap_figure(sub, [f"a{k}" for k in used], [f"a{k}" for k in used], cmap="viridis",
+                                symmetric=False, zmin=0, zmax=1, title="Dice overlap of atoms' BN maps",
+                                colorbar_title="Dice", height=380)
+            S.plot(hm, key="re-dice")
+            off = sub[~np.eye(len(used), dtype=bool)]
+            st.caption(f"{used.size} atoms with significant BNs; mean off-diagonal Dice "
+                       f"{float(np.nanmean(off)):.3f}.")
+
+
+maps()
+
+st.subheader("Lesion curve")
+st.caption("Encoding r on the layer's significant voxels when a growing fraction of ANs is removed: at random "
+           "(mean ± SD of 3 orders) vs the ANs reaching most BNs first. Computed on demand, then cached.")
+subj = subjects[0]
+if len(subjects) > 1:
+    subj = st.selectbox("Subject for the lesion curve", subjects, key="re_lesion_subject",
+                        format_func=lambda s: f"sub-{s}")
+
+
+@st.fragment
+def lesion_view():
+    with S.guard(state) as g:
+        res = summaries.lesion(study, subj, key, state.fdr_q)
+    if g.failed:
+        return
+    if res is None:
+        st.info("Not computed yet for this layer and subject.")
+        if st.button("Compute the lesion curve", key="re_lesion_go", type="primary"):
+            with S.guard(state) as g2, st.spinner("Fitting ridge models without the lesioned ANs …"):
+                res = summaries.lesion(study, subj, key, state.fdr_q, compute=True)
+            if g2.failed or res is None:
+                return
+        else:
+            return
+    fr = res["fractions"] * 100
+    fig = go.Figure()
+    lo, hi = res["random_mean"] - res["random_sd"], res["random_mean"] + res["random_sd"]
+    fig.add_trace(go.Scatter(x=np.concatenate([fr, fr[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself",
+                             fillcolor="rgba(76,114,176,0.18)", line=dict(width=0), hoverinfo="skip",
+                             showlegend=False))
+    fig.add_trace(go.Scatter(x=fr, y=res["random_mean"], mode="lines+markers", name="random ANs removed",
+                             line=dict(color="#4c72b0", width=2)))
+    fig.add_trace(go.Scatter(x=fr, y=res["ranked"], mode="lines+markers", name="top-ranked ANs removed first",
+                             line=dict(color="#c44e52", width=2)))
+    fig.update_layout(title=dict(text=f"Lesion curve — {S.describe(state, subject=subj)} "
+                                      f"({res['n_voxels']} voxels)"),
+                      xaxis_title="ANs removed (%)", yaxis_title="mean encoding r", height=400)
+    apply_theme(fig)
+    S.plot(fig, key="re-lesion")
+    import pandas as pd
+
+    S.export_buttons(fig, f"lesion_{state.model}_{state.branch}_L{state.layer}_sub-{subj}",
+                     table=pd.DataFrame({k: v for k, v in res.items() if k != "n_voxels"}))
+
+
+lesion_view()

@@ -1,0 +1,394 @@
+"""The Streamlit app, end to end with ``streamlit.testing.v1.AppTest`` on the small demo.
+
+The small demo cache is built once per session (``run_demo(Cache(tmp), small=True)``; several
+minutes on two cores). Set ``ALIGNMENT_TEST_DEMO_CACHE=/some/folder`` to keep it between
+sessions: results are content-addressed and verified on read, so reusing a folder is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alignment.app_state import ViewState, parse_query
+from alignment.data.demo import CLIP_SPEC, METER_SPEC
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ("overview", "layers", "polarity", "modality", "redundancy", "compare", "compute")
+TIMEOUT = 600  # generous: the first run loads atlases and meshes on a shared, busy machine
+
+slow = pytest.mark.slow  # everything that needs the demo cache
+
+
+# ------------------------------------------------------------------------------ pure state
+def test_view_state_query_round_trip():
+    s = ViewState(dataset="/data/x", subject="02", model="clip:ViT-B-32@openai", branch="text", layer=7,
+                  condition="text", kind="mlp", atlas="yeo17", fdr_q=0.01, surface="flat", metric="-log10 q",
+                  voxel=123, an=None, presentation=True)
+    q = s.to_query()
+    assert all(isinstance(v, str) for v in q.values())
+    assert "an" not in q
+    assert ViewState.from_query(q) == s
+    assert ViewState.from_query({}) == ViewState()
+
+
+def test_view_state_invalid_values_fall_back_with_warnings():
+    s, warns = parse_query({"layer": "x", "condition": "sound", "fdr_q": "7", "presentation": "maybe",
+                            "surface": "pial", "voxel": "-3", "kind": "mlp"})
+    d = ViewState()
+    assert (s.layer, s.condition, s.fdr_q, s.presentation, s.surface, s.voxel) == \
+        (d.layer, d.condition, d.fdr_q, d.presentation, d.surface, d.voxel)
+    assert s.kind == "mlp"
+    assert len(warns) == 6 and all("not valid" in w for w in warns)
+
+
+# ------------------------------------------------------------------------------ fixtures
+@pytest.fixture(autouse=True)
+def navigation_mode(monkeypatch):
+    """Run app.py on every rerun, as ``streamlit run`` does once st.navigation has been called.
+
+    AppTest resets ``PagesManager.uses_pages_directory`` before every run, and because the app
+    keeps its pages in ``pages/`` it then runs reruns in the legacy pages-folder mode (the page
+    script alone, without app.py). The real server sets the flag to False for good at the first
+    ``st.navigation`` call; the same is done here after each reset.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    init = PagesManager.__init__
+
+    def patched(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", patched)
+
+
+@pytest.fixture
+def app_env(demo_cache, monkeypatch):
+    monkeypatch.setenv("ALIGNMENT_CACHE", demo_cache)
+    monkeypatch.setenv("ALIGNMENT_DEMO_SMALL", "1")
+    return demo_cache
+
+
+def new_app(query: dict | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    return at
+
+
+def assert_clean(at):
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def charts(at):
+    return at.get("plotly_chart")
+
+
+def chart_spec(at, i=0) -> dict:
+    return json.loads(charts(at)[i].proto.spec)
+
+
+def error_text(at) -> str:
+    return " ".join(e.value for e in at.error)
+
+
+def hardlink_copy(src: str, dst: Path) -> str:
+    """Copy a cache folder with hard links (instant); replace files before changing them."""
+    shutil.copytree(src, dst, copy_function=os.link)
+    return str(dst)
+
+
+# ------------------------------------------------------------------------------ pages
+@slow
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs_without_exception(app_env, page):
+    at = new_app().run()
+    assert_clean(at)
+    if page != "overview":
+        at.switch_page(f"pages/{page}.py").run()
+        assert_clean(at)
+    assert at.title, "page has no title"
+    assert any("Simulated demo" in i.value for i in at.info), "demo banner missing"
+    assert not at.error, error_text(at)
+    if page != "compute":
+        assert len(charts(at)) >= 1
+
+
+@slow
+def test_sidebar_offers_only_cached_combinations(app_env):
+    from alignment.demo import demo_plans
+
+    at = new_app().run()
+    assert_clean(at)
+    # two subjects: a single subject by default (the group t test would have 1 dof), group offered
+    assert at.selectbox(key="vs_subject").value == "01"
+    assert at.selectbox(key="vs_subject").options[0].startswith("group")
+    planned = {p.spec for p in demo_plans(small=True)}
+    assert set(at.selectbox(key="vs_model").options) == planned
+    meter = [p for p in demo_plans(small=True) if p.spec == METER_SPEC]
+    at.selectbox(key="vs_model").set_value(METER_SPEC).run()
+    assert_clean(at)
+    assert at.selectbox(key="vs_branch").options == list(dict.fromkeys(b for p in meter for b in p.branches))
+    assert at.selectbox(key="vs_kind").options == list(dict.fromkeys(k for p in meter for k in p.kinds))
+    assert set(at.selectbox(key="vs_condition").options) == {"image+text", "image", "text"}
+    assert [int(x) for x in at.selectbox(key="vs_layer").options] == sorted({l for p in meter for l in p.layers})
+
+
+@slow
+def test_layer_change_changes_the_surface(app_env):
+    at = new_app({"model": CLIP_SPEC, "branch": "image", "layer": "1"}).run()
+    assert_clean(at)
+    before = chart_spec(at)
+    assert "L1" in before["layout"]["title"]["text"]
+    at.selectbox(key="vs_layer").set_value(3).run()
+    assert_clean(at)
+    after = chart_spec(at)
+    assert "L3" in after["layout"]["title"]["text"]
+    assert before["data"][0]["intensity"] != after["data"][0]["intensity"]  # vertex colours changed
+    assert at.query_params["layer"] == "3"
+
+
+@slow
+def test_metric_and_subject_change_what_is_drawn(app_env):
+    at = new_app({"model": CLIP_SPEC, "branch": "image", "layer": "1", "subject": "group"}).run()
+    assert "group" in chart_spec(at)["layout"]["title"]["text"]
+    r_group = chart_spec(at)["layout"]["meta"]
+    at.selectbox(key="vs_metric").set_value("-log10 q").run()
+    assert_clean(at)
+    q_group = chart_spec(at)["layout"]["meta"]
+    assert q_group["vmin"] == 0 and q_group != r_group
+    at.selectbox(key="vs_subject").set_value("01").run()
+    assert_clean(at)
+    assert "sub-01" in chart_spec(at)["layout"]["title"]["text"]
+    assert at.query_params["subject"] == "01"
+
+
+@slow
+def test_url_state_round_trips(app_env):
+    query = {"model": CLIP_SPEC, "branch": "text", "layer": "4", "subject": "02",
+             "atlas": "yeo7", "fdr_q": "0.01", "surface": "flat", "metric": "significant r", "presentation": "1"}
+    at = new_app(query).run()
+    assert_clean(at)
+    assert not at.warning, [w.value for w in at.warning]
+    assert at.selectbox(key="vs_model").value == CLIP_SPEC
+    assert at.selectbox(key="vs_branch").value == "text"
+    assert int(at.selectbox(key="vs_layer").value) == 4
+    assert at.selectbox(key="vs_subject").value == "02"
+    assert at.selectbox(key="vs_atlas").value == "yeo7"
+    assert at.number_input(key="vs_fdr_q").value == pytest.approx(0.01)
+    assert at.selectbox(key="vs_surface").value == "flat"
+    assert at.selectbox(key="vs_metric").value == "significant r"
+    assert at.toggle(key="vs_presentation").value is True
+    assert any("stHeader" in m.value for m in at.markdown)  # presentation CSS hides the chrome
+    for k, v in query.items():
+        assert at.query_params[k] == v, k
+    # widget -> URL
+    at.selectbox(key="vs_branch").set_value("image").run()
+    assert_clean(at)
+    assert at.query_params["branch"] == "image"
+    assert int(at.query_params["layer"]) in (0, 1, 3, 5)
+    at.toggle(key="vs_presentation").set_value(False).run()
+    assert at.query_params["presentation"] == "0"
+    # the URL written by the app restores the same view in a new session
+    again = new_app(dict(at.query_params)).run()
+    assert_clean(again)
+    for name in ("vs_model", "vs_branch", "vs_layer", "vs_subject", "vs_atlas", "vs_surface", "vs_metric"):
+        assert again.selectbox(key=name).value == at.selectbox(key=name).value, name
+
+
+@slow
+def test_invalid_url_values_warn_and_fall_back(app_env):
+    at = new_app({"model": "no-such-model", "layer": "abc", "condition": "sound", "fdr_q": "2"}).run()
+    assert_clean(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "no-such-model" in warnings and "abc" in warnings and "sound" in warnings and "fdr_q" in warnings
+    assert at.selectbox(key="vs_model").value in at.selectbox(key="vs_model").options
+    assert at.number_input(key="vs_fdr_q").value == pytest.approx(0.05)
+    assert len(charts(at)) >= 1
+
+
+@slow
+def test_views_change_with_page_widgets(app_env):
+    at = new_app({"model": CLIP_SPEC, "branch": "image", "layer": "1"}).run()
+    at.switch_page("pages/layers.py").run()
+    assert_clean(at)
+    before = chart_spec(at)
+    at.radio(key="ly_value").set_value("fraction significant").run()
+    assert_clean(at)
+    assert chart_spec(at)["data"] != before["data"]
+
+    at.switch_page("pages/polarity.py").run()
+    assert_clean(at)
+    assert "Mirrored trend" in [s.value for s in at.subheader]
+    names = {t.get("name") for t in chart_spec(at)["data"]}
+    assert {"positive", "negative"} <= names
+
+    at.switch_page("pages/compare.py").run()
+    assert_clean(at)
+    assert len(charts(at)) == 4  # A, B, A - B, networks
+    diff_title = chart_spec(at, 2)["layout"]["title"]["text"]
+    assert diff_title.startswith("A − B")
+
+
+@slow
+def test_modality_page_shows_si_and_gain(app_env):
+    at = new_app().run()
+    at.switch_page("pages/modality.py").run()
+    assert_clean(at)
+    titles = [chart_spec(at, i)["layout"]["title"]["text"] for i in range(len(charts(at)))]
+    assert any(t.startswith("SI:") for t in titles)
+    assert any(t.startswith("Cross-modal gain") for t in titles)
+    assert any("unified" in m.label for m in at.metric)
+
+
+@slow
+def test_redundancy_lesion_curve_is_computed_on_demand(app_env, tmp_path, monkeypatch):
+    from alignment.cache import Cache
+
+    root = hardlink_copy(app_env, tmp_path / "cache")
+    monkeypatch.setenv("ALIGNMENT_CACHE", root)
+    at = new_app({"model": CLIP_SPEC, "branch": "image", "layer": "1", "subject": "01"}).run()
+    at.switch_page("pages/redundancy.py").run()
+    assert_clean(at)
+    assert any("Not computed yet" in i.value for i in at.info)
+    assert not (Path(root) / "lesion").exists() or not Cache(root).entries("lesion")
+    at.button(key="re_lesion_go").click().run()
+    assert_clean(at)
+    assert len(Cache(root).entries("lesion")) == 1
+    titles = [chart_spec(at, i)["layout"]["title"]["text"] for i in range(len(charts(at)))]
+    assert any(t.startswith("Lesion curve") for t in titles)
+    # a new session reads it from the cache: no button
+    at2 = new_app({"model": CLIP_SPEC, "branch": "image", "layer": "1", "subject": "01"}).run()
+    at2.switch_page("pages/redundancy.py").run()
+    assert not any("Not computed yet" in i.value for i in at2.info)
+
+
+# ------------------------------------------------------------------------------ errors
+@slow
+def test_bad_dataset_path_shows_an_error(app_env, tmp_path):
+    at = new_app().run()
+    at.text_input(key="vs_dataset").input(str(tmp_path / "no-such-folder")).run()
+    assert_clean(at)
+    assert "not found" in error_text(at)
+    at.switch_page("pages/polarity.py").run()
+    assert_clean(at)
+    assert "not found" in error_text(at)
+    # a folder that is not a dataset
+    (tmp_path / "empty").mkdir()
+    bad = new_app({"dataset": str(tmp_path / "empty")}).run()
+    assert_clean(bad)
+    assert "dataset.toml" in error_text(bad)
+
+
+def _demo_key_entry(root: str, stage: str, subject: str, key):
+    from alignment import summaries
+
+    study = summaries.demo_study(root, small=True)
+    study.cache = summaries.ProbeCache(root)  # locate without verifying
+    return getattr(study, stage)(subject, key)
+
+
+@slow
+def test_corrupt_cache_entry_shows_an_error(app_env, tmp_path, monkeypatch):
+    from alignment.cache import Cache, CacheCorruptionWarning
+    from alignment.pipeline import LayerKey
+
+    root = hardlink_copy(app_env, tmp_path / "cache")
+    key = LayerKey(CLIP_SPEC, "image", 3, "attn", "image+text")
+    entry = _demo_key_entry(root, "encoding", "01", key)
+    npz = entry.path / "arrays.npz"
+    data = npz.read_bytes()
+    npz.unlink()  # break the hard link: the session's cache stays intact
+    npz.write_bytes(data[: len(data) // 2])
+    monkeypatch.setenv("ALIGNMENT_CACHE", root)
+    at = new_app({"model": key.model, "branch": key.branch, "layer": "3", "subject": "01"})
+    with pytest.warns(CacheCorruptionWarning):
+        at.run()
+    assert_clean(at)
+    assert "not in the cache" in error_text(at)
+    assert "image L3" in error_text(at)
+    # the app reads, it never computes: the damaged entry was moved aside, not recomputed
+    assert Cache(root).get("encoding", entry.key) is None
+
+
+@slow
+def test_missing_cache_entry_shows_an_error(app_env, tmp_path, monkeypatch):
+    from alignment.demo import demo_root
+    from alignment.cache import Cache
+
+    root = hardlink_copy(app_env, tmp_path / "cache")
+    shutil.rmtree(Path(root) / "ans")  # AN time series gone, maps still listed
+    monkeypatch.setenv("ALIGNMENT_CACHE", root)
+    folder = str(demo_root(Cache(root), small=True))  # the demo opened as a custom dataset folder
+    at = new_app({"dataset": folder, "subject": "01"}).run()
+    assert_clean(at)
+    assert "not in the cache" in error_text(at)
+    assert "ans" in error_text(at)
+
+
+# ------------------------------------------------------------------------------ compute page
+@slow
+def test_cache_browser_lists_and_deletes_with_confirmation(app_env, tmp_path, monkeypatch):
+    from alignment.cache import Cache
+
+    root = hardlink_copy(app_env, tmp_path / "cache")
+    junk = Cache(root).put("scratch", "ab" * 32, {"x": np.zeros(3)}, {"description": "scratch entry to delete"})
+    monkeypatch.setenv("ALIGNMENT_CACHE", root)
+    at = new_app().run()
+    at.switch_page("pages/compute.py").run()
+    assert_clean(at)
+    assert any(m.label == "total" for m in at.metric), ([m.label for m in at.metric], error_text(at), [i.value for i in at.info])
+    target = f"scratch/{junk.key[:16]}"
+    at.multiselect(key="cp_delete").select(target).run()
+    assert at.button(key="cp_delete_go").disabled  # not confirmed yet
+    at.checkbox(key="cp_confirm").check().run()
+    at.button(key="cp_delete_go").click().run()
+    assert_clean(at)
+    assert Cache(root).entries("scratch") == []
+    assert any("Deleted 1 entry" in s.value for s in at.success)
+    assert len(Cache(root).entries("encoding")) > 0
+
+
+@slow
+def test_compute_page_reports_bad_input(app_env, tmp_path):
+    at = new_app().run()
+    at.switch_page("pages/compute.py").run()
+    at.text_input(key="cp_dataset").input(str(tmp_path / "nothing-here"))
+    next(b for b in at.button if b.label == "Run").click().run()
+    assert_clean(at)
+    assert "not found" in error_text(at)
+
+
+def _set_view_script():
+    import streamlit as st
+
+    from alignment import app_state as S
+
+    state = S.sidebar()
+    st.write(f"layer={state.layer} voxel={state.voxel}")
+    if st.button("jump", key="jump"):  # after the sidebar is drawn: applied on the rerun
+        S.set_view(layer=3, voxel=1234)
+        st.rerun()
+
+
+@slow
+def test_set_view_changes_the_view_and_the_url(app_env):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_set_view_script, default_timeout=TIMEOUT)
+    at.query_params.update({"model": CLIP_SPEC, "branch": "image", "layer": "1"})
+    at.run()
+    assert_clean(at)
+    at.button(key="jump").click().run()
+    assert_clean(at)
+    assert int(at.selectbox(key="vs_layer").value) == 3
+    assert at.query_params["layer"] == "3" and at.query_params["voxel"] == "1234"
+    assert any("layer=3 voxel=1234" in m.value for m in at.main.markdown)
