@@ -49,6 +49,11 @@ def demo_plans(small: bool = False) -> tuple[ModelPlan, ...]:
     )
 
 
+def demo_options(seed: int = 0) -> Options:
+    """The analysis options the demo is computed with (the app reads with the same)."""
+    return Options(seed=seed, alphas=DEMO_ALPHAS)
+
+
 def demo_root(cache: Cache, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False) -> Path:
     """Folder of the demo dataset with these parameters, inside the cache folder."""
     return cache.root / "datasets" / f"demo_seed-{seed}_snr-{snr:g}{'_small' if small else ''}"
@@ -61,7 +66,7 @@ def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAU
 
     cache = cache if isinstance(cache, Cache) else Cache(cache)
     root = build_demo(demo_root(cache, seed, snr, small), seed=seed, snr=snr, small=small)
-    study = Study(load_dataset(root), cache, Options(seed=seed, alphas=DEMO_ALPHAS), device="cpu",
+    study = Study(load_dataset(root), cache, demo_options(seed), device="cpu",
                   progress=progress is True)
     compute(study, demo_plans(small), study.dataset.subjects, progress=progress)
     return study

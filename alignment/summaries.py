@@ -221,12 +221,7 @@ def demo_options(seed: int = 0) -> Options:
     """The analysis options :func:`alignment.demo.run_demo` computes the demo with."""
     from alignment import demo
 
-    if hasattr(demo, "demo_options"):
-        return demo.demo_options(seed)
-    kw = {"seed": seed}
-    if hasattr(demo, "DEMO_ALPHAS"):
-        kw["alphas"] = tuple(float(a) for a in demo.DEMO_ALPHAS)
-    return Options(**kw)
+    return demo.demo_options(seed)
 
 
 def demo_study(cache_root=None, small: bool = False, seed: int = 0) -> AppStudy:
