@@ -32,13 +32,12 @@ Environment: ``ALIGNMENT_CACHE`` (cache folder, default ``./cache``; the demo li
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import os
 import tempfile
 import zipfile
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 

@@ -201,7 +201,6 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
     out["network_accuracy"] = network_hits / len(patches)
 
     # modality: dual-encoder branches (image vs text); fusion conditions for unified patches
-    labels = np.full(planted.size, "none", dtype="<U7")
     clip_keys = [k for k in keys if k.model == CLIP_SPEC and k.kind == "attn"]
     r_img = np.max([np.asarray(enc[k]["scores"]) for k in clip_keys if k.branch == "image"], axis=0)
     r_txt = np.max([np.asarray(enc[k]["scores"]) for k in clip_keys if k.branch == "text"], axis=0)

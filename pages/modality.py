@@ -1,7 +1,6 @@
 """Modality: specialization index of dual encoders; cross-modal gain and unified BNs of fusion models."""
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
