@@ -12,28 +12,31 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cache(demo_cache):
-    return Cache(demo_cache)
+def cache(tmp_path_factory):
+    """Other seeds go to their own cache, so the shared one holds only the seed-0 demo."""
+    return Cache(tmp_path_factory.mktemp("demo-seeds"))
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_validate_passes_on_small_demo(cache, seed, capsys):
-    assert main(["--cache", str(cache.root), "validate", "--small", "--seed", str(seed), "--json"]) == 0
+def test_validate_passes_on_small_demo(cache, demo_cache, seed, capsys):
+    root = demo_cache if seed == 0 else str(cache.root)  # seed 0 is the shared, prebuilt demo
+    assert main(["--cache", root, "validate", "--small", "--seed", str(seed), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for name, (op, limit) in THRESHOLDS.items():
         assert result[name] >= limit if op == ">=" else result[name] <= limit, (name, result[name])
     assert result["passed"] is True
 
 
-def test_seeds_give_different_data(cache):
-    a = run_demo(cache, seed=0, small=True, progress=False).dataset
+def test_seeds_give_different_data(cache, demo_cache):
+    a = run_demo(Cache(demo_cache), seed=0, small=True, progress=False).dataset
     b = run_demo(cache, seed=1, small=True, progress=False).dataset
     assert a.root != b.root
     assert (a.bold("01", a.runs[0]) != b.bold("01", b.runs[0])).any()
     assert a.timeline(a.runs[0]).caption != b.timeline(b.runs[0]).caption
 
 
-def test_second_demo_run_computes_nothing(cache, monkeypatch):
+def test_second_demo_run_computes_nothing(demo_cache, monkeypatch):
+    cache = Cache(demo_cache)
     run_demo(cache, seed=0, small=True, progress=False)
     import alignment.encoding
 
