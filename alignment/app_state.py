@@ -808,3 +808,35 @@ def export_buttons(fig=None, name: str = "figure", table=None, map_values=None, 
             st.download_button("GIfTI (.func.gii, L + R, zip)", lambda: _gifti_zip(vals, names, base),
                                file_name=f"{base}_gifti.zip", mime="application/zip", key=f"dl-{base}-gifti",
                                on_click="ignore")
+
+
+# ---------------------------------------------------------------------- page intents
+SIDEBAR_FIELDS = ("subject", "model", "branch", "layer", "kind", "condition")
+
+
+def apply_intent(state: ViewState, intent_key: str) -> ViewState:
+    """Apply what a widget callback recorded under ``intent_key``: ``{"view": {...}, "goto": page}``.
+
+    Callbacks only record; this runs in the page body after the sidebar is drawn (set_view needs
+    the run's view state, which callbacks and fragment reruns lack). Before a page switch the
+    sidebar fields are re-asserted: a widget drawn before st.switch_page can come back at its
+    default on the new page (seen with the int-valued Layer selectbox).
+    """
+    intent = st.session_state.pop(intent_key, None)
+    if not intent:
+        return state
+    view = dict(intent["view"])
+    if intent.get("goto"):
+        view = {**{f: getattr(state, f) for f in SIDEBAR_FIELDS}, **view}
+    state = set_view(**view)
+    if intent.get("goto"):
+        st.switch_page(intent["goto"])
+    return state
+
+
+@st.cache_resource(show_spinner="Building the AN ↔ voxel link table …", max_entries=4)
+def link_table(_study, study_ident: str, subject: str, kind: str, condition: str, keys: tuple):
+    """The inspectors' AN ↔ voxel LinkTable, built once per (study, subject, kind, condition)."""
+    from alignment import inspect as insp
+
+    return insp.build_link_table(_study, subject, kind, condition, keys=list(keys))

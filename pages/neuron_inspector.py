@@ -20,31 +20,15 @@ from alignment.surfaces import bar_figure, flat_map_figure
 VOXEL_PAGE = "pages/voxel_inspector.py"
 INTENT = "_ni_intent"  # what a widget callback asked for: {"view": {...}, "goto": page or None}
 ss = st.session_state
-SIDEBAR_FIELDS = ("subject", "model", "branch", "layer", "kind", "condition")
 
 state = S.page("Neuron inspector",
                caption="One artificial neuron: its time course, what drives it, its atoms and where it maps in "
                        "the brain. Model, branch, layer, AN kind and condition come from the sidebar.")
-# callbacks only record what they want; applied here, after the sidebar is drawn
-intent = ss.pop(INTENT, None)
-if intent:
-    view = dict(intent["view"])
-    if intent.get("goto"):
-        # re-assert the sidebar fields too: a widget drawn before st.switch_page can come back at
-        # its default on the new page (seen with the int-valued Layer selectbox)
-        view = {**{f: getattr(state, f) for f in SIDEBAR_FIELDS}, **view}
-    state = S.set_view(**view)
-    if intent.get("goto"):
-        st.switch_page(intent["goto"])
+state = S.apply_intent(state, INTENT)
 study, avail = S.open_or_stop(state)
 key = state.layer_key()
 atlas = S.get_atlas(state.atlas)
 sk = S.study_key(state)
-
-
-@st.cache_resource(show_spinner="Building the AN ↔ voxel link table …", max_entries=4)
-def link_table(_study, study_ident: str, subject: str, kind: str, condition: str, keys: tuple):
-    return insp.build_link_table(_study, subject, kind, condition, keys=list(keys))
 
 
 def on_an() -> None:
@@ -78,7 +62,7 @@ mapped = all(avail.has(key, stage="glm", subject=s) for s in subjects)
 with S.guard(state) as g:
     tables = None
     if mapped:
-        tables = {s: link_table(study, study_id(study), s, key.kind, key.condition,
+        tables = {s: S.link_table(study, study_id(study), s, key.kind, key.condition,
                                 tuple(avail.keys(stage="glm", subject=s, kind=key.kind, condition=key.condition)))
                   for s in subjects}
     prof = insp.an_profile(study, key, an, state.subject if mapped else None, tables=tables, atlas=atlas,

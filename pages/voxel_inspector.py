@@ -20,23 +20,11 @@ from alignment.surfaces import flat_map_figure
 NEURON_PAGE = "pages/neuron_inspector.py"
 INTENT = "_vi_intent"  # what a widget callback asked for: {"view": {...}, "goto": page or None}
 ss = st.session_state
-SIDEBAR_FIELDS = ("subject", "model", "branch", "layer", "kind", "condition")
 
 state = S.page("Voxel inspector",
                caption="Click a vertex on the flat map (or drag a box / lasso for an ROI), type a voxel "
                        "index, or jump to a network's best-predicted voxel.")
-# Callbacks only record what they want; it is applied here, in the page body after the sidebar
-# is drawn (S.set_view needs the run's view state, which callbacks and fragment reruns lack).
-intent = ss.pop(INTENT, None)
-if intent:
-    view = dict(intent["view"])
-    if intent.get("goto"):
-        # re-assert the sidebar fields too: a widget drawn before st.switch_page can come back at
-        # its default on the new page (seen with the int-valued Layer selectbox)
-        view = {**{f: getattr(state, f) for f in SIDEBAR_FIELDS}, **view}
-    state = S.set_view(**view)
-    if intent.get("goto"):
-        st.switch_page(intent["goto"])
+state = S.apply_intent(state, INTENT)
 study, avail = S.open_or_stop(state)
 key = state.layer_key()
 atlas = S.get_atlas(state.atlas)
@@ -44,11 +32,6 @@ sk = S.study_key(state)
 
 
 # ------------------------------------------------------------------------------ cached reads
-@st.cache_resource(show_spinner="Building the AN ↔ voxel link table …", max_entries=4)
-def link_table(_study, study_ident: str, subject: str, kind: str, condition: str, keys: tuple):
-    return insp.build_link_table(_study, subject, kind, condition, keys=list(keys))
-
-
 @st.cache_data(show_spinner="Fitting the voxel's ridge model (leave one run out) …", max_entries=64)
 def timecourse(sk_: tuple, subject: str, key_, voxels: tuple):
     return insp.roi_timecourse(study, subject, key_, list(voxels))
@@ -219,7 +202,7 @@ def top_ans_view():
         return
     n = st.slider("ANs", 5, 50, 10, key="vi_n_ans")
     with S.guard(state) as g:
-        table = link_table(study, study_id(study), sid, state.kind, state.condition, keys)
+        table = S.link_table(study, study_id(study), sid, state.kind, state.condition, keys)
         links = insp.voxel_top_ans(study, sid, voxel, state.kind, state.condition, n=n, table=table, atlas=atlas)
     if g.failed:
         return
