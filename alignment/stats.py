@@ -332,8 +332,7 @@ def block_permutation_null(y_true, y_pred, runs, block_size=20, n_perms=1000, se
         As in :func:`circular_shift_null`.
     voxel_chunk : int
     tail : {"empirical", "normal"}
-        Monte Carlo p values, or the upper tail of a normal fitted to each voxel's null
-        (resolves p values below 1 / (1 + n_draws); see ``_p_from_null``).
+        As in :func:`circular_shift_null`.
     return_null : bool
         Also return the null distribution (n_perms, V).
 

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from alignment.cache import Cache, Entry
+from alignment.demo import demo_options  # the options the demo is computed (and read) with
 from alignment.pipeline import LayerKey, Options, Study
 
 __all__ = [
@@ -215,13 +216,6 @@ def open_study(dataset: str, cache_root=None, *, demo_small: bool = False, optio
         raise DatasetError("no dataset folder given")
     ds = load_dataset(path)
     return AppStudy(ds, ReadOnlyCache(cache_root), options or Options(), device="cpu")
-
-
-def demo_options(seed: int = 0) -> Options:
-    """The analysis options :func:`alignment.demo.run_demo` computes the demo with."""
-    from alignment import demo
-
-    return demo.demo_options(seed)
 
 
 def demo_study(cache_root=None, small: bool = False, seed: int = 0) -> AppStudy:
