@@ -430,7 +430,7 @@ def sidebar() -> ViewState:
         sb.error(_message(exc))
 
     values: dict[str, Any] = {"dataset": dataset}
-    if avail is not None and not avail.empty:
+    if avail is not None and avail.models():  # some subject has encoding maps
         subjects = [s for s in avail.subjects if avail.models(subject=s)]
         group_ok = len(avail.subjects) > 1 and bool(avail.models(subject=GROUP))
         subj_opts = ([GROUP] if group_ok else []) + subjects
@@ -471,7 +471,8 @@ def sidebar() -> ViewState:
         values.update(subject=ss[_PREFIX + "subject"], model=model, branch=branch, kind=kind, condition=cond,
                       layer=int(ss[_PREFIX + "layer"]))
     elif avail is not None:
-        sb.warning("The cache holds no results for this dataset yet: compute them on the Compute page.")
+        sb.warning("The cache holds no encoding results for this dataset yet: compute them on the Compute page "
+                   "or with `python -m alignment run CONFIG.toml`.")
         for name in ("subject", "model", "branch", "kind", "condition", "layer"):
             values[name] = ss.get(_PREFIX + name, getattr(ViewState(), name))
     else:
@@ -701,8 +702,8 @@ def open_or_stop(state: ViewState):
         avail = get_available(state)
     if g.failed:
         st.stop()
-    if avail.empty:
-        st.info("The cache holds no results for this dataset yet. Compute them on the **Compute** page.")
+    if not avail.models():
+        st.info("The cache holds no encoding results for this dataset yet. Compute them on the **Compute** page.")
         st.stop()
     return study, avail
 

@@ -39,6 +39,7 @@ __all__ = [
     "MapResult",
     "GroupMap",
     "open_study",
+    "cached_options",
     "demo_study",
     "demo_options",
     "demo_ready",
@@ -215,7 +216,55 @@ def open_study(dataset: str, cache_root=None, *, demo_small: bool = False, optio
 
         raise DatasetError("no dataset folder given")
     ds = load_dataset(path)
-    return AppStudy(ds, ReadOnlyCache(cache_root), options or Options(), device="cpu")
+    cache = ReadOnlyCache(cache_root)
+    return AppStudy(ds, cache, options or cached_options(ds, cache) or Options(), device="cpu")
+
+
+def cached_options(dataset, cache: Cache) -> Options | None:
+    """The analysis options ``dataset``'s results in ``cache`` were computed with.
+
+    A run config may set any options, and they are part of every result's cache key, so a
+    dataset folder is read with the options found in the metadata of its encoding entries
+    (the most frequent set; atoms and GLM options likewise among entries with those). None when
+    the cache holds no encoding result of the dataset.
+    """
+    from collections import Counter
+
+    fps = {dataset.fingerprint(subjects=[s]) for s in dataset.subjects}
+    enc: Counter = Counter()
+    for info in _stage_entries(cache, "encoding"):
+        p = _read_params(info.path)
+        if p and p.get("bold") in fps:
+            try:
+                enc[(p["hrf"], tuple(float(a) for a in p["alphas"]), p["null"], int(p["n_null"]),
+                     p["null_tail"], int(p["seed"]))] += 1
+            except (KeyError, TypeError, ValueError):
+                continue
+    if not enc:
+        return None
+    hrf, alphas, null, n_null, null_tail, seed = enc.most_common(1)[0][0]
+    found = {"hrf": hrf, "alphas": alphas, "null": null, "n_null": n_null, "null_tail": null_tail, "seed": seed}
+    atoms: Counter = Counter()
+    atom_keys: dict[tuple, set] = {}
+    for info in _stage_entries(cache, "atoms"):
+        p = _read_params(info.path)
+        if p and p.get("hrf") == hrf and p.get("seed") == seed and "n_atoms" in p and "sparsity" in p:
+            atoms[(p["n_atoms"], p["sparsity"])] += 1
+            atom_keys.setdefault((p["n_atoms"], p["sparsity"]), set()).add(info.key)
+    if atoms:
+        (n_atoms, sparsity), _ = atoms.most_common(1)[0]
+        found.update(n_atoms=int(n_atoms), sparsity=float(sparsity))
+        modes = Counter(p.get("glm") for info in _stage_entries(cache, "glm")
+                        if (p := _read_params(info.path)) and p.get("bold") in fps
+                        and p.get("atoms") in atom_keys[(n_atoms, sparsity)])
+        modes.pop(None, None)
+        if modes:
+            found["glm"] = modes.most_common(1)[0][0]
+    return Options(**found)
+
+
+def _stage_entries(cache: Cache, stage: str):
+    return cache.entries(stage) if (cache.root / stage).is_dir() else []
 
 
 def demo_study(cache_root=None, small: bool = False, seed: int = 0) -> AppStudy:
@@ -392,15 +441,13 @@ def _scan_cache(study: Study) -> list[tuple]:
         fps[study.dataset.fingerprint(subjects=[s])] = s
     rows = []
     atoms_layer: dict[str, dict] = {}
-    for info in cache.entries("atoms") if (cache.root / "atoms").is_dir() else []:
+    for info in _stage_entries(cache, "atoms"):
         p = _read_params(info.path)
         if p and p.get("n_atoms") == o.n_atoms and p.get("sparsity") == o.sparsity and p.get("seed") == o.seed \
                 and p.get("hrf") == o.hrf and isinstance(p.get("layer"), dict):
             atoms_layer[info.key] = p["layer"]
     for stage in ("encoding", "glm"):
-        if not (cache.root / stage).is_dir():
-            continue
-        for info in cache.entries(stage):
+        for info in _stage_entries(cache, stage):
             p = _read_params(info.path)
             if not p or p.get("bold") not in fps:
                 continue
@@ -411,7 +458,7 @@ def _scan_cache(study: Study) -> list[tuple]:
                     continue
                 layer = p.get("layer")
             else:
-                layer = atoms_layer.get(p.get("atoms"))
+                layer = atoms_layer.get(p.get("atoms")) if p.get("glm") == o.glm else None
             if not isinstance(layer, dict):
                 continue
             try:

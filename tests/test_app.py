@@ -334,6 +334,34 @@ def test_missing_cache_entry_shows_an_error(app_env, tmp_path, monkeypatch):
     assert "ans" in error_text(at)
 
 
+@slow
+def test_dataset_folder_is_read_with_the_options_of_its_results(app_env, tmp_path):
+    from alignment import summaries
+    from alignment.cache import Cache
+    from alignment.data import load_dataset
+    from alignment.demo import demo_options, demo_root
+
+    folder = demo_root(Cache(app_env), small=True)  # the demo computed with non-default alphas
+    assert summaries.cached_options(load_dataset(folder), Cache(app_env)) == demo_options()
+    assert summaries.open_study(str(folder), app_env).options == demo_options()
+    empty = Cache(tmp_path / "empty")
+    assert summaries.cached_options(load_dataset(folder), empty) is None
+
+
+@slow
+def test_dataset_without_encoding_results_says_so(app_env, tmp_path, monkeypatch):
+    from alignment.cache import Cache
+    from alignment.demo import demo_root
+
+    root = hardlink_copy(app_env, tmp_path / "cache")
+    shutil.rmtree(Path(root) / "encoding")  # atoms and GLM maps remain
+    monkeypatch.setenv("ALIGNMENT_CACHE", root)
+    at = new_app({"dataset": str(demo_root(Cache(root), small=True))}).run()
+    assert_clean(at)
+    assert any("no encoding results" in w.value for w in at.sidebar.warning)
+    assert any("no encoding results" in i.value for i in at.info)
+
+
 # ------------------------------------------------------------------------------ compute page
 @slow
 def test_cache_browser_lists_and_deletes_with_confirmation(app_env, tmp_path, monkeypatch):
