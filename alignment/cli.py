@@ -102,19 +102,81 @@ def cmd_validate(args) -> int:
     return 0 if result.passed else 1
 
 
+EXPORT_FORMATS = ("dscalar", "gifti", "csv", "png", "svg", "html")
+
+
+def cmd_export(args) -> int:
+    """Write one cached map (or its per-network table) to a file; never computes a result."""
+    from alignment import summaries
+    from alignment.data import DatasetError
+    from alignment.export import StaticExportUnavailable, write_csv, write_dscalar, write_figure, write_gifti
+    from alignment.networks import load_atlas
+    from alignment.pipeline import LayerKey
+
+    # checked before anything is read, so a typo fails at once and in one line
+    fmt = args.format.lower()
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown format {args.format!r}; known: {', '.join(EXPORT_FORMATS)}")
+    if args.metric not in summaries.MAP_METRICS:
+        raise ValueError(f"unknown metric {args.metric!r}; known: {', '.join(summaries.MAP_METRICS)}")
+    if not 0 < args.fdr_q < 1:
+        raise ValueError(f"--fdr-q must be between 0 and 1, got {args.fdr_q:g}")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        raise ValueError(f"output folder {folder} does not exist")
+
+    try:
+        study = summaries.open_study(args.dataset, args.cache, demo_small=args.small)
+    except DatasetError:
+        if args.dataset != "demo":
+            raise
+        # the bare "folder not found" would name a folder inside the cache the user never chose
+        what, flag = ("small demo", " --small") if args.small else ("demo", "")
+        raise DatasetError(f"the {what} is not in the cache; build it with `python -m alignment demo{flag}`") from None
+    subjects = list(study.dataset.subjects)
+    subject = args.subject.removeprefix("sub-") if args.subject else (
+        summaries.GROUP if len(subjects) >= 3 else subjects[0])
+    if subject == summaries.GROUP and len(subjects) < 2:
+        raise ValueError("a group map needs at least 2 subjects; give --subject")
+    if subject != summaries.GROUP and subject not in subjects:
+        raise ValueError(f"unknown subject {subject!r}; the dataset has {', '.join(subjects)} (or 'group')")
+
+    key = LayerKey(args.model, args.branch, args.layer, args.kind, args.condition)
+    # "best layer", "SI" and "cross-modal gain" look up which other layers / branches exist
+    avail = summaries.available(study, args.small if args.dataset == "demo" else None)
+    name = f"{args.metric} {key.label()} {'group' if subject == summaries.GROUP else 'sub-' + subject}"
+    try:
+        if fmt == "csv":
+            atlas = load_atlas(args.atlas, space=study.dataset.space)
+            table = summaries.network_table(study, subject, key, args.metric, args.fdr_q, atlas, avail)
+            written = [write_csv(args.out, table)]
+        else:
+            m = summaries.metric_map(study, subject, key, args.metric, args.fdr_q, avail)
+            if fmt == "dscalar":
+                written = [write_dscalar(args.out, m.values, [name])]
+            elif fmt == "gifti":
+                written = write_gifti(args.out, m.values, [name])
+            else:
+                from alignment.surfaces import surface_figure
+
+                atlas = load_atlas(args.atlas, space=study.dataset.space)
+                fig = surface_figure(m.values, cmap=m.cmap, symmetric=m.symmetric, vmin=m.vmin, vmax=m.vmax,
+                                     title=name, outlines=atlas.labels, colorbar_title=m.label)
+                written = [write_figure(args.out, fig, fmt)]  # html: standalone, plotly.js embedded
+    except (summaries.NotCached, StaticExportUnavailable) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def _demo_options(p) -> None:
     from alignment.data.demo import DEFAULT_SNR
 
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated experiment (default 0)")
     p.add_argument("--snr", type=float, default=DEFAULT_SNR, help=f"signal-to-noise of planted voxels (default {DEFAULT_SNR}; 0 plants nothing)")
     p.add_argument("--small", action="store_true", help="a small, fast configuration (fewer TRs and subjects, planted models only)")
-
-
-def _not_yet(name: str, issue: str):
-    def handler(args) -> int:
-        print(f"'{name}' is not available yet: {issue}", file=sys.stderr)
-        return 2
-    return handler
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,10 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("models", help="list model architectures, their branches, layers and how to give weights")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        # also accepted after the command name (`demo --cache DIR`); overrides the global one
+        sp.add_argument("--cache", metavar="DIR", default=argparse.SUPPRESS, help="cache folder")
+        return sp
+
+    p = command("models", "list model architectures, their branches, layers and how to give weights")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("extract", help="extract AN time series for a dataset into the cache")
+    p = command("extract", "extract AN time series for a dataset into the cache")
     p.add_argument("--dataset", required=True, help="dataset folder (see README: custom dataset format)")
     p.add_argument("--model", action="append", required=True, help="model spec, repeatable (e.g. clip:ViT-B-32@openai)")
     p.add_argument("--branches", help="comma-separated branches (default: all)")
@@ -143,21 +211,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("run", help="compute every analysis a TOML config names into the cache")
+    p = command("run", "compute every analysis a TOML config names into the cache")
     p.add_argument("config", help="TOML file: [study], [[models]], [analyses], [options] (see README)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("demo", help="build the simulated demo experiment and analyse it")
+    p = command("demo", "build the simulated demo experiment and analyse it")
     _demo_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("validate", help="compare computed demo results with the planted ground truth")
+    p = command("validate", "compare computed demo results with the planted ground truth")
     _demo_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("export", help="export maps (CIFTI dscalar, GIfTI) and tables (CSV)")
-    p.set_defaults(func=_not_yet("export", "needs the analyses pipeline"))
+    from alignment.summaries import MAP_METRICS
+
+    p = command("export", "export a cached map (CIFTI dscalar, GIfTI, PNG/SVG/HTML) or its network table (CSV)")
+    p.add_argument("--dataset", default="demo",
+                   help="'demo' (the simulated demo in the cache, default) or a dataset folder")
+    p.add_argument("--small", action="store_true", help="the small demo (built by `demo --small`)")
+    p.add_argument("--model", required=True, help="model spec as computed (e.g. clip:ViT-B-32@openai)")
+    p.add_argument("--branch", required=True, help="branch (see `models`)")
+    p.add_argument("--layer", type=int, required=True, help="layer index")
+    p.add_argument("--kind", choices=AN_KINDS, default="attn")
+    p.add_argument("--condition", choices=CONDITIONS, default="image+text")
+    p.add_argument("--subject",
+                   help="subject id or 'group' (default: group with >= 3 subjects, else the first subject)")
+    p.add_argument("--metric", default="r", help=f"one of: {', '.join(repr(m) for m in MAP_METRICS)} (default r)")
+    p.add_argument("--fdr-q", type=float, default=0.05, help="FDR level for significance (default 0.05)")
+    p.add_argument("--atlas", default="ca",
+                   help="networks of the csv table and figure outlines: ca, yeo7, yeo17 or a file (default ca)")
+    p.add_argument("--format", required=True, help=f"one of: {', '.join(EXPORT_FORMATS)}")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="output file, replaced if it exists (gifti: prefix of PATH.L.func.gii and PATH.R.func.gii)")
+    p.set_defaults(func=cmd_export)
 
     from alignment.cache import add_cli
 

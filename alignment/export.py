@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -58,6 +59,9 @@ def _atomic_write(path, write, suffix: str) -> str:
         raise ValueError(f"folder {folder!r} does not exist")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; exports are ordinary files
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -65,6 +69,12 @@ def _atomic_write(path, write, suffix: str) -> str:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def write_figure(path, fig, fmt: str = "png", **kwargs) -> str:
+    """Write a figure as PNG, SVG or standalone HTML (:func:`figure_bytes`) atomically."""
+    data = figure_bytes(fig, fmt, **kwargs)
+    return _atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), "." + fmt)
 
 
 def _maps_2d(maps, allowed: Sequence[int], what: str = "maps") -> tuple[np.ndarray, bool]:
