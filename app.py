@@ -27,6 +27,7 @@ sections = {
         _page("pages/polarity.py", "Polarity", ":material/exposure:"),
         _page("pages/modality.py", "Modality", ":material/image:"),
         _page("pages/redundancy.py", "Redundancy", ":material/join_inner:"),
+        _page("pages/integration.py", "Integration sites", ":material/merge:"),
         _page("pages/compare.py", "Compare", ":material/compare:"),
     ],
     "Inspect": [

@@ -14,9 +14,11 @@ import numpy as np
 
 from alignment.cache import Cache
 from alignment.data.demo import CLIP_SPEC, DEFAULT_SNR, METER_SPEC, PLANTING, build_demo, load_ground_truth
-from alignment.pipeline import LayerKey, ModelPlan, Options, Study, compute, plan_layers
+from alignment.pipeline import Baselines, LayerKey, ModelPlan, Options, Study, compute, plan_layers
 
 BASELINES = ("random:vit:tiny", "random:roberta:tiny", "minilm")
+#: the unimodal models integration sites are tested against (ViT for images, RoBERTa for text)
+INTEGRATION_BASELINES = Baselines("random:vit:tiny", "random:roberta:tiny")
 # one ridge penalty per decade: the planted effects are not subtle, and the alpha search is
 # the largest cost of a whole-brain fit
 DEMO_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)
@@ -28,8 +30,10 @@ def demo_plans(small: bool = False) -> tuple[ModelPlan, ...]:
     """What the demo computes: every view of the app for every demo model.
 
     Fusion cross-modal layers are also encoded under the single-modality conditions (Modality
-    page); the unimodal baselines are encoded for integration sites. ``small`` keeps the
-    planted layers plus layer 0 of each planted branch as a distractor (for tests).
+    page) and tested as integration sites against :data:`INTEGRATION_BASELINES`; the dual
+    encoder's branches get a variance partition at every depth. ``small`` keeps the planted
+    layers plus layer 0 of each planted branch as a distractor, one variance partition and one
+    integration layer (for tests).
     """
     if small:
         layers: dict = {}
@@ -39,6 +43,8 @@ def demo_plans(small: bool = False) -> tuple[ModelPlan, ...]:
                  for (model, branch, kind), ls in layers.items()]
         plans += [ModelPlan(model, (branch,), tuple(sorted(ls)), (kind,), ("image", "text"), analyses=("encoding",))
                   for (model, branch, kind), ls in layers.items() if model == METER_SPEC]
+        plans += [ModelPlan(CLIP_SPEC, ("image", "text"), (1,), analyses=("variance_partition",)),
+                  ModelPlan(METER_SPEC, ("cross_image",), (1,), analyses=("integration",))]
         return tuple(plans)
     return (
         ModelPlan(CLIP_SPEC, analyses=MAPPING),
@@ -46,12 +52,14 @@ def demo_plans(small: bool = False) -> tuple[ModelPlan, ...]:
         ModelPlan(METER_SPEC, branches=CROSS, kinds=("mlp",), analyses=MAPPING),
         ModelPlan(METER_SPEC, branches=CROSS, kinds=("attn", "mlp"), conditions=("image", "text"), analyses=("encoding",)),
         *(ModelPlan(spec, analyses=MAPPING) for spec in BASELINES),
+        ModelPlan(CLIP_SPEC, analyses=("variance_partition",)),
+        ModelPlan(METER_SPEC, branches=CROSS, analyses=("integration",)),
     )
 
 
 def demo_options(seed: int = 0) -> Options:
     """The analysis options the demo is computed with (the app reads with the same)."""
-    return Options(seed=seed, alphas=DEMO_ALPHAS)
+    return Options(seed=seed, alphas=DEMO_ALPHAS, banded_iter=5)
 
 
 def demo_root(cache: Cache, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False) -> Path:
@@ -68,7 +76,7 @@ def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAU
     root = build_demo(demo_root(cache, seed, snr, small), seed=seed, snr=snr, small=small)
     study = Study(load_dataset(root), cache, demo_options(seed), device="cpu",
                   progress=progress is True)
-    compute(study, demo_plans(small), study.dataset.subjects, progress=progress)
+    compute(study, demo_plans(small), study.dataset.subjects, progress=progress, baselines=INTEGRATION_BASELINES)
     return study
 
 
@@ -133,7 +141,7 @@ def validate_demo(study: Study, small: bool = False) -> Validation:
     planned = [(plan, key) for plan in demo_plans(small) for key in plan_layers(study, plan)]
     planted_from = {(p.model, p.kind) for p in PLANTING}  # also with snr=0, when nothing is planted
     encoded = list(dict.fromkeys(key for plan, key in planned if (key.model, key.kind) in planted_from
-                                 and key.condition == "image+text"))
+                                 and key.condition == "image+text" and "encoding" in (plan.analyses or MAPPING)))
     mapped = list(dict.fromkeys(key for plan, key in planned if key in encoded and "neuron_mapping" in (plan.analyses or MAPPING)))
     per_subject = [_subject_metrics(study, truth, s, encoded, mapped) for s in study.dataset.subjects]
     metrics = {k: float(np.nanmean([m[k] for m in per_subject])) if any(np.isfinite(m[k]) for m in per_subject) else float("nan")

@@ -12,6 +12,10 @@ Stages (one entry per subject where BOLD is involved):
 ``atoms``      sparse dictionary of one layer's ANs: ``codes`` (N, K), ``atoms`` (K, T),
                ``regressors`` (T, K) HRF-convolved atoms
 ``glm``        voxel-wise AR(1) GLM of the atoms: ``t``, ``beta``, ``q`` (K, V)
+``variance``   banded ridge with one band per branch at one depth: ``r2`` (V,), ``unique``
+               and ``r2_without`` (B, V), ``shared`` (V,)
+``integration``  a VLM layer against an image and a text baseline: ``r_vlm``,
+               ``r_image``, ``r_text``, ``diff``, ``p``, ``q``, ``sites`` (V,)
 =============  ==========================================================================
 """
 
@@ -32,6 +36,8 @@ from alignment.timing import spm_hrf_convolve, zscore_runs
 ENCODING_VERSION = 1
 ATOMS_VERSION = 1
 GLM_VERSION = 2
+VARIANCE_VERSION = 1
+INTEGRATION_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class Options:
     sparsity: float = 1.0
     seed: int = 0
     fdr_q: float = 0.05
+    banded_iter: int = 20  # band-weight samples of the banded ridge's random search
+    block_len: int = 20  # TRs per time block of the integration-site test
 
     @classmethod
     def from_dict(cls, values: dict) -> "Options":
@@ -74,6 +82,52 @@ class LayerKey:
         return f"{self.model} {self.branch} L{self.layer} {self.kind} [{self.condition}]"
 
 
+@dataclass(frozen=True)
+class BandsKey:
+    """Branches of one model at the same depth, fitted jointly as the bands of a banded ridge."""
+
+    model: str
+    branches: tuple
+    layer: int
+    kind: str = "attn"
+    condition: str = "image+text"
+
+    def band(self, branch: str) -> LayerKey:
+        return LayerKey(self.model, branch, self.layer, self.kind, self.condition)
+
+    def label(self) -> str:
+        return f"{self.model} {'+'.join(self.branches)} L{self.layer} {self.kind} [{self.condition}]"
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """The unimodal baselines of integration sites: an image model and a text model.
+
+    ``image_layer`` / ``text_layer``: a layer index, or None for the baseline's best layer (the
+    highest mean encoding r over voxels, per subject).
+    """
+
+    image: str
+    text: str
+    image_layer: int | None = None
+    text_layer: int | None = None
+
+
+@dataclass(frozen=True)
+class IntegrationKey:
+    """A VLM layer tested against the unimodal baselines."""
+
+    vlm: LayerKey
+    baselines: Baselines
+
+    def label(self) -> str:
+        return f"{self.vlm.label()} vs {_short_spec(self.baselines.image)} & {_short_spec(self.baselines.text)}"
+
+
+def _short_spec(spec: str) -> str:
+    return spec.removeprefix("random:").split("?")[0]
+
+
 class Study:
     """A dataset + cache + options; computes each stage on demand and caches it."""
 
@@ -96,6 +150,10 @@ class Study:
         """The ``ans`` entry holding every layer of every branch of ``key``'s model/kind/condition."""
         request = FeatureRequest.make(key.model, None, kind=key.kind, condition=key.condition)
         return an_timeseries(self.dataset, request, self.cache, device=self.device, progress=self.progress)
+
+    def branches(self, spec: str, kind: str = "attn", condition: str = "image+text") -> dict[str, list[int]]:
+        """A model's branches and their layers, as its extracted ANs hold them."""
+        return self.features(LayerKey(spec, "", 0, kind, condition)).meta["branches"]
 
     def raw_ans(self, key: LayerKey) -> np.ndarray:
         """Raw pooled ANs of one layer at every TR, (T, N)."""
@@ -190,6 +248,86 @@ class Study:
 
         return self.cache.get_or_compute("glm", params, compute, version=GLM_VERSION)
 
+    def variance(self, subject: str, bands: BandsKey) -> Entry:
+        """Unique and shared variance of a model's branches at one depth (DESIGN §5.5).
+
+        One banded ridge (himalaya, band weights by random search, leave-one-run-out) with one
+        band per branch, refit without each band. Arrays: ``r2`` (V,) joint held-out R²,
+        ``r2_split`` (B, V), ``r2_without`` (B, V), ``unique`` (B, V) = r2 − r2_without,
+        ``shared`` (V,) = r2 − Σ unique; bands in the order of ``bands.branches``.
+        """
+        if len(bands.branches) < 2:
+            raise ValueError(f"{bands.label()}: a variance partition needs at least two branches")
+        o = self.options
+        features = self.features(bands.band(bands.branches[0]))
+        params = {**self._bold_params(subject), "ans": features.key, "bands": asdict(bands),
+                  "hrf": o.hrf, "alphas": list(o.alphas), "banded_iter": o.banded_iter, "seed": o.seed}
+
+        def compute():
+            from alignment.encoding import fit_banded_ridge
+
+            Xs = [self.design(bands.band(b)) for b in bands.branches]
+            fit = fit_banded_ridge(Xs, self.bold(subject), self.runs, alphas=np.asarray(o.alphas),
+                                   n_iter=o.banded_iter, band_names=bands.branches, random_state=o.seed,
+                                   dtype="float32")
+            arrays = {"r2": fit.r2, "r2_split": fit.r2_split, "r2_without": fit.r2_without,
+                      "unique": fit.unique, "shared": fit.shared, "scores": fit.scores}
+            return ({k: np.asarray(v, np.float32) for k, v in arrays.items()},
+                    {"description": f"variance {bands.label()} sub-{subject}"})
+
+        return self.cache.get_or_compute("variance", params, compute, version=VARIANCE_VERSION)
+
+    def best_layer(self, subject: str, spec: str, kind: str = "attn", condition: str = "image+text") -> LayerKey:
+        """The layer of a (one-branch) baseline model with the highest mean encoding r over voxels.
+
+        Computes the encoding maps of every layer it lacks. A model with several branches uses
+        its first branch.
+        """
+        branch, layers = next(iter(self.branches(spec, kind, condition).items()))
+        keys = [LayerKey(spec, branch, int(layer), kind, condition) for layer in layers]
+        means = [float(np.nanmean(np.asarray(self.encoding(subject, k)["scores"]))) for k in keys]
+        return keys[int(np.argmax(means))]
+
+    def _baseline(self, subject: str, spec: str, layer: int | None) -> LayerKey:
+        if layer is None:
+            return self.best_layer(subject, spec)
+        branch = next(iter(self.branches(spec)))
+        return LayerKey(spec, branch, int(layer))
+
+    def integration(self, subject: str, key: IntegrationKey) -> Entry:
+        """Integration sites of a VLM layer against an image and a text baseline (DESIGN §5.7).
+
+        Held-out ridge predictions (leave-one-run-out) of the VLM layer and of each baseline
+        layer, compared by :func:`alignment.analyses.integration.integration_sites` over time
+        blocks of ``options.block_len`` TRs. Arrays (V,): ``r_vlm``, ``r_image``, ``r_text``,
+        ``diff`` = r_vlm − max(baselines), ``p_image``, ``p_text``, ``p``, ``q`` (BH-FDR),
+        ``sites`` (1 where q < fdr_q and diff > 0). Meta ``baselines``: the layers compared.
+        """
+        o = self.options
+        image = self._baseline(subject, key.baselines.image, key.baselines.image_layer)
+        text = self._baseline(subject, key.baselines.text, key.baselines.text_layer)
+        keys = {"vlm": key.vlm, "image": image, "text": text}
+        params = {**self._bold_params(subject), **{f"{k}_ans": self.features(v).key for k, v in keys.items()},
+                  **{k: asdict(v) for k, v in keys.items()}, "hrf": o.hrf, "alphas": list(o.alphas),
+                  "block_len": o.block_len, "fdr_q": o.fdr_q}
+
+        def compute():
+            from alignment.analyses.integration import integration_sites
+            from alignment.encoding import fit_ridge
+
+            Y = self.bold(subject)
+            preds = [fit_ridge(self.design(k), Y, self.runs, alphas=np.asarray(o.alphas),
+                               return_predictions=True).predictions for k in keys.values()]
+            res = integration_sites(Y, *preds, runs=self.runs, block_len=o.block_len, q=o.fdr_q)
+            arrays = {name: getattr(res, name) for name in
+                      ("r_vlm", "r_image", "r_text", "diff", "p_image", "p_text", "p", "q")}
+            arrays = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
+            arrays["sites"] = res.sites.astype(np.uint8)
+            return arrays, {"description": f"integration {key.vlm.label()} sub-{subject}",
+                            "baselines": {"image": asdict(image), "text": asdict(text)}}
+
+        return self.cache.get_or_compute("integration", params, compute, version=INTEGRATION_VERSION)
+
     def link_table(self, subject: str, keys: Sequence[LayerKey], q: float | None = None):
         """AN↔BN links of ``keys`` (one kind and condition) for a subject, for fast lookups.
 
@@ -217,7 +355,11 @@ class ModelPlan:
     analyses: tuple | None = None  # None: the config's [analyses]
 
 
-ANALYSES = ("encoding", "neuron_mapping")
+#: analysis name → the Study method (and cache stage) that computes one unit of it
+STAGE_OF = {"encoding": "encoding", "neuron_mapping": "glm", "variance_partition": "variance",
+            "integration": "integration"}
+ANALYSES = tuple(STAGE_OF)
+DEFAULT_ANALYSES = ("encoding", "neuron_mapping")  # the others cost more and need choices
 
 
 @dataclass(frozen=True)
@@ -227,9 +369,10 @@ class RunConfig:
     dataset: str
     subjects: tuple | None = None
     models: tuple = ()
-    analyses: tuple = ("encoding", "neuron_mapping")
+    analyses: tuple = DEFAULT_ANALYSES
     options: Options = field(default_factory=Options)
     device: str = "auto"
+    baselines: Baselines | None = None  # [integration]: needed by the "integration" analysis
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
@@ -263,11 +406,34 @@ class RunConfig:
             raise ValueError(f"{path}: name at least one [[models]] table with a spec")
         analyses = raw.get("analyses", {})
         _analyses([name for name in analyses], path)
-        chosen = tuple(name for name in ANALYSES if analyses.get(name, True))
+        chosen = tuple(name for name in ANALYSES if analyses.get(name, name in DEFAULT_ANALYSES))
+        baselines = _baselines(raw.get("integration"), path)
+        wanted = set(chosen).union(*(m.analyses or () for m in models))
+        if "integration" in wanted and baselines is None:
+            raise ValueError(f"{path}: the integration analysis needs an [integration] table with "
+                             "image_baseline and text_baseline model specs")
         subjects = study.get("subjects")
         return cls(dataset=dataset, subjects=None if subjects is None else tuple(str(s) for s in subjects),
                    models=tuple(models), analyses=chosen, options=Options.from_dict(raw.get("options", {})),
-                   device=study.get("device", "auto"))
+                   device=study.get("device", "auto"), baselines=baselines)
+
+
+def _baselines(table, path) -> Baselines | None:
+    if table is None:
+        return None
+    known = {"image_baseline", "text_baseline", "image_layer", "text_layer"}
+    unknown = set(table) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)} in [integration]; known: {sorted(known)}")
+    if "image_baseline" not in table or "text_baseline" not in table:
+        raise ValueError(f"{path}: [integration] needs image_baseline and text_baseline model specs")
+    layers = {}
+    for name in ("image_layer", "text_layer"):
+        value = table.get(name, "best")
+        if value != "best" and not isinstance(value, int):
+            raise ValueError(f"{path}: [integration] {name} must be a layer index or \"best\", got {value!r}")
+        layers[name] = None if value == "best" else value
+    return Baselines(table["image_baseline"], table["text_baseline"], **layers)
 
 
 def _analyses(names, path) -> tuple:
@@ -282,14 +448,48 @@ def plan_layers(study: Study, plan: ModelPlan) -> list[LayerKey]:
     keys = []
     for kind in plan.kinds:
         for condition in plan.conditions:
-            entry = study.features(LayerKey(plan.spec, "", 0, kind, condition))
-            branches = entry.meta["branches"]
+            branches = study.branches(plan.spec, kind, condition)
             for branch in plan.branches or tuple(branches):
                 if branch not in branches:
                     raise ValueError(f"{plan.spec} has no branch {branch!r}; branches: {', '.join(branches)}")
                 for layer in plan.layers if plan.layers is not None else branches[branch]:
                     keys.append(LayerKey(plan.spec, branch, int(layer), kind, condition))
     return keys
+
+
+def plan_bands(keys: Sequence[LayerKey]) -> list[BandsKey]:
+    """The variance-partition units of a plan's keys: per (layer, kind, condition), the branches
+    that have that layer, when there are at least two."""
+    groups: dict[tuple, list[str]] = {}
+    for k in keys:
+        groups.setdefault((k.model, k.layer, k.kind, k.condition), []).append(k.branch)
+    return [BandsKey(model, tuple(dict.fromkeys(branches)), layer, kind, condition)
+            for (model, layer, kind, condition), branches in groups.items() if len(set(branches)) >= 2]
+
+
+def plan_units(study: Study, plan: ModelPlan, analyses: Sequence[str] = DEFAULT_ANALYSES,
+               baselines: Baselines | None = None) -> list[tuple[str, object]]:
+    """(stage, target) pairs of one plan, for one subject.
+
+    Targets: a :class:`LayerKey` for ``encoding`` and ``neuron_mapping``, a :class:`BandsKey`
+    for ``variance_partition``, an :class:`IntegrationKey` for ``integration`` (the baseline
+    models themselves are not tested against each other).
+    """
+    keys = plan_layers(study, plan)
+    units: list[tuple[str, object]] = []
+    for stage in plan.analyses or analyses:
+        if stage in ("encoding", "neuron_mapping"):
+            units += [(stage, k) for k in keys]
+        elif stage == "variance_partition":
+            units += [(stage, b) for b in plan_bands(keys)]
+        elif stage == "integration":
+            if baselines is None:
+                raise ValueError("the integration analysis needs baselines (an image and a text model)")
+            if plan.spec not in (baselines.image, baselines.text):
+                units += [(stage, IntegrationKey(k, baselines)) for k in keys]
+        else:
+            raise ValueError(f"unknown analysis {stage!r}; known: {', '.join(ANALYSES)}")
+    return units
 
 
 def run_config(config: RunConfig, cache: Cache | str | None = None, progress: bool = True) -> list[tuple]:
@@ -305,32 +505,31 @@ def run_config(config: RunConfig, cache: Cache | str | None = None, progress: bo
     missing = set(subjects) - set(dataset.subjects)
     if missing:
         raise ValueError(f"subjects {sorted(missing)} not in {dataset.root}; found {dataset.subjects}")
-    return compute(study, config.models, subjects, config.analyses, progress)
+    return compute(study, config.models, subjects, config.analyses, progress, baselines=config.baselines)
 
 
 def compute(study: Study, plans: Sequence[ModelPlan], subjects: Sequence[str],
-            analyses: Sequence[str] = ANALYSES, progress: bool | Callable[[int, int, str], None] = True) -> list[tuple]:
+            analyses: Sequence[str] = DEFAULT_ANALYSES, progress: bool | Callable[[int, int, str], None] = True,
+            baselines: Baselines | None = None) -> list[tuple]:
     """Compute the stages of every plan for every subject (subject by subject: one BOLD in memory).
 
+    ``analyses``: stages of plans that name none; ``baselines``: the models of ``integration``.
     ``progress``: True for a progress bar, or a callback ``(done, total, label)``.
+    Returns the (stage, subject, target) units (see :func:`plan_units`).
     """
     units = list(dict.fromkeys(
-        (stage, subject, key)
+        (stage, subject, target)
         for subject in subjects
         for plan in plans
-        for key in plan_layers(study, plan)
-        for stage in (plan.analyses or analyses)
+        for stage, target in plan_units(study, plan, analyses, baselines)
     ))
     bar = _bar(len(units), progress is True)
-    for i, (stage, subject, key) in enumerate(units):
-        label = f"{stage} sub-{subject} {key.label()}"
+    for i, (stage, subject, target) in enumerate(units):
+        label = f"{stage} sub-{subject} {target.label()}"
         bar.set_description(label[:60])
         if callable(progress):
             progress(i, len(units), label)
-        if stage == "encoding":
-            study.encoding(subject, key)
-        else:
-            study.glm(subject, key)
+        getattr(study, STAGE_OF[stage])(subject, target)
         bar.update(1)
     bar.close()
     if callable(progress):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from alignment.cache import Cache, Entry
 from alignment.demo import demo_options  # the options the demo is computed (and read) with
-from alignment.pipeline import LayerKey, Options, Study
+from alignment.pipeline import Baselines, BandsKey, IntegrationKey, LayerKey, Options, Study
 
 __all__ = [
     "GROUP",
@@ -54,6 +54,8 @@ __all__ = [
     "polarity_tables",
     "dual_modality",
     "fusion_modality",
+    "variance_maps",
+    "integration_maps",
     "redundancy",
     "lesion",
     "compare_maps",
@@ -173,6 +175,18 @@ class AppStudy(Study):
         except NotCached as exc:
             raise NotCached(exc.stage, f"{key.label()} sub-{subject}") from None
 
+    def variance(self, subject: str, bands: BandsKey) -> Entry:
+        try:
+            return super().variance(subject, bands)
+        except NotCached as exc:
+            raise NotCached(exc.stage, f"{bands.label()} sub-{subject}") from None
+
+    def integration(self, subject: str, key: IntegrationKey) -> Entry:
+        try:
+            return super().integration(subject, key)
+        except NotCached as exc:
+            raise NotCached(exc.stage, f"{key.label()} sub-{subject}") from None
+
     @property
     def writable(self) -> Study:
         """The same dataset and options on a writable cache (explicit computations)."""
@@ -225,8 +239,8 @@ def cached_options(dataset, cache: Cache) -> Options | None:
 
     A run config may set any options, and they are part of every result's cache key, so a
     dataset folder is read with the options found in the metadata of its encoding entries
-    (the most frequent set; atoms and GLM options likewise among entries with those). None when
-    the cache holds no encoding result of the dataset.
+    (the most frequent set; atoms, GLM, variance-partition and integration options likewise
+    among entries with those). None when the cache holds no encoding result of the dataset.
     """
     from collections import Counter
 
@@ -260,6 +274,13 @@ def cached_options(dataset, cache: Cache) -> Options | None:
         modes.pop(None, None)
         if modes:
             found["glm"] = modes.most_common(1)[0][0]
+    for stage, name in (("variance", "banded_iter"), ("integration", "block_len"), ("integration", "fdr_q")):
+        values = Counter(p.get(name) for info in _stage_entries(cache, stage)
+                         if (p := _read_params(info.path)) and p.get("bold") in fps and p.get("hrf") == hrf
+                         and [float(a) for a in p.get("alphas", [])] == list(alphas))
+        values.pop(None, None)
+        if values:
+            found[name] = values.most_common(1)[0][0]
     return Options(**found)
 
 
@@ -284,8 +305,8 @@ def demo_ready(cache_root=None, small: bool = False, seed: int = 0) -> bool:
     """
     from alignment.data import load_dataset
     from alignment.data.demo import load_ground_truth
-    from alignment.demo import demo_plans, demo_root
-    from alignment.pipeline import plan_layers
+    from alignment.demo import INTEGRATION_BASELINES, demo_plans, demo_root
+    from alignment.pipeline import STAGE_OF, plan_units
 
     cache = ProbeCache(cache_root)
     root = demo_root(cache, seed=seed, small=small)
@@ -296,13 +317,9 @@ def demo_ready(cache_root=None, small: bool = False, seed: int = 0) -> bool:
         load_ground_truth(root)
         study = AppStudy(ds, cache, demo_options(seed), device="cpu")
         for plan in demo_plans(small):
-            for key in plan_layers(study, plan):
+            for analysis, target in plan_units(study, plan, baselines=INTEGRATION_BASELINES):
                 for subject in ds.subjects:
-                    for stage in plan.analyses:
-                        if stage == "encoding":
-                            study.encoding(subject, key)
-                        else:
-                            study.glm(subject, key)
+                    getattr(study, STAGE_OF[analysis])(subject, target)
     except Exception:  # noqa: BLE001 - anything missing or unreadable: not ready
         return False
     return True
@@ -319,13 +336,25 @@ class Availability:
     ----------
     table : pandas.DataFrame
         One row per (model, branch, layer, kind, condition, subject, stage), stage in
-        ``{"encoding", "glm"}``.
+        ``{"encoding", "glm", "variance", "integration"}`` (a variance partition's branch is
+        its bands joined by "+").
     subjects : list of str
         The dataset's subjects.
+    integration : dict
+        ``(LayerKey, subject) → Baselines`` of the integration results.
     """
 
     table: Any
     subjects: list
+    integration: dict = field(default_factory=dict)
+
+    def baselines(self, key: LayerKey, subject: str) -> Baselines | None:
+        """The baselines a VLM layer's integration result was computed against (any subject
+        for the group)."""
+        if subject == GROUP:
+            found = [self.integration.get((key, s)) for s in self.subjects]
+            return found[0] if found and all(b is not None for b in found) else None
+        return self.integration.get((key, subject))
 
     def _sel(self, stage=None, subject=None, **eq):
         t = self.table
@@ -410,18 +439,28 @@ def available(study: Study, demo_small: bool | None = None) -> Availability:
     """
     subjects = list(study.dataset.subjects)
     if demo_small is not None:
-        from alignment.demo import demo_plans
-        from alignment.pipeline import plan_layers
+        from alignment.demo import INTEGRATION_BASELINES, demo_plans
+        from alignment.pipeline import STAGE_OF, plan_units
 
-        rows = []
+        rows, integration = _scan_cache(study)
         for plan in demo_plans(demo_small):
-            for key in plan_layers(study, plan):
-                for stage in plan.analyses:
-                    st = "encoding" if stage == "encoding" else "glm"
-                    rows += [(key.model, key.branch, key.layer, key.kind, key.condition, s, st) for s in subjects]
-        # plus anything else computed on the demo with its options (e.g. from the Compute page)
-        return Availability(_avail_frame(rows + _scan_cache(study)), subjects)
-    return Availability(_avail_frame(_scan_cache(study)), subjects)
+            for analysis, target in plan_units(study, plan, baselines=INTEGRATION_BASELINES):
+                rows += [(*_avail_row(target), s, STAGE_OF[analysis]) for s in subjects]
+                if isinstance(target, IntegrationKey):
+                    integration.update({(target.vlm, s): target.baselines for s in subjects})
+        return Availability(_avail_frame(rows), subjects, integration)
+    rows, integration = _scan_cache(study)
+    return Availability(_avail_frame(rows), subjects, integration)
+
+
+def _avail_row(target) -> tuple:
+    """(model, branch, layer, kind, condition) of a stage's target; a variance partition's
+    branch is its bands joined by "+", an integration test's is the VLM layer's."""
+    if isinstance(target, BandsKey):
+        return target.model, "+".join(target.branches), target.layer, target.kind, target.condition
+    if isinstance(target, IntegrationKey):
+        target = target.vlm
+    return target.model, target.branch, target.layer, target.kind, target.condition
 
 
 def _read_params(path: Path) -> dict | None:
@@ -433,40 +472,55 @@ def _read_params(path: Path) -> dict | None:
     return p if isinstance(p, dict) else None
 
 
-def _scan_cache(study: Study) -> list[tuple]:
+def _scan_cache(study: Study) -> tuple[list[tuple], dict]:
+    """(availability rows, {(VLM LayerKey, subject): Baselines}) of the results in the cache."""
     o = study.options
     cache = study.cache
     fps = {}
     for s in study.dataset.subjects:
         fps[study.dataset.fingerprint(subjects=[s])] = s
     rows = []
+    integration = {}
     atoms_layer: dict[str, dict] = {}
     for info in _stage_entries(cache, "atoms"):
         p = _read_params(info.path)
         if p and p.get("n_atoms") == o.n_atoms and p.get("sparsity") == o.sparsity and p.get("seed") == o.seed \
                 and p.get("hrf") == o.hrf and isinstance(p.get("layer"), dict):
             atoms_layer[info.key] = p["layer"]
-    for stage in ("encoding", "glm"):
+    def same_alphas(p):
+        return [float(a) for a in p.get("alphas", [])] == [float(a) for a in o.alphas]
+
+    for stage in ("encoding", "glm", "variance", "integration"):
         for info in _stage_entries(cache, stage):
             p = _read_params(info.path)
             if not p or p.get("bold") not in fps:
                 continue
-            if stage == "encoding":
-                if (p.get("hrf") != o.hrf or p.get("null") != o.null or p.get("n_null") != o.n_null
-                        or p.get("seed") != o.seed or p.get("null_tail") != o.null_tail
-                        or [float(a) for a in p.get("alphas", [])] != [float(a) for a in o.alphas]):
-                    continue
-                layer = p.get("layer")
-            else:
-                layer = atoms_layer.get(p.get("atoms")) if p.get("glm") == o.glm else None
-            if not isinstance(layer, dict):
-                continue
             try:
-                k = LayerKey(**layer)
-            except TypeError:
+                if stage == "encoding":
+                    if (p.get("hrf") != o.hrf or p.get("null") != o.null or p.get("n_null") != o.n_null
+                            or p.get("seed") != o.seed or p.get("null_tail") != o.null_tail or not same_alphas(p)):
+                        continue
+                    target = LayerKey(**p["layer"])
+                elif stage == "glm":
+                    if p.get("glm") != o.glm or p.get("atoms") not in atoms_layer:
+                        continue
+                    target = LayerKey(**atoms_layer[p["atoms"]])
+                elif stage == "variance":
+                    if (p.get("hrf") != o.hrf or p.get("banded_iter") != o.banded_iter or p.get("seed") != o.seed
+                            or not same_alphas(p)):
+                        continue
+                    target = BandsKey(**{**p["bands"], "branches": tuple(p["bands"]["branches"])})
+                else:
+                    if (p.get("hrf") != o.hrf or p.get("block_len") != o.block_len or p.get("fdr_q") != o.fdr_q
+                            or not same_alphas(p)):
+                        continue
+                    target = LayerKey(**p["vlm"])
+                    integration[(target, fps[p["bold"]])] = Baselines(
+                        p["image"]["model"], p["text"]["model"], int(p["image"]["layer"]), int(p["text"]["layer"]))
+            except (KeyError, TypeError, ValueError):
                 continue
-            rows.append((k.model, k.branch, int(k.layer), k.kind, k.condition, fps[p["bold"]], stage))
-    return rows
+            rows.append((*_avail_row(target), fps[p["bold"]], stage))
+    return rows, integration
 
 
 def subject_list(study: Study, subject: str) -> list[str]:
@@ -852,6 +906,72 @@ def fusion_modality(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.
                 sig_both=sig["image+text"], sig_image=sig["image"], sig_text=sig["text"],
                 sig_any=sig["image+text"] | sig["image"] | sig["text"], unified=u.mask, share=u.share,
                 n_unified=u.n_unified, n_significant_both=u.n_significant_both, per_network=u.per_network)
+
+
+def _network_means(atlas, columns: dict) -> Any:
+    """Per network and group: voxel count and the mean of each (V,) column."""
+    import pandas as pd
+
+    from alignment.networks import group_masks
+
+    masks = [("network", name, atlas.labels == k) for k, name in atlas.names.items()]
+    masks += [("group", g, m) for g, m in group_masks(atlas).items()]
+    recs = []
+    for level, name, m in masks:
+        rec = dict(level=level, name=name, n_voxels=int(m.sum()))
+        for col, values in columns.items():
+            rec[col] = float(np.nanmean(values[m])) if m.any() else float("nan")
+        recs.append(rec)
+    return pd.DataFrame(recs)
+
+
+def variance_maps(study: Study, subject: str, bands: BandsKey, atlas=None) -> dict:
+    """Unique and shared variance of a model's branches at one depth (banded ridge).
+
+    Returns
+    -------
+    dict
+        ``r2`` (V,) joint held-out R², ``unique`` {branch: (V,)}, ``shared`` (V,) — means over
+        subjects for the group — and with an atlas ``per_network`` (DataFrame: mean of each
+        part per network and group).
+    """
+    entries = [study.variance(s, bands) for s in subject_list(study, subject)]
+    r2 = np.mean([np.asarray(e["r2"]) for e in entries], axis=0).astype(np.float32)
+    unique = np.mean([np.asarray(e["unique"]) for e in entries], axis=0).astype(np.float32)  # (B, V)
+    shared = np.mean([np.asarray(e["shared"]) for e in entries], axis=0).astype(np.float32)
+    out = dict(r2=r2, unique=dict(zip(bands.branches, unique)), shared=shared)
+    if atlas is not None:
+        out["per_network"] = _network_means(atlas, {"joint R²": r2, **{f"unique {b}": u for b, u in
+                                                                      zip(bands.branches, unique)},
+                                                    "shared": shared})
+    return out
+
+
+def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Baselines, atlas=None) -> dict:
+    """Integration sites of a VLM layer: where it beats both unimodal baselines.
+
+    Returns
+    -------
+    dict
+        ``diff`` (V,) r_vlm − max(r_image, r_text), ``r_vlm``, ``r_image``, ``r_text``,
+        ``q`` (V,) (one subject; the largest over subjects for the group), ``sites`` (V,)
+        share of subjects where the voxel is a site (0/1 for one subject), ``baselines``
+        {subject: {"image": LayerKey, "text": LayerKey}} the layers compared, and with an atlas
+        ``per_network`` (DataFrame: mean diff and share of sites per network and group).
+    """
+    subjects = subject_list(study, subject)
+    entries = [study.integration(s, IntegrationKey(key, baselines)) for s in subjects]
+
+    def mean(name):
+        return np.mean([np.asarray(e[name], np.float32) for e in entries], axis=0)
+
+    out = dict(diff=mean("diff"), r_vlm=mean("r_vlm"), r_image=mean("r_image"), r_text=mean("r_text"),
+               q=np.max([np.asarray(e["q"], np.float32) for e in entries], axis=0), sites=mean("sites"),
+               baselines={s: {k: LayerKey(**v) for k, v in e.meta.get("baselines", {}).items()}
+                          for s, e in zip(subjects, entries)})
+    if atlas is not None:
+        out["per_network"] = _network_means(atlas, {"mean diff": out["diff"], "share of sites": out["sites"]})
+    return out
 
 
 # ==========================================================================================

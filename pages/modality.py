@@ -1,4 +1,5 @@
-"""Modality: specialization index of dual encoders; cross-modal gain and unified BNs of fusion models."""
+"""Modality: specialization index and variance partition of dual encoders; cross-modal gain and unified BNs
+of fusion models."""
 
 import numpy as np
 import plotly.graph_objects as go
@@ -16,10 +17,14 @@ study, avail = S.open_or_stop(state)
 dual = [m for m in avail.models() if {"image", "text"} <= set(avail.branches(m))]
 fusion = [(m, b, k) for m in avail.models() for b in avail.branches(m) for k in avail.kinds(m, b)
           if {"image+text", "image", "text"} <= set(avail.conditions(m, b, k))]
+banded = [(m, b, k) for m in avail.models("variance") for b in avail.branches(m, "variance")
+          for k in avail.kinds(m, b, "variance")]
 
 tab_names = []
 if dual:
     tab_names.append("Dual encoders (SI)")
+if banded:
+    tab_names.append("Variance partition")
 if fusion:
     tab_names.append("Fusion models (cross-modal gain)")
 if not tab_names:
@@ -92,6 +97,49 @@ def dual_view():
 
 
 @st.fragment
+def variance_view():
+    labels = {f: f"{f[0].replace('random:', '')} · {f[1]} · {f[2]}" for f in banded}
+    default = next((i for i, f in enumerate(banded) if f[0] == state.model), 0)
+    c1, c2, c3 = st.columns([3, 1, 2])
+    model, bands, kind = c1.selectbox("Model · bands · kind", banded, index=default, format_func=labels.get,
+                                      key="mo_var_set")
+    conds = avail.conditions(model, bands, kind, "variance")
+    layers = avail.layers(model, bands, kind, conds[0], "variance", subject=state.subject)
+    if not layers:
+        st.info("No variance partition of this model for this subject.")
+        return
+    lay = c2.selectbox("Layer", layers, index=layers.index(min(layers, key=lambda x: abs(x - state.layer))),
+                       key="mo_var_layer")
+    branches = tuple(bands.split("+"))
+    parts = [f"unique {b}" for b in branches] + ["shared", "joint R²"]
+    part = c3.radio("Map", parts, horizontal=True, key="mo_var_part")
+    from alignment.pipeline import BandsKey
+
+    key = BandsKey(model, branches, lay, kind, conds[0])
+    with S.guard(state) as g:
+        v = S.summary("variance_maps", state, state.subject, key, atlas=state.atlas)
+        values = {**{f"unique {b}": u for b, u in v["unique"].items()}, "shared": v["shared"], "joint R²": v["r2"]}
+        shown = np.where(v["r2"] > 0, values[part], np.nan)  # voxels the joint model predicts at all
+        fig = S.brain_figure(shown, state, cmap="RdBu_r", label="R²",
+                             title=f"{part}: {model} {bands} L{lay} ({kind}) — "
+                                   f"{'group mean' if state.is_group else 'sub-' + state.subject}")
+    if g.failed:
+        return
+    S.plot(fig, key="mo-var-map")
+    S.export_buttons(fig, f"variance_{model}_L{lay}", map_values=np.stack(list(values.values())),
+                     map_names=list(values))
+    st.caption("Banded ridge with one band per branch (held-out R², leave-one-run-out); unique = R²(joint) − "
+               "R²(without that band), shared = R²(joint) − Σ unique. Shown where the joint R² is positive.")
+    per = v["per_network"]
+    rows = per[per.level == "network"].melt(id_vars=["name"], value_vars=[p for p in parts if p != "joint R²"],
+                                            var_name="part", value_name="mean R²")
+    bfig = bar_figure(rows, x="name", y="mean R²", color="part", barmode="group", x_title="",
+                      title="Mean unique and shared variance per network", height=340)
+    S.plot(bfig, key="mo-var-bars")
+    S.export_buttons(bfig, f"variance_networks_{model}_L{lay}", table=per)
+
+
+@st.fragment
 def fusion_view():
     labels = {f: f"{f[0].replace('random:', '')} · {f[1]} · {f[2]}" for f in fusion}
     default = next((i for i, f in enumerate(fusion) if f[:2] == (state.model, state.branch)), 0)
@@ -146,6 +194,9 @@ def fusion_view():
 if "Dual encoders (SI)" in tabs:
     with tabs["Dual encoders (SI)"]:
         dual_view()
+if "Variance partition" in tabs:
+    with tabs["Variance partition"]:
+        variance_view()
 if "Fusion models (cross-modal gain)" in tabs:
     with tabs["Fusion models (cross-modal gain)"]:
         fusion_view()

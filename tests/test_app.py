@@ -19,7 +19,7 @@ from alignment.app_state import ViewState, parse_query
 from alignment.data.demo import CLIP_SPEC, METER_SPEC
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ("overview", "layers", "polarity", "modality", "redundancy", "compare", "compute")
+PAGES = ("overview", "layers", "polarity", "modality", "redundancy", "integration", "compare", "compute")
 TIMEOUT = 600  # generous: the first run loads atlases and meshes on a shared, busy machine
 
 slow = pytest.mark.slow  # everything that needs the demo cache
@@ -124,14 +124,15 @@ def test_every_page_runs_without_exception(app_env, page):
 
 @slow
 def test_sidebar_offers_only_cached_combinations(app_env):
-    from alignment.demo import demo_plans
+    from alignment.demo import INTEGRATION_BASELINES, demo_plans
 
     at = new_app().run()
     assert_clean(at)
     # two subjects: a single subject by default (the group t test would have 1 dof), group offered
     assert at.selectbox(key="vs_subject").value == "01"
     assert at.selectbox(key="vs_subject").options[0].startswith("group")
-    planned = {p.spec for p in demo_plans(small=True)}
+    # the planned models, and the integration baselines (their encoding maps pick the best layer)
+    planned = {p.spec for p in demo_plans(small=True)} | {INTEGRATION_BASELINES.image, INTEGRATION_BASELINES.text}
     assert set(at.selectbox(key="vs_model").options) == planned
     meter = [p for p in demo_plans(small=True) if p.spec == METER_SPEC]
     at.selectbox(key="vs_model").set_value(METER_SPEC).run()
@@ -247,6 +248,28 @@ def test_modality_page_shows_si_and_gain(app_env):
     assert any(t.startswith("SI:") for t in titles)
     assert any(t.startswith("Cross-modal gain") for t in titles)
     assert any("unified" in m.label for m in at.metric)
+    assert any(t.startswith("unique image:") for t in titles)  # variance partition tab, first part
+    before = [chart_spec(at, i)["data"] for i in range(len(charts(at)))]
+    at.radio(key="mo_var_part").set_value("unique text").run()
+    assert_clean(at)
+    titles = [chart_spec(at, i)["layout"]["title"]["text"] for i in range(len(charts(at)))]
+    assert any(t.startswith("unique text:") for t in titles)
+    assert [chart_spec(at, i)["data"] for i in range(len(charts(at)))] != before
+
+
+@slow
+def test_integration_page_shows_sites_against_both_baselines(app_env):
+    at = new_app({"subject": "01"}).run()
+    at.switch_page("pages/integration.py").run()
+    assert_clean(at)
+    titles = [chart_spec(at, i)["layout"]["title"]["text"] for i in range(len(charts(at)))]
+    assert any(t.startswith("r(VLM) − max r(baselines)") and "cross_image L1" in t for t in titles)
+    assert any("VLM vs the better baseline" in t for t in titles)
+    assert any("vit" in c.value and "roberta" in c.value for c in at.caption)  # the layers compared
+    before = chart_spec(at, 0)["data"]
+    at.toggle(key="in_only_sites").set_value(False).run()  # the difference at every voxel
+    assert_clean(at)
+    assert chart_spec(at, 0)["data"] != before
 
 
 @slow

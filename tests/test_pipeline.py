@@ -10,7 +10,8 @@ import alignment.encoding
 from alignment.cache import Cache
 from alignment.cli import main
 from alignment.data import load_dataset
-from alignment.pipeline import LayerKey, Options, RunConfig, Study, run_config
+from alignment.pipeline import (Baselines, BandsKey, IntegrationKey, LayerKey, ModelPlan, Options, RunConfig,
+                                Study, plan_units, run_config)
 
 SPEC = "random:clip:demo-tiny"
 V = 20484  # fsaverage5
@@ -150,6 +151,11 @@ def test_run_command(planted, tmp_path, capsys):
         ('[study]\ndataset = "x"\n[[models]]\nspec = "a"\n[analyses]\nrsa = true\n', "unknown analyses"),
         ('[study]\ndataset = "x"\n[[models]]\nspec = "a"\n[options]\nn_atom = 3\n', "unknown analysis options"),
         ("[study\n", "not valid TOML"),
+        ('[study]\ndataset = "x"\n[[models]]\nspec = "a"\n[analyses]\nintegration = true\n', "needs an \\[integration\\]"),
+        ('[study]\ndataset = "x"\n[[models]]\nspec = "a"\n[integration]\nimage_baseline = "v"\n', "text_baseline"),
+        ('[study]\ndataset = "x"\n[[models]]\nspec = "a"\n[integration]\nimage_baseline = "v"\n'
+         'text_baseline = "t"\nimage_layer = "last"\n', "layer index"),
+        ('[study]\ndataset = "x"\n[[models]]\nspec = "a"\n[integration]\nimage_baselin = "v"\n', "unknown keys"),
     ],
 )
 def test_bad_configs(tmp_path, body, match):
@@ -169,3 +175,49 @@ def test_missing_subject_is_reported(planted, tmp_path):
 def test_relative_dataset_paths_resolve_against_the_config(planted, tmp_path):
     path = _config(tmp_path, os.path.relpath(planted, tmp_path))
     assert RunConfig.load(path).dataset == str(planted)
+
+
+# ------------------------------------------------------------------ variance partition, integration
+def test_variance_partition_stage_attributes_planted_voxels_to_their_branch(planted, tmp_path):
+    config = _config(tmp_path, planted, extra='analyses = ["variance_partition"]\n')
+    config.write_text(config.read_text().replace('branches = ["image"]', 'branches = ["image", "text"]')
+                      .replace("layers = [1, 2]", "layers = [2]") + "banded_iter = 3\n")
+    cfg = RunConfig.load(config)
+    done = run_config(cfg, tmp_path / "cache", progress=False)
+    assert [(stage, target) for stage, _, target in done] == [("variance_partition", BandsKey(SPEC, ("image", "text"), 2))]
+    v = Study(load_dataset(planted), Cache(tmp_path / "cache"), cfg.options).variance("01", done[0][2])
+    unique, r2, shared = np.asarray(v["unique"]), np.asarray(v["r2"]), np.asarray(v["shared"])
+    # the first 200 voxels follow an image-branch AN: unique image variance, no unique text variance
+    assert unique[0, :200].mean() > 0.4 and abs(unique[1, :200].mean()) < 0.05
+    assert abs(unique[:, 200:].mean()) < 0.05 and r2[200:].mean() < 0.02
+    np.testing.assert_allclose(r2, unique.sum(0) + shared, atol=1e-5)  # the partition identity
+
+
+def test_integration_stage_equals_the_library_test_on_the_same_predictions(planted, tmp_path):
+    """The stage = fit_ridge predictions of the VLM and both baselines → integration_sites, with the
+    baselines' best layers chosen from their encoding maps."""
+    from alignment.analyses.integration import integration_sites
+    from alignment.encoding import fit_ridge
+    from alignment.features import design_matrix
+
+    baselines = Baselines("random:vit:tiny", "random:roberta:tiny")
+    study = Study(load_dataset(planted), Cache(tmp_path / "cache"), Options(n_null=20, block_len=10))
+    vlm = LayerKey(SPEC, "image", 2)
+    entry = study.integration("01", IntegrationKey(vlm, baselines))
+    chosen = entry.meta["baselines"]
+    keys = [vlm, LayerKey(**chosen["image"]), LayerKey(**chosen["text"])]
+    for k, spec in zip(keys[1:], (baselines.image, baselines.text)):
+        layers = study.branches(spec)[k.branch]
+        means = [np.mean(np.asarray(study.encoding("01", LayerKey(spec, k.branch, lay))["scores"])) for lay in layers]
+        assert k.layer == layers[int(np.argmax(means))]  # the best baseline layer
+    Y = study.bold("01")
+    runs = study.runs
+    preds = [fit_ridge(design_matrix(study.raw_ans(k), runs, 1.0), Y, runs, alphas=np.asarray(study.options.alphas),
+                       return_predictions=True).predictions for k in keys]
+    ref = integration_sites(Y, *preds, runs=runs, block_len=10)
+    for name in ("r_vlm", "r_image", "r_text", "diff", "p", "q"):
+        np.testing.assert_allclose(np.asarray(entry[name]), getattr(ref, name), atol=1e-5, err_msg=name)
+    np.testing.assert_array_equal(np.asarray(entry["sites"]).astype(bool), ref.sites)
+    # the baselines are not tested against themselves
+    units = plan_units(study, ModelPlan(baselines.image, analyses=("integration",)), baselines=baselines)
+    assert units == []

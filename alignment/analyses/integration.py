@@ -123,22 +123,6 @@ def _z(r):
     return np.arctanh(np.clip(r, -0.999999, 0.999999))
 
 
-def _fdr(p, q):
-    try:
-        from alignment.stats import fdr_bh
-    except ImportError:  # keep the analysis usable while stats is being written
-        fdr_bh = None
-    if fdr_bh is not None:
-        return fdr_bh(p, q=q)
-    p = np.asarray(p, float)
-    m = p.size
-    order = np.argsort(p, kind="mergesort")
-    ranked = np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1]
-    qv = np.empty(m)
-    qv[order] = np.minimum(ranked, 1)
-    return qv <= q, qv
-
-
 def _hac_t(d, adj):
     """Studentized mean of block differences with a lag-1 (Bartlett) HAC variance.
 
@@ -191,6 +175,8 @@ def integration_sites(y, pred_vlm, pred_img, pred_txt, runs=None, block_len: int
         ``mean_dz_text``, ``p_image``, ``p_text``, ``p``, ``q``, ``sites``.
     """
     from scipy import stats
+
+    from alignment.stats import fdr_bh
 
     y = np.asarray(y)
     preds = [np.asarray(p) for p in (pred_vlm, pred_img, pred_txt)]
@@ -258,7 +244,7 @@ def integration_sites(y, pred_vlm, pred_img, pred_txt, runs=None, block_len: int
                 out[pkey][sl] = ge / flips.shape[0] if exact else (1 + ge) / (1 + flips.shape[0])
     p = np.maximum(out["p_i"], out["p_t"])
     diff = out["r_vlm"] - np.maximum(out["r_image"], out["r_text"])
-    reject, qv = _fdr(p, q)
+    reject, qv = fdr_bh(p, q=q)
     return IntegrationResult(
         r_vlm=out["r_vlm"], r_image=out["r_image"], r_text=out["r_text"], diff=diff,
         mean_dz_image=out["dz_i"], mean_dz_text=out["dz_t"], p_image=out["p_i"], p_text=out["p_t"],

@@ -1,0 +1,108 @@
+"""Integration sites: voxels where a VLM layer predicts better than both unimodal baselines."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from alignment import app_state as S
+from alignment.pipeline import LayerKey
+from alignment.surfaces import apply_theme, bar_figure
+
+state = S.page("Integration sites",
+               caption="Voxels where a VLM layer predicts the BOLD significantly better than both an image-only and "
+                       "a text-only baseline model: held-out ridge predictions compared over time blocks (paired "
+                       "test on Fisher z per block, the larger of the two p values, BH-FDR over voxels).")
+study, avail = S.open_or_stop(state)
+
+sets = [(m, b, k, c) for m in avail.models("integration") for b in avail.branches(m, "integration")
+        for k in avail.kinds(m, b, "integration") for c in avail.conditions(m, b, k, "integration")]
+if not sets:
+    st.info("The cache holds no integration-site results for this dataset. Name the `integration` analysis and "
+            "an `[integration]` table (image and text baselines) in a run config, then `python -m alignment run`.")
+    st.stop()
+
+
+@st.fragment
+def view():
+    labels = {f: f"{f[0].replace('random:', '')} · {f[1]} · {f[2]} · {f[3]}" for f in sets}
+    default = next((i for i, f in enumerate(sets) if f[:2] == (state.model, state.branch)), 0)
+    c1, c2, c3 = st.columns([3, 1, 2])
+    model, branch, kind, cond = c1.selectbox("VLM layer set (model · branch · kind · condition)", sets,
+                                             index=default, format_func=labels.get, key="in_set")
+    layers = avail.layers(model, branch, kind, cond, "integration", subject=state.subject)
+    if not layers:
+        st.info("No integration result of this layer set for this subject.")
+        return
+    lay = c2.selectbox("Layer", layers, index=layers.index(min(layers, key=lambda x: abs(x - state.layer))),
+                       key="in_layer")
+    only_sites = c3.toggle("Only integration sites", value=True, key="in_only_sites",
+                           help="off: the accuracy difference at every voxel")
+    key = LayerKey(model, branch, lay, kind, cond)
+    baselines = avail.baselines(key, state.subject)
+    if baselines is None:
+        st.info("Not every subject has this integration result: choose a single subject in the sidebar.")
+        return
+    who = "group" if state.is_group else "sub-" + state.subject
+    with S.guard(state) as g:
+        d = S.summary("integration_maps", state, state.subject, key, baselines, atlas=state.atlas)
+        shown = np.where(d["sites"] > 0, d["diff"], np.nan) if only_sites else d["diff"]
+        fig = S.brain_figure(shown, state, cmap="RdBu_r", label="Δr",
+                             title=f"r(VLM) − max r(baselines): {model} {branch} L{lay} — {who}")
+    if g.failed:
+        return
+    S.plot(fig, key="in-map")
+    S.export_buttons(fig, f"integration_{model}_{branch}_L{lay}",
+                     map_values=np.stack([d["diff"], d["sites"].astype(np.float32)]),
+                     map_names=["r VLM - max r baselines", "integration site (share of subjects)"])
+    compared = {s: f"{b['image'].model} L{b['image'].layer} · {b['text'].model} L{b['text'].layer}"
+                for s, b in d["baselines"].items() if "image" in b and "text" in b}
+    m1, m2, m3 = st.columns(3)
+    m1.metric("integration sites", f"{int((d['sites'] > 0).sum()):,}" if not state.is_group
+              else f"{int((d['sites'] >= 1).sum()):,} in every subject")
+    m2.metric("median Δr where the VLM is significant", _median_gain(d))
+    m3.metric("subjects", len(d["baselines"]))
+    st.caption("Baselines (image · text, best layer per subject unless the run config fixed one): "
+               + "; ".join(f"sub-{s}: {v}" for s, v in compared.items()))
+    if not (d["sites"] > 0).any():
+        st.info("No voxel passes the test at this FDR level. The block test is conservative: with few time "
+                "blocks (short runs) even large accuracy gains rarely survive correction over all voxels; "
+                "the difference map (toggle off) still shows where the VLM is ahead.")
+    c1, c2 = st.columns(2)
+    with c1:
+        S.plot(_scatter(d), key="in-scatter")
+    per = d["per_network"]
+    with c2:
+        rows = per[per.level == "network"]
+        bfig = bar_figure(rows, x="name", y="mean diff", x_title="", y_title="mean Δr",
+                          title="Mean accuracy difference per network", height=360)
+        S.plot(bfig, key="in-networks")
+    S.export_buttons(bfig, f"integration_networks_{model}_{branch}_L{lay}", table=per)
+
+
+def _median_gain(d) -> str:
+    best = np.maximum(d["r_image"], d["r_text"])
+    ahead = d["r_vlm"] > 0.1
+    return f"{float(np.median(d['r_vlm'][ahead] - best[ahead])):+.3f}" if ahead.any() else "—"
+
+
+def _scatter(d, n_max: int = 4000):
+    """r of the VLM against the better baseline: sites plus a deterministic sample of the rest."""
+    best = np.maximum(d["r_image"], d["r_text"])
+    sites = np.flatnonzero(d["sites"] > 0)
+    rest = np.flatnonzero(d["sites"] == 0)
+    rest = rest[np.linspace(0, rest.size - 1, min(n_max, rest.size)).astype(int)] if rest.size else rest
+    fig = go.Figure()
+    fig.add_trace(go.Scattergl(x=best[rest], y=d["r_vlm"][rest], mode="markers", name="other voxels",
+                               marker=dict(size=3, color="#b0b0b0")))
+    fig.add_trace(go.Scattergl(x=best[sites], y=d["r_vlm"][sites], mode="markers", name="integration sites",
+                               marker=dict(size=5, color="#c44e52")))
+    lo = float(np.nanmin([best.min(), d["r_vlm"].min()]))
+    hi = float(np.nanmax([best.max(), d["r_vlm"].max()]))
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(dash="dot", color="#606060"),
+                             showlegend=False, hoverinfo="skip"))
+    fig.update_layout(title=dict(text="VLM vs the better baseline (held-out r)"), height=360,
+                      xaxis_title="max r (image, text baseline)", yaxis_title="r VLM")
+    return apply_theme(fig)
+
+
+view()
