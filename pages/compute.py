@@ -7,6 +7,7 @@ import streamlit as st
 
 from alignment import app_state as S
 from alignment.cache import Cache, format_size
+from alignment.pipeline import ANALYSES, DEFAULT_ANALYSES, Options
 
 state = S.page("Compute & cache", caption="Computations go through the same pipeline as "
                                           "`python -m alignment run`; every finished unit is cached at once, so an "
@@ -33,6 +34,22 @@ def parse_layers(text: str):
     return tuple(out)
 
 
+def default_options(folder: str) -> Options:
+    """The options a dataset's results were computed with (the demo's for the demo), else the defaults."""
+    from alignment import summaries
+    from alignment.data import load_dataset
+    from alignment.demo import demo_root
+
+    if not folder:
+        return Options()
+    if os.path.abspath(folder) in {os.path.abspath(demo_root(Cache(root), small=s)) for s in (True, False)}:
+        return summaries.demo_options()
+    try:
+        return summaries.cached_options(load_dataset(folder), Cache(root)) or Options()
+    except Exception:  # noqa: BLE001 - not a dataset (yet): the run reports it
+        return Options()
+
+
 with tab_run:
     default_ds = "" if state.is_demo else state.dataset
     if state.is_demo:
@@ -51,13 +68,40 @@ with tab_run:
         c1, c2, c3 = st.columns(3)
         kinds = c1.multiselect("AN kinds", S.KINDS, default=["attn"], key="cp_kinds")
         conditions = c2.multiselect("Conditions", S.CONDITIONS, default=["image+text"], key="cp_conditions")
-        analyses = c3.multiselect("Analyses", ("encoding", "neuron_mapping"), default=["encoding", "neuron_mapping"],
-                                  key="cp_analyses")
+        analyses = c3.multiselect("Analyses", ANALYSES, default=list(DEFAULT_ANALYSES), key="cp_analyses",
+                                  help="variance_partition: banded ridge with one band per branch; integration: "
+                                       "each layer against the image and text baselines below")
+        c1, c2 = st.columns(2)
+        image_baseline = c1.text_input("Integration: image baseline", value="", key="cp_image_baseline",
+                                       placeholder="e.g. vit:/path/to/vit-folder")
+        text_baseline = c2.text_input("Integration: text baseline", value="", key="cp_text_baseline",
+                                      placeholder="e.g. roberta:/path/to/roberta-folder")
+        with st.expander("Analysis options (part of every result's cache key)"):
+            base = default_options(default_ds)
+            c1, c2, c3, c4 = st.columns(4)
+            edited = dict(
+                hrf=c1.selectbox("HRF", ("spm", "none"), index=("spm", "none").index(base.hrf), key="cp_hrf"),
+                null=c2.selectbox("Null", ("circular", "block"), index=("circular", "block").index(base.null),
+                                  key="cp_null"),
+                n_null=c3.number_input("Null draws", 10, 10000, int(base.n_null), key="cp_n_null"),
+                glm=c4.selectbox("GLM", ("separate", "joint"), index=("separate", "joint").index(base.glm),
+                                 key="cp_glm"),
+                n_atoms=c1.number_input("Atoms K", 2, 1024, int(base.n_atoms), key="cp_n_atoms"),
+                sparsity=c2.number_input("Sparsity (L1)", 0.0, 100.0, float(base.sparsity), key="cp_sparsity"),
+                seed=c3.number_input("Seed", 0, 2**31 - 1, int(base.seed), key="cp_seed"),
+                fdr_q=c4.number_input("FDR q", 0.0001, 0.5, float(base.fdr_q), format="%.4f", key="cp_fdr_q"),
+                banded_iter=c1.number_input("Banded-ridge samples", 1, 1000, int(base.banded_iter), key="cp_banded"),
+                block_len=c2.number_input("Integration block (TRs)", 3, 1000, int(base.block_len), key="cp_block"),
+            )
+            alphas = st.text_input("Ridge alphas (comma-separated)", ", ".join(f"{a:g}" for a in base.alphas),
+                                   key="cp_alphas")
+            st.caption("Defaults: the options this dataset's cached results were computed with. The app reads "
+                       "each dataset with the options most of its results use.")
         device = st.selectbox("Device", ("auto", "cpu", "cuda"), key="cp_device")
         go = st.form_submit_button("Run", type="primary")
     if go:
         from alignment.data import load_dataset
-        from alignment.pipeline import ModelPlan, Options, Study, compute
+        from alignment.pipeline import Baselines, ModelPlan, Study, compute
 
         with S.guard(state) as g:
             if not dataset.strip():
@@ -74,18 +118,25 @@ with tab_run:
                 raise ValueError(f"subjects {missing} not in {ds.root}; found {ds.subjects}")
             plans = [ModelPlan(m, tuple(b.strip() for b in branches.split(",") if b.strip()) or None,
                                parse_layers(layers), tuple(kinds), tuple(conditions)) for m in models]
-            from alignment import summaries
-            from alignment.demo import demo_root
-
-            is_demo = os.path.abspath(ds.root) in {os.path.abspath(demo_root(Cache(root), small=s)) for s in (True, False)}
-            options = summaries.demo_options() if is_demo else Options()  # the options the app reads with
+            baselines = None
+            if "integration" in analyses:
+                if not image_baseline.strip() or not text_baseline.strip():
+                    raise ValueError("the integration analysis needs an image and a text baseline model spec")
+                baselines = Baselines(image_baseline.strip(), text_baseline.strip())
+            try:
+                alpha_grid = tuple(float(a) for a in alphas.replace(" ", "").split(",") if a)
+            except ValueError:
+                raise ValueError(f"ridge alphas must be numbers separated by commas, got {alphas!r}") from None
+            if not alpha_grid or min(alpha_grid) <= 0:
+                raise ValueError("give at least one ridge alpha, all > 0")
+            options = Options(**edited, alphas=alpha_grid)
             study = Study(ds, Cache(root), options, device=device)
             bar = st.progress(0.0, text="starting …")
 
             def progress(done, total, label):
                 bar.progress(min(1.0, done / total if total else 1.0), text=f"{label} ({done}/{total} units)")
 
-            done = compute(study, plans, subs, tuple(analyses), progress=progress)
+            done = compute(study, plans, subs, tuple(analyses), progress=progress, baselines=baselines)
             S.clear_caches()
             st.success(f"{len(done)} analysis units up to date. Open the dataset in the sidebar "
                        f"(Dataset = `{ds.root}`) to explore them.")

@@ -443,3 +443,29 @@ def test_set_view_changes_the_view_and_the_url(app_env):
     assert int(at.selectbox(key="vs_layer").value) == 3
     assert at.query_params["layer"] == "3" and at.query_params["voxel"] == "1234"
     assert any("layer=3 voxel=1234" in m.value for m in at.main.markdown)
+
+
+@slow
+def test_compute_page_runs_with_edited_options(app_env, tmp_path, monkeypatch):
+    from alignment.cache import Cache
+
+    root = hardlink_copy(app_env, tmp_path / "cache")
+    monkeypatch.setenv("ALIGNMENT_CACHE", root)
+    at = new_app().run()
+    at.switch_page("pages/compute.py").run()
+    assert at.text_input(key="cp_alphas").value.startswith("0.1, 1, 10")  # the demo's options by default
+    at.text_area(key="cp_specs").input(CLIP_SPEC)
+    at.text_input(key="cp_branches").input("image")
+    at.text_input(key="cp_layers").input("0")
+    at.text_input(key="cp_subjects").input("01")
+    at.multiselect(key="cp_analyses").set_value(["encoding", "integration"])
+    next(b for b in at.button if b.label == "Run").click().run()
+    assert_clean(at)
+    assert "baseline" in error_text(at)  # integration without baselines
+    at.multiselect(key="cp_analyses").set_value(["encoding"])
+    at.number_input(key="cp_n_null").set_value(30)
+    next(b for b in at.button if b.label == "Run").click().run()
+    assert_clean(at)
+    assert any("1 analysis units up to date" in s.value for s in at.success), error_text(at)
+    params = [json.loads((e.path / "meta.json").read_text())["params"] for e in Cache(root).entries("encoding")]
+    assert any(p["n_null"] == 30 and p["layer"]["layer"] == 0 and p["subject"] == "01" for p in params)
