@@ -349,12 +349,14 @@ def _ss():
 
 
 def _drawn_this_run() -> bool:
-    """Whether the sidebar's widgets were already drawn in this script run."""
+    """Whether the sidebar's widgets were already drawn in this script run, or this run reruns
+    fragments only (the sidebar of the last full run still stands and must not be redrawn)."""
     try:
         from streamlit.runtime.scriptrunner import get_script_run_ctx
 
         ctx = get_script_run_ctx()
-        return ctx is not None and (_PREFIX + "dataset") in ctx.shared.widget_user_keys_this_run
+        return ctx is not None and (bool(ctx.fragment_ids_this_run)
+                                    or (_PREFIX + "dataset") in ctx.shared.widget_user_keys_this_run)
     except Exception:  # pragma: no cover - streamlit internals moved
         return False
 
@@ -533,7 +535,9 @@ def set_view(**changes) -> ViewState:
     unknown = set(changes) - names
     if unknown:
         raise ValueError(f"unknown view fields {sorted(unknown)}")
-    state = replace(current(), **changes)
+    # in a callback nothing is drawn yet: the last run's state, not a fresh sidebar
+    base = ss["_view_state"] if "_view_state" in ss else current()
+    state = replace(base, **changes)
     from streamlit.errors import StreamlitAPIException
 
     pending = ss.get("_vs_pending", {})

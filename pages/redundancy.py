@@ -1,5 +1,7 @@
 """Redundancy: links per voxel and per AN, Dice overlap of the atoms' BN maps, lesion curves."""
 
+import warnings
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -46,7 +48,9 @@ def maps():
         S.plot(hist, key="re-hist")
         st.caption(f"{int((lpa > 0).sum()):,} of {lpa.size:,} AN×subject pairs reach at least one BN; "
                    f"median {float(np.median(lpa)):.0f}.")
-    dice = np.nanmean([p["dice"] for p in per], axis=0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pairs of atoms without BNs in every subject: NaN
+        dice = np.nanmean([p["dice"] for p in per], axis=0)
     sizes = np.mean([p["atom_sizes"] for p in per], axis=0)
     used = np.flatnonzero(sizes > 0)
     with c2:
