@@ -925,29 +925,35 @@ def _network_means(atlas, columns: dict) -> Any:
     return pd.DataFrame(recs)
 
 
-def variance_maps(study: Study, subject: str, bands: BandsKey, atlas=None) -> dict:
+def variance_maps(study: Study, subject: str, bands: BandsKey, fdr_q: float = 0.05, atlas=None) -> dict:
     """Unique and shared variance of a model's branches at one depth (banded ridge).
 
     Returns
     -------
     dict
         ``r2`` (V,) joint held-out R², ``unique`` {branch: (V,)}, ``shared`` (V,) — means over
-        subjects for the group — and with an atlas ``per_network`` (DataFrame: mean of each
-        part per network and group).
+        subjects for the group — ``predicted`` (V,) bool: some branch's encoding map is
+        significant (q < ``fdr_q``; where no encoding map is cached, joint R² > 0), and with an
+        atlas ``per_network`` (DataFrame: mean of each part over the predicted voxels, per
+        network and group; over all voxels noise would dominate).
     """
     entries = [study.variance(s, bands) for s in subject_list(study, subject)]
     r2 = np.mean([np.asarray(e["r2"]) for e in entries], axis=0).astype(np.float32)
     unique = np.mean([np.asarray(e["unique"]) for e in entries], axis=0).astype(np.float32)  # (B, V)
     shared = np.mean([np.asarray(e["shared"]) for e in entries], axis=0).astype(np.float32)
-    out = dict(r2=r2, unique=dict(zip(bands.branches, unique)), shared=shared)
+    try:
+        predicted = np.any([_r_q(study, subject, bands.band(b))[1] < fdr_q for b in bands.branches], axis=0)
+    except NotCached:
+        predicted = r2 > 0
+    out = dict(r2=r2, unique=dict(zip(bands.branches, unique)), shared=shared, predicted=predicted)
     if atlas is not None:
-        out["per_network"] = _network_means(atlas, {"joint R²": r2, **{f"unique {b}": u for b, u in
-                                                                      zip(bands.branches, unique)},
-                                                    "shared": shared})
+        parts = {"joint R²": r2, **{f"unique {b}": u for b, u in zip(bands.branches, unique)}, "shared": shared}
+        out["per_network"] = _network_means(atlas, {k: np.where(predicted, v, np.nan) for k, v in parts.items()})
     return out
 
 
-def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Baselines, atlas=None) -> dict:
+def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Baselines, fdr_q: float = 0.05,
+                     atlas=None) -> dict:
     """Integration sites of a VLM layer: where it beats both unimodal baselines.
 
     Returns
@@ -956,8 +962,11 @@ def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Basel
         ``diff`` (V,) r_vlm − max(r_image, r_text), ``r_vlm``, ``r_image``, ``r_text``,
         ``q`` (V,) (one subject; the largest over subjects for the group), ``sites`` (V,)
         share of subjects where the voxel is a site (0/1 for one subject), ``baselines``
-        {subject: {"image": LayerKey, "text": LayerKey}} the layers compared, and with an atlas
-        ``per_network`` (DataFrame: mean diff and share of sites per network and group).
+        {subject: {"image": LayerKey, "text": LayerKey}} the layers compared, ``sig_vlm`` (V,)
+        bool: the VLM layer's own encoding map is significant (q < ``fdr_q``), and with an atlas
+        ``per_network`` (DataFrame: mean diff over those voxels and share of sites, per network
+        and group). Over all voxels the mean diff is negative by construction (the larger of
+        two noisy baseline r's), hence the restriction.
     """
     subjects = subject_list(study, subject)
     entries = [study.integration(s, IntegrationKey(key, baselines)) for s in subjects]
@@ -969,8 +978,10 @@ def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Basel
                q=np.max([np.asarray(e["q"], np.float32) for e in entries], axis=0), sites=mean("sites"),
                baselines={s: {k: LayerKey(**v) for k, v in e.meta.get("baselines", {}).items()}
                           for s, e in zip(subjects, entries)})
+    out["sig_vlm"] = _r_q(study, subject, key)[1] < fdr_q
     if atlas is not None:
-        out["per_network"] = _network_means(atlas, {"mean diff": out["diff"], "share of sites": out["sites"]})
+        out["per_network"] = _network_means(atlas, {"mean diff (VLM significant)": np.where(out["sig_vlm"], out["diff"], np.nan),
+                                                    "share of sites": out["sites"]})
     return out
 
 

@@ -35,8 +35,6 @@ def view():
         return
     lay = c2.selectbox("Layer", layers, index=layers.index(min(layers, key=lambda x: abs(x - state.layer))),
                        key="in_layer")
-    only_sites = c3.toggle("Only integration sites", value=True, key="in_only_sites",
-                           help="off: the accuracy difference at every voxel")
     key = LayerKey(model, branch, lay, kind, cond)
     baselines = avail.baselines(key, state.subject)
     if baselines is None:
@@ -44,7 +42,14 @@ def view():
         return
     who = "group" if state.is_group else "sub-" + state.subject
     with S.guard(state) as g:
-        d = S.summary("integration_maps", state, state.subject, key, baselines, atlas=state.atlas)
+        d = S.summary("integration_maps", state, state.subject, key, baselines, fdr_q=state.fdr_q,
+                      atlas=state.atlas)
+    if g.failed:
+        return
+    # without any site, the difference map is the informative default
+    only_sites = c3.toggle("Only integration sites", value=bool((d["sites"] > 0).any()), key="in_only_sites",
+                           help="off: the accuracy difference at every voxel")
+    with S.guard(state) as g:
         shown = np.where(d["sites"] > 0, d["diff"], np.nan) if only_sites else d["diff"]
         fig = S.brain_figure(shown, state, cmap="RdBu_r", label="Δr",
                              title=f"r(VLM) − max r(baselines): {model} {branch} L{lay} — {who}")
@@ -73,26 +78,26 @@ def view():
     per = d["per_network"]
     with c2:
         rows = per[per.level == "network"]
-        bfig = bar_figure(rows, x="name", y="mean diff", x_title="", y_title="mean Δr",
-                          title="Mean accuracy difference per network", height=360)
+        bfig = bar_figure(rows.fillna(0), x="name", y="mean diff (VLM significant)", x_title="", y_title="mean Δr",
+                          title="Mean Δr per network (voxels the VLM predicts significantly)", height=360)
         S.plot(bfig, key="in-networks")
     S.export_buttons(bfig, f"integration_networks_{model}_{branch}_L{lay}", table=per)
 
 
 def _median_gain(d) -> str:
-    best = np.maximum(d["r_image"], d["r_text"])
-    ahead = d["r_vlm"] > 0.1
-    return f"{float(np.median(d['r_vlm'][ahead] - best[ahead])):+.3f}" if ahead.any() else "—"
+    sig = d["sig_vlm"]
+    return f"{float(np.median(d['diff'][sig])):+.3f}" if sig.any() else "—"
 
 
 def _scatter(d, n_max: int = 4000):
-    """r of the VLM against the better baseline: sites plus a deterministic sample of the rest."""
+    """r of the VLM against the better baseline at the voxels the VLM predicts significantly:
+    sites plus a deterministic sample of the rest."""
     best = np.maximum(d["r_image"], d["r_text"])
     sites = np.flatnonzero(d["sites"] > 0)
-    rest = np.flatnonzero(d["sites"] == 0)
+    rest = np.flatnonzero(d["sig_vlm"] & (d["sites"] == 0))
     rest = rest[np.linspace(0, rest.size - 1, min(n_max, rest.size)).astype(int)] if rest.size else rest
     fig = go.Figure()
-    fig.add_trace(go.Scattergl(x=best[rest], y=d["r_vlm"][rest], mode="markers", name="other voxels",
+    fig.add_trace(go.Scattergl(x=best[rest], y=d["r_vlm"][rest], mode="markers", name="VLM significant",
                                marker=dict(size=3, color="#b0b0b0")))
     fig.add_trace(go.Scattergl(x=best[sites], y=d["r_vlm"][sites], mode="markers", name="integration sites",
                                marker=dict(size=5, color="#c44e52")))
@@ -100,7 +105,7 @@ def _scatter(d, n_max: int = 4000):
     hi = float(np.nanmax([best.max(), d["r_vlm"].max()]))
     fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(dash="dot", color="#606060"),
                              showlegend=False, hoverinfo="skip"))
-    fig.update_layout(title=dict(text="VLM vs the better baseline (held-out r)"), height=360,
+    fig.update_layout(title=dict(text="VLM vs the better baseline (held-out r, VLM-significant voxels)"), height=360,
                       xaxis_title="max r (image, text baseline)", yaxis_title="r VLM")
     return apply_theme(fig)
 

@@ -117,10 +117,11 @@ def variance_view():
 
     key = BandsKey(model, branches, lay, kind, conds[0])
     with S.guard(state) as g:
-        v = S.summary("variance_maps", state, state.subject, key, atlas=state.atlas)
+        v = S.summary("variance_maps", state, state.subject, key, fdr_q=state.fdr_q, atlas=state.atlas)
         values = {**{f"unique {b}": u for b, u in v["unique"].items()}, "shared": v["shared"], "joint R²": v["r2"]}
-        shown = np.where(v["r2"] > 0, values[part], np.nan)  # voxels the joint model predicts at all
-        fig = S.brain_figure(shown, state, cmap="RdBu_r", label="R²",
+        shown = np.where(v["predicted"], values[part], np.nan)
+        top = float(np.nanpercentile(np.abs(shown), 99)) if np.isfinite(shown).any() else 1.0
+        fig = S.brain_figure(shown, state, cmap="RdBu_r", label="R²", vmin=-top, vmax=top,
                              title=f"{part}: {model} {bands} L{lay} ({kind}) — "
                                    f"{'group mean' if state.is_group else 'sub-' + state.subject}")
     if g.failed:
@@ -129,7 +130,8 @@ def variance_view():
     S.export_buttons(fig, f"variance_{model}_L{lay}", map_values=np.stack(list(values.values())),
                      map_names=list(values))
     st.caption("Banded ridge with one band per branch (held-out R², leave-one-run-out); unique = R²(joint) − "
-               "R²(without that band), shared = R²(joint) − Σ unique. Shown where the joint R² is positive.")
+               "R²(without that band), shared = R²(joint) − Σ unique. Shown, and averaged per network, where "
+               f"some branch's encoding map is significant (q < {state.fdr_q:g}).")
     per = v["per_network"]
     rows = per[per.level == "network"].melt(id_vars=["name"], value_vars=[p for p in parts if p != "joint R²"],
                                             var_name="part", value_name="mean R²")

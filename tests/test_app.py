@@ -265,9 +265,11 @@ def test_integration_page_shows_sites_against_both_baselines(app_env):
     titles = [chart_spec(at, i)["layout"]["title"]["text"] for i in range(len(charts(at)))]
     assert any(t.startswith("r(VLM) − max r(baselines)") and "cross_image L1" in t for t in titles)
     assert any("VLM vs the better baseline" in t for t in titles)
+    assert any(m.label.startswith("median Δr") for m in at.metric)
     assert any("vit" in c.value and "roberta" in c.value for c in at.caption)  # the layers compared
     before = chart_spec(at, 0)["data"]
-    at.toggle(key="in_only_sites").set_value(False).run()  # the difference at every voxel
+    shown = at.toggle(key="in_only_sites").value  # sites only when there are any
+    at.toggle(key="in_only_sites").set_value(not shown).run()
     assert_clean(at)
     assert chart_spec(at, 0)["data"] != before
 
