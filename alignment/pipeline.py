@@ -6,17 +6,17 @@ CLI (``python -m alignment run``), the demo and the app share results and never 
 
 Stages (one entry per subject where BOLD is involved):
 
-=============  ==========================================================================
-``ans``        raw pooled ANs at every TR (:mod:`alignment.features`)
-``encoding``   ridge prediction map of one layer: ``scores``, ``alphas``, ``p``, ``q`` (V,)
-``atoms``      sparse dictionary of one layer's ANs: ``codes`` (N, K), ``atoms`` (K, T),
-               ``regressors`` (T, K) HRF-convolved atoms
-``glm``        voxel-wise AR(1) GLM of the atoms: ``t``, ``beta``, ``q`` (K, V)
-``variance``   banded ridge with one band per branch at one depth: ``r2`` (V,), ``unique``
-               and ``r2_without`` (B, V), ``shared`` (V,)
+===============  ==========================================================================
+``ans``          raw pooled ANs at every TR (:mod:`alignment.features`)
+``encoding``     ridge prediction map of one layer: ``scores``, ``alphas``, ``p``, ``q`` (V,)
+``atoms``        sparse dictionary of one layer's ANs: ``codes`` (N, K), ``atoms`` (K, T),
+                 ``regressors`` (T, K) HRF-convolved atoms
+``glm``          voxel-wise AR(1) GLM of the atoms: ``t``, ``beta``, ``q`` (K, V)
+``variance``     banded ridge with one band per branch at one depth: ``r2`` (V,), ``unique``
+                 and ``r2_without`` (B, V), ``shared`` (V,)
 ``integration``  a VLM layer against an image and a text baseline: ``r_vlm``,
-               ``r_image``, ``r_text``, ``diff``, ``p``, ``q``, ``sites`` (V,)
-=============  ==========================================================================
+                 ``r_image``, ``r_text``, ``diff``, ``p``, ``q``, ``sites`` (V,)
+===============  ==========================================================================
 """
 
 from __future__ import annotations
