@@ -151,6 +151,19 @@ class Study:
         request = FeatureRequest.make(key.model, None, kind=key.kind, condition=key.condition)
         return an_timeseries(self.dataset, request, self.cache, device=self.device, progress=self.progress)
 
+    @cached_property
+    def fit_backend(self) -> dict:
+        """``backend``/``device`` of the ridge fits: torch on the GPU when the study's device is
+        (or resolves to) cuda, numpy otherwise."""
+        if self.device == "cpu":
+            return {"backend": "numpy", "device": "cpu"}
+        import torch
+
+        cuda = torch.cuda.is_available()
+        if self.device == "cuda" and not cuda:
+            raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+        return {"backend": "torch", "device": "cuda"} if cuda else {"backend": "numpy", "device": "cpu"}
+
     def branches(self, spec: str, kind: str = "attn", condition: str = "image+text") -> dict[str, list[int]]:
         """A model's branches and their layers, as its extracted ANs hold them."""
         return self.features(LayerKey(spec, "", 0, kind, condition)).meta["branches"]
@@ -191,7 +204,8 @@ class Study:
             from alignment.stats import block_permutation_null, circular_shift_null, fdr_bh
 
             Y = self.bold(subject)
-            fit = fit_ridge(self.design(key), Y, self.runs, alphas=np.asarray(o.alphas), return_predictions=True)
+            fit = fit_ridge(self.design(key), Y, self.runs, alphas=np.asarray(o.alphas), return_predictions=True,
+                            **self.fit_backend)
             if o.null == "circular":
                 p = circular_shift_null(Y, fit.predictions, self.runs, n_shifts=o.n_null, seed=o.seed, tail=o.null_tail)
             else:
@@ -269,7 +283,7 @@ class Study:
             Xs = [self.design(bands.band(b)) for b in bands.branches]
             fit = fit_banded_ridge(Xs, self.bold(subject), self.runs, alphas=np.asarray(o.alphas),
                                    n_iter=o.banded_iter, band_names=bands.branches, random_state=o.seed,
-                                   dtype="float32")
+                                   dtype="float32", **self.fit_backend)
             arrays = {"r2": fit.r2, "r2_split": fit.r2_split, "r2_without": fit.r2_without,
                       "unique": fit.unique, "shared": fit.shared, "scores": fit.scores}
             return ({k: np.asarray(v, np.float32) for k, v in arrays.items()},
@@ -316,8 +330,8 @@ class Study:
             from alignment.encoding import fit_ridge
 
             Y = self.bold(subject)
-            preds = [fit_ridge(self.design(k), Y, self.runs, alphas=np.asarray(o.alphas),
-                               return_predictions=True).predictions for k in keys.values()]
+            preds = [fit_ridge(self.design(k), Y, self.runs, alphas=np.asarray(o.alphas), return_predictions=True,
+                               **self.fit_backend).predictions for k in keys.values()]
             res = integration_sites(Y, *preds, runs=self.runs, block_len=o.block_len, q=o.fdr_q)
             arrays = {name: getattr(res, name) for name in
                       ("r_vlm", "r_image", "r_text", "diff", "p_image", "p_text", "p", "q")}

@@ -221,3 +221,16 @@ def test_integration_stage_equals_the_library_test_on_the_same_predictions(plant
     # the baselines are not tested against themselves
     units = plan_units(study, ModelPlan(baselines.image, analyses=("integration",)), baselines=baselines)
     assert units == []
+
+
+def test_ridge_fits_use_the_gpu_only_when_there_is_one(planted, tmp_path):
+    import torch
+
+    ds = load_dataset(planted)
+    assert Study(ds, Cache(tmp_path), device="cpu").fit_backend == {"backend": "numpy", "device": "cpu"}
+    auto = Study(ds, Cache(tmp_path), device="auto").fit_backend
+    assert auto == ({"backend": "torch", "device": "cuda"} if torch.cuda.is_available()
+                    else {"backend": "numpy", "device": "cpu"})
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            Study(ds, Cache(tmp_path), device="cuda").fit_backend
