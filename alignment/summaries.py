@@ -920,7 +920,8 @@ def _network_means(atlas, columns: dict) -> Any:
     for level, name, m in masks:
         rec = dict(level=level, name=name, n_voxels=int(m.sum()))
         for col, values in columns.items():
-            rec[col] = float(np.nanmean(values[m])) if m.any() else float("nan")
+            v = values[m]
+            rec[col] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
         recs.append(rec)
     return pd.DataFrame(recs)
 
