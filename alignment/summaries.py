@@ -478,7 +478,7 @@ def _scan_cache(study: Study) -> tuple[list[tuple], dict]:
     cache = study.cache
     fps = {}
     for s in study.dataset.subjects:
-        fps[study.dataset.fingerprint(subjects=[s])] = s
+        fps[study._bold_params(s)["bold"]] = s  # memoised by AppStudy
     rows = []
     integration = {}
     atoms_layer: dict[str, dict] = {}
@@ -908,24 +908,6 @@ def fusion_modality(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.
                 n_unified=u.n_unified, n_significant_both=u.n_significant_both, per_network=u.per_network)
 
 
-def _network_means(atlas, columns: dict) -> Any:
-    """Per network and group: voxel count and the mean of each (V,) column."""
-    import pandas as pd
-
-    from alignment.networks import group_masks
-
-    masks = [("network", name, atlas.labels == k) for k, name in atlas.names.items()]
-    masks += [("group", g, m) for g, m in group_masks(atlas).items()]
-    recs = []
-    for level, name, m in masks:
-        rec = dict(level=level, name=name, n_voxels=int(m.sum()))
-        for col, values in columns.items():
-            v = values[m]
-            rec[col] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-        recs.append(rec)
-    return pd.DataFrame(recs)
-
-
 def variance_maps(study: Study, subject: str, bands: BandsKey, fdr_q: float = 0.05, atlas=None) -> dict:
     """Unique and shared variance of a model's branches at one depth (banded ridge).
 
@@ -935,8 +917,9 @@ def variance_maps(study: Study, subject: str, bands: BandsKey, fdr_q: float = 0.
         ``r2`` (V,) joint held-out R², ``unique`` {branch: (V,)}, ``shared`` (V,) — means over
         subjects for the group — ``predicted`` (V,) bool: some branch's encoding map is
         significant (q < ``fdr_q``; where no encoding map is cached, joint R² > 0), and with an
-        atlas ``per_network`` (DataFrame: mean of each part over the predicted voxels, per
-        network and group; over all voxels noise would dominate).
+        atlas ``per_network`` (:func:`alignment.networks.network_summary` of the joint R² with
+        the predicted voxels as significant, plus one column per part: its mean over the
+        predicted voxels, per network and group; over all voxels noise would dominate).
     """
     entries = [study.variance(s, bands) for s in subject_list(study, subject)]
     r2 = np.mean([np.asarray(e["r2"]) for e in entries], axis=0).astype(np.float32)
@@ -949,7 +932,11 @@ def variance_maps(study: Study, subject: str, bands: BandsKey, fdr_q: float = 0.
     out = dict(r2=r2, unique=dict(zip(bands.branches, unique)), shared=shared, predicted=predicted)
     if atlas is not None:
         parts = {"joint R²": r2, **{f"unique {b}": u for b, u in zip(bands.branches, unique)}, "shared": shared}
-        out["per_network"] = _network_means(atlas, {k: np.where(predicted, v, np.nan) for k, v in parts.items()})
+        from alignment.networks import network_summary
+
+        out["per_network"] = per = network_summary(r2, predicted, atlas)
+        for name, values in parts.items():
+            per[name] = network_summary(values, predicted, atlas).mean_r_significant.to_numpy()
     return out
 
 
@@ -965,8 +952,9 @@ def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Basel
         share of subjects where the voxel is a site (0/1 for one subject), ``baselines``
         {subject: {"image": LayerKey, "text": LayerKey}} the layers compared, ``sig_vlm`` (V,)
         bool: the VLM layer's own encoding map is significant (q < ``fdr_q``), and with an atlas
-        ``per_network`` (DataFrame: mean diff over those voxels and share of sites, per network
-        and group). Over all voxels the mean diff is negative by construction (the larger of
+        ``per_network`` (:func:`alignment.networks.network_summary` of ``diff`` over those
+        voxels, plus ``mean diff (VLM significant)`` and ``share of sites`` per network and
+        group). Over all voxels the mean diff is negative by construction (the larger of
         two noisy baseline r's), hence the restriction.
     """
     subjects = subject_list(study, subject)
@@ -981,8 +969,11 @@ def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Basel
                           for s, e in zip(subjects, entries)})
     out["sig_vlm"] = _r_q(study, subject, key)[1] < fdr_q
     if atlas is not None:
-        out["per_network"] = _network_means(atlas, {"mean diff (VLM significant)": np.where(out["sig_vlm"], out["diff"], np.nan),
-                                                    "share of sites": out["sites"]})
+        from alignment.networks import network_summary
+
+        out["per_network"] = per = network_summary(out["diff"], out["sig_vlm"], atlas)
+        per["mean diff (VLM significant)"] = per.mean_r_significant
+        per["share of sites"] = network_summary(out["sites"], None, atlas).mean_r.to_numpy()
     return out
 
 
