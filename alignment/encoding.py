@@ -215,6 +215,9 @@ class _NumpyOps:
     def eigh(self, A):
         return np.linalg.eigh(A)
 
+    def qr(self, A):
+        return np.linalg.qr(A)
+
     def to64(self, a):
         return np.asarray(a, dtype=np.float64)
 
@@ -244,6 +247,9 @@ class _TorchOps:
 
     def eigh(self, A):
         return self.torch.linalg.eigh(A)
+
+    def qr(self, A):
+        return self.torch.linalg.qr(A)
 
     def to64(self, a):
         return a.to(self.torch.float64)
@@ -420,6 +426,10 @@ class _Decomposition:
     accurate in float64 (squared singular values keep ~1e-16 relative precision, far below
     what float32 data hold). Directions with s^2 <= max(s^2) * max(T, N) * eps are dropped
     (their ridge filter s / (alpha + s^2) is ~0 anyway).
+
+    For the alpha search each P_j is also kept as its QR factors P_j = Q_j R_j: the squared
+    error ||y - P_j w||^2 equals ||Q_j.T y - R_j w||^2 plus a term that does not depend on w,
+    so losses are compared in k dimensions instead of T_test (see :func:`_alpha_losses`).
     """
 
     def __init__(self, ops, Xb, train, tests, alphas):
@@ -442,7 +452,11 @@ class _Decomposition:
         self.train = train
         self.tests = tests
         self.Ut = ops.cast(Ut)
-        self.P = [ops.cast((ops.to64(Xb[ops.index(te)]) - mean) @ V) for te in tests]
+        P64 = [(ops.to64(Xb[ops.index(te)]) - mean) @ V for te in tests]
+        self.P = [ops.cast(P) for P in P64]
+        qr = [ops.qr(P) for P in P64]
+        self.Qt = [ops.cast(Q.T) for Q, _ in qr]
+        self.R = [ops.cast(R) for _, R in qr]
         alphas_b = ops.to64(ops.asarray(alphas))
         # filter factors of every alpha at once: (n_alphas, k)
         self.filters = ops.cast(s[None, :] / (alphas_b[:, None] + lam[None, :]))
@@ -459,11 +473,21 @@ def _chunk_projection(ops, dec, Y, cols):
     return dec.Ut @ Yc, ymean
 
 
-def _iter_alpha_predictions(dec, j, UtY):
-    """Yield (alpha index, prediction (T_test_j, Vc)) for every alpha, one at a time."""
-    P = dec.P[j]
-    for a in range(dec.filters.shape[0]):
-        yield a, (P * dec.filters[a]) @ UtY
+def _alpha_losses(dec, j, Yte, UtY):
+    """Squared error of test set j for every alpha, up to a per-voxel constant: (n_alphas, Vc).
+
+    ||Yte - P (f * UtY)||^2 / T_test minus ||(I - Q Q.T) Yte||^2 / T_test, which no alpha
+    changes: enough to choose alphas (summed over folds, compared across alphas), and costs
+    k x k instead of T_test x k per alpha.
+    """
+    B = dec.Qt[j] @ Yte
+    n_test = Yte.shape[0]
+    losses = []
+    for f in dec.filters:
+        D = dec.R[j] @ (f[:, None] * UtY)
+        D -= B
+        losses.append((D * D).sum(0) / n_test)
+    return losses
 
 
 def _select_alphas(mean_loss, alphas):
@@ -560,8 +584,8 @@ def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
                 UtY, ymean = _chunk_projection(ops, dec, Y, cols)
                 for j, outer in ((0, s), (1, r)):  # validating on r belongs to outer fold s
                     Yte = ops.asarray(Y[dec.tests[j], cols]) - ymean
-                    for a, pred in _iter_alpha_predictions(dec, j, UtY):
-                        inner_loss[outer, a, cols] += ops.to_numpy(((Yte - pred) ** 2).mean(0))
+                    for a, loss in enumerate(_alpha_losses(dec, j, Yte, UtY)):
+                        inner_loss[outer, a, cols] += ops.to_numpy(loss)
                 del UtY
             del dec
         for r in range(n_runs):
@@ -591,8 +615,8 @@ def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
         for r, dec in enumerate(decs):
             UtY, ymean = _chunk_projection(ops, dec, Y, cols)
             Yte = ops.asarray(Y[dec.tests[0], cols]) - ymean
-            for a, pred in _iter_alpha_predictions(dec, 0, UtY):
-                full_loss[a, cols] += ops.to_numpy(((Yte - pred) ** 2).mean(0))
+            for a, loss in enumerate(_alpha_losses(dec, 0, Yte, UtY)):
+                full_loss[a, cols] += ops.to_numpy(loss)
             if nested:
                 score_fold(r, cols, UtY, ymean, fold_alpha_idx[r, cols])
             del UtY, Yte
@@ -915,7 +939,8 @@ def _t_stats(Xw, Yw, n_atoms):
 
 
 def _t_stats_separate(Xw, Yw, n_atoms):
-    """One GLM per atom: t of atom k in the model [atom k, nuisance columns].
+    """One GLM per atom: t of atom k in the model [atom k, nuisance columns]; also the
+    residuals of the nuisance-only model (T, v).
 
     The nuisance columns (everything after the first n_atoms) are projected out once, then every
     single-atom fit is closed-form: beta_k = <x_k, y> / <x_k, x_k>, SSE_k = <y, y> − beta_k²
@@ -933,7 +958,7 @@ def _t_stats_separate(Xw, Yw, n_atoms):
     sse = np.maximum((y * y).sum(0)[None] - beta * xy, 0.0)
     dof = Xw.shape[0] - q.shape[1] - 1
     t = beta / np.sqrt(np.maximum(sse / dof / np.where(xx > 0, xx, np.inf), 1e-50))
-    return beta, t
+    return beta, t, y
 
 
 def _ar1_coef(resid):
@@ -1059,12 +1084,12 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
     for start in range(0, n_voxels, voxel_chunk):
         cols = slice(start, min(start + voxel_chunk, n_voxels))
         Yc = np.asarray(Y[:, cols], dtype=np.float64)
-        b, t, resid = _t_stats(design, Yc, n_atoms)
         if separate:
-            b, t = _t_stats_separate(design, Yc, n_atoms)
             # noise model from the nuisance-only fit: residuals of the joint model have the
             # slow, atom-like part of the noise fitted away, which underestimates rho
-            _, _, resid = _t_stats(design[:, n_atoms:], Yc, 0)
+            b, t, resid = _t_stats_separate(design, Yc, n_atoms)
+        else:
+            b, t, resid = _t_stats(design, Yc, n_atoms)
         # residuals at rounding level (constant voxels): t would be a ratio of rounding errors
         flat = (resid ** 2).sum(0) <= (100 * np.finfo(np.float64).eps) ** 2 * (Yc ** 2).sum(0)
         degenerate[cols] = flat
@@ -1084,7 +1109,7 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
             for start in range(0, len(vox), voxel_chunk):
                 sel = vox[start:start + voxel_chunk]
                 Yw = _ar1_whiten(np.asarray(Y[:, sel], dtype=np.float64), value)
-                b, t = _t_stats_separate(Xw, Yw, n_atoms) if separate else _t_stats(Xw, Yw, n_atoms)[:2]
+                b, t = (_t_stats_separate if separate else _t_stats)(Xw, Yw, n_atoms)[:2]
                 beta[:, sel], tvals[:, sel] = b, t
     tvals[:, degenerate] = 0.0
     if separate:
