@@ -271,7 +271,8 @@ def _ensure_demo(root: str, small: bool) -> None:
         with box.container():
             st.info("Preparing the simulated demo (first start only): building the dataset, extracting the "
                     "demo models' ANs and computing every analysis into the cache "
-                    f"`{root}`. Later starts read the cache.")
+                    f"`{root}` — about a quarter of an hour on 2 CPU cores. Later starts read the cache; "
+                    "`python -m alignment demo` prepares it from a terminal.")
             bar = st.progress(0.0, text="building the simulated dataset …")
 
             def progress(done: int, total: int, label: str) -> None:

@@ -80,7 +80,7 @@ def cmd_demo(args) -> int:
     from alignment.demo import run_demo
 
     start = time.perf_counter()
-    study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small)
+    study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, full=args.full)
     print(f"demo ready in {time.perf_counter() - start:.1f} s: dataset {study.dataset.root}, results in {study.cache.root}")
     return 0
 
@@ -88,10 +88,11 @@ def cmd_demo(args) -> int:
 def cmd_validate(args) -> int:
     import json
 
-    from alignment.demo import run_demo, validate_demo
+    from alignment.demo import run_demo, validate_demo, validation_plans
 
-    study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, progress=not args.json)
-    result = validate_demo(study, small=args.small)
+    study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, progress=not args.json,
+                     plans=validation_plans(args.full))
+    result = validate_demo(study, full=args.full)
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
@@ -176,7 +177,10 @@ def _demo_options(p) -> None:
 
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated experiment (default 0)")
     p.add_argument("--snr", type=float, default=DEFAULT_SNR, help=f"signal-to-noise of planted voxels (default {DEFAULT_SNR}; 0 plants nothing)")
-    p.add_argument("--small", action="store_true", help="a small, fast configuration (fewer TRs and subjects, planted models only)")
+    p.add_argument("--small", action="store_true", help="a small, fast dataset (fewer TRs and subjects; for tests)")
+    p.add_argument("--full", action="store_true",
+                   help="every layer of every demo model (default: the planted layers, a distractor layer and "
+                        "the baselines; several times faster)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = command("validate", "compare computed demo results with the planted ground truth")
+    p = command("validate", "compute what the check reads (if missing) and compare the demo results with the planted ground truth")
     _demo_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_validate)

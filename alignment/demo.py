@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -26,35 +26,59 @@ MAPPING = ("encoding", "neuron_mapping")
 CROSS = ("cross_image", "cross_text")
 
 
-def demo_plans(small: bool = False) -> tuple[ModelPlan, ...]:
+#: MiniLM layers of the core plan: its first and last (its curve's ends)
+MINILM_CORE_LAYERS = (0, 5)
+
+
+def demo_plans(full: bool = False) -> tuple[ModelPlan, ...]:
     """What the demo computes: every view of the app for every demo model.
 
-    Fusion cross-modal layers are also encoded under the single-modality conditions (Modality
-    page) and tested as integration sites against :data:`INTEGRATION_BASELINES`; the dual
-    encoder's branches get a variance partition at every depth. ``small`` keeps the planted
-    layers plus layer 0 of each planted branch as a distractor, one variance partition and one
-    integration layer (for tests).
+    The core plan (default) covers the layers the ground truth was planted in plus layer 0 of
+    each planted branch as a distractor: encoding and neuron mapping (Overview, Layers,
+    Polarity, Redundancy, inspectors), the fusion model's planted cross-modal layers also under
+    the single-modality conditions (Modality), one variance partition of the dual encoder at
+    its planted depth and the integration test of the fusion layer against
+    :data:`INTEGRATION_BASELINES`; the baselines ViT and RoBERTa at every layer (integration
+    compares with their best) and MiniLM at :data:`MINILM_CORE_LAYERS`.
+
+    ``full`` computes every layer of every model and kind the demo offers (several times the
+    core plan's cost); what the app finds in the cache, it shows.
     """
-    if small:
-        layers: dict = {}
-        for p in PLANTING:
-            layers.setdefault((p.model, p.branch, p.kind), {0}).add(p.layer)
-        plans = [ModelPlan(model, (branch,), tuple(sorted(ls)), (kind,), analyses=MAPPING)
-                 for (model, branch, kind), ls in layers.items()]
-        plans += [ModelPlan(model, (branch,), tuple(sorted(ls)), (kind,), ("image", "text"), analyses=("encoding",))
-                  for (model, branch, kind), ls in layers.items() if model == METER_SPEC]
-        plans += [ModelPlan(CLIP_SPEC, ("image", "text"), (1,), analyses=("variance_partition",)),
-                  ModelPlan(METER_SPEC, ("cross_image",), (1,), analyses=("integration",))]
-        return tuple(plans)
-    return (
-        ModelPlan(CLIP_SPEC, analyses=MAPPING),
-        ModelPlan(METER_SPEC, analyses=MAPPING),
-        ModelPlan(METER_SPEC, branches=CROSS, kinds=("mlp",), analyses=MAPPING),
-        ModelPlan(METER_SPEC, branches=CROSS, kinds=("attn", "mlp"), conditions=("image", "text"), analyses=("encoding",)),
-        *(ModelPlan(spec, analyses=MAPPING) for spec in BASELINES),
-        ModelPlan(CLIP_SPEC, analyses=("variance_partition",)),
-        ModelPlan(METER_SPEC, branches=CROSS, analyses=("integration",)),
-    )
+    if full:
+        return (
+            ModelPlan(CLIP_SPEC, analyses=MAPPING),
+            ModelPlan(METER_SPEC, analyses=MAPPING),
+            ModelPlan(METER_SPEC, branches=CROSS, kinds=("mlp",), analyses=MAPPING),
+            ModelPlan(METER_SPEC, branches=CROSS, kinds=("attn", "mlp"), conditions=("image", "text"),
+                      analyses=("encoding",)),
+            *(ModelPlan(spec, analyses=MAPPING) for spec in BASELINES),
+            ModelPlan(CLIP_SPEC, analyses=("variance_partition",)),
+            ModelPlan(METER_SPEC, branches=CROSS, analyses=("integration",)),
+        )
+    layers: dict = {}
+    for p in PLANTING:
+        layers.setdefault((p.model, p.branch, p.kind), {0}).add(p.layer)
+    plans = [ModelPlan(model, (branch,), tuple(sorted(ls)), (kind,), analyses=MAPPING)
+             for (model, branch, kind), ls in layers.items()]
+    plans += [ModelPlan(model, (branch,), tuple(sorted(ls)), (kind,), ("image", "text"), analyses=("encoding",))
+              for (model, branch, kind), ls in layers.items() if model == METER_SPEC]
+    depth = min({p.layer for p in PLANTING if p.model == CLIP_SPEC and p.branch == "image"}
+                & {p.layer for p in PLANTING if p.model == CLIP_SPEC and p.branch == "text"})
+    fused = sorted({p.layer for p in PLANTING if p.model == METER_SPEC and p.branch == "cross_image"})
+    plans += [ModelPlan(CLIP_SPEC, ("image", "text"), (depth,), analyses=("variance_partition",)),
+              ModelPlan(METER_SPEC, ("cross_image",), tuple(fused), analyses=("integration",)),
+              ModelPlan(INTEGRATION_BASELINES.image, analyses=("encoding",)),
+              ModelPlan(INTEGRATION_BASELINES.text, analyses=("encoding",)),
+              ModelPlan("minilm", layers=MINILM_CORE_LAYERS, analyses=("encoding",))]
+    return tuple(plans)
+
+
+def validation_plans(full: bool = False) -> tuple[ModelPlan, ...]:
+    """The part of :func:`demo_plans` that :func:`validate_demo` reads: encoding and neuron
+    mapping of the models the ground truth was planted from."""
+    planted = {p.model for p in PLANTING}
+    return tuple(replace(plan, analyses=tuple(a for a in plan.analyses if a in MAPPING))
+                 for plan in demo_plans(full) if plan.spec in planted and set(plan.analyses) & set(MAPPING))
 
 
 def demo_options(seed: int = 0) -> Options:
@@ -68,15 +92,17 @@ def demo_root(cache: Cache, seed: int = 0, snr: float = DEFAULT_SNR, small: bool
 
 
 def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False,
-             progress: bool | Callable[[int, int, str], None] = True) -> Study:
-    """Build the demo dataset (if absent) and compute every demo analysis into the cache."""
+             progress: bool | Callable[[int, int, str], None] = True, full: bool = False,
+             plans: tuple[ModelPlan, ...] | None = None) -> Study:
+    """Build the demo dataset (if absent; ``small``: test-sized) and compute ``plans`` (default
+    the demo plan, :func:`demo_plans`; ``full``: every layer) into the cache."""
     from alignment.data import load_dataset
 
     cache = cache if isinstance(cache, Cache) else Cache(cache)
     root = build_demo(demo_root(cache, seed, snr, small), seed=seed, snr=snr, small=small)
     study = Study(load_dataset(root), cache, demo_options(seed), device="cpu",
                   progress=progress is True)
-    compute(study, demo_plans(small), study.dataset.subjects, progress=progress, baselines=INTEGRATION_BASELINES)
+    compute(study, plans or demo_plans(full), study.dataset.subjects, progress=progress, baselines=INTEGRATION_BASELINES)
     return study
 
 
@@ -115,7 +141,7 @@ def _meets(value, op, limit) -> bool:
     return value >= limit if op == ">=" else value <= limit
 
 
-def validate_demo(study: Study, small: bool = False) -> Validation:
+def validate_demo(study: Study, full: bool = False) -> Validation:
     """Compare the computed results with the planted ground truth (metrics averaged over subjects).
 
     - ``voxel_auc``: planted vs unplanted voxels, scored by the best encoding r over the layers
@@ -138,7 +164,7 @@ def validate_demo(study: Study, small: bool = False) -> Validation:
     truth = load_ground_truth(study.dataset.root)
     patches = truth.patches
     planted_any = bool(len(patches)) and bool(np.asarray(truth["planted"]).any())
-    planned = [(plan, key) for plan in demo_plans(small) for key in plan_layers(study, plan)]
+    planned = [(plan, key) for plan in validation_plans(full) for key in plan_layers(study, plan)]
     planted_from = {(p.model, p.kind) for p in PLANTING}  # also with snr=0, when nothing is planted
     encoded = list(dict.fromkeys(key for plan, key in planned if (key.model, key.kind) in planted_from
                                  and key.condition == "image+text" and "encoding" in (plan.analyses or MAPPING)))

@@ -250,7 +250,7 @@ def mapped_layers(study: Study, subject: str, kind: str = "attn", condition: str
     kind, condition : str
     plans : sequence of ModelPlan, optional
         Take the layers these plans name with the ``neuron_mapping`` analysis (e.g.
-        ``alignment.demo.demo_plans(small)``); default: scan the cache for GLM entries of this
+        ``alignment.demo.demo_plans()``); default: scan the cache for GLM entries of this
         dataset's subject whose atoms were learned, with the study's options, from the ANs the
         study would read now (nothing is computed; results of older code versions are skipped).
 

@@ -316,7 +316,7 @@ def demo_ready(cache_root=None, small: bool = False, seed: int = 0) -> bool:
         ds = load_dataset(root)
         load_ground_truth(root)
         study = AppStudy(ds, cache, demo_options(seed), device="cpu")
-        for plan in demo_plans(small):
+        for plan in demo_plans():
             for analysis, target in plan_units(study, plan, baselines=INTEGRATION_BASELINES):
                 for subject in ds.subjects:
                     getattr(study, STAGE_OF[analysis])(subject, target)
@@ -443,7 +443,7 @@ def available(study: Study, demo_small: bool | None = None) -> Availability:
         from alignment.pipeline import STAGE_OF, plan_units
 
         rows, integration = _scan_cache(study)
-        for plan in demo_plans(demo_small):
+        for plan in demo_plans():
             for analysis, target in plan_units(study, plan, baselines=INTEGRATION_BASELINES):
                 rows += [(*_avail_row(target), s, STAGE_OF[analysis]) for s in subjects]
                 if isinstance(target, IntegrationKey):

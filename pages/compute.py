@@ -144,6 +144,8 @@ with tab_run:
 with tab_demo:
     st.write("The simulated demo is built into the cache on first use. Build or complete it here "
              "(missing results only are computed).")
+    full = st.checkbox("Every layer of every demo model (several times longer)", key="cp_demo_full",
+                       help="By default the demo covers the planted layers, a distractor layer and the baselines.")
     if st.button("Build / complete the demo", key="cp_demo"):
         from alignment.demo import run_demo
 
@@ -153,7 +155,7 @@ with tab_demo:
             def progress(done, total, label):
                 bar.progress(min(1.0, done / total if total else 1.0), text=f"{label} ({done}/{total} units)")
 
-            run_demo(Cache(root), small=S.demo_small(), progress=progress)
+            run_demo(Cache(root), small=S.demo_small(), full=full, progress=progress)
             S.clear_caches()
             st.success("The demo is complete.")
 

@@ -132,9 +132,9 @@ def test_sidebar_offers_only_cached_combinations(app_env):
     assert at.selectbox(key="vs_subject").value == "01"
     assert at.selectbox(key="vs_subject").options[0].startswith("group")
     # the planned models, and the integration baselines (their encoding maps pick the best layer)
-    planned = {p.spec for p in demo_plans(small=True)} | {INTEGRATION_BASELINES.image, INTEGRATION_BASELINES.text}
+    planned = {p.spec for p in demo_plans()} | {INTEGRATION_BASELINES.image, INTEGRATION_BASELINES.text}
     assert set(at.selectbox(key="vs_model").options) == planned
-    meter = [p for p in demo_plans(small=True) if p.spec == METER_SPEC]
+    meter = [p for p in demo_plans() if p.spec == METER_SPEC]
     at.selectbox(key="vs_model").set_value(METER_SPEC).run()
     assert_clean(at)
     assert at.selectbox(key="vs_branch").options == list(dict.fromkeys(b for p in meter for b in p.branches))

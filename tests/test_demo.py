@@ -6,7 +6,7 @@ import pytest
 
 from alignment.cache import Cache
 from alignment.cli import main
-from alignment.demo import THRESHOLDS, run_demo, validate_demo
+from alignment.demo import THRESHOLDS, run_demo, validate_demo, validation_plans
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def test_validate_passes_on_small_demo(cache, demo_cache, seed, capsys):
 
 def test_seeds_give_different_data(cache, demo_cache):
     a = run_demo(Cache(demo_cache), seed=0, small=True, progress=False).dataset
-    b = run_demo(cache, seed=1, small=True, progress=False).dataset
+    b = run_demo(cache, seed=1, small=True, progress=False, plans=validation_plans()).dataset
     assert a.root != b.root
     assert (a.bold("01", a.runs[0]) != b.bold("01", b.runs[0])).any()
     assert a.timeline(a.runs[0]).caption != b.timeline(b.runs[0]).caption
@@ -49,8 +49,8 @@ def test_second_demo_run_computes_nothing(demo_cache, monkeypatch):
 
 
 def test_pure_noise_demo_declares_almost_nothing(cache):
-    study = run_demo(cache, seed=2, snr=0.0, small=True, progress=False)
-    result = validate_demo(study, small=True)
+    study = run_demo(cache, seed=2, snr=0.0, small=True, progress=False, plans=validation_plans())
+    result = validate_demo(study)
     assert result.metrics["null_false_positive_rate"] <= 0.05
     assert result.passed
 
@@ -82,3 +82,32 @@ def test_variance_partition_and_integration_sites_follow_the_planting(demo_cache
         assert diff[unified].mean() > 0.05, subject
         assert diff[unified].mean() > max(diff[img].mean(), diff[txt].mean()) + 0.1, subject
         assert sites[unplanted].mean() <= 0.05
+
+
+def test_core_plan_covers_the_planting_and_full_plan_every_layer(demo_cache):
+    """The default plan holds every planted layer (plus a distractor) with the analyses that
+    read it, and the baselines integration compares with; ``full`` adds every other layer."""
+    from alignment.data.demo import DEMO_MODELS, PLANTING
+    from alignment.data import load_dataset
+    from alignment.demo import INTEGRATION_BASELINES, demo_options, demo_plans, demo_root
+    from alignment.pipeline import Study, plan_units
+
+    cache = Cache(demo_cache)  # listing the full plan's layers extracts the ANs it lacks
+    study = Study(load_dataset(demo_root(cache, small=True)), cache, demo_options(), device="cpu")
+
+    def units(plans):
+        return {(stage, target) for plan in plans
+                for stage, target in plan_units(study, plan, baselines=INTEGRATION_BASELINES)}
+
+    core, full = units(demo_plans()), units(demo_plans(full=True))
+    mapped = {(t.model, t.branch, t.layer) for stage, t in core if stage == "neuron_mapping"}
+    for p in PLANTING:
+        assert {(p.model, p.branch, p.layer), (p.model, p.branch, 0)} <= mapped
+    stages = {stage for stage, _ in core}
+    assert stages == {"encoding", "neuron_mapping", "variance_partition", "integration"}
+    assert {t.model for stage, t in core if stage == "encoding"} == set(DEMO_MODELS)
+    assert core < full
+    for spec in DEMO_MODELS:
+        for branch, layers in study.branches(spec).items():
+            assert {t.layer for stage, t in full if stage == "encoding" and t.model == spec and t.branch == branch
+                    and t.condition == "image+text"} == set(layers)

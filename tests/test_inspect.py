@@ -86,7 +86,7 @@ def test_loro_ridge_needs_two_runs():
 # on the demo
 # --------------------------------------------------------------------------------------------
 def test_mapped_layers_scan_matches_the_demo_plans(demo_study):
-    plans = demo_plans(small=True)
+    plans = demo_plans()
     kinds = {k for plan in plans if "neuron_mapping" in plan.analyses for k in plan.kinds}
     assert "attn" in kinds
     for kind in kinds:
