@@ -724,6 +724,18 @@ def _banded_outer(Xs, Y, labels, run_idx, alphas, n_iter, concentration, voxel_c
     return fold_split, fold_r
 
 
+def _single_band_split(X, Y, runs, run_idx, alphas, backend, device, dtype):
+    """Per-fold held-out R² (L, 1, V) of a one-band model by :func:`fit_ridge`: what
+    :func:`_banded_outer` returns for a single band (same nested alpha choice)."""
+    fit = fit_ridge(X, Y, runs, alphas, backend=backend, device=device, dtype=dtype, return_predictions=True)
+    split = np.zeros((len(run_idx), 1, Y.shape[1]))
+    for r, test in enumerate(run_idx):
+        y = np.asarray(Y[test], dtype=np.float64)
+        p = np.asarray(fit.predictions[test], dtype=np.float64)
+        split[r] = _r2_split(y - y.mean(0), (p - p.mean(0))[None])
+    return split
+
+
 def _r2_split(y, preds):
     """Product-measure split of R² (himalaya.scoring.r2_score_split, include_correlation=True).
 
@@ -819,8 +831,13 @@ def fit_banded_ridge(Xs: Sequence, Y, runs, alphas=None, *, n_iter=20,
         r2 = r2_split.sum(0)
         r2_without = unique = shared = None
         if compute_unique and len(Xs) > 1:
+            def reduced(spaces):
+                if len(spaces) == 1:  # plain ridge: the same nested alpha choice, one solver pass
+                    return _single_band_split(spaces[0], Y, runs, run_idx, alphas, backend, device, dt)
+                return run(spaces)[0]
+
             r2_without = np.stack([
-                run([x for i, x in enumerate(Xs) if i != b])[0].sum(1).mean(0)
+                reduced([x for i, x in enumerate(Xs) if i != b]).sum(1).mean(0)
                 for b in range(len(Xs))])
             unique = r2[None] - r2_without
             shared = r2 - unique.sum(0)

@@ -260,6 +260,28 @@ def test_banded_ridge_matches_himalaya_estimator():
     assert res.band_names == ("A", "B")
 
 
+def test_banded_reduced_models_match_himalaya_ridge():
+    """r2_without of a two-band model: the other band alone, fitted per outer fold by himalaya's
+    RidgeCV with inner leave-one-run-out splits."""
+    from himalaya.backend import set_backend
+    from himalaya.ridge import RidgeCV
+    from himalaya.scoring import r2_score_split
+
+    Xs, Y, runs = _banded_problem(seed=3)
+    alphas = np.logspace(-1, 4, 6)
+    res = fit_banded_ridge(Xs, Y, runs, alphas, n_iter=3)
+    set_backend("numpy")
+    for b, other in ((0, 1), (1, 0)):
+        folds = []
+        for r in np.unique(runs):
+            tr, te = runs != r, runs == r
+            model = RidgeCV(alphas=alphas, cv=_logo(runs[tr]), fit_intercept=True).fit(Xs[other][tr], Y[tr])
+            p = model.predict(Xs[other][te])
+            y = Y[te] - Y[te].mean(0)
+            folds.append(r2_score_split(y, (p - p.mean(0))[None])[0])
+        np.testing.assert_allclose(res.r2_without[b], np.mean(folds, 0), atol=1e-8)
+
+
 def test_banded_single_band_equals_ridge_r2():
     Xs, Y, runs = _banded_problem(seed=1)
     alphas = np.logspace(-1, 4, 6)
