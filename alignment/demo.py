@@ -65,11 +65,11 @@ def demo_plans(full: bool = False) -> tuple[ModelPlan, ...]:
     depth = min({p.layer for p in PLANTING if p.model == CLIP_SPEC and p.branch == "image"}
                 & {p.layer for p in PLANTING if p.model == CLIP_SPEC and p.branch == "text"})
     fused = sorted({p.layer for p in PLANTING if p.model == METER_SPEC and p.branch == "cross_image"})
-    plans += [ModelPlan(CLIP_SPEC, ("image", "text"), (depth,), analyses=("variance_partition",)),
-              ModelPlan(METER_SPEC, ("cross_image",), tuple(fused), analyses=("integration",)),
-              ModelPlan(INTEGRATION_BASELINES.image, analyses=("encoding",)),
+    plans += [ModelPlan(INTEGRATION_BASELINES.image, analyses=("encoding",)),
               ModelPlan(INTEGRATION_BASELINES.text, analyses=("encoding",)),
-              ModelPlan("minilm", layers=MINILM_CORE_LAYERS, analyses=("encoding",))]
+              ModelPlan("minilm", layers=MINILM_CORE_LAYERS, analyses=("encoding",)),
+              ModelPlan(CLIP_SPEC, ("image", "text"), (depth,), analyses=("variance_partition",)),
+              ModelPlan(METER_SPEC, ("cross_image",), tuple(fused), analyses=("integration",))]
     return tuple(plans)
 
 
