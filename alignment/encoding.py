@@ -6,8 +6,9 @@ Three entry points, all pure functions of arrays:
   alpha per voxel, evaluated by leave-one-run-out cross-validation with the alpha of every
   outer fold chosen by an inner leave-one-run-out CV on the training runs (nested CV).
 - :func:`fit_banded_ridge` -- a joint model with one ridge band per feature space (banded
-  ridge, solved by himalaya's random search), with the split of the held-out R² over bands and,
-  optionally, unique and shared variance from the reduced models.
+  ridge: himalaya's random search over band weights, on the ridge solver below), with the
+  split of the held-out R² over bands and, optionally, unique and shared variance from the
+  reduced models.
 - :func:`fit_atoms_glm` -- the voxel-wise GLM of the neuron-mapping analysis: HRF-convolved
   dictionary atoms + run intercepts + drift, with an AR(1) noise model that reproduces
   ``nilearn.glm.first_level.run_glm(noise_model="ar1")``.
@@ -21,7 +22,8 @@ eigendecomposition of the smaller Gram matrix, in float64) gives the ridge predi
     Yhat(alpha) = (Xtest - mean) @ Vt.T @ diag(s / (alpha + s**2)) @ U.T @ (Ytrain - mean)
 
 so each training set is decomposed once and the alphas only rescale ``k = min(T_train, N)``
-numbers. Voxels are processed in chunks of ``voxel_chunk``: the weights (N, V) are never formed,
+numbers. To choose alphas, a test design's QR factors ``P = Q R`` give the squared error in k
+dimensions, ``||Q.T y - R w||^2`` plus a term no alpha changes (:func:`_alpha_losses`). Voxels are processed in chunks of ``voxel_chunk``: the weights (N, V) are never formed,
 only ``U.T @ Ytrain`` (k, voxel_chunk) and one (T_test, voxel_chunk) prediction at a time.
 
 With ``L`` runs the nested CV needs the training sets "all runs but r" (L of them: outer refits,
@@ -53,7 +55,6 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -451,6 +452,8 @@ class _Decomposition:
             Ut = ((Xc @ vec) / s).T
         self.train = train
         self.tests = tests
+        self.mean = ops.cast(mean)
+        self.V = ops.cast(V)
         self.Ut = ops.cast(Ut)
         P64 = [(ops.to64(Xb[ops.index(te)]) - mean) @ V for te in tests]
         self.P = [ops.cast(P) for P in P64]
@@ -473,20 +476,21 @@ def _chunk_projection(ops, dec, Y, cols):
     return dec.Ut @ Yc, ymean
 
 
-def _alpha_losses(dec, j, Yte, UtY):
-    """Squared error of test set j for every alpha, up to a per-voxel constant: (n_alphas, Vc).
+def _alpha_losses(dec, j, Yte, UtY, exact=False):
+    """Mean squared error of test set j for every alpha: a list of n_alphas arrays (Vc,).
 
-    ||Yte - P (f * UtY)||^2 / T_test minus ||(I - Q Q.T) Yte||^2 / T_test, which no alpha
-    changes: enough to choose alphas (summed over folds, compared across alphas), and costs
-    k x k instead of T_test x k per alpha.
+    Without ``exact``, minus ||(I - Q Q.T) Yte||^2 / T_test, which no alpha changes: enough to
+    choose alphas within one design (summed over folds, compared across alphas), and costs
+    k x k instead of T_test x k per alpha. ``exact`` adds it back (to compare designs).
     """
     B = dec.Qt[j] @ Yte
     n_test = Yte.shape[0]
+    outside = ((Yte * Yte).sum(0) - (B * B).sum(0)) / n_test if exact else 0
     losses = []
     for f in dec.filters:
         D = dec.R[j] @ (f[:, None] * UtY)
         D -= B
-        losses.append((D * D).sum(0) / n_test)
+        losses.append((D * D).sum(0) / n_test + outside)
     return losses
 
 
@@ -652,88 +656,94 @@ def _is_float32(ops):
 # --------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _himalaya_backend(backend, device):
-    """Temporarily switch himalaya's global backend; restored on exit."""
-    from himalaya.backend import get_backend, set_backend
-
-    if backend == "auto":
-        import torch
-
-        backend = "torch" if torch.cuda.is_available() else "numpy"
-        device = "cuda" if backend == "torch" else "cpu"
-    if backend == "numpy":
-        if str(device) != "cpu":
-            raise ValueError(f"backend='numpy' runs on the CPU only; got device={device!r}.")
-        name = "numpy"
-    elif backend == "torch":
-        name = "torch_cuda" if str(device).startswith("cuda") else "torch"
-    else:
-        raise ValueError(f"backend must be 'numpy', 'torch' or 'auto', got {backend!r}.")
-    previous = get_backend().name
-    bk = set_backend(name, on_error="raise")
-    try:
-        yield bk
-    finally:
-        set_backend(previous, on_error="warn")
-
-
-def _banded_outer(Xs, Y, labels, run_idx, alphas, n_iter, concentration, voxel_chunk,
-                  random_state, bk, dtype):
+def _banded_outer(Xs, Y, run_idx, alphas, gammas, voxel_chunk, ops):
     """Outer leave-one-run-out loop of a banded ridge; per fold per band held-out R² split
-    (L, B, V) and joint Pearson r (L, V)."""
-    from himalaya.ridge import solve_group_ridge_random_search
+    (L, B, V) and joint Pearson r (L, V).
 
-    n_runs, n_bands, n_voxels = len(labels), len(Xs), Y.shape[1]
-    widths = np.cumsum([0] + [x.shape[1] for x in Xs])
-    fold_split = np.zeros((n_runs, n_bands, n_voxels))
+    Per outer fold, every band weighting ``gammas[g]`` (features of band b scaled by
+    sqrt(gamma_b)) and alpha is scored by leave-one-run-out CV on the training runs; each voxel
+    keeps the first weighting whose mean validation MSE beats the best so far by more than the
+    dtype's eps, with its best alpha (himalaya's ``solve_group_ridge_random_search`` rule,
+    ``l2_neg_loss``, ``local_alpha``); the model refit on the training runs predicts the
+    held-out run band by band.
+    """
+    n_runs, n_voxels = len(run_idx), Y.shape[1]
+    widths = [x.shape[1] for x in Xs]
+    edges = np.cumsum([0] + widths)
+    X = np.concatenate([np.asarray(x, dtype=np.float64) for x in Xs], axis=1)
+    n_alphas = len(alphas)
+    slope = 1e-10 * np.log(alphas)[:, None]  # ties go to the larger alpha
+    eps = np.finfo(np.float32 if _is_float32(ops) else np.float64).eps
+    chunks = [slice(s, min(s + voxel_chunk, n_voxels)) for s in range(0, n_voxels, voxel_chunk)]
+    fold_split = np.zeros((n_runs, len(Xs), n_voxels))
     fold_r = np.zeros((n_runs, n_voxels))
-    # one band: a single "gamma" (plain ridge CV), no random search
-    iters = np.ones((1, 1)) if n_bands == 1 else n_iter
+
+    def others(excluded):
+        return np.concatenate([run_idx[i] for i in range(n_runs) if i not in excluded])
+
     for r in range(n_runs):
         train_runs = [i for i in range(n_runs) if i != r]
-        train = np.concatenate([run_idx[i] for i in train_runs])
+        best = np.full(n_voxels, -np.inf)
+        best_gamma = np.zeros(n_voxels, dtype=np.int64)
+        best_alpha = np.zeros(n_voxels, dtype=np.int64)
+        for g, gamma in enumerate(gammas):
+            Xg = ops.asarray(X * np.repeat(np.sqrt(gamma), widths))
+            decs = [_Decomposition(ops, Xg, others({r, s}), [run_idx[s]], alphas) for s in train_runs]
+            loss = np.zeros((n_alphas, n_voxels))
+            for cols in chunks:
+                for dec in decs:
+                    UtY, ymean = _chunk_projection(ops, dec, Y, cols)
+                    Yte = ops.asarray(Y[dec.tests[0], cols]) - ymean
+                    for a, la in enumerate(_alpha_losses(dec, 0, Yte, UtY, exact=True)):
+                        loss[a, cols] += ops.to_numpy(la)
+            score = -loss / len(decs) + slope
+            arg = np.argmax(score, axis=0)
+            score = score[arg, np.arange(n_voxels)]
+            better = score > best + eps
+            best[better], best_gamma[better], best_alpha[better] = score[better], g, arg[better]
+
         test = run_idx[r]
-        # inner splits in training-set coordinates: leave one training run out
-        pos = np.empty(Y.shape[0], dtype=np.int64)
-        pos[train] = np.arange(len(train))
-        splits = []
-        for i in train_runs:
-            val = pos[run_idx[i]]
-            splits.append((np.setdiff1d(np.arange(len(train)), val), val))
-        Xtr = [np.asarray(x[train], dtype=dtype) for x in Xs]
-        Ytr = np.asarray(Y[train], dtype=dtype)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Solving banded ridge is slower")
-            _, W, _, _ = solve_group_ridge_random_search(
-                [bk.asarray(x) for x in Xtr], bk.asarray(Ytr), n_iter=iters,
-                concentration=list(concentration), alphas=bk.asarray(alphas.astype(dtype)),
-                fit_intercept=True, cv=splits, return_weights=True, local_alpha=True,
-                random_state=random_state, n_targets_batch=voxel_chunk, progress_bar=False)
-        W = np.asarray(bk.to_numpy(W), dtype=np.float64)
+        preds = np.zeros((len(Xs), len(test), n_voxels))
+        for g, gamma in enumerate(gammas):
+            chosen = np.flatnonzero(best_gamma == g)
+            if not len(chosen):
+                continue
+            Xg = ops.asarray(X * np.repeat(np.sqrt(gamma), widths))
+            dec = _Decomposition(ops, Xg, others({r}), [test], alphas)
+            Xte = Xg[ops.index(test)] - dec.mean
+            for start in range(0, len(chosen), voxel_chunk):
+                cols = chosen[start:start + voxel_chunk]
+                UtY, _ = _chunk_projection(ops, dec, np.asarray(Y[:, cols]), slice(None))
+                W = dec.filters[ops.index(best_alpha[cols])].T * UtY  # (k, c)
+                for b in range(len(Xs)):
+                    band = slice(edges[b], edges[b + 1])
+                    preds[b][:, cols] = ops.to_numpy(Xte[:, band] @ (dec.V[band] @ W))
+        preds -= preds.mean(1, keepdims=True)
         y_te = np.asarray(Y[test], dtype=np.float64)
         y_te = y_te - y_te.mean(0)
-        preds = np.empty((n_bands, len(test), n_voxels))
-        for b, x in enumerate(Xs):
-            xb = np.asarray(x, dtype=np.float64)
-            # training mean of the band's features; the held-out run mean is removed anyway
-            p = (xb[test] - xb[train].mean(0)) @ W[widths[b]:widths[b + 1]]
-            preds[b] = p - p.mean(0)
         fold_split[r] = _r2_split(y_te, preds)
         fold_r[r] = _correlation(y_te, preds.sum(0))
     return fold_split, fold_r
 
 
-def _single_band_split(X, Y, runs, run_idx, alphas, backend, device, dtype):
-    """Per-fold held-out R² (L, 1, V) of a one-band model by :func:`fit_ridge`: what
-    :func:`_banded_outer` returns for a single band (same nested alpha choice)."""
-    fit = fit_ridge(X, Y, runs, alphas, backend=backend, device=device, dtype=dtype, return_predictions=True)
-    split = np.zeros((len(run_idx), 1, Y.shape[1]))
-    for r, test in enumerate(run_idx):
-        y = np.asarray(Y[test], dtype=np.float64)
-        p = np.asarray(fit.predictions[test], dtype=np.float64)
-        split[r] = _r2_split(y - y.mean(0), (p - p.mean(0))[None])
-    return split
+def _band_weightings(n_bands, n_iter, concentration, random_state):
+    """Band weightings of the random search, (n_iter, n_bands): uniform first, then Dirichlet
+    samples (himalaya's ``generate_dirichlet_samples``, as its random search draws them)."""
+    if n_bands == 1:
+        return np.ones((1, 1))
+    from himalaya.backend import get_backend, set_backend
+    from himalaya.kernel_ridge import generate_dirichlet_samples
+
+    previous = get_backend().name
+    set_backend("numpy")
+    try:
+        gammas = np.array(generate_dirichlet_samples(n_samples=int(n_iter), n_kernels=n_bands,
+                                                     concentration=list(concentration),
+                                                     random_state=random_state), dtype=np.float64)
+    finally:
+        set_backend(previous, on_error="warn")
+    gammas[0] = 1.0 / n_bands
+    return gammas
 
 
 def _r2_split(y, preds):
@@ -753,11 +763,12 @@ def fit_banded_ridge(Xs: Sequence, Y, runs, alphas=None, *, n_iter=20,
                      random_state=0, dtype=None) -> BandedRidgeResult:
     """Joint banded ridge over several feature spaces with leave-one-run-out evaluation.
 
-    Each outer fold fits ``himalaya``'s banded ridge (random search over band weights on the
-    simplex x the alpha grid, one hyperparameter set per voxel, chosen by inner
-    leave-one-run-out CV on the training runs, intercept fitted) and predicts the held-out run
-    band by band. With ``compute_unique`` the model is refit without each band to get unique
-    and shared variance.
+    Each outer fold fits a banded ridge as ``himalaya.ridge.BandedRidgeCV`` does (random
+    search over band weights on the simplex x the alpha grid, one hyperparameter set per
+    voxel, chosen by inner leave-one-run-out CV on the training runs, intercept fitted; same
+    band weightings and selection rule, on this module's ridge solver) and predicts the
+    held-out run band by band. With ``compute_unique`` the model is refit without each band to
+    get unique and shared variance.
 
     Parameters
     ----------
@@ -775,11 +786,9 @@ def fit_banded_ridge(Xs: Sequence, Y, runs, alphas=None, *, n_iter=20,
     concentration : tuple of float
         Dirichlet concentrations cycled through by the random search.
     backend, device : str
-        As in :func:`fit_ridge`; applied through ``himalaya.backend.set_backend`` for the call
-        and restored afterwards (himalaya's backend is process-global: do not run two
-        fits with different backends in parallel threads).
+        As in :func:`fit_ridge`.
     voxel_chunk : int
-        himalaya's ``n_targets_batch``. The refit weights (sum N_b, V) of a fold are held.
+        Voxels processed at once.
     compute_unique : bool
         Also fit the B reduced models (without band b) and return ``r2_without``, ``unique``
         and ``shared``.
@@ -821,26 +830,21 @@ def fit_banded_ridge(Xs: Sequence, Y, runs, alphas=None, *, n_iter=20,
         raise ValueError(f"n_iter must be >= 1, got {n_iter}.")
     dt = _compute_dtype(dtype, Y, *Xs)
 
-    with _himalaya_backend(backend, device) as bk:
-        def run(spaces):
-            return _banded_outer(spaces, Y, labels, run_idx, alphas, int(n_iter), concentration,
-                                 int(voxel_chunk), random_state, bk, dt)
+    ops = _get_ops(backend, device, dt)
 
-        fold_split, fold_r = run(Xs)
-        r2_split = fold_split.mean(0)
-        r2 = r2_split.sum(0)
-        r2_without = unique = shared = None
-        if compute_unique and len(Xs) > 1:
-            def reduced(spaces):
-                if len(spaces) == 1:  # plain ridge: the same nested alpha choice, one solver pass
-                    return _single_band_split(spaces[0], Y, runs, run_idx, alphas, backend, device, dt)
-                return run(spaces)[0]
+    def run(spaces):
+        gammas = _band_weightings(len(spaces), n_iter, concentration, random_state)
+        return _banded_outer(spaces, Y, run_idx, alphas, gammas, int(voxel_chunk), ops)
 
-            r2_without = np.stack([
-                reduced([x for i, x in enumerate(Xs) if i != b]).sum(1).mean(0)
-                for b in range(len(Xs))])
-            unique = r2[None] - r2_without
-            shared = r2 - unique.sum(0)
+    fold_split, fold_r = run(Xs)
+    r2_split = fold_split.mean(0)
+    r2 = r2_split.sum(0)
+    r2_without = unique = shared = None
+    if compute_unique and len(Xs) > 1:
+        r2_without = np.stack([run([x for i, x in enumerate(Xs) if i != b])[0].sum(1).mean(0)
+                               for b in range(len(Xs))])
+        unique = r2[None] - r2_without
+        shared = r2 - unique.sum(0)
     return BandedRidgeResult(
         scores=fold_r.mean(0), r2=r2, r2_split=r2_split, fold_r2_split=fold_split,
         band_names=band_names, run_labels=labels, r2_without=r2_without, unique=unique,
