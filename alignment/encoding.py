@@ -632,7 +632,6 @@ def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
                 score_fold(r, cols, UtY, ymean, best_idx[cols])
     if not nested:
         fold_alpha_idx = np.broadcast_to(best_idx, (n_runs, n_voxels))
-    del decs
 
     return RidgeResult(
         scores=fold_scores.mean(0),

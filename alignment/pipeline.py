@@ -265,7 +265,7 @@ class Study:
     def variance(self, subject: str, bands: BandsKey) -> Entry:
         """Unique and shared variance of a model's branches at one depth (DESIGN §5.5).
 
-        One banded ridge (himalaya, band weights by random search, leave-one-run-out) with one
+        One banded ridge (himalaya's random search over band weights, leave-one-run-out) with one
         band per branch, refit without each band. Arrays: ``r2`` (V,) joint held-out R²,
         ``r2_split`` (B, V), ``r2_without`` (B, V), ``unique`` (B, V) = r2 − r2_without,
         ``shared`` (V,) = r2 − Σ unique; bands in the order of ``bands.branches``.
