@@ -247,7 +247,7 @@ def _open_study(dataset: str, root: str, small: bool):
 def _available(dataset: str, root: str, small: bool):
     from alignment import summaries
 
-    return summaries.available(_open_study(dataset, root, small), small if dataset == "demo" else None)
+    return summaries.available(_open_study(dataset, root, small), demo=dataset == "demo")
 
 
 @st.cache_resource(show_spinner=False)
@@ -271,7 +271,7 @@ def _ensure_demo(root: str, small: bool) -> None:
         with box.container():
             st.info("Preparing the simulated demo (first start only): building the dataset, extracting the "
                     "demo models' ANs and computing every analysis into the cache "
-                    f"`{root}` — about a quarter of an hour on 2 CPU cores. Later starts read the cache; "
+                    f"`{root}` — about 12 minutes on 2 CPU cores. Later starts read the cache; "
                     "`python -m alignment demo` prepares it from a terminal.")
             bar = st.progress(0.0, text="building the simulated dataset …")
 

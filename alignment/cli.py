@@ -144,7 +144,7 @@ def cmd_export(args) -> int:
 
     key = LayerKey(args.model, args.branch, args.layer, args.kind, args.condition)
     # "best layer", "SI" and "cross-modal gain" look up which other layers / branches exist
-    avail = summaries.available(study, args.small if args.dataset == "demo" else None)
+    avail = summaries.available(study, demo=args.dataset == "demo")
     name = f"{args.metric} {key.label()} {'group' if subject == summaries.GROUP else 'sub-' + subject}"
     try:
         if fmt == "csv":
@@ -179,8 +179,8 @@ def _demo_options(p) -> None:
     p.add_argument("--snr", type=float, default=DEFAULT_SNR, help=f"signal-to-noise of planted voxels (default {DEFAULT_SNR}; 0 plants nothing)")
     p.add_argument("--small", action="store_true", help="a small, fast dataset (fewer TRs and subjects; for tests)")
     p.add_argument("--full", action="store_true",
-                   help="every layer of every demo model (default: the planted layers, a distractor layer and "
-                        "the baselines; several times faster)")
+                   help="every layer of every demo model (several times longer; default: the planted layers, "
+                        "a distractor layer and the baselines)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -428,17 +428,17 @@ def _avail_frame(rows: Iterable[tuple]):
     return df
 
 
-def available(study: Study, demo_small: bool | None = None) -> Availability:
+def available(study: Study, demo: bool = False) -> Availability:
     """What the cache holds for ``study``'s dataset (no computation).
 
-    For the demo (``demo_small`` not None) the list comes from
+    For the demo (``demo``) the list comes from
     :func:`alignment.demo.demo_plans`, plus what the cache scan finds; for other datasets from
     the cache scan: the cache entries' metadata (``params``) of encoding and GLM entries whose
     BOLD fingerprint matches a subject of the dataset and whose options match
     ``study.options``.
     """
     subjects = list(study.dataset.subjects)
-    if demo_small is not None:
+    if demo:
         from alignment.demo import INTEGRATION_BASELINES, demo_plans
         from alignment.pipeline import STAGE_OF, plan_units
 

@@ -100,7 +100,7 @@ def test_csv_is_the_network_table_of_the_default_subject(demo_cache, study, tmp_
     # no --subject: the small demo has 2 subjects, so the default is the first one
     assert export(demo_cache, CLIP_IMAGE_1, "csv", out, "--metric", "best layer", "--atlas", "yeo7") == 0
     expect = summaries.network_table(study, "01", CLIP_IMAGE_1, "best layer", 0.05, load_atlas("yeo7"),
-                                     summaries.available(study, True))
+                                     summaries.available(study, demo=True))
     got = pd.read_csv(out).fillna({"color": ""})  # group rows have no colour: "" reads back as NaN
     assert "mean best layer" in got.columns
     pd.testing.assert_frame_equal(got, expect.reset_index(drop=True), check_dtype=False, rtol=1e-12)
