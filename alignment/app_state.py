@@ -467,7 +467,7 @@ def sidebar() -> ViewState:
         cond = ss[_PREFIX + "condition"]
         layers = avail.layers(model, branch, kind, cond, subject=subj)
         cur = ss.get(_PREFIX + "layer")
-        near = min(layers, key=lambda x: abs(x - cur)) if isinstance(cur, int) and layers else None
+        near = nearest(layers, cur) if isinstance(cur, int) and layers else None
         _choose(_PREFIX + "layer", layers, None if from_link("layer") else near, from_url=from_link("layer"),
                 what="layer", warns=warns)
         sb.selectbox("Layer", layers, key=_PREFIX + "layer")
@@ -670,6 +670,16 @@ def plot(fig, key: str, state: ViewState | None = None, **kwargs):
     kwargs.setdefault("width", "stretch")
     kwargs.setdefault("config", {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}})
     return st.plotly_chart(fig, theme=None, key=key, **kwargs)
+
+
+def set_label(parts: tuple) -> str:
+    """A (model, branch, kind[, condition]) choice as the pickers show it."""
+    return " · ".join([str(parts[0]).replace("random:", ""), *map(str, parts[1:])])
+
+
+def nearest(layers: list, layer: int) -> int:
+    """The layer of ``layers`` closest to ``layer`` (what a picker selects after a change)."""
+    return min(layers, key=lambda x: abs(x - layer))
 
 
 def describe(state: ViewState, key=None, subject: str | None = None, layer: bool = True) -> str:

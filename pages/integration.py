@@ -24,16 +24,15 @@ if not sets:
 
 @st.fragment
 def view():
-    labels = {f: f"{f[0].replace('random:', '')} · {f[1]} · {f[2]} · {f[3]}" for f in sets}
     default = next((i for i, f in enumerate(sets) if f[:2] == (state.model, state.branch)), 0)
     c1, c2, c3 = st.columns([3, 1, 2])
     model, branch, kind, cond = c1.selectbox("VLM layer set (model · branch · kind · condition)", sets,
-                                             index=default, format_func=labels.get, key="in_set")
+                                             index=default, format_func=S.set_label, key="in_set")
     layers = avail.layers(model, branch, kind, cond, "integration", subject=state.subject)
     if not layers:
         st.info("No integration result of this layer set for this subject.")
         return
-    lay = c2.selectbox("Layer", layers, index=layers.index(min(layers, key=lambda x: abs(x - state.layer))),
+    lay = c2.selectbox("Layer", layers, index=layers.index(S.nearest(layers, state.layer)),
                        key="in_layer")
     key = LayerKey(model, branch, lay, kind, cond)
     baselines = avail.baselines(key, state.subject)

@@ -15,11 +15,10 @@ series_all = avail.series("encoding", condition=state.condition)
 if not series_all:
     st.info(f"No encoding results under the condition {state.condition!r}.")
     st.stop()
-labels = {s: f"{s[0].replace('random:', '')} · {s[1]} · {s[2]}" for s in series_all}
 
 c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
 chosen = c1.multiselect("Curves (model · branch · AN kind)", series_all, default=series_all,
-                        format_func=labels.get, key="ly_series")
+                        format_func=S.set_label, key="ly_series")
 level = c2.radio("Networks", ("groups", "all networks"), key="ly_level",
                  help="groups: the paper's vision / language / attention / default mode (+ other)")
 y = c3.radio("Value", ("mean r", "fraction significant"), key="ly_value")

@@ -98,17 +98,16 @@ def dual_view():
 
 @st.fragment
 def variance_view():
-    labels = {f: f"{f[0].replace('random:', '')} · {f[1]} · {f[2]}" for f in banded}
     default = next((i for i, f in enumerate(banded) if f[0] == state.model), 0)
     c1, c2, c3 = st.columns([3, 1, 2])
-    model, bands, kind = c1.selectbox("Model · bands · kind", banded, index=default, format_func=labels.get,
+    model, bands, kind = c1.selectbox("Model · bands · kind", banded, index=default, format_func=S.set_label,
                                       key="mo_var_set")
     conds = avail.conditions(model, bands, kind, "variance")
     layers = avail.layers(model, bands, kind, conds[0], "variance", subject=state.subject)
     if not layers:
         st.info("No variance partition of this model for this subject.")
         return
-    lay = c2.selectbox("Layer", layers, index=layers.index(min(layers, key=lambda x: abs(x - state.layer))),
+    lay = c2.selectbox("Layer", layers, index=layers.index(S.nearest(layers, state.layer)),
                        key="mo_var_layer")
     branches = tuple(bands.split("+"))
     parts = [f"unique {b}" for b in branches] + ["shared", "joint R²"]
@@ -143,18 +142,17 @@ def variance_view():
 
 @st.fragment
 def fusion_view():
-    labels = {f: f"{f[0].replace('random:', '')} · {f[1]} · {f[2]}" for f in fusion}
     default = next((i for i, f in enumerate(fusion) if f[:2] == (state.model, state.branch)), 0)
     c1, c2 = st.columns([3, 1])
     choice = c1.selectbox("Fusion layer set (model · branch · kind)", fusion, index=default,
-                          format_func=labels.get, key="mo_fusion")
+                          format_func=S.set_label, key="mo_fusion")
     model, branch, kind = choice
     layers = sorted(set.intersection(*(set(avail.layers(model, branch, kind, c))
                                        for c in ("image+text", "image", "text"))))
     if not layers:
         st.info("No layer has all three conditions.")
         return
-    lay = c2.selectbox("Layer", layers, index=layers.index(min(layers, key=lambda x: abs(x - state.layer))),
+    lay = c2.selectbox("Layer", layers, index=layers.index(S.nearest(layers, state.layer)),
                        key="mo_fusion_layer")
     from alignment.pipeline import LayerKey
 
