@@ -1,0 +1,133 @@
+"""Responsiveness of the app in a headless browser: a layer change on the Overview page.
+
+    python benchmarks/bench_app.py [--cache DIR] [--small] [--layers 0,1,3,5] [--repeats 6] [--chromium /usr/bin/chromium]
+
+Starts ``streamlit run app.py`` on a cache that holds the demo (``--small`` for the small demo;
+build it first with ``python -m alignment demo [--small]``), opens the Overview page in headless
+chromium (playwright) and visits the layers of CLIP's image branch in turn, then again. It times
+
+- **layer change**: from picking a layer in the sidebar to the surface figure drawn with that
+  layer's map (the figure's title names the layer), for a first visit (the map is read from the
+  cache, the figure built and sent) and for a revisit (the browser may still hold the figure);
+- **reference**: after each layer change, from picking the other "Rows" choice of the network
+  table (a rerun of the whole page in which the surface figure does not change) to the bar chart
+  redrawn;
+
+and counts the bytes the browser receives over the websocket for each. Also reports the JSON size
+of the surface figure as the server builds it. Figures are medians; the ratios to the reference
+are the ones to compare across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from alignment.serve import app_server
+
+TIMEOUT = 240_000  # ms
+MODEL = "random:clip:demo-tiny"
+
+# the surface figure on the page (a Mesh3d trace) whose title names the layer, drawn by plotly
+SURFACE_SHOWS = """(layer) => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+    gd._fullLayout && gd._fullData && gd._fullData.some(t => t.type === 'mesh3d')
+    && (gd.layout.title.text || '').includes(' · L' + layer + ' · '))"""
+BARS_SHOW = """(what) => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+    gd._fullLayout && (gd.layout.title.text || '').endsWith('per ' + what))"""
+IDLE = """() => { const w = document.querySelector('[data-testid="stStatusWidget"]');
+    return !w || !/running/i.test(w.innerText); }"""
+
+
+def _surface_json_size(cache: str, small: bool, layer: int) -> int:
+    """Bytes of the JSON of the Overview surface figure (sub-01, CLIP image ``layer``, r)."""
+    from alignment import summaries
+    from alignment.networks import load_atlas
+    from alignment.pipeline import LayerKey
+    from alignment.surfaces import figure_json_size, surface_figure
+
+    study = summaries.open_study("demo", cache, demo_small=small)
+    m = summaries.metric_map(study, "01", LayerKey(MODEL, "image", layer), "r", 0.05)
+    fig = surface_figure(m.values, "inflated", cmap=m.cmap, symmetric=m.symmetric, vmin=m.vmin, vmax=m.vmax,
+                         outlines=load_atlas("ca").labels, title="r")
+    return figure_json_size(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", default=os.environ.get("ALIGNMENT_CACHE", "cache"))
+    ap.add_argument("--small", action="store_true", help="the small demo")
+    ap.add_argument("--repeats", type=int, default=6, help="revisits of layers seen before")
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--layers", default="0,1,3,5", help="CLIP image layers to visit (the demo's are 0,1,3,5)")
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    layers = [int(x) for x in args.layers.split(",")]
+    received = [0]
+
+    def on_ws(ws):
+        ws.on("framereceived", lambda payload: received.__setitem__(0, received[0] + len(payload)))
+
+    def timed(action, done_js, arg, page):
+        page.wait_for_function(IDLE, timeout=TIMEOUT)
+        page.wait_for_timeout(300)
+        before = received[0]
+        start = time.perf_counter()
+        action()
+        page.wait_for_function(done_js, arg=arg, timeout=TIMEOUT, polling="raf")
+        elapsed = time.perf_counter() - start
+        page.wait_for_function(IDLE, timeout=TIMEOUT)
+        page.wait_for_timeout(300)
+        return elapsed, received[0] - before
+
+    with app_server(args.cache, small=args.small) as url, sync_playwright() as p:
+        launch = {"args": ["--no-sandbox", "--disable-dev-shm-usage"]}
+        if os.path.exists(args.chromium):
+            launch["executable_path"] = args.chromium
+        browser = p.chromium.launch(**launch)
+        page = browser.new_page(viewport={"width": 1500, "height": 1400})
+        page.on("websocket", on_ws)
+        page.goto(f"{url}/?subject=01&model={MODEL}&branch=image&layer={layers[0]}&kind=attn",
+                  timeout=TIMEOUT)
+        page.wait_for_function(SURFACE_SHOWS, arg=layers[0], timeout=TIMEOUT)
+        sidebar = page.locator('[data-testid="stSidebar"]')
+
+        def pick_layer(layer):
+            def act():
+                sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Layer").click()
+                page.get_by_role("option", name=str(layer), exact=True).click()
+            return act
+
+        def pick_rows(rows):
+            return lambda: page.get_by_text(rows, exact=True).click()
+
+        first, first_bytes, again, again_bytes, ref, ref_bytes = [], [], [], [], [], []
+        visits = layers[1:] + [layers[i % len(layers)] for i in range(args.repeats)]
+        seen = {layers[0]}
+        for i, layer in enumerate(visits):
+            t, b = timed(pick_layer(layer), SURFACE_SHOWS, layer, page)
+            (again if layer in seen else first).append(t)
+            (again_bytes if layer in seen else first_bytes).append(b)
+            seen.add(layer)
+            rows = ("network groups", "group") if i % 2 == 0 else ("networks", "network")
+            t, b = timed(pick_rows(rows[0]), BARS_SHOW, rows[1], page)
+            ref.append(t), ref_bytes.append(b)
+        browser.close()
+
+    med = statistics.median
+    print(f"cache {args.cache} ({'small' if args.small else 'default'} demo), CLIP image layers {layers}")
+    for what, t, b in (("layer change, first visit", first, first_bytes),
+                       ("layer change, revisit", again, again_bytes),
+                       ("reference rerun → bars drawn", ref, ref_bytes)):
+        print(f"{what:30s} {med(t) * 1e3:6.0f} ms  ({med(t) / med(ref):5.2f} × reference)  "
+              f"{med(b) / 1e6:5.2f} MB received  (n = {len(t)})")
+    print(f"surface figure JSON            {_surface_json_size(args.cache, args.small, layers[1]) / 1e6:6.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
