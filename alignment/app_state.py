@@ -46,12 +46,14 @@ import streamlit as st
 __all__ = [
     "ATLASES",
     "CONDITIONS",
+    "PAGES",
     "KINDS",
     "METRICS",
     "SURFACES",
     "ViewState",
     "parse_query",
     "sidebar",
+    "page_menu",
     "current",
     "set_view",
     "get_study",
@@ -83,6 +85,19 @@ SURFACES = ("inflated", "very_inflated", "flat")
 #: map metrics (see :func:`alignment.summaries.metric_map`)
 METRICS = ("r", "significant r", "-log10 q", "best layer", "SI", "cross-modal gain")
 GROUP = "group"
+#: the app's pages by menu section: (script, title, icon); the first one is the default page
+PAGES = {
+    "Explore": (("pages/overview.py", "Overview", ":material/neurology:"),
+                ("pages/layers.py", "Layers", ":material/stacked_line_chart:"),
+                ("pages/polarity.py", "Polarity", ":material/exposure:"),
+                ("pages/modality.py", "Modality", ":material/image:"),
+                ("pages/redundancy.py", "Redundancy", ":material/join_inner:"),
+                ("pages/integration.py", "Integration sites", ":material/merge:"),
+                ("pages/compare.py", "Compare", ":material/compare:")),
+    "Inspect": (("pages/voxel_inspector.py", "Voxel inspector", ":material/my_location:"),
+                ("pages/neuron_inspector.py", "Neuron inspector", ":material/hub:")),
+    "Run": (("pages/compute.py", "Compute & cache", ":material/settings:"),),
+}
 
 _PREFIX = "vs_"  # session-state keys of the sidebar widgets: vs_<field>
 
@@ -388,8 +403,28 @@ def _choose(key: str, options: list, fallback=None, *, from_url: bool, what: str
     ss[key] = fallback
 
 
+def page_menu() -> None:
+    """The page links of :data:`PAGES` at the top of the sidebar.
+
+    Drawn here rather than by ``st.navigation`` (app.py hides its menu, and
+    ``client.showSidebarNavigation = false`` hides Streamlit's own): until app.py has run once in
+    a server process, a page URL runs the page script alone, and Streamlit would list the
+    ``pages/`` files by name instead of this menu.
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not (Path(ctx.main_script_path).parent / "pages").is_dir():
+        return  # a script outside this app (tests) has no pages to link to
+    with st.sidebar:
+        for section, pages in PAGES.items():
+            st.caption(section)
+            for script, title, icon in pages:
+                st.page_link(script, label=title, icon=icon, width="stretch")
+
+
 def sidebar() -> ViewState:
-    """Render the global sidebar and return the view state.
+    """Render the page menu and the global sidebar; return the view state.
 
     Initial values come from ``st.query_params`` (first run of a session); every change is
     written back to the query string. Only combinations that exist in the cache are offered.
@@ -399,6 +434,7 @@ def sidebar() -> ViewState:
     if "_view_state" in ss and _drawn_this_run():
         return ss["_view_state"]
 
+    page_menu()
     first = not ss.get("_vs_init", False)
     warns: list[str] = []
     url_keys: set = set()
@@ -410,6 +446,12 @@ def sidebar() -> ViewState:
         if "subject" not in url_keys:  # the default depends on the dataset (group from 3 subjects on)
             ss[_PREFIX + "subject"] = None
         ss["_vs_init"] = True
+    else:
+        # a page switch in pages/-folder mode draws the sidebar from another script, whose
+        # widgets are new ones: values set here (not by a widget) carry over to them
+        for f in fields(ViewState):
+            if _PREFIX + f.name in ss:
+                ss[_PREFIX + f.name] = ss[_PREFIX + f.name]
 
     for k, v in ss.pop("_vs_pending", {}).items():  # set_view() calls made after the widgets were drawn
         ss[_PREFIX + k] = v

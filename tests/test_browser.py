@@ -209,3 +209,30 @@ def test_browser_flow(server, browser, demo_cache):
             except Exception:  # noqa: BLE001 - a screenshot must not hide the real failure
                 pass
         ctx.close()
+
+
+def test_fresh_server_opened_on_a_page_url_shows_the_menu(demo_cache, browser):
+    """The first request of a server process on a page URL runs that page without app.py
+    (Streamlit's pages/-folder mode); the sidebar must still show the app's own menu, by section
+    and title — not the pages/ files by name — and its links must keep the view."""
+    from alignment.app_state import PAGES
+    from alignment.serve import app_server
+
+    with app_server(demo_cache, small=True, start_timeout=START_TIMEOUT) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(url + "/integration?subject=01", timeout=LOAD_TIMEOUT)
+            page.get_by_role("heading", name="Integration sites").wait_for(timeout=LOAD_TIMEOUT)
+            _idle(page)
+            _shot(page, "07_fresh_server_page_url")
+            sidebar = page.locator('[data-testid="stSidebar"]')
+            links = [a.inner_text().split("\n")[-1] for a in sidebar.locator("a").all()]
+            assert links == [title for pages in PAGES.values() for _, title, _ in pages], links
+            assert sidebar.get_by_text("Inspect", exact=True).is_visible()
+            assert not page.locator('[data-testid="stSidebarNav"]').count()
+            assert not _errors(page), _errors(page)
+            sidebar.get_by_role("link", name="Compare").click()
+            page.get_by_role("heading", name="Compare").wait_for(timeout=LOAD_TIMEOUT)
+            assert _query(page).get("subject") == "01"
+        finally:
+            page.close()
