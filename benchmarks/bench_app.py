@@ -28,10 +28,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from alignment.data.demo import CLIP_SPEC
 from alignment.serve import app_server
 
 TIMEOUT = 240_000  # ms
-MODEL = "random:clip:demo-tiny"
 
 # the surface figure on the page (a Mesh3d trace) whose title names the layer, drawn by plotly
 SURFACE_SHOWS = """(layer) => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
@@ -51,7 +51,7 @@ def _surface_json_size(cache: str, small: bool, layer: int) -> int:
     from alignment.surfaces import figure_json_size, surface_figure
 
     study = summaries.open_study("demo", cache, demo_small=small)
-    m = summaries.metric_map(study, "01", LayerKey(MODEL, "image", layer), "r", 0.05)
+    m = summaries.metric_map(study, "01", LayerKey(CLIP_SPEC, "image", layer), "r", 0.05)
     fig = surface_figure(m.values, "inflated", cmap=m.cmap, symmetric=m.symmetric, vmin=m.vmin, vmax=m.vmax,
                          outlines=load_atlas("ca").labels, title="r")
     return figure_json_size(fig)
@@ -92,7 +92,7 @@ def main() -> None:
         browser = p.chromium.launch(**launch)
         page = browser.new_page(viewport={"width": 1500, "height": 1400})
         page.on("websocket", on_ws)
-        page.goto(f"{url}/?subject=01&model={MODEL}&branch=image&layer={layers[0]}&kind=attn",
+        page.goto(f"{url}/?subject=01&model={CLIP_SPEC}&branch=image&layer={layers[0]}&kind=attn",
                   timeout=TIMEOUT)
         page.wait_for_function(SURFACE_SHOWS, arg=layers[0], timeout=TIMEOUT)
         sidebar = page.locator('[data-testid="stSidebar"]')
@@ -106,26 +106,30 @@ def main() -> None:
         def pick_rows(rows):
             return lambda: page.get_by_text(rows, exact=True).click()
 
-        first, first_bytes, again, again_bytes, ref, ref_bytes = [], [], [], [], [], []
+        times = {"first visit": [], "revisit": [], "reference": []}
+        sizes = {k: [] for k in times}
         visits = layers[1:] + [layers[i % len(layers)] for i in range(args.repeats)]
         seen = {layers[0]}
         for i, layer in enumerate(visits):
-            t, b = timed(pick_layer(layer), SURFACE_SHOWS, layer, page)
-            (again if layer in seen else first).append(t)
-            (again_bytes if layer in seen else first_bytes).append(b)
+            which = "revisit" if layer in seen else "first visit"
             seen.add(layer)
+            t, b = timed(pick_layer(layer), SURFACE_SHOWS, layer, page)
+            times[which].append(t)
+            sizes[which].append(b)
             rows = ("network groups", "group") if i % 2 == 0 else ("networks", "network")
             t, b = timed(pick_rows(rows[0]), BARS_SHOW, rows[1], page)
-            ref.append(t), ref_bytes.append(b)
+            times["reference"].append(t)
+            sizes["reference"].append(b)
         browser.close()
 
     med = statistics.median
+    ref = med(times["reference"])
     print(f"cache {args.cache} ({'small' if args.small else 'default'} demo), CLIP image layers {layers}")
-    for what, t, b in (("layer change, first visit", first, first_bytes),
-                       ("layer change, revisit", again, again_bytes),
-                       ("reference rerun → bars drawn", ref, ref_bytes)):
-        print(f"{what:30s} {med(t) * 1e3:6.0f} ms  ({med(t) / med(ref):5.2f} × reference)  "
-              f"{med(b) / 1e6:5.2f} MB received  (n = {len(t)})")
+    for which, label in (("first visit", "layer change, first visit"), ("revisit", "layer change, revisit"),
+                         ("reference", "reference rerun → bars drawn")):
+        t = times[which]
+        print(f"{label:30s} {med(t) * 1e3:6.0f} ms  ({med(t) / ref:5.2f} × reference)  "
+              f"{med(sizes[which]) / 1e6:5.2f} MB received  (n = {len(t)})")
     print(f"surface figure JSON            {_surface_json_size(args.cache, args.small, layers[1]) / 1e6:6.2f} MB")
 
 
