@@ -18,7 +18,8 @@ import pytest
 from alignment.app_state import ViewState, parse_query
 from alignment.data.demo import CLIP_SPEC, METER_SPEC
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
 PAGES = ("overview", "layers", "polarity", "modality", "redundancy", "integration", "compare", "compute")
 TIMEOUT = 600  # generous: the first run loads atlases and meshes on a shared, busy machine
 
@@ -120,6 +121,19 @@ def test_every_page_runs_without_exception(app_env, page):
     assert not at.error, error_text(at)
     if page != "compute":
         assert len(charts(at)) >= 1
+
+
+@slow
+def test_menu_links_every_page_in_order(app_env):
+    from alignment.app_state import PAGES as MENU
+
+    at = new_app().run()
+    assert_clean(at)
+    menu = [(script, title) for pages in MENU.values() for script, title, _ in pages]
+    links = [e.proto for e in at.sidebar if e.type == "page_link"]
+    assert [p.label for p in links] == [title for _, title in menu]
+    assert sorted(script for script, _ in menu) == sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
 
 
 @slow
