@@ -13,8 +13,10 @@ chromium (playwright) and visits the layers of CLIP's image branch in turn, then
   table (a rerun of the whole page in which the surface figure does not change) to the bar chart
   redrawn;
 
-and counts the bytes the browser receives over the websocket for each. Also reports the JSON size
-of the surface figure as the server builds it. Figures are medians; the ratios to the reference
+and counts the bytes the browser receives over the websocket for each. In the same browser it
+then times plotly.js alone (a blank page, the plotly package's bundle) redrawing the same surface
+figures in the same order: the floor of a layer change, and the second reference. Also reports the JSON size of the surface
+figure as the server builds it. Figures are medians; the ratios to the reference
 are the ones to compare across machines.
 """
 
@@ -43,18 +45,50 @@ IDLE = """() => { const w = document.querySelector('[data-testid="stStatusWidget
     return !w || !/running/i.test(w.innerText); }"""
 
 
-def _surface_json_size(cache: str, small: bool, layer: int) -> int:
-    """Bytes of the JSON of the Overview surface figure (sub-01, CLIP image ``layer``, r)."""
+def _surface_figures(cache: str, small: bool, layers: list[int]) -> list[str]:
+    """JSON of the Overview surface figure (sub-01, CLIP image layer, r) for each layer."""
+    import plotly.io as pio
+
     from alignment import summaries
     from alignment.networks import load_atlas
     from alignment.pipeline import LayerKey
-    from alignment.surfaces import figure_json_size, surface_figure
+    from alignment.surfaces import surface_figure
 
     study = summaries.open_study("demo", cache, demo_small=small)
-    m = summaries.metric_map(study, "01", LayerKey(CLIP_SPEC, "image", layer), "r", 0.05)
-    fig = surface_figure(m.values, "inflated", cmap=m.cmap, symmetric=m.symmetric, vmin=m.vmin, vmax=m.vmax,
-                         outlines=load_atlas("ca").labels, title="r")
-    return figure_json_size(fig)
+    outlines = load_atlas("ca").labels
+    out = []
+    for layer in layers:
+        m = summaries.metric_map(study, "01", LayerKey(CLIP_SPEC, "image", layer), "r", 0.05)
+        fig = surface_figure(m.values, "inflated", cmap=m.cmap, symmetric=m.symmetric, vmin=m.vmin,
+                             vmax=m.vmax, outlines=outlines, title=f"r · L{layer}")
+        out.append(pio.to_json(fig, validate=False))
+    return out
+
+
+def _plotly_alone(browser, figures: list[str], visits: list[int]) -> list[float]:
+    """Seconds plotly.js alone (the plotly package's bundle, a blank page of the app's width)
+    takes to redraw the surface figure with each visited layer's figure."""
+    import plotly
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1400})
+    page.add_script_tag(path=os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js"))
+    times = page.evaluate("""async ([figures, visits]) => {
+        const gd = document.createElement('div');
+        gd.style.width = '900px';
+        document.body.appendChild(gd);
+        const figs = figures.map(f => JSON.parse(f));
+        await Plotly.newPlot(gd, figs[0].data, figs[0].layout);
+        const times = [];
+        for (const i of visits) {
+            const t = performance.now();
+            await Plotly.react(gd, figs[i].data, figs[i].layout);
+            await new Promise(requestAnimationFrame);
+            times.push((performance.now() - t) / 1000);
+        }
+        return times;
+    }""", [figures, visits])
+    page.close()
+    return times
 
 
 def main() -> None:
@@ -120,17 +154,23 @@ def main() -> None:
             t, b = timed(pick_rows(rows[0]), BARS_SHOW, rows[1], page)
             times["reference"].append(t)
             sizes["reference"].append(b)
+        figures = _surface_figures(args.cache, args.small, layers)
+        times["plotly alone"] = _plotly_alone(browser, figures, [layers.index(x) for x in visits])
         browser.close()
 
     med = statistics.median
     ref = med(times["reference"])
     print(f"cache {args.cache} ({'small' if args.small else 'default'} demo), CLIP image layers {layers}")
     for which, label in (("first visit", "layer change, first visit"), ("revisit", "layer change, revisit"),
-                         ("reference", "reference rerun → bars drawn")):
+                         ("reference", "reference rerun → bars drawn"),
+                         ("plotly alone", "plotly.js alone redraws")):
         t = times[which]
-        print(f"{label:30s} {med(t) * 1e3:6.0f} ms  ({med(t) / ref:5.2f} × reference)  "
-              f"{med(sizes[which]) / 1e6:5.2f} MB received  (n = {len(t)})")
-    print(f"surface figure JSON            {_surface_json_size(args.cache, args.small, layers[1]) / 1e6:6.2f} MB")
+        got = f"{med(sizes[which]) / 1e6:5.2f} MB received" if which in sizes else " " * 17
+        print(f"{label:30s} {med(t) * 1e3:6.0f} ms  ({med(t) / ref:5.2f} × reference)  {got}  (n = {len(t)})")
+    floor = med(times["plotly alone"])
+    print(f"layer change / plotly.js alone: first visit {med(times['first visit']) / floor:.2f}, "
+          f"revisit {med(times['revisit']) / floor:.2f}")
+    print(f"surface figure JSON            {statistics.median(map(len, figures)) / 1e6:6.2f} MB")
 
 
 if __name__ == "__main__":
