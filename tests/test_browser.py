@@ -6,7 +6,8 @@ Needs the Debian ``chromium`` at /usr/bin/chromium (skipped otherwise) and the s
 
 Flow: Overview → change the layer in the sidebar → Voxel inspector: click a planted vertex on
 the flat map → its time course and top ANs appear → click the top AN → Neuron inspector →
-export its time course as PNG (a real PNG file).
+export its time course as PNG (a real PNG file). A second test opens a fresh server on a page URL:
+the app's own menu shows, and a page switch keeps the view.
 """
 
 from __future__ import annotations
