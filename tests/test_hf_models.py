@@ -111,6 +111,20 @@ def test_image_branches_independent_of_batch_mates(adapters, kind):
             np.testing.assert_allclose(alone[key][0], batch[key][0], atol=1e-5, err_msg=f"{name} {key}")
 
 
+def test_qk_capture_keeps_bridgetower_outputs(adapters):
+    """BridgeTower's image tower is a packed nn.MultiheadAttention: capturing qk replaces its
+    forward, and every AN of every branch must stay what it was."""
+    from alignment.models.base import capture
+
+    bt = adapters["bridgetower"]
+    captions = ["a dog on grass", "two red cars in a long street at night"]
+    plain = extract_ans(bt, _frames(2), captions, kind="attn")
+    with capture(bt, {"image": None}, "qk"):
+        during = extract_ans(bt, _frames(2), captions, kind="attn")
+    for key in plain:
+        np.testing.assert_allclose(during[key], plain[key], atol=1e-5, err_msg=str(key))
+
+
 def test_attn_tap_matches_manual_mha(adapters):
     """BridgeTower image attn AN (tokens-first MHA output) equals the block's attention recomputed by hand."""
     bt = adapters["bridgetower"]

@@ -67,18 +67,92 @@ def test_attn_hook_equals_manual_attention_output(clip):
     np.testing.assert_allclose(out[("image", 0)], manual.numpy(), atol=1e-5)
 
 
+def test_qk_capture_keeps_every_attention_output(clip):
+    """While qk is captured the towers' attention runs from one input projection: every layer's
+    attention output (image, and text with its causal mask and padding) stays what it was."""
+    plain = extract_ans(clip, _frames(3), CAPTIONS[1:], kind="attn")
+    with capture(clip, {"image": None, "text": None}, "qk"):
+        during = extract_ans(clip, _frames(3), CAPTIONS[1:], kind="attn")
+    assert plain.keys() == during.keys()
+    for key in plain:
+        np.testing.assert_allclose(during[key], plain[key], atol=1e-5, err_msg=str(key))
+
+
+def test_qk_equals_query_times_key_recomputed_by_hand(clip):
+    frames = _frames(2)
+    out = extract_ans(clip, frames, ["x", "y"], {"image": [1]}, kind="qk")
+    block = clip.model.visual.transformer.resblocks[1]
+    seen = {}
+    handle = block.ln_1.register_forward_hook(lambda m, a, o: seen.__setitem__("x", o))
+    from alignment.extract import image_tensor
+
+    with torch.no_grad():
+        clip.model.visual(image_tensor(clip, frames, [0, 1]))
+        handle.remove()
+        x, d = seen["x"], block.attn.embed_dim
+        w, b = block.attn.in_proj_weight, block.attn.in_proj_bias
+        manual = (torch.nn.functional.linear(x, w[:d], b[:d]) * torch.nn.functional.linear(x, w[d:2 * d], b[d:2 * d]))
+    np.testing.assert_allclose(out[("image", 1)], manual.mean(dim=1).numpy(), atol=1e-5)
+
+
+def test_cross_attention_qk_is_recomputed_from_its_inputs():
+    """A packed MHA called with a separate key (cross-attention) keeps its own forward."""
+    from alignment.models.base import _self_attention_with_qk
+
+    torch.manual_seed(0)
+    mha = torch.nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    q_in, kv_in = torch.randn(2, 3, 8), torch.randn(2, 3, 8)
+    got = {}
+    with torch.no_grad():
+        out, _ = _self_attention_with_qk(mha, mha.forward, lambda t: got.__setitem__("qk", t), q_in, kv_in, kv_in,
+                                         need_weights=False)
+        ref, _ = mha(q_in, kv_in, kv_in, need_weights=False)
+        w, b = mha.in_proj_weight, mha.in_proj_bias
+        manual = torch.nn.functional.linear(q_in, w[:8], b[:8]) * torch.nn.functional.linear(kv_in, w[8:16], b[8:16])
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(got["qk"], manual)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("masks", ["none", "bool", "float", "padding"])
+def test_fused_self_attention_equals_multihead_attention(batch_first, masks):
+    from alignment.models.base import _self_attention_with_qk
+
+    torch.manual_seed(1)
+    n, length, d, heads = 3, 6, 16, 4
+    mha = torch.nn.MultiheadAttention(d, heads, batch_first=batch_first).eval()
+    x = torch.randn(n, length, d) if batch_first else torch.randn(length, n, d)
+    kw = {}
+    if masks == "bool":
+        kw["attn_mask"] = torch.triu(torch.ones(length, length, dtype=torch.bool), 1)
+    elif masks == "float":
+        kw["attn_mask"] = torch.randn(n * heads, length, length)
+    elif masks == "padding":
+        pad = torch.zeros(n, length, dtype=torch.bool)
+        pad[0, 4:] = True
+        kw["key_padding_mask"] = pad
+    with torch.no_grad():
+        ref, _ = mha(x, x, x, need_weights=False, **kw)
+        out, _ = _self_attention_with_qk(mha, mha.forward, lambda t: None, x, x, x, need_weights=False, **kw)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
 def test_hooks_removed_after_capture(clip):
     module = clip.model.visual.transformer.resblocks[0].attn
     before = len(module._forward_hooks)
     with capture(clip, {"image": [0, 1]}, "attn"):
         assert len(module._forward_hooks) == before + 1
     assert len(module._forward_hooks) == before
+    with capture(clip, {"image": [0, 1]}, "qk"):
+        assert "forward" in module.__dict__
+    assert "forward" not in module.__dict__
 
 
-def test_padding_invariance(clip):
+@pytest.mark.parametrize("kind", ["attn", "qk", "mlp"])
+def test_padding_invariance(clip, kind):
     caption = "a red ball on grass"
-    alone = extract_ans(clip, _frames(1), [caption], {"text": None})
-    padded = extract_ans(clip, _frames(2), [caption, CAPTIONS[3] * 2], {"text": None})
+    alone = extract_ans(clip, _frames(1), [caption], {"text": None}, kind=kind)
+    padded = extract_ans(clip, _frames(2), [caption, CAPTIONS[3] * 2], {"text": None}, kind=kind)
     for key in alone:
         np.testing.assert_allclose(alone[key][0], padded[key][0], atol=1e-5)
 

@@ -10,6 +10,7 @@ tokens the batch marks as real (padding excluded), so only (batch, units) arrays
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -83,7 +84,9 @@ class Tap:
 class PackedQK:
     """Query and key of an ``nn.MultiheadAttention`` with packed ``in_proj`` weights.
 
-    The module computes q and k internally, so they are recomputed from its inputs.
+    The module computes q and k inside one fused call, so while they are captured its forward is
+    replaced by :func:`_self_attention_with_qk` (same result, q ⊙ k taken on the way); other
+    calls (cross-attention, attention weights requested) recompute q and k from the inputs.
     """
 
     module: nn.MultiheadAttention
@@ -287,6 +290,66 @@ def _read(tap: Tap, args, output) -> torch.Tensor:
     return args[0] if tap.source == "input" else _first(output)
 
 
+class _ReplacedForward:
+    """A module's forward replaced until :meth:`remove` (a hook handle's interface)."""
+
+    def __init__(self, module: nn.Module, forward: Callable):
+        self.module, self.previous = module, module.__dict__.get("forward")
+        module.forward = forward
+
+    def remove(self) -> None:
+        if self.previous is None:
+            self.module.__dict__.pop("forward", None)
+        else:
+            self.module.forward = self.previous
+
+
+def _additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """An ``nn.MultiheadAttention`` mask (bool: True = masked out, or float: added) as a float mask."""
+    if mask is None or mask.is_floating_point():
+        return None if mask is None else mask.to(dtype)
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(mask, float("-inf"))
+
+
+def _self_attention_with_qk(mha: nn.MultiheadAttention, forward: Callable, on_qk: Callable, query, key, value,
+                            key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True,
+                            is_causal=False):
+    """``mha.forward`` that hands q ⊙ k (in the layout of ``query``) to ``on_qk``.
+
+    Self-attention without attention weights (how CLIP towers call it) runs from one input
+    projection: (L, B, d) or (B, L, d) → q, k, v → scaled dot-product attention → out_proj.
+    Anything else calls the original ``forward`` and recomputes q and k from its inputs.
+    """
+    d, heads = mha.embed_dim, mha.num_heads
+    w, b = mha.in_proj_weight, mha.in_proj_bias
+    fused = (query is key and key is value and not need_weights and mha._qkv_same_embed_dim
+             and mha.bias_k is None and not mha.add_zero_attn and not (mha.training and mha.dropout > 0))
+    if not fused:
+        out = forward(query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
+                      attn_mask=attn_mask, average_attn_weights=average_attn_weights, is_causal=is_causal)
+        q = nn.functional.linear(query, w[:d], None if b is None else b[:d])
+        k = nn.functional.linear(key, w[d:2 * d], None if b is None else b[d:2 * d])
+        on_qk(q * k)
+        return out
+    q, k, v = nn.functional.linear(query, w, b).split(d, dim=-1)
+    on_qk(q * k)
+    swap = (lambda t: t) if mha.batch_first else (lambda t: t.transpose(0, 1))  # (L, B, d) ↔ (B, L, d)
+    q, k, v = swap(q), swap(k), swap(v)
+    n, length = q.shape[0], q.shape[1]
+    q, k, v = (t.reshape(n, length, heads, d // heads).transpose(1, 2) for t in (q, k, v))
+    mask = _additive_mask(attn_mask, q.dtype)
+    if mask is not None:
+        mask = mask.reshape(n, heads, length, length) if mask.dim() == 3 else mask
+    pad = _additive_mask(key_padding_mask, q.dtype)
+    if pad is not None:
+        pad = pad.reshape(n, 1, 1, length)
+        mask = pad if mask is None else mask + pad
+    out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                     is_causal=bool(is_causal) and mask is None)
+    out = nn.functional.linear(out.transpose(1, 2).reshape(n, length, d), mha.out_proj.weight, mha.out_proj.bias)
+    return swap(out), None
+
+
 def _register(store: _Store, branch: Branch, layer: int, kind: str) -> list:
     taps = branch.layers[layer]
     key = (branch.name, layer)
@@ -305,15 +368,10 @@ def _register(store: _Store, branch: Branch, layer: int, kind: str) -> list:
     if taps.packed is not None:
         mha = taps.packed.module
 
-        def packed_hook(module, args, output):
-            q_in, k_in = args[0], args[1] if len(args) > 1 else args[0]
-            d = mha.embed_dim
-            w, b = mha.in_proj_weight, mha.in_proj_bias
-            q = nn.functional.linear(q_in, w[:d], None if b is None else b[:d])
-            k = nn.functional.linear(k_in, w[d:2 * d], None if b is None else b[d:2 * d])
-            store.values[key] = store.pool(branch, q * k)
+        def on_qk(qk):
+            store.values[key] = store.pool(branch, qk)
 
-        return [mha.register_forward_hook(packed_hook)]
+        return [_ReplacedForward(mha, functools.partial(_self_attention_with_qk, mha, mha.forward, on_qk))]
 
     def q_hook(module, args, output):
         store.stash(key, _read(taps.q, args, output))

@@ -19,7 +19,7 @@ roberta,      ``attention.output.dense``   ``attention.self.      input of ``out
 minilm text,  out                          query`` ⊙ ``key``
 bridgetower
 text
-bridgetower   ``attn`` (nn.MultiheadAttn.  recomputed from the     input of ``mlp.c_proj``
+bridgetower   ``attn`` (nn.MultiheadAttn.  query ⊙ key of the       input of ``mlp.c_proj``
 image         output, tokens-first)        packed ``in_proj``
 bridgetower   ``crossattention.output.     ``attention.self.      input of ``output.dense``
 cross_image,  dense`` out (the cross-      query`` ⊙ ``key`` (the

@@ -50,7 +50,7 @@ Task heads and poolers are loaded but not run: ANs do not need them.
 Branches and taps (see DESIGN §4):
 
 * ``image``: the visual blocks (batch-first, as open_clip runs them): ``attn`` = MHA output,
-  ``qk`` = packed query ⊙ key recomputed from the MHA inputs, ``mlp`` = input of ``c_proj``.
+  ``qk`` = query ⊙ key of the packed ``in_proj``, ``mlp`` = input of ``c_proj``.
 * ``text``: RoBERTa layers: ``attn`` = ``attention.output.dense`` output (after the output
   projection, before residual + LayerNorm), ``qk`` = ``attention.self.query`` ⊙
   ``attention.self.key``, ``mlp`` = input of ``output.dense`` (intermediate after GELU).
