@@ -50,20 +50,28 @@ def test_shapes_every_branch(clip, kind):
             assert np.isfinite(arr).all()
 
 
+def _image_block_input(clip, frames, layer: int) -> torch.Tensor:
+    """The normalised input of the attention of image block ``layer`` (B, L, d), from a plain forward."""
+    from alignment.extract import image_tensor
+
+    seen = {}
+    handle = clip.model.visual.transformer.resblocks[layer].ln_1.register_forward_hook(
+        lambda m, a, o: seen.__setitem__("x", o))
+    try:
+        with torch.no_grad():
+            clip.model.visual(image_tensor(clip, frames, list(range(len(frames)))))
+    finally:
+        handle.remove()
+    return seen["x"]
+
+
 def test_attn_hook_equals_manual_attention_output(clip):
     """The attn AN of layer 0 equals the MHA output recomputed by hand from the block input."""
     frames = _frames(2)
     out = extract_ans(clip, frames, ["x", "y"], {"image": [0]}, pooling="mean")
-    block = clip.model.visual.transformer.resblocks[0]
-    seen = {}
-    handle = block.ln_1.register_forward_hook(lambda m, a, o: seen.__setitem__("x", o))
-    from alignment.extract import image_tensor
-
+    x = _image_block_input(clip, frames, 0)
     with torch.no_grad():
-        clip.model.visual(image_tensor(clip, frames, [0, 1]))
-        handle.remove()
-        x = seen["x"]
-        manual = block.attn(x, x, x, need_weights=False)[0].mean(dim=1)
+        manual = clip.model.visual.transformer.resblocks[0].attn(x, x, x, need_weights=False)[0].mean(dim=1)
     np.testing.assert_allclose(out[("image", 0)], manual.numpy(), atol=1e-5)
 
 
@@ -81,17 +89,11 @@ def test_qk_capture_keeps_every_attention_output(clip):
 def test_qk_equals_query_times_key_recomputed_by_hand(clip):
     frames = _frames(2)
     out = extract_ans(clip, frames, ["x", "y"], {"image": [1]}, kind="qk")
-    block = clip.model.visual.transformer.resblocks[1]
-    seen = {}
-    handle = block.ln_1.register_forward_hook(lambda m, a, o: seen.__setitem__("x", o))
-    from alignment.extract import image_tensor
-
+    x = _image_block_input(clip, frames, 1)
+    attn = clip.model.visual.transformer.resblocks[1].attn
+    d, w, b = attn.embed_dim, attn.in_proj_weight, attn.in_proj_bias
     with torch.no_grad():
-        clip.model.visual(image_tensor(clip, frames, [0, 1]))
-        handle.remove()
-        x, d = seen["x"], block.attn.embed_dim
-        w, b = block.attn.in_proj_weight, block.attn.in_proj_bias
-        manual = (torch.nn.functional.linear(x, w[:d], b[:d]) * torch.nn.functional.linear(x, w[d:2 * d], b[d:2 * d]))
+        manual = torch.nn.functional.linear(x, w[:d], b[:d]) * torch.nn.functional.linear(x, w[d:2 * d], b[d:2 * d])
     np.testing.assert_allclose(out[("image", 1)], manual.mean(dim=1).numpy(), atol=1e-5)
 
 
