@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="r", help=f"one of: {', '.join(repr(m) for m in MAP_METRICS)} (default r)")
     p.add_argument("--fdr-q", type=float, default=0.05, help="FDR level for significance (default 0.05)")
     p.add_argument("--atlas", default="ca",
-                   help="networks of the csv table and figure outlines: ca, yeo7, yeo17 or a file (default ca)")
+                   help="networks of the csv table and figure outlines: ca, yeo7, yeo17, mmp (HCP-MMP1.0 parcels) or a file (default ca)")
     p.add_argument("--format", required=True, help=f"one of: {', '.join(EXPORT_FORMATS)}")
     p.add_argument("--out", required=True, metavar="PATH",
                    help="output file, replaced if it exists (gifti: prefix of PATH.L.func.gii and PATH.R.func.gii)")

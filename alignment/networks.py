@@ -61,7 +61,7 @@ _GROUP_ALIASES = {"vision": ["Visual"], "attention": ["Dorsal Attention", "DorsA
 
 BUILTIN_ATLASES = {
     "ca": "ca_network", "cole-anticevic": "ca_network", "ca_network": "ca_network",
-    "yeo7": "yeo7", "yeo17": "yeo17",
+    "yeo7": "yeo7", "yeo17": "yeo17", "mmp": "mmp", "glasser": "mmp",
 }
 
 
@@ -183,7 +183,8 @@ def load_atlas(name_or_path="ca", space: str = "fsLR32k", labels_tsv=None) -> At
     Parameters
     ----------
     name_or_path : str, PathLike, sequence of two paths, or Atlas
-        ``"ca"`` (Cole-Anticevic, default), ``"yeo7"``, ``"yeo17"`` (fsLR32k only), or a file:
+        ``"ca"`` (Cole-Anticevic, default), ``"yeo7"``, ``"yeo17"``, ``"mmp"`` (the HCP-MMP1.0
+        parcels of Glasser et al. 2016, 360 cortical + 19 subcortical; fsLR32k only), or a file:
         ``.dlabel.nii`` (fsLR32k; its first map is used), ``.npy`` of int labels (needs a labels TSV), ``.annot`` /
         ``.label.gii`` (one file per hemisphere: pass ``(left, right)``; a single ``lh.*`` /
         ``*.L.*`` / ``*hemi-L*`` file finds its right-hemisphere sibling). An :class:`Atlas` is

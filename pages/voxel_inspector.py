@@ -1,9 +1,9 @@
 """Voxel inspector: which model neurons drive this voxel, and when?
 
-Pick a voxel by clicking the flat map (box / lasso: an ROI), by its index, or as the peak of a
-network; see its measured and predicted time course, its top ANs over every mapped layer and
-branch (a click on a row opens the AN in the Neuron inspector) and the frames shown before its
-largest responses. The library side is :mod:`alignment.inspect`.
+Pick a voxel by clicking the flat map (box / lasso: an ROI), by its index or as the peak of a
+network, or take a parcel (HCP-MMP1.0) as the ROI; see its measured and predicted time course,
+its top ANs over every mapped layer and branch (a click on a row opens the AN in the Neuron
+inspector) and the frames shown before its largest responses. The library side is :mod:`alignment.inspect`.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ ss = st.session_state
 
 state = S.page("Voxel inspector",
                caption="Click a vertex on the flat map (or drag a box / lasso for an ROI), type a voxel "
-                       "index, or jump to a network's best-predicted voxel.")
+                       "index, jump to a network's best-predicted voxel, or take a parcel as the ROI.")
 state = S.apply_intent(state, INTENT)
 study, avail = S.open_or_stop(state)
 key = state.layer_key()
 atlas = S.get_atlas(state.atlas)
+parcels = S.get_atlas("mmp") if study.dataset.space == "fsLR32k" else None  # HCP-MMP1.0
 sk = S.study_key(state)
 
 
@@ -47,6 +48,10 @@ def mapped_keys(subject: str) -> tuple:
 
 
 # ------------------------------------------------------------------------------ callbacks
+def _set_roi(voxels, name: str | None = None) -> None:
+    ss["vi_roi"], ss["vi_roi_name"] = [int(v) for v in voxels], name
+
+
 def _set_voxel(v) -> None:
     ss.pop("vi_roi", None)
     ss[INTENT] = {"view": {"voxel": int(v)}}
@@ -59,7 +64,7 @@ def on_map_select() -> None:
     if voxels.size == 1:
         _set_voxel(voxels[0])
     elif voxels.size > 1:
-        ss["vi_roi"] = voxels.tolist()
+        _set_roi(voxels)
 
 
 def on_index() -> None:
@@ -72,6 +77,13 @@ def on_network(scores) -> None:
     if name and name != "—":
         _set_voxel(insp.peak_voxel(scores, atlas, name))
         ss["vi_network"] = "—"  # ready for the next pick
+
+
+def on_parcel() -> None:
+    name = ss.get("vi_parcel")
+    if name and name != "—":
+        _set_roi(np.flatnonzero(parcels.mask(name)), name)
+        ss["vi_parcel"] = "—"  # ready for the next pick
 
 
 def on_top_an(table: pd.DataFrame) -> None:
@@ -137,8 +149,11 @@ with info:
     names = ["—"] + [atlas.names[i] for i in atlas.ids]
     st.selectbox("…or the best-predicted voxel of a network", names, key="vi_network",
                  on_change=on_network, args=(scores,))
+    if parcels is not None:
+        st.selectbox("…or a parcel as the ROI (HCP-MMP1.0)", ["—"] + [parcels.names[i] for i in parcels.ids],
+                     key="vi_parcel", on_change=on_parcel)
     if roi:
-        st.metric("ROI", f"{len(roi)} voxels")
+        st.metric(f"ROI {ss.get('vi_roi_name') or ''}", f"{len(roi)} voxels")
         if st.button("Clear ROI", key="vi_clear_roi"):
             ss.pop("vi_roi", None)
             st.rerun()
@@ -153,7 +168,12 @@ if not roi and voxel_sel is None:
     st.stop()
 
 voxels = tuple(int(v) for v in (roi or [voxel_sel]))
-what = f"ROI of {len(voxels)} voxels" if roi else f"voxel {voxels[0]}"
+if not roi:
+    what = f"voxel {voxels[0]}"
+elif ss.get("vi_roi_name"):
+    what = f"ROI {ss['vi_roi_name']} ({len(voxels)} voxels)"
+else:
+    what = f"ROI of {len(voxels)} voxels"
 
 
 # ------------------------------------------------------------------------------ time course

