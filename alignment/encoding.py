@@ -23,13 +23,15 @@ eigendecomposition of the smaller Gram matrix, in float64) gives the ridge predi
 
 so each training set is decomposed once and the alphas only rescale ``k = min(T_train, N)``
 numbers. To choose alphas, a test design's QR factors ``P = Q R`` give the squared error in k
-dimensions, ``||Q.T y - R w||^2`` plus a term no alpha changes (:func:`_alpha_losses`). Voxels are processed in chunks of ``voxel_chunk``: the weights (N, V) are never formed,
-only ``U.T @ Ytrain`` (k, voxel_chunk) and one (T_test, voxel_chunk) prediction at a time.
+dimensions, ``||Q.T y - R w||^2`` plus a term no alpha changes (:func:`_alpha_losses`).
+Voxels are processed in chunks of ``voxel_chunk``: the weights (N, V) are never formed, only
+``U.T @ Ytrain`` (k, voxel_chunk) and one (T_test, voxel_chunk) prediction at a time.
 
 With ``L`` runs the nested CV needs the training sets "all runs but r" (L of them: outer refits,
 and also the folds of the all-runs CV that gives ``best_alphas``) and "all runs but r and s"
 (L(L-1)/2: the inner folds; the set without {r, s} serves the inner fold "validate on s" of
-outer fold r *and* "validate on r" of outer fold s). Each is decomposed exactly once.
+outer fold r *and* "validate on r" of outer fold s). Each is decomposed exactly once
+(:func:`_inner_losses`; the banded ridge's search reuses it for every band weighting).
 
 Alpha selection is himalaya's: per voxel, the alpha maximising the negative mean squared error
 averaged over validation runs, ties broken towards the larger alpha (``+ 1e-10 * log(alpha)``).
@@ -494,6 +496,29 @@ def _alpha_losses(dec, j, Yte, UtY, exact=False):
     return losses
 
 
+def _inner_losses(ops, Xb, Y, run_idx, alphas, chunks, exact=False):
+    """Inner leave-one-run-out losses of every outer fold: (L, n_alphas, V).
+
+    ``[r, a, v]`` sums, over the validation runs s != r, the MSE at ``alphas[a]`` of the model
+    trained without runs {r, s}. One decomposition per pair {r, s} serves both outer folds r
+    and s. ``exact``: as in :func:`_alpha_losses`.
+    """
+    n_runs = len(run_idx)
+    losses = np.zeros((n_runs, len(alphas), Y.shape[1]))
+    for r, s in itertools.combinations(range(n_runs), 2):
+        others = np.concatenate([run_idx[i] for i in range(n_runs) if i not in (r, s)])
+        dec = _Decomposition(ops, Xb, others, [run_idx[r], run_idx[s]], alphas)
+        for cols in chunks:
+            UtY, ymean = _chunk_projection(ops, dec, Y, cols)
+            for j, outer in ((0, s), (1, r)):  # validating on r belongs to outer fold s
+                Yte = ops.asarray(Y[dec.tests[j], cols]) - ymean
+                for a, loss in enumerate(_alpha_losses(dec, j, Yte, UtY, exact)):
+                    losses[outer, a, cols] += ops.to_numpy(loss)
+            del UtY
+        del dec
+    return losses
+
+
 def _select_alphas(mean_loss, alphas):
     """himalaya's rule: argmax of (-mean loss + 1e-10 log alpha) over axis 0 (alphas)."""
     score = -mean_loss + 1e-10 * np.log(alphas)[:, None]
@@ -576,22 +601,10 @@ def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
     def others(excluded):
         return np.concatenate([run_idx[i] for i in range(n_runs) if i not in excluded])
 
-    # ---- inner CV: one decomposition per pair of held-out runs {r, s} -----------------------
-    # inner_loss[r] sums, over the validation runs s != r, the MSE of the model trained
-    # without {r, s}: the inner CV of outer fold r.
+    # ---- inner CV: leave one training run out, for every outer fold ------------------------
     fold_alpha_idx = np.full((n_runs, n_voxels), n_alphas - 1, dtype=np.int64)
     if inner_cv and n_alphas > 1:
-        inner_loss = np.zeros((n_runs, n_alphas, n_voxels))
-        for r, s in itertools.combinations(range(n_runs), 2):
-            dec = _Decomposition(ops, Xb, others({r, s}), [run_idx[r], run_idx[s]], alphas)
-            for cols in chunks:
-                UtY, ymean = _chunk_projection(ops, dec, Y, cols)
-                for j, outer in ((0, s), (1, r)):  # validating on r belongs to outer fold s
-                    Yte = ops.asarray(Y[dec.tests[j], cols]) - ymean
-                    for a, loss in enumerate(_alpha_losses(dec, j, Yte, UtY)):
-                        inner_loss[outer, a, cols] += ops.to_numpy(loss)
-                del UtY
-            del dec
+        inner_loss = _inner_losses(ops, Xb, Y, run_idx, alphas, chunks)
         for r in range(n_runs):
             fold_alpha_idx[r] = _select_alphas(inner_loss[r] / (n_runs - 1), alphas)
         del inner_loss
@@ -670,50 +683,41 @@ def _banded_outer(Xs, Y, run_idx, alphas, gammas, voxel_chunk, ops):
     widths = [x.shape[1] for x in Xs]
     edges = np.cumsum([0] + widths)
     X = np.concatenate([np.asarray(x, dtype=np.float64) for x in Xs], axis=1)
-    n_alphas = len(alphas)
     slope = 1e-10 * np.log(alphas)[:, None]  # ties go to the larger alpha
     eps = np.finfo(np.float32 if _is_float32(ops) else np.float64).eps
     chunks = [slice(s, min(s + voxel_chunk, n_voxels)) for s in range(0, n_voxels, voxel_chunk)]
     fold_split = np.zeros((n_runs, len(Xs), n_voxels))
     fold_r = np.zeros((n_runs, n_voxels))
 
-    def others(excluded):
-        return np.concatenate([run_idx[i] for i in range(n_runs) if i not in excluded])
-
-    for r in range(n_runs):
-        train_runs = [i for i in range(n_runs) if i != r]
-        best = np.full(n_voxels, -np.inf)
-        best_gamma = np.zeros(n_voxels, dtype=np.int64)
-        best_alpha = np.zeros(n_voxels, dtype=np.int64)
-        for g, gamma in enumerate(gammas):
-            Xg = ops.asarray(X * np.repeat(np.sqrt(gamma), widths))
-            decs = [_Decomposition(ops, Xg, others({r, s}), [run_idx[s]], alphas) for s in train_runs]
-            loss = np.zeros((n_alphas, n_voxels))
-            for cols in chunks:
-                for dec in decs:
-                    UtY, ymean = _chunk_projection(ops, dec, Y, cols)
-                    Yte = ops.asarray(Y[dec.tests[0], cols]) - ymean
-                    for a, la in enumerate(_alpha_losses(dec, 0, Yte, UtY, exact=True)):
-                        loss[a, cols] += ops.to_numpy(la)
-            score = -loss / len(decs) + slope
+    # search: per band weighting, the inner CV losses of every outer fold at once
+    best = np.full((n_runs, n_voxels), -np.inf)
+    best_gamma = np.zeros((n_runs, n_voxels), dtype=np.int64)
+    best_alpha = np.zeros((n_runs, n_voxels), dtype=np.int64)
+    for g, gamma in enumerate(gammas):
+        Xg = ops.asarray(X * np.repeat(np.sqrt(gamma), widths))
+        loss = _inner_losses(ops, Xg, Y, run_idx, alphas, chunks, exact=True)
+        for r in range(n_runs):
+            score = -loss[r] / (n_runs - 1) + slope
             arg = np.argmax(score, axis=0)
             score = score[arg, np.arange(n_voxels)]
-            better = score > best + eps
-            best[better], best_gamma[better], best_alpha[better] = score[better], g, arg[better]
+            better = score > best[r] + eps
+            best[r, better], best_gamma[r, better], best_alpha[r, better] = score[better], g, arg[better]
 
+    # refit on the training runs of each outer fold, predict the held-out run band by band
+    for r in range(n_runs):
         test = run_idx[r]
         preds = np.zeros((len(Xs), len(test), n_voxels))
         for g, gamma in enumerate(gammas):
-            chosen = np.flatnonzero(best_gamma == g)
+            chosen = np.flatnonzero(best_gamma[r] == g)
             if not len(chosen):
                 continue
             Xg = ops.asarray(X * np.repeat(np.sqrt(gamma), widths))
-            dec = _Decomposition(ops, Xg, others({r}), [test], alphas)
+            dec = _Decomposition(ops, Xg, np.concatenate([run_idx[i] for i in range(n_runs) if i != r]), [test], alphas)
             Xte = Xg[ops.index(test)] - dec.mean
             for start in range(0, len(chosen), voxel_chunk):
                 cols = chosen[start:start + voxel_chunk]
                 UtY, _ = _chunk_projection(ops, dec, np.asarray(Y[:, cols]), slice(None))
-                W = dec.filters[ops.index(best_alpha[cols])].T * UtY  # (k, c)
+                W = dec.filters[ops.index(best_alpha[r, cols])].T * UtY  # (k, c)
                 for b in range(len(Xs)):
                     band = slice(edges[b], edges[b + 1])
                     preds[b][:, cols] = ops.to_numpy(Xte[:, band] @ (dec.V[band] @ W))
