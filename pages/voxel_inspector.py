@@ -3,7 +3,8 @@
 Pick a voxel by clicking the flat map (box / lasso: an ROI), by its index or as the peak of a
 network, or take a parcel (HCP-MMP1.0) as the ROI; see its measured and predicted time course,
 its top ANs over every mapped layer and branch (a click on a row opens the AN in the Neuron
-inspector) and the frames shown before its largest responses. The library side is :mod:`alignment.inspect`.
+inspector) and the frames shown before its largest responses. The library side is
+:mod:`alignment.inspect`.
 """
 
 from __future__ import annotations
