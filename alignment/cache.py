@@ -594,6 +594,16 @@ class Cache:
         """
         return self._lookup(stage, key, have_lock=False)
 
+    def peek(self, stage: str, key: str) -> Entry | None:
+        """The entry if its metadata is there, without verifying anything (cheap existence checks;
+        read arrays through :meth:`get`)."""
+        path = self.entry_path(stage, key)
+        try:
+            meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return Entry(stage, key, path, meta) if isinstance(meta, dict) else None
+
     def __contains__(self, item: tuple[str, str]) -> bool:
         """``(stage, key) in cache``: whether a verified entry exists."""
         stage, key = item

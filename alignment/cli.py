@@ -66,11 +66,12 @@ def cmd_extract(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from alignment.pipeline import RunConfig, run_config
+    from alignment.pipeline import RunConfig
+    from alignment.plan import run_config
 
     config = RunConfig.load(args.config)
-    done = run_config(config, args.cache, progress=True)
-    print(f"{len(done)} analysis units up to date in {args.cache or 'cache'}")
+    plan = run_config(config, args.cache, progress=True)
+    print(f"{len(plan.requested)} analysis units up to date in {args.cache or 'cache'}")
     return 0
 
 

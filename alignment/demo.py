@@ -14,7 +14,8 @@ import numpy as np
 
 from alignment.cache import Cache
 from alignment.data.demo import CLIP_SPEC, DEFAULT_SNR, METER_SPEC, PLANTING, build_demo, load_ground_truth
-from alignment.pipeline import Baselines, LayerKey, ModelPlan, Options, Study, compute, plan_layers
+from alignment.pipeline import Baselines, LayerKey, ModelPlan, Options, Study
+from alignment.plan import compute, plan_layers
 
 BASELINES = ("random:vit:tiny", "random:roberta:tiny", "minilm")
 #: the unimodal models integration sites are tested against (ViT for images, RoBERTa for text)
@@ -191,7 +192,7 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
 
     # encoding maps of the models and kinds planted from (image+text)
     kinds = sorted({p["kind"] for p in patches})
-    enc = {k: study.encoding(subject, k) for k in keys}
+    enc = {k: study.get("encoding", k, subject) for k in keys}
     best_r = np.max([np.asarray(e["scores"]) for e in enc.values()], axis=0)
     significant = np.any([np.asarray(e["q"]) < q_level for e in enc.values()], axis=0)
     out = {"null_false_positive_rate": float(significant[~planted].mean())}
@@ -245,7 +246,7 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
     for p in patches:
         voxels = (patch_of == int(p["patch"])) & detected
         if p["modality"] == "unified":
-            fits = {c: study.encoding(subject, LayerKey(p["model"], p["branch"], int(p["layer"]), p["kind"], c))
+            fits = {c: study.get("encoding", LayerKey(p["model"], p["branch"], int(p["layer"]), p["kind"], c), subject)
                     for c in ("image+text", "image", "text")}
             sig = {c: np.asarray(e["q"]) < q_level for c, e in fits.items()}
             r = {c: np.asarray(e["scores"]) for c, e in fits.items()}

@@ -37,6 +37,9 @@ class FeatureRequest:
         canon = None if targets is None else tuple(sorted((b, None if ls is None else tuple(sorted(ls))) for b, ls in targets.items()))
         return FeatureRequest(model=model, targets=canon, **kw)
 
+    def label(self) -> str:
+        return f"{self.model} {self.kind} [{self.condition}]"
+
     def params(self) -> dict:
         return {
             "model": self.model, "kind": self.kind, "condition": self.condition, "pooling": self.pooling,
@@ -46,6 +49,52 @@ class FeatureRequest:
 
 def array_name(branch: str, layer: int) -> str:
     return f"{branch}.L{layer:02d}"
+
+
+def feature_params(dataset, request: FeatureRequest, stimuli: str | None = None) -> dict:
+    """What keys an ``ans`` entry: the dataset's stimuli (``stimuli``: their fingerprint, when
+    the caller has it) and the request."""
+    return {"stimuli": stimuli or dataset.fingerprint(include_bold=False), **request.params()}
+
+
+def extract_features(dataset, request: FeatureRequest, *, device: str = "auto", batch_size: int = 32,
+                     progress: bool | Callable[[int, int], None] = False, adapter=None) -> tuple[dict, dict]:
+    """Extract ``request`` on every unique stimulus of ``dataset`` and expand to TRs.
+
+    Returns (arrays, meta): arrays ``<branch>.L<layer>`` (T, N) float32 and ``runs`` (T,);
+    meta ``branches`` (branch → layers), ``n_stimuli``, ``run_ids``.
+    """
+    from alignment.extract import extract_ans
+    from alignment.models import load_model
+
+    model = adapter or load_model(request.model, device=device)
+    targets = None if request.targets is None else {b: (None if ls is None else list(ls)) for b, ls in request.targets}
+    keys, index, runs = [], [], []
+    lookup: dict = {}
+    for r, run in enumerate(dataset.runs):
+        for key in dataset.timeline(run).stimulus_keys():
+            if key not in lookup:
+                lookup[key] = len(keys)
+                keys.append(key)
+            index.append(lookup[key])
+            runs.append(r)
+    frames = _LazyFrames(dataset, [frame for frame, _ in keys])
+    captions = [caption for _, caption in keys]
+    values = extract_ans(
+        model, frames, captions, targets, kind=request.kind, pooling=request.pooling,
+        condition=request.condition, blank=request.blank, batch_size=batch_size, progress=progress,
+    )
+    index = np.asarray(index)
+    arrays = {array_name(b, layer): v[index] for (b, layer), v in values.items()}
+    arrays["runs"] = np.asarray(runs, dtype=np.int32)
+    layers = sorted({(b, layer) for b, layer in values})
+    meta = {
+        "description": f"{request.model} {request.kind} {request.condition} on {dataset.name}",
+        "branches": {b: [layer for bb, layer in layers if bb == b] for b in dict.fromkeys(b for b, _ in layers)},
+        "n_stimuli": len(keys),
+        "run_ids": list(dataset.runs),
+    }
+    return arrays, meta
 
 
 def an_timeseries(
@@ -62,42 +111,11 @@ def an_timeseries(
 
     Returns an Entry whose arrays are ``<branch>.L<layer>`` (T, N) float32 and ``runs`` (T,).
     """
-    params = {"stimuli": dataset.fingerprint(include_bold=False), **request.params()}
-
-    def compute():
-        from alignment.extract import extract_ans
-        from alignment.models import load_model
-
-        model = adapter or load_model(request.model, device=device)
-        targets = None if request.targets is None else {b: (None if ls is None else list(ls)) for b, ls in request.targets}
-        keys, index, runs = [], [], []
-        lookup: dict = {}
-        for r, run in enumerate(dataset.runs):
-            for key in dataset.timeline(run).stimulus_keys():
-                if key not in lookup:
-                    lookup[key] = len(keys)
-                    keys.append(key)
-                index.append(lookup[key])
-                runs.append(r)
-        frames = _LazyFrames(dataset, [frame for frame, _ in keys])
-        captions = [caption for _, caption in keys]
-        values = extract_ans(
-            model, frames, captions, targets, kind=request.kind, pooling=request.pooling,
-            condition=request.condition, blank=request.blank, batch_size=batch_size, progress=progress,
-        )
-        index = np.asarray(index)
-        arrays = {array_name(b, layer): v[index] for (b, layer), v in values.items()}
-        arrays["runs"] = np.asarray(runs, dtype=np.int32)
-        layers = sorted({(b, layer) for b, layer in values})
-        meta = {
-            "description": f"{request.model} {request.kind} {request.condition} on {dataset.name}",
-            "branches": {b: [layer for bb, layer in layers if bb == b] for b in dict.fromkeys(b for b, _ in layers)},
-            "n_stimuli": len(keys),
-            "run_ids": list(dataset.runs),
-        }
-        return arrays, meta
-
-    return cache.get_or_compute(STAGE, params, compute, version=STAGE_VERSION)
+    return cache.get_or_compute(
+        STAGE, feature_params(dataset, request),
+        lambda: extract_features(dataset, request, device=device, batch_size=batch_size, progress=progress,
+                                 adapter=adapter),
+        version=STAGE_VERSION)
 
 
 class _LazyFrames(Sequence):

@@ -22,15 +22,13 @@ K = atoms of one layer's dictionary.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from alignment.cache import Cache, Entry
-from alignment.pipeline import LayerKey, ModelPlan, Study, plan_layers
+from alignment.pipeline import LayerKey, ModelPlan, Study
+from alignment.plan import plan_layers
 from alignment.timing import zscore_runs
 
 __all__ = [
@@ -230,14 +228,6 @@ def _one_subject(study: Study, subject: str, what: str) -> str:
     return subjects_of(study, subject)[0]
 
 
-def _read_params(path) -> dict | None:
-    try:
-        with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
-            return json.load(f).get("params")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def mapped_layers(study: Study, subject: str, kind: str = "attn", condition: str = "image+text",
                   plans: Sequence[ModelPlan] | None = None) -> list[LayerKey]:
     """LayerKeys of one AN kind and condition whose neuron mapping is available for a subject.
@@ -250,9 +240,9 @@ def mapped_layers(study: Study, subject: str, kind: str = "attn", condition: str
     kind, condition : str
     plans : sequence of ModelPlan, optional
         Take the layers these plans name with the ``neuron_mapping`` analysis (e.g.
-        ``alignment.demo.demo_plans()``); default: scan the cache for GLM entries of this
-        dataset's subject whose atoms were learned, with the study's options, from the ANs the
-        study would read now (nothing is computed; results of older code versions are skipped).
+        ``alignment.demo.demo_plans()``); default: the catalog's GLM results of this dataset's
+        subject computed with the study's options from the ANs the study would read now
+        (nothing is computed; results of older code versions are skipped).
 
     Returns
     -------
@@ -269,68 +259,17 @@ def mapped_layers(study: Study, subject: str, kind: str = "attn", condition: str
                 continue
             keys += [k for k in plan_layers(study, plan) if k.kind == kind and k.condition == condition]
         return sorted(dict.fromkeys(keys), key=lambda k: (k.model, k.branch, k.layer))
-    found = None
-    for sid in subs:
-        layers = set(_cached_glm_layers(study, sid, kind, condition))
-        found = layers if found is None else found & layers
-    return sorted(found or (), key=lambda k: (k.model, k.branch, k.layer))
+    from alignment.catalog import Catalog
 
-
-def _cached_glm_layers(study: Study, subject: str, kind: str, condition: str) -> list[LayerKey]:
-    """Layers with a GLM entry for this dataset's subject that ``study.glm`` would read now.
-
-    Candidates come from the GLM entries' metadata (BOLD fingerprint, subject) and their atoms
-    entries (layer); each is then confirmed by running ``Study.glm`` against a cache that only
-    checks that entries exist, so options, code versions and feature keys match exactly.
-    """
-    cache = study.cache
-    bold = study._bold_params(subject)["bold"]
-    candidates = {}
-    for info in cache.entries("glm"):
-        params = _read_params(info.path)
-        if not isinstance(params, dict) or params.get("bold") != bold or \
-                str(params.get("subject")) != subject or "atoms" not in params:
-            continue
-        ap = _read_params(cache.entry_path("atoms", str(params["atoms"])))
-        layer = ap.get("layer") if isinstance(ap, dict) else None
-        if not isinstance(layer, dict):
-            continue
-        try:
-            key = LayerKey(str(layer["model"]), str(layer["branch"]), int(layer["layer"]),
-                           str(layer.get("kind", "attn")), str(layer.get("condition", "image+text")))
-        except (KeyError, TypeError, ValueError):
-            continue
-        if key.kind == kind and key.condition == condition:
-            candidates[key] = True
-    if not candidates:
-        return []
-    probe = Study(study.dataset, _ProbeCache(cache.root), study.options, device="cpu")
-    out = []
-    for key in candidates:
-        try:
-            probe.glm(subject, key)
-        except _Missing:
-            continue
-        out.append(key)
-    return out
-
-
-class _Missing(LookupError):
-    pass
-
-
-class _ProbeCache(Cache):
-    """A cache that never computes: an entry is there (its ``meta.json`` exists) or _Missing."""
-
-    def get_or_compute(self, stage, params, compute, version=1, meta=None):
-        key = self.key(stage, params, version)
-        path = self.entry_path(stage, key)
-        try:
-            with open(path / "meta.json", encoding="utf-8") as f:
-                meta_d = json.load(f)
-        except (OSError, ValueError):
-            raise _Missing(stage) from None
-        return Entry(stage, key, path, meta_d)
+    subjects = {study.bold_params(sid)["bold"]: sid for sid in subs}
+    found: dict = {}
+    for record in Catalog(study.cache, ("atoms", "glm")).of_subjects(subjects, ("glm",), study.options):
+        key = record.target
+        if isinstance(key, LayerKey) and key.kind == kind and key.condition == condition:
+            found.setdefault(key, set()).add(record.subject)
+    # a result of older ANs (e.g. re-extracted) or code versions is not what the study reads now
+    keys = [k for k, have in found.items() if have == set(subs) and all(study.has("glm", k, s) for s in subs)]
+    return sorted(keys, key=lambda k: (k.model, k.branch, k.layer))
 
 
 def build_link_table(study: Study, subject: str, kind: str = "attn", condition: str = "image+text",
@@ -551,7 +490,7 @@ def roi_timecourse(study: Study, subject: str, key: LayerKey, voxels) -> Timecou
     """
     sid = _one_subject(study, subject, "time courses")
     vox = _check_voxels(study, voxels)
-    enc = study.encoding(sid, key)
+    enc = study.get("encoding", key, sid)
     alphas = np.asarray(enc["alphas"], np.float64)[vox]
     Y = study.bold(sid)[:, vox]
     pred = loro_ridge_predict(study.design(key), Y, study.runs, alphas)
@@ -578,7 +517,7 @@ def voxel_timecourse(study: Study, subject: str, key: LayerKey, voxel: int) -> T
     -------
     Timecourse
         ``measured`` (T,) z-scored BOLD; ``predicted`` (T,) the leave-one-run-out ridge
-        prediction with the voxel's alpha from ``study.encoding(subject, key)["alphas"]``
+        prediction with the voxel's alpha from ``study.get("encoding", key, subject)["alphas"]``
         (refitted for this voxel only: one small eigen-decomposition per run);
         ``segments`` / ``runs`` on the concatenated time axis.
     """
@@ -838,7 +777,7 @@ def an_profile(study: Study, key: LayerKey, an: int, subject: str | None = None,
         raise ValueError("the brain map needs the neuron mapping: pass atoms=True with a subject")
     codes, dominant, polarity = None, -1, 0
     if atoms:
-        codes = np.asarray(study.atoms(key)["codes"], np.float64)[int(an)]
+        codes = np.asarray(study.get("atoms", key)["codes"], np.float64)[int(an)]
         dominant = int(np.argmax(np.abs(codes))) if np.any(codes != 0) else -1
         polarity = int(np.sign(codes[dominant])) if dominant >= 0 else 0
     segments, runs = run_segments(study)

@@ -1,11 +1,11 @@
 """Summaries the app draws: maps, layer curves, polarity, modality, redundancy, comparisons.
 
 Library code (no Streamlit). Every function reads cached pipeline results through a
-:class:`~alignment.pipeline.Study`; the app opens its studies with :func:`open_study`, whose
-cache is *read-only* (:class:`ReadOnlyCache`): a result that is not in the cache raises
-:class:`NotCached` instead of being computed (computations are launched explicitly, from the
-Compute page or the CLI, through :func:`alignment.pipeline.compute`). :func:`available` lists
-what the cache holds for a dataset, so views only offer what exists.
+:class:`~alignment.pipeline.Study`; the app opens its studies with :func:`open_study`,
+*read-only*: a result that is not in the cache raises :class:`NotCached` instead of being
+computed (computations are launched explicitly, from the Compute page or the CLI, through
+:func:`alignment.plan.compute`). :func:`available` lists what the cache holds for a dataset
+(from :mod:`alignment.catalog`), so views only offer what exists.
 
 Shapes: V voxels (91282 grayordinates for fsLR32k), S subjects, K atoms, N ANs of a layer,
 L layers.
@@ -24,18 +24,17 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from alignment.cache import Cache, Entry
+from alignment.cache import Cache
+from alignment.catalog import Catalog
 from alignment.demo import demo_options  # the options the demo is computed (and read) with
-from alignment.pipeline import Baselines, BandsKey, IntegrationKey, LayerKey, Options, Study
+from alignment.keys import LesionKey
+from alignment.pipeline import Baselines, BandsKey, IntegrationKey, LayerKey, NotCached, Options, Study
 
 __all__ = [
     "GROUP",
     "MAP_METRICS",
     "Availability",
     "NotCached",
-    "ReadOnlyCache",
-    "ProbeCache",
-    "AppStudy",
     "MapResult",
     "GroupMap",
     "open_study",
@@ -70,130 +69,6 @@ MAP_METRICS = ("r", "significant r", "-log10 q", "best layer", "SI", "cross-moda
 # ==========================================================================================
 # read-only access to the cache
 # ==========================================================================================
-class NotCached(LookupError):
-    """A result the app asked for is not in the cache (absent, or damaged and moved aside)."""
-
-    def __init__(self, stage: str, description: str = ""):
-        self.stage = stage
-        self.description = description
-        what = f"{stage} result" + (f" ({description})" if description else "")
-        super().__init__(
-            f"The {what} is not in the cache (never computed, deleted, or found damaged and moved "
-            "aside). Compute it on the Compute page or with `python -m alignment run`."
-        )
-
-
-class ReadOnlyCache(Cache):
-    """A :class:`~alignment.cache.Cache` that never computes: a miss raises :class:`NotCached`.
-
-    Verified entries are remembered (one sha256 check per entry and process).
-    """
-
-    def __init__(self, root=None):
-        super().__init__(root)
-        self._seen: dict[tuple[str, str], Entry] = {}
-
-    def writable(self) -> Cache:
-        """A normal cache on the same folder (for explicit computations)."""
-        return Cache(self.root)
-
-    def get_or_compute(self, stage, params, compute, version=1, meta=None) -> Entry:
-        key = self.key(stage, params, version)
-        hit = self._seen.get((stage, key))
-        if hit is not None and hit.path.is_dir():
-            return hit
-        entry = self.get(stage, key)
-        if entry is None:
-            layer = params.get("layer") if isinstance(params, dict) else None
-            desc = ""
-            if isinstance(layer, dict):
-                desc = LayerKey(**layer).label()
-            if isinstance(params, dict) and "subject" in params:
-                desc = f"{desc} sub-{params['subject']}".strip()
-            if not desc and isinstance(params, dict) and "model" in params:
-                desc = f"{params.get('model')} {params.get('kind', '')} {params.get('condition', '')}".strip()
-            raise NotCached(stage, desc)
-        self._seen[(stage, key)] = entry
-        return entry
-
-
-class ProbeCache(ReadOnlyCache):
-    """Existence check only: entries are not verified (cheap completeness checks)."""
-
-    def get_or_compute(self, stage, params, compute, version=1, meta=None) -> Entry:
-        key = self.key(stage, params, version)
-        path = self.entry_path(stage, key)
-        meta_file = path / "meta.json"
-        if not meta_file.is_file():
-            raise NotCached(stage)
-        try:
-            meta_d = json.loads(meta_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise NotCached(stage) from None
-        return Entry(stage, key, path, meta_d)
-
-
-class AppStudy(Study):
-    """A :class:`Study` that remembers feature entries and BOLD fingerprints.
-
-    The base class fingerprints the dataset and verifies the ``ans`` entry at every stage
-    call; the app calls stages many times per view, so both are memoised for the life of the
-    object (the app reopens the study when the user reloads).
-    """
-
-    def __init__(self, *args, **kw):
-        super().__init__(*args, **kw)
-        self._features: dict = {}
-        self._fp: dict = {}
-
-    def features(self, key: LayerKey) -> Entry:
-        k = (key.model, key.kind, key.condition)
-        if k not in self._features:
-            self._features[k] = super().features(key)
-        return self._features[k]
-
-    def _bold_params(self, subject: str) -> dict:
-        if subject not in self._fp:
-            self._fp[subject] = super()._bold_params(subject)
-        return self._fp[subject]
-
-    def encoding(self, subject: str, key: LayerKey) -> Entry:
-        try:
-            return super().encoding(subject, key)
-        except NotCached as exc:
-            raise NotCached(exc.stage, f"{key.label()} sub-{subject}") from None
-
-    def atoms(self, key: LayerKey) -> Entry:
-        try:
-            return super().atoms(key)
-        except NotCached as exc:
-            raise NotCached(exc.stage, key.label()) from None
-
-    def glm(self, subject: str, key: LayerKey) -> Entry:
-        try:
-            return super().glm(subject, key)
-        except NotCached as exc:
-            raise NotCached(exc.stage, f"{key.label()} sub-{subject}") from None
-
-    def variance(self, subject: str, bands: BandsKey) -> Entry:
-        try:
-            return super().variance(subject, bands)
-        except NotCached as exc:
-            raise NotCached(exc.stage, f"{bands.label()} sub-{subject}") from None
-
-    def integration(self, subject: str, key: IntegrationKey) -> Entry:
-        try:
-            return super().integration(subject, key)
-        except NotCached as exc:
-            raise NotCached(exc.stage, f"{key.label()} sub-{subject}") from None
-
-    @property
-    def writable(self) -> Study:
-        """The same dataset and options on a writable cache (explicit computations)."""
-        cache = self.cache.writable() if isinstance(self.cache, ReadOnlyCache) else self.cache
-        return Study(self.dataset, cache, self.options, device=self.device)
-
-
 def study_id(study: Study) -> str:
     """A string identifying (dataset folder, cache folder) — for memoisation keys."""
     return f"{study.dataset.root}|{study.cache.root}"
@@ -203,8 +78,8 @@ def _cache_root(cache_root=None) -> Path:
     return Cache(cache_root).root
 
 
-def open_study(dataset: str, cache_root=None, *, demo_small: bool = False, options: Options | None = None) -> AppStudy:
-    """Open a study on a read-only cache.
+def open_study(dataset: str, cache_root=None, *, demo_small: bool = False, options: Options | None = None) -> Study:
+    """Open a read-only study: a missing result raises :class:`NotCached` unless asked to compute.
 
     Parameters
     ----------
@@ -230,72 +105,35 @@ def open_study(dataset: str, cache_root=None, *, demo_small: bool = False, optio
 
         raise DatasetError("no dataset folder given")
     ds = load_dataset(path)
-    cache = ReadOnlyCache(cache_root)
-    return AppStudy(ds, cache, options or cached_options(ds, cache) or Options(), device="cpu")
+    cache = Cache(cache_root)
+    return Study(ds, cache, options or cached_options(ds, cache) or Options(), device="cpu", read_only=True)
 
 
 def cached_options(dataset, cache: Cache) -> Options | None:
     """The analysis options ``dataset``'s results in ``cache`` were computed with.
 
     A run config may set any options, and they are part of every result's cache key, so a
-    dataset folder is read with the options found in the metadata of its encoding entries
-    (the most frequent set; atoms, GLM, variance-partition and integration options likewise
-    among entries with those). None when the cache holds no encoding result of the dataset.
+    dataset folder is read with the options its results were computed with
+    (:meth:`alignment.catalog.Catalog.options`). None when the cache holds no encoding result
+    of the dataset.
     """
-    from collections import Counter
-
-    fps = {dataset.fingerprint(subjects=[s]) for s in dataset.subjects}
-    enc: Counter = Counter()
-    for info in _stage_entries(cache, "encoding"):
-        p = _read_params(info.path)
-        if p and p.get("bold") in fps:
-            try:
-                enc[(p["hrf"], tuple(float(a) for a in p["alphas"]), p["null"], int(p["n_null"]),
-                     p["null_tail"], int(p["seed"]))] += 1
-            except (KeyError, TypeError, ValueError):
-                continue
-    if not enc:
-        return None
-    hrf, alphas, null, n_null, null_tail, seed = enc.most_common(1)[0][0]
-    found = {"hrf": hrf, "alphas": alphas, "null": null, "n_null": n_null, "null_tail": null_tail, "seed": seed}
-    atoms: Counter = Counter()
-    atom_keys: dict[tuple, set] = {}
-    for info in _stage_entries(cache, "atoms"):
-        p = _read_params(info.path)
-        if p and p.get("hrf") == hrf and p.get("seed") == seed and "n_atoms" in p and "sparsity" in p:
-            atoms[(p["n_atoms"], p["sparsity"])] += 1
-            atom_keys.setdefault((p["n_atoms"], p["sparsity"]), set()).add(info.key)
-    if atoms:
-        (n_atoms, sparsity), _ = atoms.most_common(1)[0]
-        found.update(n_atoms=int(n_atoms), sparsity=float(sparsity))
-        modes = Counter(p.get("glm") for info in _stage_entries(cache, "glm")
-                        if (p := _read_params(info.path)) and p.get("bold") in fps
-                        and p.get("atoms") in atom_keys[(n_atoms, sparsity)])
-        modes.pop(None, None)
-        if modes:
-            found["glm"] = modes.most_common(1)[0][0]
-    for stage, name in (("variance", "banded_iter"), ("integration", "block_len"), ("integration", "fdr_q")):
-        values = Counter(p.get(name) for info in _stage_entries(cache, stage)
-                         if (p := _read_params(info.path)) and p.get("bold") in fps and p.get("hrf") == hrf
-                         and [float(a) for a in p.get("alphas", [])] == list(alphas))
-        values.pop(None, None)
-        if values:
-            found[name] = values.most_common(1)[0][0]
-    return Options(**found)
+    study = Study(dataset, cache)
+    return Catalog(cache).options(_fingerprints(study))
 
 
-def _stage_entries(cache: Cache, stage: str):
-    return cache.entries(stage) if (cache.root / stage).is_dir() else []
+def _fingerprints(study: Study) -> dict[str, str]:
+    """BOLD fingerprint → subject id, for every subject of the study's dataset."""
+    return {study.bold_params(s)["bold"]: s for s in study.dataset.subjects}
 
 
-def demo_study(cache_root=None, small: bool = False, seed: int = 0) -> AppStudy:
-    """The demo's study (read-only cache); the dataset folder must exist."""
+def demo_study(cache_root=None, small: bool = False, seed: int = 0) -> Study:
+    """The demo's read-only study; the dataset folder must exist."""
     from alignment.data import load_dataset
     from alignment.demo import demo_root
 
-    cache = ReadOnlyCache(cache_root)
+    cache = Cache(cache_root)
     root = demo_root(cache, seed=seed, small=small)
-    return AppStudy(load_dataset(root), cache, demo_options(seed), device="cpu")
+    return Study(load_dataset(root), cache, demo_options(seed), device="cpu", read_only=True)
 
 
 def demo_ready(cache_root=None, small: bool = False, seed: int = 0) -> bool:
@@ -303,26 +141,22 @@ def demo_ready(cache_root=None, small: bool = False, seed: int = 0) -> bool:
 
     Checks existence only (no verification, no computation): a few ms per result.
     """
-    from alignment.data import load_dataset
     from alignment.data.demo import load_ground_truth
     from alignment.demo import INTEGRATION_BASELINES, demo_plans, demo_root
-    from alignment.pipeline import STAGE_OF, plan_units
+    from alignment.plan import plan_units
 
-    cache = ProbeCache(cache_root)
-    root = demo_root(cache, seed=seed, small=small)
+    root = demo_root(Cache(cache_root), seed=seed, small=small)
     if not (root / "dataset.toml").is_file() or not (root / "ground_truth.json").is_file():
         return False
     try:
-        ds = load_dataset(root)
+        study = demo_study(cache_root, small=small, seed=seed)
         load_ground_truth(root)
-        study = AppStudy(ds, cache, demo_options(seed), device="cpu")
-        for plan in demo_plans():
-            for analysis, target in plan_units(study, plan, baselines=INTEGRATION_BASELINES):
-                for subject in ds.subjects:
-                    getattr(study, STAGE_OF[analysis])(subject, target)
+        return all(study.has(stage, target, subject)
+                   for plan in demo_plans()
+                   for stage, target in plan_units(study, plan, baselines=INTEGRATION_BASELINES)
+                   for subject in study.dataset.subjects)
     except Exception:  # noqa: BLE001 - anything missing or unreadable: not ready
         return False
-    return True
 
 
 # ==========================================================================================
@@ -428,28 +262,42 @@ def _avail_frame(rows: Iterable[tuple]):
     return df
 
 
+#: the stages whose results the app's views offer
+VIEW_STAGES = ("encoding", "glm", "variance", "integration")
+
+
 def available(study: Study, demo: bool = False) -> Availability:
     """What the cache holds for ``study``'s dataset (no computation).
 
-    For the demo (``demo``) the list comes from
-    :func:`alignment.demo.demo_plans`, plus what the cache scan finds; for other datasets from
-    the cache scan: the cache entries' metadata (``params``) of encoding and GLM entries whose
-    BOLD fingerprint matches a subject of the dataset and whose options match
-    ``study.options``.
+    From the catalog (:class:`alignment.catalog.Catalog`): results of the dataset's subjects
+    computed with ``study.options``. For the demo (``demo``) the units of
+    :func:`alignment.demo.demo_plans` are listed as well.
     """
     subjects = list(study.dataset.subjects)
+    rows, integration = [], {}
+    for record in Catalog(study.cache, VIEW_STAGES).of_subjects(_fingerprints(study), options=study.options):
+        target = record.target
+        if target is None:
+            continue
+        if isinstance(target, IntegrationKey):  # the baseline layers compared
+            chosen = record.meta.get("baselines") or record.meta.get("params", {})
+            try:
+                target = IntegrationKey(target.vlm, Baselines(
+                    target.baselines.image, target.baselines.text, int(chosen["image"]["layer"]),
+                    int(chosen["text"]["layer"])))
+            except (KeyError, TypeError, ValueError):
+                continue
+            integration[(target.vlm, record.subject)] = target.baselines
+        rows.append((*_avail_row(target), record.subject, record.stage))
     if demo:
         from alignment.demo import INTEGRATION_BASELINES, demo_plans
-        from alignment.pipeline import STAGE_OF, plan_units
+        from alignment.plan import plan_units
 
-        rows, integration = _scan_cache(study)
         for plan in demo_plans():
-            for analysis, target in plan_units(study, plan, baselines=INTEGRATION_BASELINES):
-                rows += [(*_avail_row(target), s, STAGE_OF[analysis]) for s in subjects]
+            for stage, target in plan_units(study, plan, baselines=INTEGRATION_BASELINES):
+                rows += [(*_avail_row(target), s, stage) for s in subjects]
                 if isinstance(target, IntegrationKey):
                     integration.update({(target.vlm, s): target.baselines for s in subjects})
-        return Availability(_avail_frame(rows), subjects, integration)
-    rows, integration = _scan_cache(study)
     return Availability(_avail_frame(rows), subjects, integration)
 
 
@@ -461,66 +309,6 @@ def _avail_row(target) -> tuple:
     if isinstance(target, IntegrationKey):
         target = target.vlm
     return target.model, target.branch, target.layer, target.kind, target.condition
-
-
-def _read_params(path: Path) -> dict | None:
-    try:
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    p = meta.get("params")
-    return p if isinstance(p, dict) else None
-
-
-def _scan_cache(study: Study) -> tuple[list[tuple], dict]:
-    """(availability rows, {(VLM LayerKey, subject): Baselines}) of the results in the cache."""
-    o = study.options
-    cache = study.cache
-    fps = {}
-    for s in study.dataset.subjects:
-        fps[study._bold_params(s)["bold"]] = s  # memoised by AppStudy
-    rows = []
-    integration = {}
-    atoms_layer: dict[str, dict] = {}
-    for info in _stage_entries(cache, "atoms"):
-        p = _read_params(info.path)
-        if p and p.get("n_atoms") == o.n_atoms and p.get("sparsity") == o.sparsity and p.get("seed") == o.seed \
-                and p.get("hrf") == o.hrf and isinstance(p.get("layer"), dict):
-            atoms_layer[info.key] = p["layer"]
-    def same_alphas(p):
-        return [float(a) for a in p.get("alphas", [])] == [float(a) for a in o.alphas]
-
-    for stage in ("encoding", "glm", "variance", "integration"):
-        for info in _stage_entries(cache, stage):
-            p = _read_params(info.path)
-            if not p or p.get("bold") not in fps:
-                continue
-            try:
-                if stage == "encoding":
-                    if (p.get("hrf") != o.hrf or p.get("null") != o.null or p.get("n_null") != o.n_null
-                            or p.get("seed") != o.seed or p.get("null_tail") != o.null_tail or not same_alphas(p)):
-                        continue
-                    target = LayerKey(**p["layer"])
-                elif stage == "glm":
-                    if p.get("glm") != o.glm or p.get("atoms") not in atoms_layer:
-                        continue
-                    target = LayerKey(**atoms_layer[p["atoms"]])
-                elif stage == "variance":
-                    if (p.get("hrf") != o.hrf or p.get("banded_iter") != o.banded_iter or p.get("seed") != o.seed
-                            or not same_alphas(p)):
-                        continue
-                    target = BandsKey(**{**p["bands"], "branches": tuple(p["bands"]["branches"])})
-                else:
-                    if (p.get("hrf") != o.hrf or p.get("block_len") != o.block_len or p.get("fdr_q") != o.fdr_q
-                            or not same_alphas(p)):
-                        continue
-                    target = LayerKey(**p["vlm"])
-                    integration[(target, fps[p["bold"]])] = Baselines(
-                        p["image"]["model"], p["text"]["model"], int(p["image"]["layer"]), int(p["text"]["layer"]))
-            except (KeyError, TypeError, ValueError):
-                continue
-            rows.append((*_avail_row(target), fps[p["bold"]], stage))
-    return rows, integration
 
 
 def subject_list(study: Study, subject: str) -> list[str]:
@@ -560,7 +348,7 @@ def encoding_maps(study: Study, subjects: Sequence[str], key: LayerKey) -> tuple
     """
     rs, qs = [], []
     for s in subjects:
-        e = study.encoding(s, key)
+        e = study.get("encoding", key, s)
         rs.append(np.asarray(e["scores"], np.float32))
         qs.append(np.asarray(e["q"], np.float32))
     return np.stack(rs), np.stack(qs)
@@ -591,7 +379,7 @@ def _r_q(study: Study, subject: str, key: LayerKey) -> tuple[np.ndarray, np.ndar
     if subject == GROUP:
         g = group_map(study, key)
         return g.r, g.q
-    e = study.encoding(subject, key)
+    e = study.get("encoding", key, subject)
     return np.asarray(e["scores"], np.float32), np.asarray(e["q"], np.float32)
 
 
@@ -837,7 +625,7 @@ def polarity_tables(study: Study, model: str, branch: str, kind: str, layers: Se
     for s in subjects:
         per_layer = {}
         for lay in layers:
-            glm = study.glm(s, LayerKey(model, branch, int(lay), kind, condition))
+            glm = study.get("glm", LayerKey(model, branch, int(lay), kind, condition), s)
             t = np.asarray(glm["t"])
             per_layer[int(lay)] = polarity_counts(t, np.asarray(glm["q"]) < fdr_q, atlas)
         frames.append(polarity_curves(per_layer, unit=unit, normalize=normalize).assign(subject=s))
@@ -921,7 +709,7 @@ def variance_maps(study: Study, subject: str, bands: BandsKey, fdr_q: float = 0.
         the predicted voxels as significant, plus one column per part: its mean over the
         predicted voxels, per network and group; over all voxels noise would dominate).
     """
-    entries = [study.variance(s, bands) for s in subject_list(study, subject)]
+    entries = [study.get("variance", bands, s) for s in subject_list(study, subject)]
     r2 = np.mean([np.asarray(e["r2"]) for e in entries], axis=0).astype(np.float32)
     unique = np.mean([np.asarray(e["unique"]) for e in entries], axis=0).astype(np.float32)  # (B, V)
     shared = np.mean([np.asarray(e["shared"]) for e in entries], axis=0).astype(np.float32)
@@ -958,7 +746,7 @@ def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Basel
         two noisy baseline r's), hence the restriction.
     """
     subjects = subject_list(study, subject)
-    entries = [study.integration(s, IntegrationKey(key, baselines)) for s in subjects]
+    entries = [study.get("integration", IntegrationKey(key, baselines), s) for s in subjects]
 
     def mean(name):
         return np.mean([np.asarray(e[name], np.float32) for e in entries], axis=0)
@@ -997,30 +785,24 @@ def redundancy(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05) -
     """
     from alignment.analyses.redundancy import ans_per_voxel, dice_overlap, links_per_an, links_per_voxel
 
-    glm = study.glm(subject, key)
+    glm = study.get("glm", key, subject)
     sig = np.asarray(glm["q"]) < fdr_q
-    codes = np.asarray(study.atoms(key)["codes"])
+    codes = np.asarray(study.get("atoms", key)["codes"])
     return dict(links_per_voxel=links_per_voxel(sig), ans_per_voxel=ans_per_voxel(codes, sig),
                 links_per_an=links_per_an(codes, sig), dice=dice_overlap(sig), atom_sizes=sig.sum(1))
 
 
-LESION_VERSION = 1
-
-
 def lesion(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05, *, compute: bool = False,
-           fractions: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9), n_repeats: int = 3,
-           max_voxels: int = 2000, progress=None) -> dict | None:
-    """Lesion curves of one layer: encoding r as random vs top-ranked ANs are removed.
-
-    Evaluated on the voxels significant for the full layer (q < ``fdr_q``; at most
-    ``max_voxels``, the best by r). ANs are ranked by their number of linked BNs
-    (:func:`alignment.analyses.links_per_an`). Cached as stage ``lesion``.
+           **curve) -> dict | None:
+    """Lesion curves of one layer (stage ``lesion``, :mod:`alignment.stages.lesion`).
 
     Parameters
     ----------
     compute : bool
         False: return the cached result or None. True: compute when absent (ridge fits:
-        ``len(fractions) × (n_repeats + 1)`` fits).
+        ``len(fractions) × (n_repeats + 1)``).
+    **curve
+        ``fractions``, ``n_repeats``, ``max_voxels`` of :class:`alignment.keys.LesionKey`.
 
     Returns
     -------
@@ -1028,39 +810,14 @@ def lesion(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05, *, co
         ``fractions`` (F,), ``random_mean`` (F,), ``random_sd`` (F,), ``ranked`` (F,),
         ``n_voxels`` (int).
     """
-    enc = study.encoding(subject, key)
-    glm = study.glm(subject, key)
-    params = {"encoding": enc.key, "glm": glm.key, "fdr_q": float(fdr_q), "fractions": [float(f) for f in fractions],
-              "n_repeats": int(n_repeats), "max_voxels": int(max_voxels), "seed": study.options.seed}
-    cache = study.cache.writable() if isinstance(study.cache, ReadOnlyCache) else study.cache
-    k = cache.key("lesion", params, LESION_VERSION)
-    entry = cache.get("lesion", k)
-    if entry is None and not compute:
+    target = LesionKey(key, float(fdr_q), **curve)
+    try:
+        entry = study.get("lesion", target, subject, compute=compute)
+    except NotCached:
+        if compute:
+            raise
         return None
-
-    def run():
-        from alignment.analyses.redundancy import lesion_curve, links_per_an
-
-        r = np.asarray(enc["scores"])
-        sig = np.asarray(enc["q"]) < fdr_q
-        vox = np.flatnonzero(sig)
-        if vox.size == 0:
-            vox = np.argsort(-r)[:50]
-        vox = vox[np.argsort(-r[vox])][:max_voxels]
-        X = study.design(key)
-        Y = study.bold(subject)[:, vox]
-        ranking = links_per_an(np.asarray(study.atoms(key)["codes"]), np.asarray(glm["q"]) < fdr_q).astype(float)
-        alphas = np.asarray(study.options.alphas)
-        rnd = lesion_curve(X, Y, study.runs, "random", fractions, seed=study.options.seed, n_repeats=n_repeats,
-                           fit_kwargs={"alphas": alphas})
-        rk = lesion_curve(X, Y, study.runs, "ranked", fractions, ranking=ranking, fit_kwargs={"alphas": alphas})
-        return ({"fractions": np.asarray(fractions, np.float64), "random_mean": rnd.mean_r, "random_sd": rnd.sd_r,
-                 "ranked": rk.mean_r, "n_voxels": np.asarray(vox.size)},
-                {"description": f"lesion {key.label()} sub-{subject}"})
-
-    if entry is None:
-        entry = cache.get_or_compute("lesion", params, run, version=LESION_VERSION)
-    out = {k2: np.asarray(entry[k2]) for k2 in ("fractions", "random_mean", "random_sd", "ranked")}
+    out = {name: np.asarray(entry[name]) for name in ("fractions", "random_mean", "random_sd", "ranked")}
     out["n_voxels"] = int(np.asarray(entry["n_voxels"]))
     return out
 

@@ -101,7 +101,8 @@ with tab_run:
         go = st.form_submit_button("Run", type="primary")
     if go:
         from alignment.data import load_dataset
-        from alignment.pipeline import Baselines, ModelPlan, Study, compute
+        from alignment.pipeline import Baselines, ModelPlan, Study
+        from alignment.plan import compute
 
         with S.guard(state) as g:
             if not dataset.strip():

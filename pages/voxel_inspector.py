@@ -107,7 +107,7 @@ else:
     sid = state.subject
 
 with S.guard(state) as g:
-    enc = study.encoding(sid, key)
+    enc = study.get("encoding", key, sid)
     scores = np.asarray(enc["scores"], np.float64)
     qvals = np.asarray(enc["q"], np.float64)
 if g.failed:

@@ -57,7 +57,7 @@ def test_dscalar_subject_r_is_the_cached_encoding_score(demo_cache, study, tmp_p
     assert export(demo_cache, CLIP_IMAGE_1, "dscalar", out, "--subject", "01") == 0
     assert capsys.readouterr().out.strip() == f"wrote {out}"
     img = nib.load(out)
-    expect = np.asarray(study.encoding("01", CLIP_IMAGE_1)["scores"], np.float32)
+    expect = np.asarray(study.get("encoding", CLIP_IMAGE_1, "01")["scores"], np.float32)
     assert img.shape == (1, expect.size)
     np.testing.assert_array_equal(img.get_fdata(dtype=np.float32)[0], expect)
     assert list(img.header.get_axis(0).name) == [f"r {CLIP_IMAGE_1.label()} sub-01"]

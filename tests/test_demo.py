@@ -71,12 +71,12 @@ def test_variance_partition_and_integration_sites_follow_the_planting(demo_cache
         patch = np.asarray(truth["subject_patch"])[i]
         modality = np.where(patch >= 0, np.asarray(truth["patch_modality"])[np.maximum(patch, 0)], "")
         unplanted = patch < 0
-        unique = np.asarray(study.variance(subject, BandsKey(CLIP_SPEC, ("image", "text"), 1))["unique"])
+        unique = np.asarray(study.get("variance", BandsKey(CLIP_SPEC, ("image", "text"), 1), subject)["unique"])
         img, txt = modality == "image", modality == "text"
         assert unique[0, img].mean() > unique[1, img].mean() + 0.1, subject
         assert unique[1, txt].mean() > unique[0, txt].mean() + 0.1, subject
         assert abs(unique[:, unplanted].mean()) < 0.02
-        e = study.integration(subject, IntegrationKey(LayerKey(METER_SPEC, "cross_image", 1), INTEGRATION_BASELINES))
+        e = study.get("integration", IntegrationKey(LayerKey(METER_SPEC, "cross_image", 1), INTEGRATION_BASELINES), subject)
         diff, sites = np.asarray(e["diff"]), np.asarray(e["sites"]).astype(bool)
         unified = modality == "unified"
         assert diff[unified].mean() > 0.05, subject
@@ -90,7 +90,8 @@ def test_core_plan_covers_the_planting_and_full_plan_every_layer(demo_cache):
     from alignment.data.demo import DEMO_MODELS, PLANTING
     from alignment.data import load_dataset
     from alignment.demo import INTEGRATION_BASELINES, demo_options, demo_plans, demo_root
-    from alignment.pipeline import Study, plan_units
+    from alignment.pipeline import Study
+    from alignment.plan import plan_units
 
     cache = Cache(demo_cache)  # listing the full plan's layers extracts the ANs it lacks
     study = Study(load_dataset(demo_root(cache, small=True)), cache, demo_options(), device="cpu")
@@ -100,11 +101,11 @@ def test_core_plan_covers_the_planting_and_full_plan_every_layer(demo_cache):
                 for stage, target in plan_units(study, plan, baselines=INTEGRATION_BASELINES)}
 
     core, full = units(demo_plans()), units(demo_plans(full=True))
-    mapped = {(t.model, t.branch, t.layer) for stage, t in core if stage == "neuron_mapping"}
+    mapped = {(t.model, t.branch, t.layer) for stage, t in core if stage == "glm"}
     for p in PLANTING:
         assert {(p.model, p.branch, p.layer), (p.model, p.branch, 0)} <= mapped
     stages = {stage for stage, _ in core}
-    assert stages == {"encoding", "neuron_mapping", "variance_partition", "integration"}
+    assert stages == {"encoding", "glm", "variance", "integration"}
     assert {t.model for stage, t in core if stage == "encoding"} == set(DEMO_MODELS)
     assert core < full
     for spec in DEMO_MODELS:

@@ -109,7 +109,7 @@ def test_predicted_timecourse_is_the_held_out_ridge_prediction(demo_study, truth
     # independent: fit_ridge's own alpha search over the study's grid, every fold with that alpha
     ref = fit_ridge(X, Y, demo_study.runs, alphas=np.asarray(demo_study.options.alphas),
                     inner_cv=False, return_predictions=True)
-    cached_alpha = float(demo_study.encoding(SUBJECT, key)["alphas"][voxel])
+    cached_alpha = float(demo_study.get("encoding", key, SUBJECT)["alphas"][voxel])
     assert ref.best_alphas[0] == pytest.approx(cached_alpha, rel=1e-5)
     np.testing.assert_allclose(tc.predicted, ref.predictions[:, 0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(tc.measured, Y[:, 0], rtol=1e-6, atol=1e-6)
@@ -202,7 +202,7 @@ def test_an_profile_brain_map_peaks_in_its_planted_patch(demo_study, truth, attn
         planted = zscore_runs(np.asarray(truth["an_timeseries"][int(p["patch"])], float)[:, None],
                               demo_study.runs)[:, 0]
         np.testing.assert_allclose(prof.timecourse, planted, atol=1e-3)
-        assert prof.codes.shape == (np.asarray(demo_study.atoms(key)["codes"]).shape[1],)
+        assert prof.codes.shape == (np.asarray(demo_study.get("atoms", key)["codes"]).shape[1],)
         assert prof.polarity in (-1, 1) and prof.polarity == np.sign(prof.codes[prof.dominant_atom])
         # top stimuli: distinct, real, largest activation first
         stims = prof.top_stimuli
@@ -234,7 +234,7 @@ def test_peak_voxel_of_a_network(demo_study, truth):
 
     atlas = load_atlas("ca")
     p = _attn_patches(truth)[0]
-    scores = np.asarray(demo_study.encoding(SUBJECT, _patch_key(p))["scores"])
+    scores = np.asarray(demo_study.get("encoding", _patch_key(p), SUBJECT)["scores"])
     v = insp.peak_voxel(scores, atlas, p["network"])
     assert atlas.voxel_names()[v] == p["network"]
     assert scores[v] == scores[atlas.mask(p["network"])].max()

@@ -11,7 +11,9 @@ from alignment.cache import Cache
 from alignment.cli import main
 from alignment.data import load_dataset
 from alignment.pipeline import (Baselines, BandsKey, IntegrationKey, LayerKey, ModelPlan, Options, RunConfig,
-                                Study, plan_units, run_config)
+                                Study)
+from alignment.plan import plan_units, run_config
+from alignment.stages import Unit
 
 SPEC = "random:clip:demo-tiny"
 V = 20484  # fsaverage5
@@ -84,9 +86,9 @@ def test_run_computes_resumes_and_recovers_planted_voxels(planted, tmp_path, mon
     cache = tmp_path / "cache"
     config = RunConfig.load(_config(tmp_path, planted))
     done = run_config(config, cache, progress=False)
-    assert len(done) == 4  # 2 layers × (encoding, neuron mapping) × 1 subject
+    assert len(done.requested) == 4  # 2 layers × (encoding, neuron mapping) × 1 subject
     study = Study(load_dataset(planted), Cache(cache), config.options)
-    enc = study.encoding("01", LayerKey(SPEC, "image", 2))
+    enc = study.get("encoding", LayerKey(SPEC, "image", 2), "01")
     scores, q = np.asarray(enc["scores"]), np.asarray(enc["q"])
     assert scores[:200].mean() > 0.5 and abs(scores[200:].mean()) < 0.05
     assert (q[:200] < 0.05).mean() > 0.95 and (q[200:] < 0.05).mean() < 0.01
@@ -105,7 +107,7 @@ def test_run_computes_resumes_and_recovers_planted_voxels(planted, tmp_path, mon
 
     monkeypatch.setattr(alignment.encoding, "fit_ridge", fail)
     monkeypatch.setattr(alignment.encoding, "fit_atoms_glm", fail)
-    assert len(run_config(config, cache, progress=False)) == 4
+    assert len(run_config(config, cache, progress=False).requested) == 4
 
 
 def test_interrupted_run_resumes_where_it_stopped(planted, tmp_path, monkeypatch):
@@ -133,8 +135,8 @@ def test_interrupted_run_resumes_where_it_stopped(planted, tmp_path, monkeypatch
 def test_options_change_the_key(planted, tmp_path):
     ds = load_dataset(planted)
     key = LayerKey(SPEC, "image", 1)
-    a = Study(ds, Cache(tmp_path), Options(n_null=50)).encoding("01", key)
-    b = Study(ds, Cache(tmp_path), Options(n_null=60)).encoding("01", key)
+    a = Study(ds, Cache(tmp_path), Options(n_null=50)).get("encoding", key, "01")
+    b = Study(ds, Cache(tmp_path), Options(n_null=60)).get("encoding", key, "01")
     assert a.key != b.key
 
 
@@ -184,8 +186,9 @@ def test_variance_partition_stage_attributes_planted_voxels_to_their_branch(plan
                       .replace("layers = [1, 2]", "layers = [2]") + "banded_iter = 3\n")
     cfg = RunConfig.load(config)
     done = run_config(cfg, tmp_path / "cache", progress=False)
-    assert [(stage, target) for stage, _, target in done] == [("variance_partition", BandsKey(SPEC, ("image", "text"), 2))]
-    v = Study(load_dataset(planted), Cache(tmp_path / "cache"), cfg.options).variance("01", done[0][2])
+    bands = BandsKey(SPEC, ("image", "text"), 2)
+    assert done.requested == {Unit("variance", bands, "01")}
+    v = Study(load_dataset(planted), Cache(tmp_path / "cache"), cfg.options).get("variance", bands, "01")
     unique, r2, shared = np.asarray(v["unique"]), np.asarray(v["r2"]), np.asarray(v["shared"])
     # the first 200 voxels follow an image-branch AN: unique image variance, no unique text variance
     assert unique[0, :200].mean() > 0.4 and abs(unique[1, :200].mean()) < 0.05
@@ -203,12 +206,12 @@ def test_integration_stage_equals_the_library_test_on_the_same_predictions(plant
     baselines = Baselines("random:vit:tiny", "random:roberta:tiny")
     study = Study(load_dataset(planted), Cache(tmp_path / "cache"), Options(n_null=20, block_len=10))
     vlm = LayerKey(SPEC, "image", 2)
-    entry = study.integration("01", IntegrationKey(vlm, baselines))
+    entry = study.get("integration", IntegrationKey(vlm, baselines), "01")
     chosen = entry.meta["baselines"]
     keys = [vlm, LayerKey(**chosen["image"]), LayerKey(**chosen["text"])]
     for k, spec in zip(keys[1:], (baselines.image, baselines.text)):
         layers = study.branches(spec)[k.branch]
-        means = [np.mean(np.asarray(study.encoding("01", LayerKey(spec, k.branch, lay))["scores"])) for lay in layers]
+        means = [np.mean(np.asarray(study.get("encoding", LayerKey(spec, k.branch, lay), "01")["scores"])) for lay in layers]
         assert k.layer == layers[int(np.argmax(means))]  # the best baseline layer
     Y = study.bold("01")
     runs = study.runs

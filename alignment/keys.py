@@ -1,0 +1,136 @@
+"""Value objects that name a computation: the analysis options and the targets of stages.
+
+All are frozen dataclasses of plain values: hashable (plans deduplicate units with them),
+picklable (an executor ships them to another process) and recorded in the cache metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Options:
+    """Analysis options; every field is part of the cache keys of the stages that use it."""
+
+    hrf: str = "spm"
+    alphas: tuple = tuple(np.logspace(-1, 5, 13).round(6))
+    null: str = "circular"  # autocorrelation-aware null of the encoding r
+    n_null: int = 200
+    null_tail: str = "normal"  # p from a normal fitted to the null draws (see stats._p_from_null)
+    n_atoms: int = 64
+    glm: str = "separate"  # one GLM per atom ("separate") or all atoms jointly ("joint")
+    sparsity: float = 1.0
+    seed: int = 0
+    fdr_q: float = 0.05
+    banded_iter: int = 20  # band-weight samples of the banded ridge's random search
+    block_len: int = 20  # TRs per time block of the integration-site test
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Options":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown analysis options {sorted(unknown)}; known: {sorted(known)}")
+        if "alphas" in values:
+            values = {**values, "alphas": tuple(float(a) for a in values["alphas"])}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class LayerKey:
+    """One layer's ANs: (model spec, branch, layer, AN kind, stimulus condition)."""
+
+    model: str
+    branch: str
+    layer: int
+    kind: str = "attn"
+    condition: str = "image+text"
+
+    def label(self) -> str:
+        return f"{self.model} {self.branch} L{self.layer} {self.kind} [{self.condition}]"
+
+
+@dataclass(frozen=True)
+class BandsKey:
+    """Branches of one model at the same depth, fitted jointly as the bands of a banded ridge."""
+
+    model: str
+    branches: tuple
+    layer: int
+    kind: str = "attn"
+    condition: str = "image+text"
+
+    def band(self, branch: str) -> LayerKey:
+        return LayerKey(self.model, branch, self.layer, self.kind, self.condition)
+
+    def label(self) -> str:
+        return f"{self.model} {'+'.join(self.branches)} L{self.layer} {self.kind} [{self.condition}]"
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """The unimodal baselines of integration sites: an image model and a text model.
+
+    ``image_layer`` / ``text_layer``: a layer index, or None for the baseline's best layer (the
+    highest mean encoding r over voxels, per subject).
+    """
+
+    image: str
+    text: str
+    image_layer: int | None = None
+    text_layer: int | None = None
+
+
+@dataclass(frozen=True)
+class IntegrationKey:
+    """A VLM layer tested against the unimodal baselines."""
+
+    vlm: LayerKey
+    baselines: Baselines
+
+    def label(self) -> str:
+        return f"{self.vlm.label()} vs {short_spec(self.baselines.image)} & {short_spec(self.baselines.text)}"
+
+
+#: the lesion curve's defaults (:class:`LesionKey`)
+LESION_FRACTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class LesionKey:
+    """Lesion curves of one layer: encoding r as random vs top-ranked ANs are removed.
+
+    ``fdr_q``: voxels significant for the full layer are scored; ``fractions``: shares of the
+    layer's ANs removed; ``n_repeats``: random draws per fraction; ``max_voxels``: at most this
+    many voxels (the best by r).
+    """
+
+    layer: LayerKey
+    fdr_q: float = 0.05
+    fractions: tuple = LESION_FRACTIONS
+    n_repeats: int = 3
+    max_voxels: int = 2000
+
+    def label(self) -> str:
+        return f"{self.layer.label()} lesion"
+
+
+def short_spec(spec: str) -> str:
+    """A model spec without ``random:`` and query options, for labels."""
+    return spec.removeprefix("random:").split("?")[0]
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """What a run config asks of one model: branches, layers (None: all), AN kinds, stimulus
+    conditions and analyses (None: the config's ``[analyses]``)."""
+
+    spec: str
+    branches: tuple | None = None
+    layers: tuple | None = None
+    kinds: tuple = ("attn",)
+    conditions: tuple = ("image+text",)
+    analyses: tuple | None = None

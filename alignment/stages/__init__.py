@@ -1,0 +1,27 @@
+"""Registered stages (see :mod:`alignment.stages.base`); importing this package registers the
+built-in ones:
+
+===============  ================================================================  ===========
+stage            arrays                                                            analysis
+===============  ================================================================  ===========
+``ans``          raw pooled ANs at every TR: ``<branch>.L<layer>`` (T, N)           (input)
+``encoding``     ridge prediction map: ``scores``, ``alphas``, ``p``, ``q`` (V,)    encoding
+``atoms``        sparse dictionary: ``codes`` (N, K), ``atoms`` (K, T),             (input)
+                 ``regressors`` (T, K)
+``glm``          AR(1) GLM of the atoms: ``t``, ``beta``, ``q`` (K, V)              neuron_mapping
+``variance``     banded ridge per branch: ``r2``, ``shared`` (V,), ``unique`` (B,   variance_partition
+                 V)
+``integration``  VLM layer vs baselines: ``r_vlm``, ``diff``, ``p``, ``q``,         integration
+                 ``sites`` (V,)
+``lesion``       lesion curves: ``random_mean``, ``ranked`` (F,)                    lesion
+===============  ================================================================  ===========
+
+A new analysis is one module that defines its compute function and calls :func:`register`;
+import it once (e.g. from here) and ``Study.get``, run configs and the catalog know it.
+"""
+
+from alignment.stages.base import (STAGES, Stage, Unit, analyses, default_analyses, register, stage,
+                                   target_dict)
+from alignment.stages import features, encoding, mapping, variance, integration, lesion  # noqa: F401,E402
+
+__all__ = ["STAGES", "Stage", "Unit", "analyses", "default_analyses", "register", "stage", "target_dict"]
