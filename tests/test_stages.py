@@ -147,3 +147,24 @@ def test_the_catalog_reads_results_written_before_units_were_recorded(planted, t
     (record,) = catalog.of_subjects(fingerprints, ("glm",), OPTIONS)
     assert (record.target, record.subject, record.key) == (layer, "01", entry.key)
     assert catalog.of_subjects(fingerprints, ("glm",), Options(n_atoms=9, n_null=20)) == []
+
+
+def test_the_readme_example_stage_runs(planted, tmp_path):
+    """The "Extending" section's code, executed as written, registers a working stage."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Extending", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {"__name__": "readme_example"}
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)
+        study = Study(load_dataset(planted), Cache(tmp_path), OPTIONS, device="cpu")
+        layer = LayerKey(SPEC, "image", 2)
+        scores = np.asarray(study.get("pc_encoding", namespace["PCKey"](layer, 10), "01")["scores"])
+        assert scores.shape == (20484,)
+        assert scores[:200].mean() > 0.3 and abs(scores[200:].mean()) < 0.05  # the planted voxels
+        assert "pc_encoding" in analyses()
+    finally:
+        STAGES.pop("pc_encoding", None)
