@@ -66,7 +66,8 @@ def cmd_extract(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from alignment.pipeline import RunConfig, run_config
+    from alignment.config import RunConfig
+    from alignment.pipeline import run_config
 
     config = RunConfig.load(args.config)
     done = run_config(config, args.cache, progress=True)

@@ -21,17 +21,18 @@ Stages (one entry per subject where BOLD is involved):
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from alignment.cache import Cache, Entry
 from alignment.features import FeatureRequest, an_timeseries, array_name, design_matrix
 from alignment.timing import spm_hrf_convolve, zscore_runs
+
+if TYPE_CHECKING:
+    from alignment.config import RunConfig
 
 ENCODING_VERSION = 1
 ATOMS_VERSION = 1
@@ -59,13 +60,11 @@ class Options:
 
     @classmethod
     def from_dict(cls, values: dict) -> "Options":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown analysis options {sorted(unknown)}; known: {sorted(known)}")
-        if "alphas" in values:
-            values = {**values, "alphas": tuple(float(a) for a in values["alphas"])}
-        return cls(**values)
+        """Options from a dict as an ``[options]`` table holds them, checked by its schema
+        (:mod:`alignment.config`); raises a one-line ``ValueError``."""
+        from alignment.config import options_from_dict
+
+        return options_from_dict(values)
 
 
 @dataclass(frozen=True)
@@ -374,87 +373,6 @@ STAGE_OF = {"encoding": "encoding", "neuron_mapping": "glm", "variance_partition
             "integration": "integration"}
 ANALYSES = tuple(STAGE_OF)
 DEFAULT_ANALYSES = ("encoding", "neuron_mapping")  # the others cost more and need choices
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What ``python -m alignment run CONFIG.toml`` computes (see the README for the format)."""
-
-    dataset: str
-    subjects: tuple | None = None
-    models: tuple = ()
-    analyses: tuple = DEFAULT_ANALYSES
-    options: Options = field(default_factory=Options)
-    device: str = "auto"
-    baselines: Baselines | None = None  # [integration]: needed by the "integration" analysis
-
-    @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
-        path = Path(path)
-        try:
-            raw = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"{path}: not valid TOML: {err}") from None
-        study = raw.get("study", {})
-        if "dataset" not in study:
-            raise ValueError(f"{path}: [study] needs a 'dataset' (a dataset folder)")
-        dataset = study["dataset"]
-        if not Path(dataset).is_absolute():
-            dataset = str((path.parent / dataset).resolve())
-        models = []
-        for m in raw.get("models", []):
-            if "spec" not in m:
-                raise ValueError(f"{path}: every [[models]] table needs a 'spec'")
-            layers = m.get("layers", "all")
-            models.append(ModelPlan(
-                spec=m["spec"],
-                branches=tuple(m["branches"]) if "branches" in m else None,
-                layers=None if layers == "all" else tuple(int(x) for x in layers),
-                kinds=tuple(m.get("kinds", ["attn"])),
-                conditions=tuple(m.get("conditions", ["image+text"])),
-                analyses=_analyses(m["analyses"], path) if "analyses" in m else None,
-            ))
-        if not models:
-            raise ValueError(f"{path}: name at least one [[models]] table with a spec")
-        analyses = raw.get("analyses", {})
-        _analyses([name for name in analyses], path)
-        chosen = tuple(name for name in ANALYSES if analyses.get(name, name in DEFAULT_ANALYSES))
-        baselines = _baselines(raw.get("integration"), path)
-        wanted = set(chosen).union(*(m.analyses or () for m in models))
-        if "integration" in wanted and baselines is None:
-            raise ValueError(f"{path}: the integration analysis needs an [integration] table with "
-                             "image_baseline and text_baseline model specs")
-        subjects = study.get("subjects")
-        return cls(dataset=dataset, subjects=None if subjects is None else tuple(str(s) for s in subjects),
-                   models=tuple(models), analyses=chosen, options=Options.from_dict(raw.get("options", {})),
-                   device=study.get("device", "auto"), baselines=baselines)
-
-
-def _baselines(table, path) -> Baselines | None:
-    if table is None:
-        return None
-    known = {"image_baseline", "text_baseline", "image_layer", "text_layer"}
-    unknown = set(table) - known
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)} in [integration]; known: {sorted(known)}")
-    if "image_baseline" not in table or "text_baseline" not in table:
-        raise ValueError(f"{path}: [integration] needs image_baseline and text_baseline model specs")
-    layers = {}
-    for name in ("image_layer", "text_layer"):
-        value = table.get(name, "best")
-        if value != "best" and not isinstance(value, int):
-            raise ValueError(f"{path}: [integration] {name} must be a layer index or \"best\", got {value!r}")
-        layers[name] = None if value == "best" else value
-    return Baselines(table["image_baseline"], table["text_baseline"], **layers)
-
-
-def _analyses(names, path) -> tuple:
-    unknown = set(names) - set(ANALYSES)
-    if unknown:
-        raise ValueError(f"{path}: unknown analyses {sorted(unknown)}; known: {', '.join(ANALYSES)}")
-    return tuple(names)
 
 
 def plan_layers(study: Study, plan: ModelPlan) -> list[LayerKey]:
