@@ -456,14 +456,16 @@ def compute(study: Study, plans: Sequence[ModelPlan], subjects: Sequence[str],
         for stage, target in plan_units(study, plan, analyses, baselines)
     ))
     bar = _bar(len(units), progress is True)
-    for i, (stage, subject, target) in enumerate(units):
-        label = f"{stage} sub-{subject} {target.label()}"
-        bar.set_description(label[:60])
-        if callable(progress):
-            progress(i, len(units), label)
-        getattr(study, STAGE_OF[stage])(subject, target)
-        bar.update(1)
-    bar.close()
+    try:
+        for i, (stage, subject, target) in enumerate(units):
+            label = f"{stage} sub-{subject} {target.label()}"
+            bar.set_description(label[:60])
+            if callable(progress):
+                progress(i, len(units), label)
+            getattr(study, STAGE_OF[stage])(subject, target)
+            bar.update(1)
+    finally:  # also on an error or Ctrl-C: the CLI's one-line message then starts on a clean line
+        bar.close()
     if callable(progress):
         progress(len(units), len(units), "done")
     return units

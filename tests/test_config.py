@@ -1,11 +1,14 @@
-"""Run configs and dataset.toml against their schemas."""
+"""Run configs and dataset.toml against their schemas; one-line errors of the CLI."""
+
+import errno
 
 import pytest
 
 import alignment.pipeline
+from alignment.cli import main
 from alignment.config import ConfigError, OptionsTable, RunConfig
 from alignment.data import DatasetError, load_dataset
-from alignment.pipeline import Baselines, ModelPlan, Options
+from alignment.pipeline import Baselines, LayerKey, ModelPlan, Options, Study
 
 STUDY = '[study]\ndataset = "x"\n'
 MODEL = '[[models]]\nspec = "a"\n'
@@ -170,3 +173,60 @@ def test_integer_run_ids_still_read_as_strings(tmp_path):
     (tmp_path / "dataset.toml").write_text(DATASET + RUN.replace('"r1"', "1"))
     ds = load_dataset(tmp_path)
     assert ds.runs == ["1"] and ds.n_trs == {"1": 3} and ds.tr == 1.0
+
+
+# ------------------------------------------------------------------ the CLI: one line, exit status
+def tiny_config(tmp_path, extra=""):
+    """A config on a 2-TR dataset with one subject (nothing is computed before the cache is used)."""
+    root = tmp_path / "ds"
+    (root / "stimuli").mkdir(parents=True)
+    (root / "sub-01").mkdir()
+    (root / "dataset.toml").write_text(DATASET.replace("fsLR32k", "fsaverage5") + RUN.replace("3", "2"))
+    (root / "stimuli" / "r1.tsv").write_text("tr\tframe\tcaption\tsegment\n0\t\ta cat\tclip\n1\t\t\trest\n")
+    path = tmp_path / "run.toml"
+    path.write_text(f'[study]\ndataset = "ds"\ndevice = "cpu"\n[[models]]\nspec = "random:clip:demo-tiny"\n{extra}')
+    return path
+
+
+def test_cli_bad_config(tmp_path, capsys):
+    path = tiny_config(tmp_path, '[options]\nglm = "seperate"\n')
+    assert main(["--cache", str(tmp_path / "cache"), "run", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {path}: [options] glm: unknown glm 'seperate'; expected one of 'separate', 'joint'\n"
+    assert not (tmp_path / "cache").exists()
+
+
+def test_cli_cache_that_cannot_be_written(tmp_path, capsys):
+    """A cache folder that cannot be written (here: a file in its place, which stops root too)."""
+    cache = tmp_path / "cache"
+    cache.write_text("not a folder")
+    assert main(["--cache", str(cache), "run", str(tiny_config(tmp_path))]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {cache}") and "Not a directory" in err, err
+
+
+@pytest.mark.parametrize("exc, status, message", [
+    (KeyboardInterrupt(), 130, "interrupted; finished results stay in the cache and a rerun resumes"),
+    (OSError(errno.ENOSPC, "No space left on device", "cache/encoding"), 1,
+     "error: cache/encoding: No space left on device"),
+])
+def test_cli_error_during_a_run_closes_the_progress_bar_first(tmp_path, capsys, monkeypatch, exc, status, message):
+    def fail(*args):
+        raise exc
+
+    monkeypatch.setattr(alignment.pipeline, "plan_units", lambda *a, **k: [("encoding", LayerKey("a", "image", 0))])
+    monkeypatch.setattr(Study, "encoding", fail)
+    assert main(["--cache", str(tmp_path / "cache"), "run", str(tiny_config(tmp_path))]) == status
+    err = capsys.readouterr().err
+    # the bar (on stderr) ended its line before the message, which is the last line
+    assert err.endswith("\n") and err.splitlines()[-1] == message, err
+
+
+def test_cli_keeps_the_traceback_of_a_bug(tmp_path, monkeypatch):
+    def bug(*args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(alignment.pipeline, "plan_units", lambda *a, **k: [("encoding", LayerKey("a", "image", 0))])
+    monkeypatch.setattr(Study, "encoding", bug)
+    with pytest.raises(ZeroDivisionError):
+        main(["--cache", str(tmp_path / "cache"), "run", str(tiny_config(tmp_path))])
