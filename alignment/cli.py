@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from alignment.models.base import AN_KINDS, POOLINGS, ModelError
+from alignment.models.base import AN_KINDS, POOLINGS
 
 CONDITIONS = ("image+text", "image", "text")
 
@@ -66,7 +66,7 @@ def cmd_extract(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from alignment.pipeline import RunConfig
+    from alignment.config import RunConfig
     from alignment.plan import run_config
 
     config = RunConfig.load(args.config)
@@ -123,6 +123,8 @@ def cmd_export(args) -> int:
         raise ValueError(f"unknown metric {args.metric!r}; known: {', '.join(summaries.MAP_METRICS)}")
     if not 0 < args.fdr_q < 1:
         raise ValueError(f"--fdr-q must be between 0 and 1, got {args.fdr_q:g}")
+    if os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is a folder; give a file path (gifti: a file name prefix)")
     folder = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(folder):
         raise ValueError(f"output folder {folder} does not exist")
@@ -257,13 +259,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """The message of an expected error, on one line."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        # "[Errno 30] Read-only file system: 'cache/ans'" reads better as "cache/ans: Read-only file system"
+        names = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+        text = f"{names}: {err.strerror}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Expected errors (bad input: configs, datasets, model specs, options; files that cannot be
+    # read or written) end in one line and exit status 1; anything else is a bug and keeps its
+    # traceback. ModelError, DatasetError and ConfigError are ValueErrors; KeyboardInterrupt exits 130.
     try:
         return int(args.func(args) or 0)
-    except (ModelError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; finished results stay in the cache and a rerun resumes", file=sys.stderr)

@@ -87,20 +87,22 @@ def extract_ans(
     device = adapter.device()
     autocast = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else _null()
     report = _progress(progress, n)
-    with capture(adapter, targets, kind, pooling) as store, torch.inference_mode(), autocast:
-        for start in range(0, n, batch_size):
-            idx = list(range(start, min(n, start + batch_size)))
-            images = image_tensor(adapter, frames, idx, blank) if adapter.needs_images else None
-            batch = adapter.prepare(images, [captions[i] for i in idx], list(targets))
-            store.batch = batch
-            store.values.clear()
-            adapter.forward(batch, list(targets))
-            for key in out:
-                if key not in store.values:
-                    raise RuntimeError(f"no activations were captured for {key}; the adapter did not run that layer")
-                out[key][start:start + len(idx)] = store.values[key].cpu().numpy()
-            report(len(idx))
-    report(0, close=True)
+    try:
+        with capture(adapter, targets, kind, pooling) as store, torch.inference_mode(), autocast:
+            for start in range(0, n, batch_size):
+                idx = list(range(start, min(n, start + batch_size)))
+                images = image_tensor(adapter, frames, idx, blank) if adapter.needs_images else None
+                batch = adapter.prepare(images, [captions[i] for i in idx], list(targets))
+                store.batch = batch
+                store.values.clear()
+                adapter.forward(batch, list(targets))
+                for key in out:
+                    if key not in store.values:
+                        raise RuntimeError(f"no activations were captured for {key}; the adapter did not run that layer")
+                    out[key][start:start + len(idx)] = store.values[key].cpu().numpy()
+                report(len(idx))
+    finally:  # the bar is closed on an error or Ctrl-C too, before anything else is printed
+        report(0, close=True)
     return out
 
 

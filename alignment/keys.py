@@ -30,13 +30,11 @@ class Options:
 
     @classmethod
     def from_dict(cls, values: dict) -> "Options":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown analysis options {sorted(unknown)}; known: {sorted(known)}")
-        if "alphas" in values:
-            values = {**values, "alphas": tuple(float(a) for a in values["alphas"])}
-        return cls(**values)
+        """Options from a dict as an ``[options]`` table holds them, checked by its schema
+        (:mod:`alignment.config`); raises a one-line ``ValueError``."""
+        from alignment.config import options_from_dict
+
+        return options_from_dict(values)
 
 
 @dataclass(frozen=True)

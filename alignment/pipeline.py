@@ -11,21 +11,21 @@ the cache holds is :mod:`alignment.catalog`.
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from alignment.cache import Cache, Entry
 from alignment.features import array_name, design_matrix
-from alignment.keys import (Baselines, BandsKey, IntegrationKey, LayerKey, LesionKey, ModelPlan,  # noqa: F401
-                            Options)
+# the value objects are re-exported: a study is used with them
+from alignment.keys import Baselines, BandsKey, IntegrationKey, LayerKey, ModelPlan, Options
 from alignment.stages import Unit, analyses, default_analyses, stage as stage_of, target_dict
 from alignment.stages.features import ans_unit
 from alignment.timing import zscore_runs
+
+__all__ = ["ANALYSES", "DEFAULT_ANALYSES", "Baselines", "BandsKey", "IntegrationKey", "LayerKey", "ModelPlan",
+           "NotCached", "Options", "Study"]
 
 
 class NotCached(LookupError):
@@ -263,91 +263,7 @@ def _plain(value):
 
 
 # ---------------------------------------------------------------------- run configs
-#: the analyses a run config may name, and those it computes by default (built-in stages; the
-#: registry, :func:`alignment.stages.analyses`, also holds any registered later)
+#: the analyses a run config may name, and those it computes by default, when this module was
+#: imported (the registry, :func:`alignment.stages.analyses`, also holds any registered later)
 ANALYSES = tuple(analyses())
 DEFAULT_ANALYSES = default_analyses()
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What ``python -m alignment run CONFIG.toml`` computes (see the README for the format)."""
-
-    dataset: str
-    subjects: tuple | None = None
-    models: tuple = ()
-    analyses: tuple = field(default_factory=default_analyses)
-    options: Options = field(default_factory=Options)
-    device: str = "auto"
-    baselines: Baselines | None = None  # [integration]: needed by the "integration" analysis
-
-    @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
-        path = Path(path)
-        try:
-            raw = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"{path}: not valid TOML: {err}") from None
-        study = raw.get("study", {})
-        if "dataset" not in study:
-            raise ValueError(f"{path}: [study] needs a 'dataset' (a dataset folder)")
-        dataset = study["dataset"]
-        if not Path(dataset).is_absolute():
-            dataset = str((path.parent / dataset).resolve())
-        models = []
-        for m in raw.get("models", []):
-            if "spec" not in m:
-                raise ValueError(f"{path}: every [[models]] table needs a 'spec'")
-            layers = m.get("layers", "all")
-            models.append(ModelPlan(
-                spec=m["spec"],
-                branches=tuple(m["branches"]) if "branches" in m else None,
-                layers=None if layers == "all" else tuple(int(x) for x in layers),
-                kinds=tuple(m.get("kinds", ["attn"])),
-                conditions=tuple(m.get("conditions", ["image+text"])),
-                analyses=_analyses(m["analyses"], path) if "analyses" in m else None,
-            ))
-        if not models:
-            raise ValueError(f"{path}: name at least one [[models]] table with a spec")
-        analyses_table = raw.get("analyses", {})
-        _analyses([name for name in analyses_table], path)
-        chosen = tuple(name for name, spec in analyses().items() if analyses_table.get(name, spec.default))
-        baselines = _baselines(raw.get("integration"), path)
-        wanted = set(chosen).union(*(m.analyses or () for m in models))
-        if "integration" in wanted and baselines is None:
-            raise ValueError(f"{path}: the integration analysis needs an [integration] table with "
-                             "image_baseline and text_baseline model specs")
-        subjects = study.get("subjects")
-        return cls(dataset=dataset, subjects=None if subjects is None else tuple(str(s) for s in subjects),
-                   models=tuple(models), analyses=chosen, options=Options.from_dict(raw.get("options", {})),
-                   device=study.get("device", "auto"), baselines=baselines)
-
-
-def _baselines(table, path) -> Baselines | None:
-    if table is None:
-        return None
-    known = {"image_baseline", "text_baseline", "image_layer", "text_layer"}
-    unknown = set(table) - known
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)} in [integration]; known: {sorted(known)}")
-    if "image_baseline" not in table or "text_baseline" not in table:
-        raise ValueError(f"{path}: [integration] needs image_baseline and text_baseline model specs")
-    layers = {}
-    for name in ("image_layer", "text_layer"):
-        value = table.get(name, "best")
-        if value != "best" and not isinstance(value, int):
-            raise ValueError(f"{path}: [integration] {name} must be a layer index or \"best\", got {value!r}")
-        layers[name] = None if value == "best" else value
-    return Baselines(table["image_baseline"], table["text_baseline"], **layers)
-
-
-def _analyses(names, path) -> tuple:
-    known = analyses()
-    unknown = set(names) - set(known)
-    if unknown:
-        raise ValueError(f"{path}: unknown analyses {sorted(unknown)}; known: {', '.join(known)}")
-    return tuple(names)
-
-

@@ -16,7 +16,6 @@ per-subject maps, Fisher z, one-sample t test across subjects, BH-FDR over voxel
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -161,6 +161,16 @@ def test_bad_options_fail_before_reading_the_cache(tmp_path, capsys, extra, mess
     assert message in one_line_error(capsys)
 
 
+def test_out_naming_a_folder_or_inside_a_missing_one_fails_before_reading_the_cache(tmp_path, capsys):
+    argv = ["export", "--cache", str(tmp_path / "cache"), "--model", CLIP_SPEC, "--branch", "image", "--layer", "1",
+            "--format", "dscalar", "--out"]
+    assert main([*argv, str(tmp_path)]) == 1
+    assert f"--out {tmp_path} is a folder" in one_line_error(capsys)
+    assert main([*argv, str(tmp_path / "nope" / "x.dscalar.nii")]) == 1
+    assert f"output folder {tmp_path / 'nope'} does not exist" in one_line_error(capsys)
+    assert os.listdir(tmp_path) == []
+
+
 def test_demo_not_built(tmp_path, capsys):
     argv = ["export", "--cache", str(tmp_path), "--small", "--model", CLIP_SPEC, "--branch", "image",
             "--layer", "1", "--format", "csv", "--out", str(tmp_path / "x.csv")]

@@ -35,7 +35,6 @@ import hashlib
 import importlib.util
 import io
 import os
-import re
 import tempfile
 import tomllib
 from functools import lru_cache
@@ -60,7 +59,6 @@ __all__ = [
 SPACES = {"fsLR32k": 91282, "fsaverage5": 20484}
 
 TSV_COLUMNS = ("tr", "frame", "caption", "segment")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _FINGERPRINT_VERSION = b"alignment-dataset-fingerprint-v1"
 
 
@@ -426,56 +424,18 @@ class Dataset:
         except OSError as exc:
             raise DatasetError(f"{path}: cannot read ({exc})", path) from exc
 
-        def bad(msg):
-            return DatasetError(f"{path}: {msg}", path)
+        from alignment.config import ConfigError, check_dataset_toml  # config imports this module
 
-        ds = cfg.get("dataset")
-        if not isinstance(ds, dict):
-            raise bad("missing [dataset] table (with keys name, tr, space)")
-        for key in ("name", "tr", "space"):
-            if key not in ds:
-                raise bad(f"[dataset] is missing the key '{key}'")
-        name = ds["name"]
-        if not isinstance(name, str) or not name.strip():
-            raise bad(f"[dataset] name must be a non-empty string, got {name!r}")
-        tr = ds["tr"]
-        if isinstance(tr, bool) or not isinstance(tr, (int, float)) or not np.isfinite(tr) \
-                or tr <= 0:
-            raise bad(f"[dataset] tr must be a positive number of seconds, got {tr!r}")
-        space = ds["space"]
-        if space not in SPACES:
-            raise bad(f"[dataset] unknown space {space!r}; expected one of "
-                      + ", ".join(repr(s) for s in SPACES))
-        runs = cfg.get("runs")
-        if not isinstance(runs, list) or not runs:
-            raise bad("no [[runs]] tables; add one per run with keys id and n_trs")
-        ids: list[str] = []
-        n_trs: dict[str, int] = {}
-        for k, run in enumerate(runs, 1):
-            if not isinstance(run, dict):
-                raise bad(f"runs entry {k} must be a [[runs]] table")
-            for key in ("id", "n_trs"):
-                if key not in run:
-                    raise bad(f"[[runs]] table {k} is missing the key '{key}'")
-            rid = run["id"]
-            if isinstance(rid, bool) or not isinstance(rid, (str, int)):
-                raise bad(f"[[runs]] table {k}: id must be a string, got {rid!r}")
-            rid = str(rid)
-            if not _SAFE_ID.match(rid):
-                raise bad(f"[[runs]] table {k}: id {rid!r} must be usable as a file name "
-                          "(letters, digits, '.', '_', '+', '-')")
-            if rid in n_trs:
-                raise bad(f"run id {rid!r} appears twice")
-            n = run["n_trs"]
-            if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-                raise bad(f"run {rid!r}: n_trs must be a positive integer, got {n!r}")
-            ids.append(rid)
-            n_trs[rid] = n
-        self.name = name
-        self.tr = float(tr)
-        self.space = space
-        self.runs = ids
-        self.n_trs = n_trs
+        try:
+            check_dataset_toml(cfg, path)
+        except ConfigError as exc:
+            raise DatasetError(str(exc), path) from None
+        ds = cfg["dataset"]
+        self.name = ds["name"]
+        self.tr = float(ds["tr"])
+        self.space = ds["space"]
+        self.runs = [str(run["id"]) for run in cfg["runs"]]
+        self.n_trs = {rid: run["n_trs"] for rid, run in zip(self.runs, cfg["runs"])}
 
     def __repr__(self):
         return (f"Dataset({self.name!r}, space={self.space}, tr={self.tr}, runs={self.runs}, "
