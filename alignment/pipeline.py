@@ -29,14 +29,20 @@ __all__ = ["ANALYSES", "DEFAULT_ANALYSES", "Baselines", "BandsKey", "Integration
 
 
 class NotCached(LookupError):
-    """A result asked for without computing is not in the cache (absent, or damaged and moved aside)."""
+    """A result asked for without computing is not in the cache (absent, or damaged and moved aside).
 
-    def __init__(self, stage: str, description: str = ""):
+    ``missing``: the input that lacks, when it is not the result itself (its stage and description).
+    """
+
+    def __init__(self, stage: str, description: str = "", missing: tuple[str, str] | None = None):
         self.stage = stage
         self.description = description
-        what = f"{stage} result" + (f" ({description})" if description else "")
+        self.missing = missing
+        what = f"The {stage} result" + (f" ({description})" if description else "")
+        if missing:
+            what += f" cannot be read: its input, the {missing[0]} result ({missing[1]}),"
         super().__init__(
-            f"The {what} is not in the cache (never computed, deleted, or found damaged and moved "
+            f"{what} is not in the cache (never computed, deleted, or found damaged and moved "
             "aside). Compute it on the Compute page or with `python -m alignment run`."
         )
 
@@ -102,8 +108,10 @@ class Study:
         unit = self._unit(stage, target, subject)
         try:
             return self._resolve(unit, _COMPUTE if compute else _READ)
-        except NotCached:  # the result asked for is what is missing, whichever input lacks
-            raise NotCached(unit.stage, _description(unit)) from None
+        except NotCached as exc:  # name the result asked for, and the input that lacks
+            if exc.stage == unit.stage and exc.description == _description(unit):
+                raise
+            raise NotCached(unit.stage, _description(unit), (exc.stage, exc.description)) from None
 
     def has(self, stage: str, target, subject: str | None = None) -> bool:
         """Whether the unit's result is in the cache (its metadata exists; nothing is verified or computed)."""

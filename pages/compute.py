@@ -139,7 +139,7 @@ with tab_run:
 
             done = compute(study, plans, subs, tuple(analyses), progress=progress, baselines=baselines)
             S.clear_caches()
-            st.success(f"{len(done)} analysis units up to date. Open the dataset in the sidebar "
+            st.success(f"{len(done.requested)} analysis units up to date. Open the dataset in the sidebar "
                        f"(Dataset = `{ds.root}`) to explore them.")
 
 with tab_demo:
