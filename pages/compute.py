@@ -137,9 +137,9 @@ with tab_run:
             def progress(done, total, label):
                 bar.progress(min(1.0, done / total if total else 1.0), text=f"{label} ({done}/{total} units)")
 
-            done = compute(study, plans, subs, tuple(analyses), progress=progress, baselines=baselines)
+            plan = compute(study, plans, subs, tuple(analyses), progress=progress, baselines=baselines)
             S.clear_caches()
-            st.success(f"{len(done.requested)} analysis units up to date. Open the dataset in the sidebar "
+            st.success(f"{len(plan.requested)} analysis units up to date. Open the dataset in the sidebar "
                        f"(Dataset = `{ds.root}`) to explore them.")
 
 with tab_demo:
