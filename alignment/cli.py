@@ -93,7 +93,7 @@ def cmd_validate(args) -> int:
 
     study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, progress=not args.json,
                      plans=validation_plans(args.full))
-    result = validate_demo(study, full=args.full)
+    result = validate_demo(study)
     if args.json:
         print(json.dumps(result.as_dict()))
     else:

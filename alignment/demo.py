@@ -15,7 +15,7 @@ import numpy as np
 from alignment.cache import Cache
 from alignment.data.demo import CLIP_SPEC, DEFAULT_SNR, METER_SPEC, PLANTING, build_demo, load_ground_truth
 from alignment.pipeline import Baselines, LayerKey, ModelPlan, Options, Study
-from alignment.plan import compute, plan_layers
+from alignment.plan import compute
 
 BASELINES = ("random:vit:tiny", "random:roberta:tiny", "minilm")
 #: the unimodal models integration sites are tested against (ViT for images, RoBERTa for text)
@@ -142,8 +142,11 @@ def _meets(value, op, limit) -> bool:
     return value >= limit if op == ">=" else value <= limit
 
 
-def validate_demo(study: Study, full: bool = False) -> Validation:
-    """Compare the computed results with the planted ground truth (metrics averaged over subjects).
+def validate_demo(study: Study) -> Validation:
+    """Compare the cached results with the planted ground truth (metrics averaged over subjects).
+
+    Every layer of the planted models that the cache holds for every subject is checked (see
+    :func:`_checked_layers`; ``run_demo(plans=validation_plans(full))`` computes them first).
 
     - ``voxel_auc``: planted vs unplanted voxels, scored by the best encoding r over the layers
       of the models planted from (image+text).
@@ -165,16 +168,33 @@ def validate_demo(study: Study, full: bool = False) -> Validation:
     truth = load_ground_truth(study.dataset.root)
     patches = truth.patches
     planted_any = bool(len(patches)) and bool(np.asarray(truth["planted"]).any())
-    planned = [(plan, key) for plan in validation_plans(full) for key in plan_layers(study, plan)]
-    planted_from = {(p.model, p.kind) for p in PLANTING}  # also with snr=0, when nothing is planted
-    encoded = list(dict.fromkeys(key for plan, key in planned if (key.model, key.kind) in planted_from
-                                 and key.condition == "image+text" and "encoding" in (plan.analyses or MAPPING)))
-    mapped = list(dict.fromkeys(key for plan, key in planned if key in encoded and "neuron_mapping" in (plan.analyses or MAPPING)))
+    encoded, mapped = _checked_layers(study)
     per_subject = [_subject_metrics(study, truth, s, encoded, mapped) for s in study.dataset.subjects]
     metrics = {k: float(np.nanmean([m[k] for m in per_subject])) if any(np.isfinite(m[k]) for m in per_subject) else float("nan")
                for k in THRESHOLDS}
     metrics["subjects"] = len(per_subject)
     return Validation(metrics, THRESHOLDS, planted_any)
+
+
+def _checked_layers(study: Study) -> tuple[list[LayerKey], list[LayerKey]]:
+    """The layers of the models the ground truth was planted from (image+text) whose encoding
+    maps, and whose neuron mappings, the cache holds for every subject with the study's options
+    (the catalog: at least :func:`validation_plans`' layers once :func:`run_demo` ran them)."""
+    from alignment.catalog import Catalog
+
+    planted_from = {(p.model, p.kind) for p in PLANTING}  # also with snr=0, when nothing is planted
+    subjects = {study.bold_params(s)["bold"]: s for s in study.dataset.subjects}
+    held: dict = {}
+    for record in Catalog(study.cache, ("encoding", "atoms", "glm")).of_subjects(subjects, ("encoding", "glm"),
+                                                                                  study.options):
+        key = record.target
+        if isinstance(key, LayerKey) and (key.model, key.kind) in planted_from and key.condition == "image+text":
+            held.setdefault((record.stage, key), set()).add(record.subject)
+    every = set(subjects.values())
+    order = sorted({key for _, key in held}, key=lambda k: (k.model, k.branch, k.layer))
+    encoded = [k for k in order if held.get(("encoding", k)) == every]
+    mapped = [k for k in encoded if held.get(("glm", k)) == every]
+    return encoded, mapped
 
 
 def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], mapped: list[LayerKey]) -> dict:
