@@ -43,12 +43,11 @@ from typing import Any, Mapping
 
 import streamlit as st
 
+from alignment.conventions import AN_KINDS, CONDITIONS, GROUP, MAP_METRICS, nearest_layer
+
 __all__ = [
     "ATLASES",
-    "CONDITIONS",
     "PAGES",
-    "KINDS",
-    "METRICS",
     "SURFACES",
     "ViewState",
     "parse_query",
@@ -68,7 +67,6 @@ __all__ = [
     "page",
     "describe",
     "open_or_stop",
-    "subjects_of",
     "brain_figure",
     "presentation_css",
     "get_atlas",
@@ -77,14 +75,9 @@ __all__ = [
     "study_key",
 ]
 
-CONDITIONS = ("image+text", "image", "text")
-KINDS = ("attn", "qk", "mlp")
 ATLASES = ("ca", "yeo7", "yeo17")
 ATLAS_NAMES = {"ca": "Cole-Anticevic (12)", "yeo7": "Yeo 7", "yeo17": "Yeo 17"}
 SURFACES = ("inflated", "very_inflated", "flat")
-#: map metrics (see :func:`alignment.summaries.metric_map`)
-METRICS = ("r", "significant r", "-log10 q", "best layer", "SI", "cross-modal gain")
-GROUP = "group"
 #: the app's pages by menu section: (script, title, icon); the first one is the default page
 PAGES = {
     "Explore": (("pages/overview.py", "Overview", ":material/neurology:"),
@@ -192,8 +185,8 @@ def parse_query(params: Mapping[str, Any]) -> tuple[ViewState, list[str]]:
                 vals[name] = raw
             else:
                 bad(name, p[name])
-    for name, allowed in (("condition", CONDITIONS), ("kind", KINDS), ("atlas", ATLASES),
-                          ("surface", SURFACES), ("metric", METRICS)):
+    for name, allowed in (("condition", CONDITIONS), ("kind", AN_KINDS), ("atlas", ATLASES),
+                          ("surface", SURFACES), ("metric", MAP_METRICS)):
         if name in p:
             raw = str(p[name]).strip()
             if raw in allowed:
@@ -509,7 +502,7 @@ def sidebar() -> ViewState:
         cond = ss[_PREFIX + "condition"]
         layers = avail.layers(model, branch, kind, cond, subject=subj)
         cur = ss.get(_PREFIX + "layer")
-        near = nearest(layers, cur) if isinstance(cur, int) and layers else None
+        near = nearest_layer(layers, cur) if isinstance(cur, int) and layers else None
         _choose(_PREFIX + "layer", layers, None if from_link("layer") else near, from_url=from_link("layer"),
                 what="layer", warns=warns)
         sb.selectbox("Layer", layers, key=_PREFIX + "layer")
@@ -525,8 +518,8 @@ def sidebar() -> ViewState:
             values[name] = ss.get(_PREFIX + name, getattr(ViewState(), name))
 
     sb.markdown("### Display")
-    _choose(_PREFIX + "metric", list(METRICS), from_url=False, what="metric", warns=warns)
-    sb.selectbox("Map metric", METRICS, key=_PREFIX + "metric",
+    _choose(_PREFIX + "metric", list(MAP_METRICS), from_url=False, what="metric", warns=warns)
+    sb.selectbox("Map metric", MAP_METRICS, key=_PREFIX + "metric",
                  help="r: encoding accuracy; significant r: r where q < FDR; best layer: layer with the "
                       "highest r; SI: image vs text branch; cross-modal gain: fusion layers")
     _choose(_PREFIX + "atlas", list(ATLASES), from_url=False, what="atlas", warns=warns)
@@ -719,11 +712,6 @@ def set_label(parts: tuple) -> str:
     return " · ".join([str(parts[0]).replace("random:", ""), *map(str, parts[1:])])
 
 
-def nearest(layers: list, layer: int) -> int:
-    """The layer of ``layers`` closest to ``layer`` (what a picker selects after a change)."""
-    return min(layers, key=lambda x: abs(x - layer))
-
-
 def describe(state: ViewState, key=None, subject: str | None = None, layer: bool = True) -> str:
     """One-line label of a view: model · branch · layer · kind · condition · subject."""
     k = key or state.layer_key()
@@ -742,14 +730,6 @@ def page(title: str, state: ViewState | None = None, caption: str | None = None)
     if caption:
         st.caption(caption)
     return state
-
-
-def subjects_of(state: ViewState, study=None) -> list[str]:
-    """Subjects a view aggregates: all for the group, else the one chosen."""
-    if state.is_group:
-        study = study or get_study(state)
-        return list(study.dataset.subjects)
-    return [state.subject]
 
 
 def open_or_stop(state: ViewState):

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from alignment.cache import Cache, Entry
+from alignment.conventions import GROUP, subjects_of
 from alignment.pipeline import LayerKey, ModelPlan, Study, plan_layers
 from alignment.timing import zscore_runs
 
@@ -54,7 +55,6 @@ __all__ = [
     "run_segments",
     "run_window",
     "timecourse_by_run_figure",
-    "subjects_of",
     "voxel_top_ans",
     "voxel_timecourse",
     "voxels_from_selection",
@@ -211,21 +211,8 @@ class ANProfile:
 # --------------------------------------------------------------------------------------------
 # which layers, which subjects
 # --------------------------------------------------------------------------------------------
-def subjects_of(study: Study, subject: str) -> list[str]:
-    """Subjects a view covers: all of the dataset's for ``"group"``, else ``[subject]``."""
-    subs = list(study.dataset.subjects)
-    if str(subject) == "group":
-        if not subs:
-            raise ValueError(f"{study.dataset.root}: no subjects")
-        return subs
-    sid = str(subject).removeprefix("sub-")
-    if sid not in subs:
-        raise ValueError(f"unknown subject {subject!r}; subjects: {', '.join(subs)}")
-    return [sid]
-
-
 def _one_subject(study: Study, subject: str, what: str) -> str:
-    if str(subject) == "group":
+    if str(subject) == GROUP:
         raise ValueError(f"{what} are per subject: pick one subject, not 'group'")
     return subjects_of(study, subject)[0]
 

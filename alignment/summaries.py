@@ -25,12 +25,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from alignment.cache import Cache, Entry
+from alignment.conventions import GROUP, MAP_METRICS, nearest_layer, subjects_of
 from alignment.demo import demo_options  # the options the demo is computed (and read) with
 from alignment.pipeline import Baselines, BandsKey, IntegrationKey, LayerKey, Options, Study
 
 __all__ = [
-    "GROUP",
-    "MAP_METRICS",
     "Availability",
     "NotCached",
     "ReadOnlyCache",
@@ -44,7 +43,6 @@ __all__ = [
     "demo_options",
     "demo_ready",
     "available",
-    "subject_list",
     "encoding_maps",
     "group_map",
     "metric_map",
@@ -61,10 +59,6 @@ __all__ = [
     "compare_maps",
     "study_id",
 ]
-
-GROUP = "group"
-#: map metrics the Overview / Compare pages offer (see :func:`metric_map`)
-MAP_METRICS = ("r", "significant r", "-log10 q", "best layer", "SI", "cross-modal gain")
 
 
 # ==========================================================================================
@@ -523,11 +517,6 @@ def _scan_cache(study: Study) -> tuple[list[tuple], dict]:
     return rows, integration
 
 
-def subject_list(study: Study, subject: str) -> list[str]:
-    """Subjects a view aggregates: ``[subject]``, or every subject for ``"group"``."""
-    return list(study.dataset.subjects) if subject == GROUP else [subject]
-
-
 # ==========================================================================================
 # maps
 # ==========================================================================================
@@ -654,10 +643,6 @@ def best_layer_map(study: Study, subject: str, key: LayerKey, layers: Sequence[i
     return np.where(sig, best, np.nan).astype(np.float32), r_best, sig
 
 
-def _nearest(layers: Sequence[int], layer: int) -> int:
-    return min(layers, key=lambda x: (abs(x - layer), x))
-
-
 def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr_q: float = 0.05,
                avail: Availability | None = None) -> MapResult:
     """The map of one metric for a view.
@@ -715,7 +700,7 @@ def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr
             layers = avail.layers(key.model, b, key.kind, key.condition)
             if not layers:
                 raise ValueError(f"no {b}-branch results of {key.model} [{key.kind}, {key.condition}]")
-            chosen[b] = _nearest(layers, key.layer)
+            chosen[b] = nearest_layer(layers, key.layer)
         r_i, q_i = _r_q(study, subject, LayerKey(key.model, "image", chosen["image"], key.kind, key.condition))
         r_t, q_t = _r_q(study, subject, LayerKey(key.model, "text", chosen["text"], key.kind, key.condition))
         from alignment.analyses.modality import specialization_index
@@ -921,7 +906,7 @@ def variance_maps(study: Study, subject: str, bands: BandsKey, fdr_q: float = 0.
         the predicted voxels as significant, plus one column per part: its mean over the
         predicted voxels, per network and group; over all voxels noise would dominate).
     """
-    entries = [study.variance(s, bands) for s in subject_list(study, subject)]
+    entries = [study.variance(s, bands) for s in subjects_of(study, subject)]
     r2 = np.mean([np.asarray(e["r2"]) for e in entries], axis=0).astype(np.float32)
     unique = np.mean([np.asarray(e["unique"]) for e in entries], axis=0).astype(np.float32)  # (B, V)
     shared = np.mean([np.asarray(e["shared"]) for e in entries], axis=0).astype(np.float32)
@@ -957,7 +942,7 @@ def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Basel
         group). Over all voxels the mean diff is negative by construction (the larger of
         two noisy baseline r's), hence the restriction.
     """
-    subjects = subject_list(study, subject)
+    subjects = subjects_of(study, subject)
     entries = [study.integration(s, IntegrationKey(key, baselines)) for s in subjects]
 
     def mean(name):

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from alignment import app_state as S
+from alignment.conventions import AN_KINDS, CONDITIONS, parse_layers
 from alignment.cache import Cache, format_size
 from alignment.pipeline import ANALYSES, DEFAULT_ANALYSES, Options
 
@@ -16,22 +17,6 @@ root = S.cache_root()
 st.caption(f"Cache folder: `{root}`")
 
 tab_run, tab_demo, tab_cache = st.tabs(["Run analyses", "Demo", "Browse cache"])
-
-
-def parse_layers(text: str):
-    text = (text or "").strip()
-    if text in ("", "all"):
-        return None
-    out = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            out += list(range(int(lo), int(hi) + 1))
-        else:
-            out.append(int(part))
-    return tuple(out)
 
 
 def default_options(folder: str) -> Options:
@@ -66,8 +51,8 @@ with tab_run:
         layers = c2.text_input("Layers (all, or e.g. 0-5,8)", value="all", key="cp_layers")
         subjects = c3.text_input("Subjects (comma-separated; empty = all)", value="", key="cp_subjects")
         c1, c2, c3 = st.columns(3)
-        kinds = c1.multiselect("AN kinds", S.KINDS, default=["attn"], key="cp_kinds")
-        conditions = c2.multiselect("Conditions", S.CONDITIONS, default=["image+text"], key="cp_conditions")
+        kinds = c1.multiselect("AN kinds", AN_KINDS, default=["attn"], key="cp_kinds")
+        conditions = c2.multiselect("Conditions", CONDITIONS, default=["image+text"], key="cp_conditions")
         analyses = c3.multiselect("Analyses", ANALYSES, default=list(DEFAULT_ANALYSES), key="cp_analyses",
                                   help="variance_partition: banded ridge with one band per branch; integration: "
                                        "each layer against the image and text baselines below")

@@ -5,6 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from alignment import app_state as S
+from alignment.conventions import nearest_layer
 from alignment.pipeline import LayerKey
 from alignment.surfaces import apply_theme, bar_figure
 
@@ -32,7 +33,7 @@ def view():
     if not layers:
         st.info("No integration result of this layer set for this subject.")
         return
-    lay = c2.selectbox("Layer", layers, index=layers.index(S.nearest(layers, state.layer)),
+    lay = c2.selectbox("Layer", layers, index=layers.index(nearest_layer(layers, state.layer)),
                        key="in_layer")
     key = LayerKey(model, branch, lay, kind, cond)
     baselines = avail.baselines(key, state.subject)

@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from alignment import app_state as S
+from alignment.conventions import nearest_layer
 from alignment.analyses.modality import MODALITY_LABELS
 from alignment.surfaces import apply_theme, bar_figure
 
@@ -61,9 +62,8 @@ def dual_view():
     if not li or not lt:
         st.info("Both branches need image+text encoding results.")
         return
-    near = lambda ls: min(ls, key=lambda x: abs(x - state.layer))  # noqa: E731
-    layer_i = c3.selectbox("Image-branch layer", li, index=li.index(near(li)), key="mo_li")
-    layer_t = c4.selectbox("Text-branch layer", lt, index=lt.index(near(lt)), key="mo_lt")
+    layer_i = c3.selectbox("Image-branch layer", li, index=li.index(nearest_layer(li, state.layer)), key="mo_li")
+    layer_t = c4.selectbox("Text-branch layer", lt, index=lt.index(nearest_layer(lt, state.layer)), key="mo_lt")
     with S.guard(state) as g:
         d = S.summary("dual_modality", state, state.subject, model, layer_i, layer_t, kind=kind,
                       fdr_q=state.fdr_q, atlas=state.atlas)
@@ -107,7 +107,7 @@ def variance_view():
     if not layers:
         st.info("No variance partition of this model for this subject.")
         return
-    lay = c2.selectbox("Layer", layers, index=layers.index(S.nearest(layers, state.layer)),
+    lay = c2.selectbox("Layer", layers, index=layers.index(nearest_layer(layers, state.layer)),
                        key="mo_var_layer")
     branches = tuple(bands.split("+"))
     parts = [f"unique {b}" for b in branches] + ["shared", "joint R²"]
@@ -152,7 +152,7 @@ def fusion_view():
     if not layers:
         st.info("No layer has all three conditions.")
         return
-    lay = c2.selectbox("Layer", layers, index=layers.index(S.nearest(layers, state.layer)),
+    lay = c2.selectbox("Layer", layers, index=layers.index(nearest_layer(layers, state.layer)),
                        key="mo_fusion_layer")
     from alignment.pipeline import LayerKey
 

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from alignment import app_state as S
+from alignment.conventions import subjects_of
 from alignment import inspect as insp
 from alignment.summaries import study_id
 from alignment.surfaces import bar_figure, flat_map_figure
@@ -56,7 +57,7 @@ c1, c2 = st.columns([1, 3])
 c1.number_input(f"AN (0 … {n_ans - 1})", min_value=0, max_value=n_ans - 1, step=1, key="ni_an", on_change=on_an)
 c2.markdown(f"#### AN {an} · {S.describe(state, key)}")
 
-subjects = S.subjects_of(state, study)
+subjects = subjects_of(study, state.subject)
 mapped = all(avail.has(key, stage="glm", subject=s) for s in subjects)
 
 with S.guard(state) as g:

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from alignment import app_state as S
+from alignment.conventions import subjects_of
 from alignment import summaries
 from alignment.surfaces import apply_theme, heatmap_figure
 
@@ -19,7 +20,7 @@ if not avail.has(key, "glm", state.subject):
     st.info(f"No neuron-level mapping (GLM) results for {S.describe(state)}."
             + (f" Mapped layers of this branch: {', '.join(map(str, mapped))}." if mapped else ""))
     st.stop()
-subjects = S.subjects_of(state, study)
+subjects = subjects_of(study, state.subject)
 
 
 @st.fragment

@@ -21,6 +21,7 @@ import pytest
 
 from alignment import summaries
 from alignment.cli import main
+from alignment.conventions import GROUP
 from alignment.data.demo import CLIP_SPEC, METER_SPEC
 from alignment.export import find_chromium
 from alignment.pipeline import LayerKey
@@ -69,7 +70,7 @@ def test_dscalar_group_significant_r_equals_metric_map(demo_cache, study, tmp_pa
     out = tmp_path / "g.dscalar.nii"
     assert export(demo_cache, METER_CROSS_1, "dscalar", out, "--subject", "group",
                   "--metric", "significant r", "--fdr-q", "0.1") == 0
-    expect = summaries.metric_map(study, summaries.GROUP, METER_CROSS_1, "significant r", 0.1).values
+    expect = summaries.metric_map(study, GROUP, METER_CROSS_1, "significant r", 0.1).values
     got = nib.load(out).get_fdata(dtype=np.float32)[0]
     np.testing.assert_array_equal(got, expect)  # NaN (not significant) in the same places
     assert np.isfinite(got).any() and np.isnan(got).any()
