@@ -260,7 +260,7 @@ def _available(dataset: str, root: str, small: bool):
 
 @st.cache_resource(show_spinner=False)
 def _atlas(name: str):
-    from alignment.networks import load_atlas
+    from alignment.atlases import load_atlas
 
     return load_atlas(name)
 
@@ -338,7 +338,7 @@ def summary(name: str, state: ViewState, *args, atlas: str | None = None, with_a
 
 
 def get_atlas(name: str = "ca"):
-    """:class:`alignment.networks.Atlas` (memoised)."""
+    """:class:`alignment.atlases.Atlas` (memoised)."""
     return _atlas(name)
 
 

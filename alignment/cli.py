@@ -97,7 +97,7 @@ def cmd_export(args) -> int:
     from alignment import summaries
     from alignment.data import DatasetError
     from alignment.export import StaticExportUnavailable, write_csv, write_dscalar, write_figure, write_gifti
-    from alignment.networks import load_atlas
+    from alignment.atlases import load_atlas
     from alignment.pipeline import LayerKey
 
     # checked before anything is read, so a typo fails at once and in one line

@@ -578,7 +578,7 @@ def voxel_timecourse(study: Study, subject: str, key: LayerKey, voxel: int) -> T
 # voxel → ANs, stimuli
 # --------------------------------------------------------------------------------------------
 def _atlas(atlas, study: Study):
-    from alignment.networks import load_atlas
+    from alignment.atlases import load_atlas
 
     if hasattr(atlas, "labels") and hasattr(atlas, "voxel_names"):  # an Atlas (duck-typed: survives reloads)
         return atlas

@@ -736,7 +736,8 @@ def network_table(study: Study, subject: str, key: LayerKey, metric: str = "r", 
         ``mean_r_significant``, ``share_of_significant``; plus ``mean <metric>`` (over the
         voxels shown) for metrics other than r.
     """
-    from alignment.networks import load_atlas, network_summary
+    from alignment.atlases import load_atlas
+    from alignment.networks import network_summary
 
     atlas = atlas if atlas is not None else load_atlas("ca")
     m = metric_map(study, subject, key, metric, fdr_q, avail)
@@ -758,7 +759,7 @@ def layer_curves(study: Study, series: Sequence[tuple], avail: Availability, atl
     ----------
     series : sequence of (model, branch, kind)
         Curves to compute (every available layer of each).
-    atlas : alignment.networks.Atlas
+    atlas : alignment.atlases.Atlas
     level : {"group", "network"}
         The paper's four groups (+ other), or every network of the atlas.
 

@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from alignment.atlases import network_colors
 from alignment.conventions import check_choice as _check_choice
 from alignment.spaces import (
     HEMISPHERES,
@@ -51,7 +52,6 @@ from alignment.spaces import (
     Mesh,
     cortex_values,
     cortex_vertices,
-    hcp_parcellation,
     hemisphere_values,
     infer_space,
     load_mesh,
@@ -80,26 +80,12 @@ __all__ = [
     "infer_space",
     "layer_curve_figure",
     "load_mesh",
-    "network_colors",
-    "network_labels",
     "sulcal_depth",
     "surface_figure",
     "timecourse_figure",
 ]
 
 CAMERAS = ("lateral", "medial", "dorsal", "ventral", "anterior", "posterior")
-
-# --------------------------------------------------------------------------------------------
-# atlases
-# --------------------------------------------------------------------------------------------
-_ATLAS_FILES = {"ca": "ca_network", "ca_network": "ca_network", "cole-anticevic": "ca_network",
-                "yeo7": "yeo7", "yeo17": "yeo17"}
-
-
-def _hcp_atlas(atlas: str):
-    key = _check_choice("atlas", atlas.lower(), _ATLAS_FILES)
-    return hcp_parcellation(_ATLAS_FILES[key])
-
 
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
@@ -111,41 +97,6 @@ def _hex(rgb) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def network_colors(atlas: str = "ca") -> dict[str, str]:
-    """Colour of every network of a built-in fsLR32k atlas.
-
-    Parameters
-    ----------
-    atlas : {"ca", "yeo7", "yeo17"}
-        ``"ca"``: the Cole-Anticevic 12 networks (colours of ``hcp.ca_network['rgba']``).
-
-    Returns
-    -------
-    dict
-        network name → ``"#rrggbb"``, in atlas order (id 0, unlabelled, left out).
-    """
-    ids, labels, rgba, _ = _hcp_atlas(atlas)
-    return {str(n): _hex(c) for i, n, c in zip(ids, labels, rgba) if int(i) != 0}
-
-
-def network_labels(atlas: str = "ca") -> tuple[np.ndarray, dict[int, str]]:
-    """Network id of every fsLR32k grayordinate of a built-in atlas.
-
-    Returns
-    -------
-    labels : ndarray of int64, shape (91282,)
-        0 = unlabelled.
-    names : dict
-        id → network name (ids > 0).
-    """
-    ids, labels, _, map_all = _hcp_atlas(atlas)
-    names = {int(i): str(n) for i, n in zip(ids, labels) if int(i) != 0}
-    return _readonly(np.asarray(map_all, np.int64).copy()), names
-
-
-# --------------------------------------------------------------------------------------------
-# grayordinates ↔ mesh vertices
-# --------------------------------------------------------------------------------------------
 def boundary_mask(labels, faces) -> np.ndarray:
     """Vertices on a boundary between two different non-zero labels (one side of it).
 

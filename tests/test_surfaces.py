@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import pytest
 
 from alignment import surfaces as S
+from alignment.atlases import load_atlas, network_colors
 
 N = 91282
 NC = 59412
@@ -29,28 +30,14 @@ def hcp():
 @pytest.fixture(scope="module")
 def values():
     rng = np.random.default_rng(0)
-    labels, _ = S.network_labels("ca")
+    labels = load_atlas("ca").labels
     v = (labels == 9) * 2.0 - (labels == 1) * 1.5 + 0.3 * rng.standard_normal(N)
     return v
 
 
 # --------------------------------------------------------------------------------------------
-# atlases
+# network borders
 # --------------------------------------------------------------------------------------------
-def test_network_colors_and_labels(hcp):
-    colors = S.network_colors("ca")
-    assert len(colors) == 12
-    for k, name in hcp.ca_network["labels"].items():
-        if k == 0:
-            continue
-        rgb = np.round(np.asarray(hcp.ca_network["rgba"][k][:3]) * 255).astype(int)
-        assert colors[str(name)] == "#%02x%02x%02x" % tuple(rgb)
-    assert colors["Visual1"] == "#0000ff"
-    labels, names = S.network_labels("ca")
-    np.testing.assert_array_equal(labels, hcp.ca_network["map_all"])
-    assert names[9] == "Default"
-
-
 def test_boundary_mask_one_sided():
     # a strip of 4 vertices: labels 1 1 | 2 2 (faces chain along the strip)
     faces = np.array([[0, 1, 2], [1, 2, 3]])
@@ -70,7 +57,7 @@ def _segment(codes):
 
 
 def test_surface_figure_structure_and_size(values):
-    labels, _ = S.network_labels("ca")
+    labels = load_atlas("ca").labels
     fig = S.surface_figure(values, threshold=1.0, outlines=labels, title="r")
     meshes = [t for t in fig.data if t.type == "mesh3d"]
     assert [t.name for t in meshes] == ["left", "right"]
@@ -174,7 +161,8 @@ def _points(fig, kinds=("data", "background", "outline")):
 
 
 def test_flat_map_points_and_customdata(hcp, values):
-    labels, names = S.network_labels("ca")
+    ca = load_atlas("ca")
+    labels, names = ca.labels, ca.names
     fig = S.flat_map_figure(values, threshold=1.0, networks=(labels, names), outlines=labels,
                             selected=12345, dragmode="lasso")
     assert all(t.type == "scattergl" for t in fig.data)
@@ -275,7 +263,7 @@ def test_layer_curve_figure():
     bands = [t for t in fig.data if t.fill == "toself"]
     assert [t.name for t in lines] == ["Visual1", "Language", "Default"]
     assert len(bands) == 3
-    assert lines[0].line.color == S.network_colors()["Visual1"]
+    assert lines[0].line.color == network_colors()["Visual1"]
     mean = df[df.network == "Visual1"].groupby("layer").value.mean()
     np.testing.assert_allclose(lines[0].y, mean)
     fig2 = S.layer_curve_figure(df, facet="branch", error="sem")

