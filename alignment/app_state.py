@@ -694,7 +694,7 @@ def plot(fig, key: str, state: ViewState | None = None, **kwargs):
     if state.presentation:
         import plotly.graph_objects as go
 
-        from alignment.surfaces import apply_theme
+        from alignment.figures import apply_theme
 
         fig = apply_theme(go.Figure(fig), presentation=True)
         if any(tr.type == "mesh3d" for tr in fig.data):  # long map titles: keep them on the slide
@@ -748,8 +748,8 @@ def open_or_stop(state: ViewState):
 def brain_figure(values, state: ViewState, *, title: str = "", cmap="RdBu_r", symmetric: bool = True,
                  vmin=None, vmax=None, label: str = "", height: int = 430, hover: bool = True,
                  camera: str = "lateral", surface: str | None = None, outlines: bool = True):
-    """:func:`alignment.surfaces.surface_figure` of a (V,) map on the view's surface and atlas outlines."""
-    from alignment.surfaces import surface_figure
+    """:func:`alignment.figures.surface_figure` of a (V,) map on the view's surface and atlas outlines."""
+    from alignment.figures import surface_figure
 
     lab = get_atlas(state.atlas).labels if outlines else None
     return surface_figure(values, surface or state.surface, cmap=cmap, symmetric=symmetric, vmin=vmin, vmax=vmax,
@@ -790,7 +790,7 @@ def _figure_bytes(fig, fmt: str) -> bytes:
     if state is not None and state.presentation:
         import plotly.graph_objects as go
 
-        from alignment.surfaces import apply_theme
+        from alignment.figures import apply_theme
 
         fig = apply_theme(go.Figure(fig), presentation=True)
     return figure_bytes(fig, fmt)

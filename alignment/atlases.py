@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -251,8 +252,14 @@ def network_colors(atlas: str = "ca") -> dict[str, str]:
     key = str(atlas).lower()
     if key not in BUILTIN_ATLASES:
         raise AtlasError(f"{atlas!r} is not a built-in atlas ({', '.join(sorted(BUILTIN_ATLASES))})")
-    at = _load_hcp(key)
-    return {at.names[k]: at.colors[k] for k in at.ids}
+    return dict(_builtin_colors(BUILTIN_ATLASES[key]))
+
+
+@lru_cache(maxsize=None)
+def _builtin_colors(parcellation: str) -> tuple[tuple[str, str], ...]:
+    # every chart asks for the network colours: build the atlas once
+    at = _load_hcp(parcellation)
+    return tuple((at.names[k], at.colors[k]) for k in at.ids)
 
 
 def _load_dlabel(path: str) -> Atlas:

@@ -144,7 +144,7 @@ def cmd_export(args) -> int:
             elif fmt == "gifti":
                 written = write_gifti(args.out, m.values, [name])
             else:
-                from alignment.surfaces import surface_figure
+                from alignment.figures import surface_figure
 
                 atlas = load_atlas(args.atlas, space=study.dataset.space)
                 fig = surface_figure(m.values, cmap=m.cmap, symmetric=m.symmetric, vmin=m.vmin, vmax=m.vmax,

@@ -396,7 +396,7 @@ def run_window(segments, runs, run: str | None = None) -> tuple[slice, list]:
 
 
 def timecourse_by_run_figure(measured, predicted, segments, runs, tr: float, run: str | None = None, **kw):
-    """:func:`alignment.surfaces.timecourse_figure` of one run, or of all runs with run names.
+    """:func:`alignment.figures.timecourse_figure` of one run, or of all runs with run names.
 
     Parameters
     ----------
@@ -415,7 +415,7 @@ def timecourse_by_run_figure(measured, predicted, segments, runs, tr: float, run
     -------
     plotly.graph_objects.Figure
     """
-    from alignment.surfaces import timecourse_figure
+    from alignment.figures import timecourse_figure
 
     rows, segs = run_window(segments, runs, run)
     m = np.asarray(measured)[rows]
@@ -881,7 +881,7 @@ def voxels_from_selection(selection) -> np.ndarray:
 
 def add_roi_trace(fig, voxels, space: str = "fsLR32k", hemispheres=("left", "right"),
                   color: str = "#111111"):
-    """Outline a set of voxels on a :func:`~alignment.surfaces.flat_map_figure` (in place).
+    """Outline a set of voxels on a :func:`~alignment.figures.flat_map_figure` (in place).
 
     Draws the convex hull of the selected flat-map points of each hemisphere as a dotted line
     (a ``Scattergl`` line named ``"ROI"``, ``meta = {"kind": "roi"}``, not hoverable, so clicks
@@ -903,7 +903,7 @@ def add_roi_trace(fig, voxels, space: str = "fsLR32k", hemispheres=("left", "rig
     import plotly.graph_objects as go
     from scipy.spatial import ConvexHull, QhullError
 
-    from alignment.surfaces import flat_map_points
+    from alignment.figures import flat_map_points
 
     g, xy_mm, _ = flat_map_points(space, hemispheres)
     unit = float((fig.layout.meta or {}).get("coord_unit_mm", 0.1))

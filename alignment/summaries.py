@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -55,6 +56,7 @@ __all__ = [
     "variance_maps",
     "integration_maps",
     "redundancy",
+    "redundancy_across_subjects",
     "lesion",
     "compare_maps",
     "study_id",
@@ -988,6 +990,32 @@ def redundancy(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05) -
     codes = np.asarray(study.atoms(key)["codes"])
     return dict(links_per_voxel=links_per_voxel(sig), ans_per_voxel=ans_per_voxel(codes, sig),
                 links_per_an=links_per_an(codes, sig), dice=dice_overlap(sig), atom_sizes=sig.sum(1))
+
+
+def redundancy_across_subjects(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05) -> dict:
+    """:func:`redundancy` of every subject a view covers, pooled.
+
+    Parameters
+    ----------
+    subject : str
+        Subject id or ``"group"`` (every subject of the dataset).
+
+    Returns
+    -------
+    dict
+        ``links_per_voxel`` (V,) mean over subjects of the atoms significant per voxel;
+        ``links_per_an`` (S·N,) BNs reached per AN, every subject's, concatenated; ``dice``
+        (K, K) mean over subjects of the atoms' BN-map overlap (NaN left out: a pair of atoms
+        without BNs in a subject); ``atom_sizes`` (K,) mean over subjects of the significant BNs
+        per atom; ``n_subjects`` (S).
+    """
+    per = [redundancy(study, s, key, fdr_q) for s in subjects_of(study, subject)]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # atom pairs without BNs in every subject: all NaN
+        dice = np.nanmean([p["dice"] for p in per], axis=0)
+    return dict(links_per_voxel=np.mean([p["links_per_voxel"] for p in per], axis=0),
+                links_per_an=np.concatenate([p["links_per_an"] for p in per]), dice=dice,
+                atom_sizes=np.mean([p["atom_sizes"] for p in per], axis=0), n_subjects=len(per))
 
 
 LESION_VERSION = 1

@@ -52,7 +52,7 @@ def _surface_figures(cache: str, small: bool, layers: list[int]) -> list[str]:
     from alignment import summaries
     from alignment.atlases import load_atlas
     from alignment.pipeline import LayerKey
-    from alignment.surfaces import surface_figure
+    from alignment.figures import surface_figure
 
     study = summaries.open_study("demo", cache, demo_small=small)
     outlines = load_atlas("ca").labels

@@ -7,7 +7,7 @@ import streamlit as st
 from alignment import app_state as S
 from alignment.conventions import GROUP
 from alignment.pipeline import LayerKey
-from alignment.surfaces import bar_figure
+from alignment.figures import bar_figure
 
 state = S.page("Compare", caption="Two views of the encoding maps side by side; the difference is A − B.")
 study, avail = S.open_or_stop(state)

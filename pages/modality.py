@@ -2,13 +2,12 @@
 of fusion models."""
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from alignment import app_state as S
 from alignment.conventions import nearest_layer
 from alignment.analyses.modality import MODALITY_LABELS
-from alignment.surfaces import apply_theme, bar_figure
+from alignment.figures import bar_figure, histogram_figure
 
 state = S.page("Modality", caption="Dual encoders: SI = (r_img − r_txt) / (|r_img| + |r_txt|) per voxel. "
                                    "Fusion models: cross-modal gain = r(image+text) − max(r(image), r(text)); "
@@ -36,17 +35,6 @@ if not tab_names:
 if fusion and any(f[0] == state.model for f in fusion) and state.model not in dual:
     tab_names = tab_names[::-1]
 tabs = dict(zip(tab_names, st.tabs(tab_names)))
-
-
-def histogram(values, title, xlabel, bins=41, rng=(-1, 1)):
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    counts, edges = np.histogram(v, bins=bins, range=rng)
-    centers = (edges[:-1] + edges[1:]) / 2
-    fig = go.Figure(go.Bar(x=centers, y=counts, marker_color="#8172b3", width=(edges[1] - edges[0]) * 0.95,
-                           hovertemplate=f"{xlabel} %{{x:.2f}}<br>%{{y}} voxels<extra></extra>"))
-    fig.update_layout(title=dict(text=title), xaxis_title=xlabel, yaxis_title="voxels", height=340, bargap=0)
-    return apply_theme(fig)
 
 
 @st.fragment
@@ -82,7 +70,7 @@ def dual_view():
     st.caption(f"Voxels significant for either branch (q < {state.fdr_q:g}); purple: image, orange: text.")
     c1, c2 = st.columns(2)
     with c1:
-        hfig = histogram(d["si"], "SI of significant voxels", "SI (image − text)")
+        hfig = histogram_figure(d["si"], "SI of significant voxels", "SI (image − text)")
         S.plot(hfig, key="mo-si-hist")
     summ = d["summary"]
     rows = summ[summ.level == "network"]
@@ -185,9 +173,7 @@ def fusion_view():
             S.plot(sfig, key="mo-unified")
             S.export_buttons(sfig, f"modality_unified_{model}_{branch}_L{lay}", table=per)
     with c2:
-        gfig = histogram(shown, "Cross-modal gain of significant voxels", "gain",
-                         rng=(float(np.nanmin(shown)) if np.isfinite(shown).any() else -1,
-                              float(np.nanmax(shown)) if np.isfinite(shown).any() else 1))
+        gfig = histogram_figure(shown, "Cross-modal gain of significant voxels", "gain", value_range=None)
         S.plot(gfig, key="mo-gain-hist")
 
 

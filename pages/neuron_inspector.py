@@ -16,7 +16,7 @@ from alignment import app_state as S
 from alignment.conventions import subjects_of
 from alignment import inspect as insp
 from alignment.summaries import study_id
-from alignment.surfaces import bar_figure, flat_map_figure
+from alignment.figures import CAMERAS, bar_figure, flat_map_figure
 
 VOXEL_PAGE = "pages/voxel_inspector.py"
 INTENT = "_ni_intent"  # what a widget callback asked for: {"view": {...}, "goto": page or None}
@@ -152,7 +152,7 @@ def brain_view():
     values = np.where(prof.brain_map != 0, prof.brain_map, np.nan)
     c1, c2 = st.columns([4, 1])
     view = c2.radio("View", ("surface", "flat map"), key="ni_view")
-    camera = c2.selectbox("View from", ("lateral", "medial", "dorsal", "ventral", "anterior", "posterior"),
+    camera = c2.selectbox("View from", CAMERAS,
                           key="ni_camera", disabled=view != "surface")
     title = f"AN {an} link score — {S.describe(state, key)}"
     with S.guard(state) as g:

@@ -469,6 +469,33 @@ def test_links_and_dice_match_direct_set_computation():
     assert np.allclose(np.diag(d)[[k for k in range(K) if sets[k]]], 1.0)
 
 
+def test_redundancy_across_subjects_pools_every_subject():
+    from alignment.pipeline import LayerKey
+    from alignment.summaries import redundancy, redundancy_across_subjects
+
+    rng = np.random.default_rng(8)
+    K, V, N = 5, 200, 12
+    q = {s: rng.random((K, V)) * (rng.random((K, V)) < 0.3) for s in ("01", "02", "03")}
+    q["02"][2] = 1.0  # atom 2 reaches no BN in subject 02: its Dice pairs are NaN there
+    codes = rng.normal(size=(N, K)) * (rng.random((N, K)) < 0.4)
+    study = SimpleNamespace(dataset=SimpleNamespace(subjects=list(q), root="."),
+                            glm=lambda s, key: {"q": q[s]}, atoms=lambda key: {"codes": codes})
+    key = LayerKey("m", "image", 0)
+    per = [redundancy(study, s, key, 0.05) for s in q]
+    pooled = redundancy_across_subjects(study, "group", key, 0.05)
+    assert pooled["n_subjects"] == 3
+    np.testing.assert_array_equal(pooled["links_per_voxel"], np.mean([p["links_per_voxel"] for p in per], axis=0))
+    np.testing.assert_array_equal(pooled["links_per_an"], np.concatenate([p["links_per_an"] for p in per]))
+    np.testing.assert_array_equal(pooled["atom_sizes"], np.mean([p["atom_sizes"] for p in per], axis=0))
+    for a in range(K):  # Dice: the mean over the subjects where the pair is defined
+        for b in range(K):
+            vals = [p["dice"][a, b] for p in per if np.isfinite(p["dice"][a, b])]
+            assert pooled["dice"][a, b] == pytest.approx(np.mean(vals))
+    one = redundancy_across_subjects(study, "sub-02", key, 0.05)
+    assert one["n_subjects"] == 1
+    np.testing.assert_array_equal(one["dice"], per[1]["dice"])
+
+
 def _fit_loro(X, Y, runs, alpha=10.0):
     """Minimal leave-one-run-out ridge with a fixed alpha: mean held-out r per voxel."""
     rs = []

@@ -149,7 +149,7 @@ def test_write_csv(tmp_path):
 
 
 def _small_figure():
-    from alignment.surfaces import bar_figure
+    from alignment.figures import bar_figure
 
     return bar_figure(pd.DataFrame({"network": ["Visual1", "Language", "Default"],
                                     "r": [0.2, 0.1, -0.05]}), x="network", y="r")
@@ -185,7 +185,7 @@ def test_surface_png_renders_brain():
     """WebGL mesh through kaleido/chromium: the image is not blank."""
     from PIL import Image
 
-    from alignment.surfaces import surface_figure
+    from alignment.figures import surface_figure
 
     rng = np.random.default_rng(1)
     fig = surface_figure(rng.standard_normal(20484), threshold=1.0, hemispheres=["left"],

@@ -272,7 +272,7 @@ def test_network_counts_and_run_window():
 
 
 def test_add_roi_trace_outlines_the_selected_points():
-    from alignment.surfaces import flat_map_figure, flat_map_points
+    from alignment.figures import flat_map_figure, flat_map_points
 
     fig = flat_map_figure(np.zeros(91282))
     n = len(fig.data)

