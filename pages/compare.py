@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from alignment import app_state as S
 from alignment.conventions import GROUP
-from alignment.pipeline import LayerKey
 from alignment.figures import bar_figure
+from alignment.pipeline import LayerKey
+import ui as S
 
 state = S.page("Compare", caption="Two views of the encoding maps side by side; the difference is A − B.")
 study, avail = S.open_or_stop(state)

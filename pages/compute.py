@@ -5,10 +5,10 @@ import os
 import pandas as pd
 import streamlit as st
 
-from alignment import app_state as S
-from alignment.conventions import AN_KINDS, CONDITIONS, parse_layers
 from alignment.cache import Cache, format_size
+from alignment.conventions import AN_KINDS, CONDITIONS, parse_layers
 from alignment.pipeline import ANALYSES, DEFAULT_ANALYSES, Options
+import ui as S
 
 state = S.page("Compute & cache", caption="Computations go through the same pipeline as "
                                           "`python -m alignment run`; every finished unit is cached at once, so an "

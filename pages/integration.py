@@ -3,10 +3,10 @@
 import numpy as np
 import streamlit as st
 
-from alignment import app_state as S
 from alignment.conventions import nearest_layer
-from alignment.pipeline import LayerKey
 from alignment.figures import bar_figure, integration_scatter_figure
+from alignment.pipeline import LayerKey
+import ui as S
 
 state = S.page("Integration sites",
                caption="Voxels where a VLM layer predicts the BOLD significantly better than both an image-only and "

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from alignment import app_state as S
 from alignment.conventions import subjects_of
 from alignment.figures import layer_curve_figure
+import ui as S
 
 state = S.page("Layers", caption="Mean encoding r per network at every layer the cache holds; one curve per "
                                  "model branch and AN kind; band: 95 % CI across subjects.")

@@ -4,10 +4,10 @@ of fusion models."""
 import numpy as np
 import streamlit as st
 
-from alignment import app_state as S
-from alignment.conventions import nearest_layer
 from alignment.analyses.modality import MODALITY_LABELS
+from alignment.conventions import nearest_layer
 from alignment.figures import bar_figure, histogram_figure
+import ui as S
 
 state = S.page("Modality", caption="Dual encoders: SI = (r_img − r_txt) / (|r_img| + |r_txt|) per voxel. "
                                    "Fusion models: cross-modal gain = r(image+text) − max(r(image), r(text)); "

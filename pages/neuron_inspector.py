@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from alignment import app_state as S
-from alignment.conventions import subjects_of
 from alignment import inspect as insp
-from alignment.summaries import study_id
+from alignment.conventions import subjects_of
 from alignment.figures import CAMERAS, bar_figure, flat_map_figure
+from alignment.summaries import study_id
+import ui as S
 
 VOXEL_PAGE = "pages/voxel_inspector.py"
 INTENT = "_ni_intent"  # what a widget callback asked for: {"view": {...}, "goto": page or None}

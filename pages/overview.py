@@ -3,8 +3,8 @@
 import numpy as np
 import streamlit as st
 
-from alignment import app_state as S
 from alignment.figures import CAMERAS, bar_figure
+import ui as S
 
 state = S.page("Overview", caption="Encoding accuracy of one model layer on the cortex, and per network.")
 study, avail = S.open_or_stop(state)

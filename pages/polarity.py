@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from alignment import app_state as S
 from alignment.conventions import subjects_of
 from alignment.figures import bar_figure, layer_curve_figure
+import ui as S
 
 state = S.page("Polarity", caption="A BN (voxel) is positive (negative) for an atom when its GLM t is significantly "
                                    "> 0 (< 0). Mirrored trend: correlation across layers between the positive and "

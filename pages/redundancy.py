@@ -3,10 +3,10 @@
 import numpy as np
 import streamlit as st
 
-from alignment import app_state as S
-from alignment.conventions import subjects_of
 from alignment import summaries
+from alignment.conventions import subjects_of
 from alignment.figures import heatmap_figure, lesion_curve_figure, links_per_an_figure
+import ui as S
 
 state = S.page("Redundancy", caption="How many atoms reach each voxel, how many voxels each AN reaches, how much "
                                      "the atoms' brain maps overlap, and how encoding degrades when ANs are removed.")
