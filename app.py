@@ -1,13 +1,13 @@
 """Streamlit entry point: ``streamlit run app.py`` (binds to 127.0.0.1, see .streamlit/config.toml).
 
-Pages live in ``pages/`` and are listed in ``alignment.app_state.PAGES``. The page menu and the
-global sidebar (view state mirrored in the URL query string) are drawn here, before the page, so
-their values survive page switches. See :mod:`alignment.app_state`.
+Pages live in ``pages/`` and are listed in ``ui.PAGES``. The page menu and the global sidebar
+(view state mirrored in the URL query string) are drawn here, before the page, so their values
+survive page switches. The app's shell is the package :mod:`ui` beside ``pages/``.
 """
 
 import streamlit as st
 
-from alignment import app_state as S
+import ui as S
 
 st.set_page_config(page_title="VLM ↔ brain alignment", page_icon="🧠", layout="wide")
 

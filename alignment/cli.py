@@ -6,22 +6,8 @@ import argparse
 import os
 import sys
 
-from alignment.models.base import AN_KINDS, POOLINGS
-
-CONDITIONS = ("image+text", "image", "text")
-
-
-def _parse_layers(text: str | None):
-    if text in (None, "", "all"):
-        return None
-    layers = []
-    for part in text.split(","):
-        if "-" in part:
-            lo, hi = part.split("-")
-            layers += list(range(int(lo), int(hi) + 1))
-        else:
-            layers.append(int(part))
-    return layers
+from alignment.conventions import AN_KINDS, CONDITIONS, GROUP, MAP_METRICS, parse_layers
+from alignment.models.base import POOLINGS
 
 
 def cmd_models(args) -> int:
@@ -45,7 +31,7 @@ def cmd_extract(args) -> int:
 
     dataset = load_dataset(args.dataset)
     cache = Cache(args.cache)
-    layers = _parse_layers(args.layers)
+    layers = parse_layers(args.layers)
     for spec in args.model:
         targets = None
         if args.branches or layers is not None:
@@ -112,15 +98,15 @@ def cmd_export(args) -> int:
     from alignment import summaries
     from alignment.data import DatasetError
     from alignment.export import StaticExportUnavailable, write_csv, write_dscalar, write_figure, write_gifti
-    from alignment.networks import load_atlas
+    from alignment.atlases import load_atlas
     from alignment.pipeline import LayerKey
 
     # checked before anything is read, so a typo fails at once and in one line
     fmt = args.format.lower()
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown format {args.format!r}; known: {', '.join(EXPORT_FORMATS)}")
-    if args.metric not in summaries.MAP_METRICS:
-        raise ValueError(f"unknown metric {args.metric!r}; known: {', '.join(summaries.MAP_METRICS)}")
+    if args.metric not in MAP_METRICS:
+        raise ValueError(f"unknown metric {args.metric!r}; known: {', '.join(MAP_METRICS)}")
     if not 0 < args.fdr_q < 1:
         raise ValueError(f"--fdr-q must be between 0 and 1, got {args.fdr_q:g}")
     if os.path.isdir(args.out):
@@ -139,16 +125,16 @@ def cmd_export(args) -> int:
         raise DatasetError(f"the {what} is not in the cache; build it with `python -m alignment demo{flag}`") from None
     subjects = list(study.dataset.subjects)
     subject = args.subject.removeprefix("sub-") if args.subject else (
-        summaries.GROUP if len(subjects) >= 3 else subjects[0])
-    if subject == summaries.GROUP and len(subjects) < 2:
+        GROUP if len(subjects) >= 3 else subjects[0])
+    if subject == GROUP and len(subjects) < 2:
         raise ValueError("a group map needs at least 2 subjects; give --subject")
-    if subject != summaries.GROUP and subject not in subjects:
+    if subject != GROUP and subject not in subjects:
         raise ValueError(f"unknown subject {subject!r}; the dataset has {', '.join(subjects)} (or 'group')")
 
     key = LayerKey(args.model, args.branch, args.layer, args.kind, args.condition)
     # "best layer", "SI" and "cross-modal gain" look up which other layers / branches exist
     avail = summaries.available(study, demo=args.dataset == "demo")
-    name = f"{args.metric} {key.label()} {'group' if subject == summaries.GROUP else 'sub-' + subject}"
+    name = f"{args.metric} {key.label()} {'group' if subject == GROUP else 'sub-' + subject}"
     try:
         if fmt == "csv":
             atlas = load_atlas(args.atlas, space=study.dataset.space)
@@ -161,7 +147,7 @@ def cmd_export(args) -> int:
             elif fmt == "gifti":
                 written = write_gifti(args.out, m.values, [name])
             else:
-                from alignment.surfaces import surface_figure
+                from alignment.figures import surface_figure
 
                 atlas = load_atlas(args.atlas, space=study.dataset.space)
                 fig = surface_figure(m.values, cmap=m.cmap, symmetric=m.symmetric, vmin=m.vmin, vmax=m.vmax,
@@ -230,8 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_validate)
-
-    from alignment.summaries import MAP_METRICS
 
     p = command("export", "export a cached map (CIFTI dscalar, GIfTI, PNG/SVG/HTML) or its network table (CSV)")
     p.add_argument("--dataset", default="demo",

@@ -29,7 +29,7 @@ from annotated_types import Ge, Gt, Le, Lt, MinLen
 from pydantic import (AfterValidator, AllowInfNan, BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt,
                       StringConstraints, ValidationError, field_validator)
 
-from alignment.data.dataset import SPACES
+from alignment.spaces import SPACE_SIZES
 from alignment.extract import CONDITIONS
 from alignment.models.base import AN_KINDS
 from alignment.keys import Baselines, ModelPlan, Options
@@ -142,7 +142,7 @@ class RunConfigToml(_Table):
 class DatasetTable(_Table):
     name: Annotated[str, StringConstraints(pattern=r"\S")] = Field(description="a non-empty string")
     tr: PositiveNumber = Field(description="a positive number of seconds")
-    space: Literal[tuple(SPACES)]
+    space: Literal[tuple(SPACE_SIZES)]
 
 
 class RunTable(_Table):

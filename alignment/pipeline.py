@@ -20,11 +20,11 @@ from alignment.cache import Cache, Entry
 from alignment.features import array_name, design_matrix
 # the value objects are re-exported: a study is used with them
 from alignment.keys import Baselines, BandsKey, IntegrationKey, LayerKey, ModelPlan, Options
-from alignment.stages import Unit, analyses, default_analyses, stage as stage_of, target_dict
+from alignment.stages import Unit, stage as stage_of, target_dict
 from alignment.stages.features import ans_unit
 from alignment.timing import zscore_runs
 
-__all__ = ["ANALYSES", "DEFAULT_ANALYSES", "Baselines", "BandsKey", "IntegrationKey", "LayerKey", "ModelPlan",
+__all__ = ["Baselines", "BandsKey", "IntegrationKey", "LayerKey", "ModelPlan",
            "NotCached", "Options", "Study"]
 
 
@@ -268,10 +268,3 @@ def _description(unit: Unit) -> str:
 def _plain(value):
     """An option value as JSON has it (tuples as lists of floats for alphas)."""
     return [float(v) for v in value] if isinstance(value, tuple) else value
-
-
-# ---------------------------------------------------------------------- run configs
-#: the analyses a run config may name, and those it computes by default, when this module was
-#: imported (the registry, :func:`alignment.stages.analyses`, also holds any registered later)
-ANALYSES = tuple(analyses())
-DEFAULT_ANALYSES = default_analyses()

@@ -17,6 +17,7 @@ per-subject maps, Fisher z, one-sample t test across subjects, BH-FDR over voxel
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -25,13 +26,12 @@ import numpy as np
 
 from alignment.cache import Cache
 from alignment.catalog import Catalog
+from alignment.conventions import GROUP, MAP_METRICS, nearest_layer, subjects_of
 from alignment.demo import demo_options  # the options the demo is computed (and read) with
 from alignment.keys import LesionKey
 from alignment.pipeline import Baselines, BandsKey, IntegrationKey, LayerKey, NotCached, Options, Study
 
 __all__ = [
-    "GROUP",
-    "MAP_METRICS",
     "Availability",
     "NotCached",
     "MapResult",
@@ -42,7 +42,6 @@ __all__ = [
     "demo_options",
     "demo_ready",
     "available",
-    "subject_list",
     "encoding_maps",
     "group_map",
     "metric_map",
@@ -55,14 +54,11 @@ __all__ = [
     "variance_maps",
     "integration_maps",
     "redundancy",
+    "redundancy_across_subjects",
     "lesion",
     "compare_maps",
     "study_id",
 ]
-
-GROUP = "group"
-#: map metrics the Overview / Compare pages offer (see :func:`metric_map`)
-MAP_METRICS = ("r", "significant r", "-log10 q", "best layer", "SI", "cross-modal gain")
 
 
 # ==========================================================================================
@@ -310,9 +306,6 @@ def _avail_row(target) -> tuple:
     return target.model, target.branch, target.layer, target.kind, target.condition
 
 
-def subject_list(study: Study, subject: str) -> list[str]:
-    """Subjects a view aggregates: ``[subject]``, or every subject for ``"group"``."""
-    return list(study.dataset.subjects) if subject == GROUP else [subject]
 
 
 # ==========================================================================================
@@ -441,10 +434,6 @@ def best_layer_map(study: Study, subject: str, key: LayerKey, layers: Sequence[i
     return np.where(sig, best, np.nan).astype(np.float32), r_best, sig
 
 
-def _nearest(layers: Sequence[int], layer: int) -> int:
-    return min(layers, key=lambda x: (abs(x - layer), x))
-
-
 def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr_q: float = 0.05,
                avail: Availability | None = None) -> MapResult:
     """The map of one metric for a view.
@@ -502,7 +491,7 @@ def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr
             layers = avail.layers(key.model, b, key.kind, key.condition)
             if not layers:
                 raise ValueError(f"no {b}-branch results of {key.model} [{key.kind}, {key.condition}]")
-            chosen[b] = _nearest(layers, key.layer)
+            chosen[b] = nearest_layer(layers, key.layer)
         r_i, q_i = _r_q(study, subject, LayerKey(key.model, "image", chosen["image"], key.kind, key.condition))
         r_t, q_t = _r_q(study, subject, LayerKey(key.model, "text", chosen["text"], key.kind, key.condition))
         from alignment.analyses.modality import specialization_index
@@ -538,7 +527,8 @@ def network_table(study: Study, subject: str, key: LayerKey, metric: str = "r", 
         ``mean_r_significant``, ``share_of_significant``; plus ``mean <metric>`` (over the
         voxels shown) for metrics other than r.
     """
-    from alignment.networks import load_atlas, network_summary
+    from alignment.atlases import load_atlas
+    from alignment.networks import network_summary
 
     atlas = atlas if atlas is not None else load_atlas("ca")
     m = metric_map(study, subject, key, metric, fdr_q, avail)
@@ -560,7 +550,7 @@ def layer_curves(study: Study, series: Sequence[tuple], avail: Availability, atl
     ----------
     series : sequence of (model, branch, kind)
         Curves to compute (every available layer of each).
-    atlas : alignment.networks.Atlas
+    atlas : alignment.atlases.Atlas
     level : {"group", "network"}
         The paper's four groups (+ other), or every network of the atlas.
 
@@ -708,7 +698,7 @@ def variance_maps(study: Study, subject: str, bands: BandsKey, fdr_q: float = 0.
         the predicted voxels as significant, plus one column per part: its mean over the
         predicted voxels, per network and group; over all voxels noise would dominate).
     """
-    entries = [study.get("variance", bands, s) for s in subject_list(study, subject)]
+    entries = [study.get("variance", bands, s) for s in subjects_of(study, subject)]
     r2 = np.mean([np.asarray(e["r2"]) for e in entries], axis=0).astype(np.float32)
     unique = np.mean([np.asarray(e["unique"]) for e in entries], axis=0).astype(np.float32)  # (B, V)
     shared = np.mean([np.asarray(e["shared"]) for e in entries], axis=0).astype(np.float32)
@@ -744,7 +734,7 @@ def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Basel
         group). Over all voxels the mean diff is negative by construction (the larger of
         two noisy baseline r's), hence the restriction.
     """
-    subjects = subject_list(study, subject)
+    subjects = subjects_of(study, subject)
     entries = [study.get("integration", IntegrationKey(key, baselines), s) for s in subjects]
 
     def mean(name):
@@ -789,6 +779,32 @@ def redundancy(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05) -
     codes = np.asarray(study.get("atoms", key)["codes"])
     return dict(links_per_voxel=links_per_voxel(sig), ans_per_voxel=ans_per_voxel(codes, sig),
                 links_per_an=links_per_an(codes, sig), dice=dice_overlap(sig), atom_sizes=sig.sum(1))
+
+
+def redundancy_across_subjects(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05) -> dict:
+    """:func:`redundancy` of every subject a view covers, pooled.
+
+    Parameters
+    ----------
+    subject : str
+        Subject id or ``"group"`` (every subject of the dataset).
+
+    Returns
+    -------
+    dict
+        ``links_per_voxel`` (V,) mean over subjects of the atoms significant per voxel;
+        ``links_per_an`` (S·N,) BNs reached per AN, every subject's, concatenated; ``dice``
+        (K, K) mean over subjects of the atoms' BN-map overlap (NaN left out: a pair of atoms
+        without BNs in a subject); ``atom_sizes`` (K,) mean over subjects of the significant BNs
+        per atom; ``n_subjects`` (S).
+    """
+    per = [redundancy(study, s, key, fdr_q) for s in subjects_of(study, subject)]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # atom pairs without BNs in every subject: all NaN
+        dice = np.nanmean([p["dice"] for p in per], axis=0)
+    return dict(links_per_voxel=np.mean([p["links_per_voxel"] for p in per], axis=0),
+                links_per_an=np.concatenate([p["links_per_an"] for p in per]), dice=dice,
+                atom_sizes=np.mean([p["atom_sizes"] for p in per], axis=0), n_subjects=len(per))
 
 
 def lesion(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05, *, compute: bool = False,

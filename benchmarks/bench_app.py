@@ -50,9 +50,9 @@ def _surface_figures(cache: str, small: bool, layers: list[int]) -> list[str]:
     import plotly.io as pio
 
     from alignment import summaries
-    from alignment.networks import load_atlas
+    from alignment.atlases import load_atlas
     from alignment.pipeline import LayerKey
-    from alignment.surfaces import surface_figure
+    from alignment.figures import surface_figure
 
     study = summaries.open_study("demo", cache, demo_small=small)
     outlines = load_atlas("ca").labels

@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from alignment import app_state as S
+from alignment.conventions import GROUP
+from alignment.figures import bar_figure
 from alignment.pipeline import LayerKey
-from alignment.surfaces import bar_figure
+import ui as S
 
 state = S.page("Compare", caption="Two views of the encoding maps side by side; the difference is A − B.")
 study, avail = S.open_or_stop(state)
@@ -15,7 +16,7 @@ metric = st.radio("Metric", ("r", "significant r", "-log10 q"), horizontal=True,
                   index=("r", "significant r", "-log10 q").index(state.metric)
                   if state.metric in ("r", "significant r", "-log10 q") else 0, key="cmp_metric")
 subjects = list(avail.subjects)
-subj_opts = ([S.GROUP] if len(subjects) > 1 else []) + subjects
+subj_opts = ([GROUP] if len(subjects) > 1 else []) + subjects
 
 
 def selector(col, tag: str, default: dict) -> tuple[str, LayerKey]:
@@ -30,7 +31,7 @@ def selector(col, tag: str, default: dict) -> tuple[str, LayerKey]:
 
     col.markdown(f"**View {tag}**")
     subject = pick("subject", "Subject", subj_opts, default["subject"],
-                   format_func=lambda s: "group" if s == S.GROUP else f"sub-{s}")
+                   format_func=lambda s: "group" if s == GROUP else f"sub-{s}")
     model = pick("model", "Model", avail.models(), default["model"])
     branch = pick("branch", "Branch", avail.branches(model), default["branch"])
     kind = pick("kind", "AN kind", avail.kinds(model, branch), default["kind"])

@@ -5,9 +5,11 @@ import os
 import pandas as pd
 import streamlit as st
 
-from alignment import app_state as S
 from alignment.cache import Cache, format_size
-from alignment.pipeline import ANALYSES, DEFAULT_ANALYSES, Options
+from alignment.conventions import AN_KINDS, CONDITIONS, parse_layers
+from alignment.pipeline import Options
+from alignment.stages import analyses as registered_analyses, default_analyses
+import ui as S
 
 state = S.page("Compute & cache", caption="Computations go through the same pipeline as "
                                           "`python -m alignment run`; every finished unit is cached at once, so an "
@@ -16,22 +18,6 @@ root = S.cache_root()
 st.caption(f"Cache folder: `{root}`")
 
 tab_run, tab_demo, tab_cache = st.tabs(["Run analyses", "Demo", "Browse cache"])
-
-
-def parse_layers(text: str):
-    text = (text or "").strip()
-    if text in ("", "all"):
-        return None
-    out = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            out += list(range(int(lo), int(hi) + 1))
-        else:
-            out.append(int(part))
-    return tuple(out)
 
 
 def default_options(folder: str) -> Options:
@@ -66,11 +52,13 @@ with tab_run:
         layers = c2.text_input("Layers (all, or e.g. 0-5,8)", value="all", key="cp_layers")
         subjects = c3.text_input("Subjects (comma-separated; empty = all)", value="", key="cp_subjects")
         c1, c2, c3 = st.columns(3)
-        kinds = c1.multiselect("AN kinds", S.KINDS, default=["attn"], key="cp_kinds")
-        conditions = c2.multiselect("Conditions", S.CONDITIONS, default=["image+text"], key="cp_conditions")
-        analyses = c3.multiselect("Analyses", ANALYSES, default=list(DEFAULT_ANALYSES), key="cp_analyses",
+        kinds = c1.multiselect("AN kinds", AN_KINDS, default=["attn"], key="cp_kinds")
+        conditions = c2.multiselect("Conditions", CONDITIONS, default=["image+text"], key="cp_conditions")
+        analyses = c3.multiselect("Analyses", list(registered_analyses()), default=list(default_analyses()),
+                                  key="cp_analyses",
                                   help="variance_partition: banded ridge with one band per branch; integration: "
-                                       "each layer against the image and text baselines below")
+                                       "each layer against the image and text baselines below; lesion: "
+                                       "encoding r as random vs most-linked ANs are removed")
         c1, c2 = st.columns(2)
         image_baseline = c1.text_input("Integration: image baseline", value="", key="cp_image_baseline",
                                        placeholder="e.g. vit:/path/to/vit-folder")

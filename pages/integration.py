@@ -1,12 +1,12 @@
 """Integration sites: voxels where a VLM layer predicts better than both unimodal baselines."""
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
-from alignment import app_state as S
+from alignment.conventions import nearest_layer
+from alignment.figures import bar_figure, integration_scatter_figure
 from alignment.pipeline import LayerKey
-from alignment.surfaces import apply_theme, bar_figure
+import ui as S
 
 state = S.page("Integration sites",
                caption="Voxels where a VLM layer predicts the BOLD significantly better than both an image-only and "
@@ -32,7 +32,7 @@ def view():
     if not layers:
         st.info("No integration result of this layer set for this subject.")
         return
-    lay = c2.selectbox("Layer", layers, index=layers.index(S.nearest(layers, state.layer)),
+    lay = c2.selectbox("Layer", layers, index=layers.index(nearest_layer(layers, state.layer)),
                        key="in_layer")
     key = LayerKey(model, branch, lay, kind, cond)
     baselines = avail.baselines(key, state.subject)
@@ -73,7 +73,7 @@ def view():
                 "the difference map (toggle off) still shows where the VLM is ahead.")
     c1, c2 = st.columns(2)
     with c1:
-        S.plot(_scatter(d), key="in-scatter")
+        S.plot(integration_scatter_figure(d), key="in-scatter")
     per = d["per_network"]
     with c2:
         rows = per[per.level == "network"]
@@ -86,27 +86,6 @@ def view():
 def _median_gain(d) -> str:
     sig = d["sig_vlm"]
     return f"{float(np.median(d['diff'][sig])):+.3f}" if sig.any() else "—"
-
-
-def _scatter(d, n_max: int = 4000):
-    """r of the VLM against the better baseline at the voxels the VLM predicts significantly:
-    sites plus a deterministic sample of the rest."""
-    best = np.maximum(d["r_image"], d["r_text"])
-    sites = np.flatnonzero(d["sites"] > 0)
-    rest = np.flatnonzero(d["sig_vlm"] & (d["sites"] == 0))
-    rest = rest[np.linspace(0, rest.size - 1, min(n_max, rest.size)).astype(int)] if rest.size else rest
-    fig = go.Figure()
-    fig.add_trace(go.Scattergl(x=best[rest], y=d["r_vlm"][rest], mode="markers", name="VLM significant",
-                               marker=dict(size=3, color="#b0b0b0")))
-    fig.add_trace(go.Scattergl(x=best[sites], y=d["r_vlm"][sites], mode="markers", name="integration sites",
-                               marker=dict(size=5, color="#c44e52")))
-    lo = float(np.nanmin([best.min(), d["r_vlm"].min()]))
-    hi = float(np.nanmax([best.max(), d["r_vlm"].max()]))
-    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(dash="dot", color="#606060"),
-                             showlegend=False, hoverinfo="skip"))
-    fig.update_layout(title=dict(text="VLM vs the better baseline (held-out r, VLM-significant voxels)"), height=360,
-                      xaxis_title="max r (image, text baseline)", yaxis_title="r VLM")
-    return apply_theme(fig)
 
 
 view()

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from alignment import app_state as S
-from alignment.surfaces import layer_curve_figure
+from alignment.conventions import subjects_of
+from alignment.figures import layer_curve_figure
+import ui as S
 
 state = S.page("Layers", caption="Mean encoding r per network at every layer the cache holds; one curve per "
                                  "model branch and AN kind; band: 95 % CI across subjects.")
@@ -35,7 +36,7 @@ if not chosen:
 def curves():
     with S.guard(state) as g:
         df = S.summary("layer_curves", state, tuple(chosen), atlas=state.atlas, with_avail=True,
-                       subjects=tuple(S.subjects_of(state, study)), condition=state.condition, fdr_q=state.fdr_q,
+                       subjects=tuple(subjects_of(study, state.subject)), condition=state.condition, fdr_q=state.fdr_q,
                        level="group" if level == "groups" else "network")
     if g.failed:
         return

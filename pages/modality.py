@@ -2,12 +2,12 @@
 of fusion models."""
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
-from alignment import app_state as S
 from alignment.analyses.modality import MODALITY_LABELS
-from alignment.surfaces import apply_theme, bar_figure
+from alignment.conventions import nearest_layer
+from alignment.figures import bar_figure, histogram_figure
+import ui as S
 
 state = S.page("Modality", caption="Dual encoders: SI = (r_img − r_txt) / (|r_img| + |r_txt|) per voxel. "
                                    "Fusion models: cross-modal gain = r(image+text) − max(r(image), r(text)); "
@@ -37,17 +37,6 @@ if fusion and any(f[0] == state.model for f in fusion) and state.model not in du
 tabs = dict(zip(tab_names, st.tabs(tab_names)))
 
 
-def histogram(values, title, xlabel, bins=41, rng=(-1, 1)):
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    counts, edges = np.histogram(v, bins=bins, range=rng)
-    centers = (edges[:-1] + edges[1:]) / 2
-    fig = go.Figure(go.Bar(x=centers, y=counts, marker_color="#8172b3", width=(edges[1] - edges[0]) * 0.95,
-                           hovertemplate=f"{xlabel} %{{x:.2f}}<br>%{{y}} voxels<extra></extra>"))
-    fig.update_layout(title=dict(text=title), xaxis_title=xlabel, yaxis_title="voxels", height=340, bargap=0)
-    return apply_theme(fig)
-
-
 @st.fragment
 def dual_view():
     c1, c2, c3, c4 = st.columns(4)
@@ -61,9 +50,8 @@ def dual_view():
     if not li or not lt:
         st.info("Both branches need image+text encoding results.")
         return
-    near = lambda ls: min(ls, key=lambda x: abs(x - state.layer))  # noqa: E731
-    layer_i = c3.selectbox("Image-branch layer", li, index=li.index(near(li)), key="mo_li")
-    layer_t = c4.selectbox("Text-branch layer", lt, index=lt.index(near(lt)), key="mo_lt")
+    layer_i = c3.selectbox("Image-branch layer", li, index=li.index(nearest_layer(li, state.layer)), key="mo_li")
+    layer_t = c4.selectbox("Text-branch layer", lt, index=lt.index(nearest_layer(lt, state.layer)), key="mo_lt")
     with S.guard(state) as g:
         d = S.summary("dual_modality", state, state.subject, model, layer_i, layer_t, kind=kind,
                       fdr_q=state.fdr_q, atlas=state.atlas)
@@ -82,7 +70,7 @@ def dual_view():
     st.caption(f"Voxels significant for either branch (q < {state.fdr_q:g}); purple: image, orange: text.")
     c1, c2 = st.columns(2)
     with c1:
-        hfig = histogram(d["si"], "SI of significant voxels", "SI (image − text)")
+        hfig = histogram_figure(d["si"], "SI of significant voxels", "SI (image − text)")
         S.plot(hfig, key="mo-si-hist")
     summ = d["summary"]
     rows = summ[summ.level == "network"]
@@ -107,7 +95,7 @@ def variance_view():
     if not layers:
         st.info("No variance partition of this model for this subject.")
         return
-    lay = c2.selectbox("Layer", layers, index=layers.index(S.nearest(layers, state.layer)),
+    lay = c2.selectbox("Layer", layers, index=layers.index(nearest_layer(layers, state.layer)),
                        key="mo_var_layer")
     branches = tuple(bands.split("+"))
     parts = [f"unique {b}" for b in branches] + ["shared", "joint R²"]
@@ -152,7 +140,7 @@ def fusion_view():
     if not layers:
         st.info("No layer has all three conditions.")
         return
-    lay = c2.selectbox("Layer", layers, index=layers.index(S.nearest(layers, state.layer)),
+    lay = c2.selectbox("Layer", layers, index=layers.index(nearest_layer(layers, state.layer)),
                        key="mo_fusion_layer")
     from alignment.pipeline import LayerKey
 
@@ -185,9 +173,7 @@ def fusion_view():
             S.plot(sfig, key="mo-unified")
             S.export_buttons(sfig, f"modality_unified_{model}_{branch}_L{lay}", table=per)
     with c2:
-        gfig = histogram(shown, "Cross-modal gain of significant voxels", "gain",
-                         rng=(float(np.nanmin(shown)) if np.isfinite(shown).any() else -1,
-                              float(np.nanmax(shown)) if np.isfinite(shown).any() else 1))
+        gfig = histogram_figure(shown, "Cross-modal gain of significant voxels", "gain", value_range=None)
         S.plot(gfig, key="mo-gain-hist")
 
 

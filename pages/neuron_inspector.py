@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from alignment import app_state as S
 from alignment import inspect as insp
+from alignment.conventions import subjects_of
+from alignment.figures import CAMERAS, bar_figure, flat_map_figure
 from alignment.summaries import study_id
-from alignment.surfaces import bar_figure, flat_map_figure
+import ui as S
 
 VOXEL_PAGE = "pages/voxel_inspector.py"
 INTENT = "_ni_intent"  # what a widget callback asked for: {"view": {...}, "goto": page or None}
@@ -56,7 +57,7 @@ c1, c2 = st.columns([1, 3])
 c1.number_input(f"AN (0 … {n_ans - 1})", min_value=0, max_value=n_ans - 1, step=1, key="ni_an", on_change=on_an)
 c2.markdown(f"#### AN {an} · {S.describe(state, key)}")
 
-subjects = S.subjects_of(state, study)
+subjects = subjects_of(study, state.subject)
 mapped = all(avail.has(key, stage="glm", subject=s) for s in subjects)
 
 with S.guard(state) as g:
@@ -151,7 +152,7 @@ def brain_view():
     values = np.where(prof.brain_map != 0, prof.brain_map, np.nan)
     c1, c2 = st.columns([4, 1])
     view = c2.radio("View", ("surface", "flat map"), key="ni_view")
-    camera = c2.selectbox("View from", ("lateral", "medial", "dorsal", "ventral", "anterior", "posterior"),
+    camera = c2.selectbox("View from", CAMERAS,
                           key="ni_camera", disabled=view != "surface")
     title = f"AN {an} link score — {S.describe(state, key)}"
     with S.guard(state) as g:

@@ -3,8 +3,8 @@
 import numpy as np
 import streamlit as st
 
-from alignment import app_state as S
-from alignment.surfaces import bar_figure
+from alignment.figures import CAMERAS, bar_figure
+import ui as S
 
 state = S.page("Overview", caption="Encoding accuracy of one model layer on the cortex, and per network.")
 study, avail = S.open_or_stop(state)
@@ -14,7 +14,7 @@ key = state.layer_key()
 @st.fragment
 def surface_view():
     c1, c2 = st.columns([4, 1])
-    camera = c2.selectbox("View from", ("lateral", "medial", "dorsal", "ventral", "anterior", "posterior"),
+    camera = c2.selectbox("View from", CAMERAS,
                           key="ov_camera")
     with S.guard(state) as g:
         m = S.summary("metric_map", state, state.subject, key, state.metric, state.fdr_q, with_avail=True)

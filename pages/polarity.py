@@ -3,8 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from alignment import app_state as S
-from alignment.surfaces import bar_figure, layer_curve_figure
+from alignment.conventions import subjects_of
+from alignment.figures import bar_figure, layer_curve_figure
+import ui as S
 
 state = S.page("Polarity", caption="A BN (voxel) is positive (negative) for an atom when its GLM t is significantly "
                                    "> 0 (< 0). Mirrored trend: correlation across layers between the positive and "
@@ -29,7 +30,7 @@ lvl = "group" if level == "groups" else "network"
 def view():
     with S.guard(state) as g:
         curves, trends = S.summary("polarity_tables", state, state.model, state.branch, state.kind, tuple(layers),
-                                   atlas=state.atlas, subjects=tuple(S.subjects_of(state, study)),
+                                   atlas=state.atlas, subjects=tuple(subjects_of(study, state.subject)),
                                    condition=state.condition, fdr_q=state.fdr_q,
                                    unit="bn" if unit.startswith("BN") else "links", normalize=norm)
     if g.failed:

@@ -1,14 +1,12 @@
 """Redundancy: links per voxel and per AN, Dice overlap of the atoms' BN maps, lesion curves."""
 
-import warnings
-
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
-from alignment import app_state as S
 from alignment import summaries
-from alignment.surfaces import apply_theme, heatmap_figure
+from alignment.conventions import subjects_of
+from alignment.figures import heatmap_figure, lesion_curve_figure, links_per_an_figure
+import ui as S
 
 state = S.page("Redundancy", caption="How many atoms reach each voxel, how many voxels each AN reaches, how much "
                                      "the atoms' brain maps overlap, and how encoding degrades when ANs are removed.")
@@ -19,40 +17,32 @@ if not avail.has(key, "glm", state.subject):
     st.info(f"No neuron-level mapping (GLM) results for {S.describe(state)}."
             + (f" Mapped layers of this branch: {', '.join(map(str, mapped))}." if mapped else ""))
     st.stop()
-subjects = S.subjects_of(state, study)
+subjects = subjects_of(study, state.subject)
 
 
 @st.fragment
 def maps():
     with S.guard(state) as g:
-        per = [S.summary("redundancy", state, s, key, state.fdr_q) for s in subjects]
+        red = S.summary("redundancy_across_subjects", state, state.subject, key, state.fdr_q)
     if g.failed:
         return
-    lpv = np.mean([p["links_per_voxel"] for p in per], axis=0)
+    n_subj = red["n_subjects"]
+    lpv = red["links_per_voxel"]
     shown = np.where(lpv > 0, lpv, np.nan)
     fig = S.brain_figure(shown, state, cmap="viridis", symmetric=False, vmin=0, label="atoms",
                          title=f"Atoms significantly linked per voxel — {S.describe(state)}"
-                               + (f" (mean of {len(subjects)} subjects)" if len(subjects) > 1 else ""))
+                               + (f" (mean of {n_subj} subjects)" if n_subj > 1 else ""))
     S.plot(fig, key="re-map")
     S.export_buttons(fig, f"redundancy_links_per_voxel_{state.model}_{state.branch}_L{state.layer}",
                      map_values=lpv, map_names=["atoms per voxel"])
 
     c1, c2 = st.columns(2)
-    lpa = np.concatenate([p["links_per_an"] for p in per])
-    hist = go.Figure(go.Histogram(x=lpa, nbinsx=40, marker_color="#4c72b0",
-                                  hovertemplate="%{x} BNs<br>%{y} ANs<extra></extra>"))
-    hist.update_layout(title=dict(text="BNs reached per AN"), xaxis_title="significant BNs linked to the AN",
-                       yaxis_title="ANs" + (" (all subjects)" if len(subjects) > 1 else ""), height=380, bargap=0.02)
-    apply_theme(hist)
+    lpa = red["links_per_an"]
     with c1:
-        S.plot(hist, key="re-hist")
+        S.plot(links_per_an_figure(lpa, n_subj), key="re-hist")
         st.caption(f"{int((lpa > 0).sum()):,} of {lpa.size:,} AN×subject pairs reach at least one BN; "
                    f"median {float(np.median(lpa)):.0f}.")
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # pairs of atoms without BNs in every subject: NaN
-        dice = np.nanmean([p["dice"] for p in per], axis=0)
-    sizes = np.mean([p["atom_sizes"] for p in per], axis=0)
-    used = np.flatnonzero(sizes > 0)
+    dice, used = red["dice"], np.flatnonzero(red["atom_sizes"] > 0)
     with c2:
         if used.size < 2:
             st.info("Fewer than two atoms have significant BNs: no overlap to show.")
@@ -93,20 +83,8 @@ def lesion_view():
                 return
         else:
             return
-    fr = res["fractions"] * 100
-    fig = go.Figure()
-    lo, hi = res["random_mean"] - res["random_sd"], res["random_mean"] + res["random_sd"]
-    fig.add_trace(go.Scatter(x=np.concatenate([fr, fr[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself",
-                             fillcolor="rgba(76,114,176,0.18)", line=dict(width=0), hoverinfo="skip",
-                             showlegend=False))
-    fig.add_trace(go.Scatter(x=fr, y=res["random_mean"], mode="lines+markers", name="random ANs removed",
-                             line=dict(color="#4c72b0", width=2)))
-    fig.add_trace(go.Scatter(x=fr, y=res["ranked"], mode="lines+markers", name="top-ranked ANs removed first",
-                             line=dict(color="#c44e52", width=2)))
-    fig.update_layout(title=dict(text=f"Lesion curve — {S.describe(state, subject=subj)} "
-                                      f"({res['n_voxels']} voxels)"),
-                      xaxis_title="ANs removed (%)", yaxis_title="mean encoding r", height=400)
-    apply_theme(fig)
+    fig = lesion_curve_figure(res, title=f"Lesion curve — {S.describe(state, subject=subj)} "
+                                         f"({res['n_voxels']} voxels)")
     S.plot(fig, key="re-lesion")
     import pandas as pd
 

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from alignment import app_state as S
 from alignment import inspect as insp
+from alignment.figures import flat_map_figure
 from alignment.summaries import study_id
-from alignment.surfaces import flat_map_figure
+import ui as S
 
 NEURON_PAGE = "pages/neuron_inspector.py"
 INTENT = "_vi_intent"  # what a widget callback asked for: {"view": {...}, "goto": page or None}

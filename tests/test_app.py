@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alignment.app_state import ViewState, parse_query
 from alignment.data.demo import CLIP_SPEC, METER_SPEC
+from ui import ViewState, parse_query
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -125,7 +125,7 @@ def test_every_page_runs_without_exception(app_env, page):
 
 @slow
 def test_menu_links_every_page_in_order(app_env):
-    from alignment.app_state import PAGES as MENU
+    from ui import PAGES as MENU
 
     at = new_app().run()
     assert_clean(at)
@@ -436,7 +436,7 @@ def test_compute_page_reports_bad_input(app_env, tmp_path):
 def _set_view_script():
     import streamlit as st
 
-    from alignment import app_state as S
+    import ui as S
 
     state = S.sidebar()
     st.write(f"layer={state.layer} voxel={state.voxel}")

@@ -216,7 +216,7 @@ def test_fresh_server_opened_on_a_page_url_shows_the_menu(demo_cache, browser):
     """The first request of a server process on a page URL runs that page without app.py
     (Streamlit's pages/-folder mode); the sidebar must still show the app's own menu, by section
     and title — not the pages/ files by name — and its links must keep the view."""
-    from alignment.app_state import PAGES
+    from ui import PAGES
     from alignment.serve import app_server
 
     with app_server(demo_cache, small=True, start_timeout=START_TIMEOUT) as url:

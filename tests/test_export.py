@@ -101,19 +101,6 @@ def test_dscalar_errors(tmp_path, maps):
         E.write_dscalar(tmp_path / "nofolder" / "x.dscalar.nii", maps[0])
 
 
-def test_fallback_brain_models_match_dataset_axis():
-    from alignment.data.dataset import fslr32k_brain_models
-
-    ref = fslr32k_brain_models()
-    fb = E._fallback_brain_models()
-    assert len(fb) == len(ref) == N
-    np.testing.assert_array_equal(fb.name, ref.name)
-    np.testing.assert_array_equal(fb.vertex, ref.vertex)
-    assert fb.volume_shape == ref.volume_shape
-    vox = fb.voxel[NC:]
-    assert len(np.unique(vox, axis=0)) == N - NC  # distinct placeholder voxels
-
-
 # --------------------------------------------------------------------------------------------
 # GIfTI
 # --------------------------------------------------------------------------------------------
@@ -162,7 +149,7 @@ def test_write_csv(tmp_path):
 
 
 def _small_figure():
-    from alignment.surfaces import bar_figure
+    from alignment.figures import bar_figure
 
     return bar_figure(pd.DataFrame({"network": ["Visual1", "Language", "Default"],
                                     "r": [0.2, 0.1, -0.05]}), x="network", y="r")
@@ -198,7 +185,7 @@ def test_surface_png_renders_brain():
     """WebGL mesh through kaleido/chromium: the image is not blank."""
     from PIL import Image
 
-    from alignment.surfaces import surface_figure
+    from alignment.figures import surface_figure
 
     rng = np.random.default_rng(1)
     fig = surface_figure(rng.standard_normal(20484), threshold=1.0, hemispheres=["left"],

@@ -141,7 +141,7 @@ def test_roi_timecourse_is_the_mean_of_its_voxels(demo_study, truth):
 
 
 def test_top_an_of_a_planted_voxel_is_the_planted_an(demo_study, truth, attn_table):
-    from alignment.networks import load_atlas
+    from alignment.atlases import load_atlas
 
     atlas = load_atlas("ca")
     for p in _attn_patches(truth):
@@ -230,7 +230,7 @@ def test_an_profile_without_subject_and_group_map(demo_study, truth, attn_table)
 
 
 def test_peak_voxel_of_a_network(demo_study, truth):
-    from alignment.networks import load_atlas
+    from alignment.atlases import load_atlas
 
     atlas = load_atlas("ca")
     p = _attn_patches(truth)[0]
@@ -249,7 +249,7 @@ def test_voxels_from_selection():
 
 
 def test_network_counts_and_run_window():
-    from alignment.networks import Atlas
+    from alignment.atlases import Atlas
 
     atlas = Atlas("toy", np.array([1, 1, 2, 2, 0]), {1: "A", 2: "B"}, space="custom")
     values = np.array([3.0, -1.0, 0.0, -5.0, 0.5])
@@ -272,7 +272,7 @@ def test_network_counts_and_run_window():
 
 
 def test_add_roi_trace_outlines_the_selected_points():
-    from alignment.surfaces import flat_map_figure, flat_map_points
+    from alignment.figures import flat_map_figure, flat_map_points
 
     fig = flat_map_figure(np.zeros(91282))
     n = len(fig.data)

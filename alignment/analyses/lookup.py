@@ -244,7 +244,7 @@ class LinkTable:
         layer, an : int
         n : int
             Number of rows.
-        atlas : alignment.networks.Atlas, optional
+        atlas : alignment.atlases.Atlas, optional
             Adds the voxel's ``network``.
 
         Returns

@@ -193,7 +193,7 @@ def unified_share(sig_both, sig_image, sig_text, atlas=None, *, groups=None) -> 
         Significant under the ``image+text`` condition.
     sig_image, sig_text : ndarray of bool, shape (V,)
         Significant under the ``image`` / ``text`` condition.
-    atlas : alignment.networks.Atlas, optional
+    atlas : alignment.atlases.Atlas, optional
         Adds a per-network (and per-group) table.
     groups : dict, optional
         Group definition for the table (default :data:`alignment.networks.GROUPS`).
@@ -300,7 +300,7 @@ def modality_summary(labels, atlas, *, groups=None):
     ----------
     labels : ndarray of str, shape (V,)
         Output of :func:`modality_labels`.
-    atlas : alignment.networks.Atlas
+    atlas : alignment.atlases.Atlas
 
     Returns
     -------

@@ -62,7 +62,7 @@ def polarity_counts(t, sig, atlas, *, groups=None, include_groups: bool = True):
         GLM t statistic per (atom, voxel).
     sig : ndarray of bool, shape (K, V) or (V,)
         Significance per (atom, voxel), e.g. FDR q < 0.05 within each atom.
-    atlas : alignment.networks.Atlas
+    atlas : alignment.atlases.Atlas
         labels (V,).
     groups : dict, optional
         Group definition (default :data:`alignment.networks.GROUPS`).

