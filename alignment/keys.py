@@ -28,14 +28,6 @@ class Options:
     banded_iter: int = 20  # band-weight samples of the banded ridge's random search
     block_len: int = 20  # TRs per time block of the integration-site test
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "Options":
-        """Options from a dict as an ``[options]`` table holds them, checked by its schema
-        (:mod:`alignment.config`); raises a one-line ``ValueError``."""
-        from alignment.config import options_from_dict
-
-        return options_from_dict(values)
-
 
 @dataclass(frozen=True)
 class LayerKey:
