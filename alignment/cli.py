@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output file, replaced if it exists (gifti: prefix of PATH.L.func.gii and PATH.R.func.gii)")
     p.set_defaults(func=cmd_export)
 
-    from alignment.cache import add_cli
+    from alignment.cli_cache import add_cli
 
     add_cli(sub)
     return parser

@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from alignment import app_state as S
-from alignment.cache import Cache, format_size
+from alignment.cache import Cache
+from alignment.cli_cache import format_size
 from alignment.pipeline import ANALYSES, DEFAULT_ANALYSES, Options
 
 state = S.page("Compute & cache", caption="Computations go through the same pipeline as "
