@@ -173,7 +173,7 @@ def cmd_export(args) -> int:
 
 
 def _demo_options(p) -> None:
-    from alignment.data.demo import DEFAULT_SNR
+    from alignment.simulation import DEFAULT_SNR
 
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated experiment (default 0)")
     p.add_argument("--snr", type=float, default=DEFAULT_SNR, help=f"signal-to-noise of planted voxels (default {DEFAULT_SNR}; 0 plants nothing)")

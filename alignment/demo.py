@@ -1,7 +1,7 @@
 """The embedded default: build the simulated experiment, analyse it, check the ground truth.
 
 ``python -m alignment demo`` = :func:`run_demo`; ``python -m alignment validate`` =
-:func:`validate_demo`. The dataset itself is made by :mod:`alignment.data.demo`.
+:func:`validate_demo`. The dataset itself is made by :mod:`alignment.simulation`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from alignment.cache import Cache
-from alignment.data.demo import CLIP_SPEC, DEFAULT_SNR, METER_SPEC, PLANTING, build_demo, load_ground_truth
+from alignment.simulation import CLIP_SPEC, DEFAULT_SNR, METER_SPEC, PLANTING, build_demo, load_ground_truth
 from alignment.pipeline import Baselines, LayerKey, ModelPlan, Options, Study, compute, plan_layers
 
 BASELINES = ("random:vit:tiny", "random:roberta:tiny", "minilm")

@@ -304,7 +304,7 @@ def demo_ready(cache_root=None, small: bool = False, seed: int = 0) -> bool:
     Checks existence only (no verification, no computation): a few ms per result.
     """
     from alignment.data import load_dataset
-    from alignment.data.demo import load_ground_truth
+    from alignment.simulation import load_ground_truth
     from alignment.demo import INTEGRATION_BASELINES, demo_plans, demo_root
     from alignment.pipeline import STAGE_OF, plan_units
 

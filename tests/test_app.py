@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from alignment.app_state import ViewState, parse_query
-from alignment.data.demo import CLIP_SPEC, METER_SPEC
+from alignment.simulation import CLIP_SPEC, METER_SPEC
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")

@@ -13,7 +13,7 @@
 The experiment
 --------------
 Runs (``MOVIE1`` ...; TR 1 s) open with rest, alternate short clips (3–8 TRs each, segment
-``movie<k>-clip<nnn>``; one frame and one caption per TR, see :mod:`alignment.data.scenes`)
+``movie<k>-clip<nnn>``; one frame and one caption per TR, see :mod:`alignment.simulation.scenes`)
 with rest blocks (no frame, no caption, segment ``rest``), and close with the segment
 ``repeat`` followed by rest: the same frames and captions in every run (test-retest, as in
 HCP's movie runs).
@@ -72,7 +72,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from alignment.data import scenes
+from alignment.data import load_dataset, write_cifti_dtseries
+from alignment.simulation import scenes
 
 __all__ = [
     "DEFAULT_RHO",
@@ -245,12 +246,12 @@ def build_demo(
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
         t0 = time.perf_counter()
+        # the marker's text and the dataset.toml comment name the module that wrote the first demos;
+        # they stay as they are: dataset.toml is part of the dataset fingerprint (every cache key)
         (tmp / ".alignment-demo").write_text("a simulated dataset written by alignment.data.demo\n")
         report(0.0, "drawing stimuli")
         run_ids = [f"MOVIE{k + 1}" for k in range(n_runs)]
         _write_stimuli(tmp, run_ids, n_trs, frame_size, np.random.default_rng([seed, 1]))
-        from alignment.data.dataset import load_dataset
-
         ds = load_dataset(tmp)
         runs = ds.run_index()
         sub_ids = [f"{k + 1:02d}" for k in range(n_subjects)]
@@ -365,7 +366,7 @@ def _write_stimuli(root: Path, run_ids: list[str], n_trs: int, size: int, rng) -
         im.save(root / rel, optimize=False)
         rep_paths.append(rel)
 
-    toml = [
+    toml = [  # the comment names the module as it was when the demo format was fixed (see build_demo)
         "# A simulated HCP-like movie experiment with a known ground truth (alignment.data.demo).",
         "# See ground_truth.json for what was planted where.",
         "[dataset]", f'name = "{DEMO_NAME}"', "tr = 1.0", 'space = "fsLR32k"', "",
@@ -750,8 +751,6 @@ class _DtseriesWriter:
         self.templates: dict[int, tuple[bytes, str] | None] = {}
 
     def write(self, path: Path, data: np.ndarray) -> None:
-        from alignment.data.dataset import write_cifti_dtseries
-
         data = np.asarray(data, dtype=np.float32)
         n = data.shape[0]
         template = self.templates.get(n)
