@@ -4,8 +4,8 @@ known ground truth (:mod:`alignment.simulation.experiment`, stimuli from
 
 It sits above the datasets, models and features it uses: it draws stimuli, extracts the
 planted models' ANs and writes a dataset in the custom folder format, which
-:func:`alignment.data.load_dataset` opens. Running and validating the demo analyses is
-:mod:`alignment.demo`.
+:func:`alignment.data.load_dataset` opens as the ``demo`` kind. Running and validating the demo
+analyses is :mod:`alignment.demo`.
 
 >>> from alignment.simulation import build_demo, load_ground_truth
 >>> root = build_demo("demo", small=True)          # doctest: +SKIP

@@ -72,7 +72,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from alignment.data import load_dataset, write_cifti_dtseries
+from alignment.data import GROUND_TRUTH_FILE, load_dataset, write_cifti_dtseries
 from alignment.encoding import fit_ridge
 from alignment.simulation import scenes
 
@@ -237,7 +237,7 @@ def build_demo(
         return root
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"{root} exists and is not a folder")
-    if root.is_dir() and any(root.iterdir()) and not (root / "ground_truth.json").exists() \
+    if root.is_dir() and any(root.iterdir()) and not (root / GROUND_TRUTH_FILE).exists() \
             and not (root / ".alignment-demo").exists():
         raise FileExistsError(
             f"{root} is a non-empty folder that is not a demo dataset; choose another folder")
@@ -289,7 +289,7 @@ def build_demo(
         meta = _truth_meta(params, planting, chosen, patches, subj_patches, truth, sub_ids, run_ids, n_trs)
         _save_npz(tmp / "ground_truth.npz", truth)
         # written last: its presence with matching params marks a complete build
-        (tmp / "ground_truth.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        (tmp / GROUND_TRUTH_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         _replace_folder(tmp, root)
         log.info("demo dataset written to %s in %.1f s", root, time.perf_counter() - t0)
         report(1.0, "done")
@@ -301,7 +301,7 @@ def build_demo(
 
 def _existing_params(root: Path):
     try:
-        meta = json.loads((root / "ground_truth.json").read_text(encoding="utf-8"))
+        meta = json.loads((root / GROUND_TRUTH_FILE).read_text(encoding="utf-8"))
         if not (root / "ground_truth.npz").exists():
             return None
         return meta.get("params")
@@ -949,7 +949,7 @@ class GroundTruth:
 def load_ground_truth(root) -> GroundTruth:
     """Read ``ground_truth.json`` and ``ground_truth.npz`` of a demo folder (no pickles)."""
     root = Path(root).expanduser()
-    path = root / "ground_truth.json"
+    path = root / GROUND_TRUTH_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: {root} is not a demo dataset built by build_demo")
     meta = json.loads(path.read_text(encoding="utf-8"))
