@@ -162,7 +162,7 @@ def cmd_export(args) -> int:
 
 
 def _demo_options(p) -> None:
-    from alignment.data.demo import DEFAULT_SNR
+    from alignment.simulation import DEFAULT_SNR
 
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated experiment (default 0)")
     p.add_argument("--snr", type=float, default=DEFAULT_SNR, help=f"signal-to-noise of planted voxels (default {DEFAULT_SNR}; 0 plants nothing)")
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output file, replaced if it exists (gifti: prefix of PATH.L.func.gii and PATH.R.func.gii)")
     p.set_defaults(func=cmd_export)
 
-    from alignment.cache import add_cli
+    from alignment.cli_cache import add_cli
 
     add_cli(sub)
     return parser

@@ -1,7 +1,7 @@
 """The embedded default: build the simulated experiment, analyse it, check the ground truth.
 
 ``python -m alignment demo`` = :func:`run_demo`; ``python -m alignment validate`` =
-:func:`validate_demo`. The dataset itself is made by :mod:`alignment.data.demo`.
+:func:`validate_demo`. The dataset itself is made by :mod:`alignment.simulation`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Callable
 import numpy as np
 
 from alignment.cache import Cache
-from alignment.data.demo import CLIP_SPEC, DEFAULT_SNR, METER_SPEC, PLANTING, build_demo, load_ground_truth
 from alignment.pipeline import Baselines, LayerKey, ModelPlan, Options, Study
 from alignment.plan import compute
+from alignment.simulation import CLIP_SPEC, DEFAULT_SNR, METER_SPEC, PLANTING, build_demo, load_ground_truth
 
 BASELINES = ("random:vit:tiny", "random:roberta:tiny", "minilm")
 #: the unimodal models integration sites are tested against (ViT for images, RoBERTa for text)

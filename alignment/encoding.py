@@ -4,7 +4,8 @@ Three entry points, all pure functions of arrays:
 
 - :func:`fit_ridge` -- ridge regression from features ``X`` (T, N) to BOLD ``Y`` (T, V), one
   alpha per voxel, evaluated by leave-one-run-out cross-validation with the alpha of every
-  outer fold chosen by an inner leave-one-run-out CV on the training runs (nested CV).
+  outer fold chosen by an inner leave-one-run-out CV on the training runs (nested CV);
+  :func:`predict_ridge` gives the same held-out predictions for alphas already chosen.
 - :func:`fit_banded_ridge` -- a joint model with one ridge band per feature space (banded
   ridge: himalaya's random search over band weights, on the ridge solver below), with the
   split of the held-out R² over bands and, optionally, unique and shared variance from the
@@ -72,6 +73,7 @@ __all__ = [
     "fit_banded_ridge",
     "fit_atoms_glm",
     "make_glm_design",
+    "predict_ridge",
 ]
 
 #: Default ridge grid: 15 values log-spaced from 1e-2 to 1e5. The upper end covers the
@@ -519,6 +521,15 @@ def _inner_losses(ops, Xb, Y, run_idx, alphas, chunks, exact=False):
     return losses
 
 
+def _fold_prediction(ops, dec, chosen, UtY):
+    """Centered prediction of a decomposition's first test set with each voxel's own alpha.
+
+    ``chosen`` (Vc,) indexes the alpha grid of ``dec``; one product for all voxels:
+    P @ (F[:, alpha_v] * UtY).
+    """
+    return dec.P[0] @ (dec.filters[ops.index(chosen)].T * UtY)
+
+
 def _select_alphas(mean_loss, alphas):
     """himalaya's rule: argmax of (-mean loss + 1e-10 log alpha) over axis 0 (alphas)."""
     score = -mean_loss + 1e-10 * np.log(alphas)[:, None]
@@ -620,9 +631,8 @@ def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
     nested = inner_cv or n_alphas == 1
 
     def score_fold(r, cols, UtY, ymean, chosen):
-        # prediction at each voxel's own alpha in one product: P @ (F[:, alpha_v] * UtY)
         dec = decs[r]
-        pred = dec.P[0] @ (dec.filters[ops.index(chosen)].T * UtY)
+        pred = _fold_prediction(ops, dec, chosen, UtY)
         Yte = ops.asarray(Y[dec.tests[0], cols]) - ymean
         fold_scores[r, cols] = ops.to_numpy(_correlation(Yte, pred))
         if preds is not None:
@@ -655,6 +665,61 @@ def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
         run_labels=labels,
         predictions=preds,
     )
+
+
+def predict_ridge(X, Y, runs, alphas, *, backend="numpy", device="cpu",
+                  voxel_chunk=_DEFAULT_VOXEL_CHUNK, dtype=None) -> np.ndarray:
+    """Leave-one-run-out ridge predictions with a given alpha per voxel (no alpha search).
+
+    For every run r the model is fitted on the other runs with voxel v's penalty ``alphas[v]``
+    and predicts run r, intercept included: the ``predictions`` :func:`fit_ridge` returns when
+    every outer fold uses those alphas, with one decomposition per fold whatever the number of
+    distinct alphas.
+
+    Parameters
+    ----------
+    X : ndarray, shape (T, N)
+        Features.
+    Y : ndarray, shape (T, V)
+        Targets (BOLD); a 1-D array is one target.
+    runs : ndarray, shape (T,)
+        Run label of every time point (at least 2 runs).
+    alphas : float or ndarray, shape (V,)
+        Penalty of every target (e.g. a cached encoding result's alphas).
+    backend, device, voxel_chunk, dtype
+        As in :func:`fit_ridge`.
+
+    Returns
+    -------
+    ndarray, shape (T, V)
+        Held-out predictions; float32 when the computation runs in float32, else float64.
+    """
+    X, Y = _check_xy(X, Y, runs)
+    labels, run_idx = _check_runs(runs, X.shape[0])
+    alphas = np.asarray(alphas, dtype=np.float64)
+    if alphas.ndim > 1 or (alphas.ndim == 1 and alphas.shape[0] != Y.shape[1]):
+        raise ValueError(f"alphas must be one number or one per column of Y ({Y.shape[1]}); "
+                         f"got shape {alphas.shape}.")
+    grid, chosen = np.unique(np.broadcast_to(alphas, (Y.shape[1],)), return_inverse=True)
+    _check_alphas(grid)
+    voxel_chunk = int(voxel_chunk)
+    if voxel_chunk < 1:
+        raise ValueError(f"voxel_chunk must be a positive integer, got {voxel_chunk}.")
+    ops = _get_ops(backend, device, _compute_dtype(dtype, X, Y))
+    Xb = ops.asarray(X)
+    n_runs, n_voxels = len(labels), Y.shape[1]
+    out_dtype = np.dtype(np.float32) if _is_float32(ops) else np.dtype(np.float64)
+    preds = np.empty(Y.shape, dtype=out_dtype)
+    for r in range(n_runs):
+        train = np.concatenate([run_idx[i] for i in range(n_runs) if i != r])
+        dec = _Decomposition(ops, Xb, train, [run_idx[r]], grid)
+        for start in range(0, n_voxels, voxel_chunk):
+            cols = slice(start, min(start + voxel_chunk, n_voxels))
+            UtY, ymean = _chunk_projection(ops, dec, Y, cols)
+            pred = _fold_prediction(ops, dec, chosen[cols], UtY)
+            preds[dec.tests[0], cols] = ops.to_numpy(pred + ymean)
+        del dec
+    return preds
 
 
 def _is_float32(ops):

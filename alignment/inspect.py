@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from alignment.conventions import GROUP, subjects_of
+from alignment.encoding import predict_ridge
 from alignment.pipeline import LayerKey, ModelPlan, Study
 from alignment.plan import plan_layers
 from alignment.timing import zscore_runs
@@ -395,11 +396,12 @@ def _check_voxels(study: Study, voxels) -> np.ndarray:
 
 
 def loro_ridge_predict(X, Y, runs, alphas) -> np.ndarray:
-    """Leave-one-run-out ridge predictions with a fixed alpha per voxel.
+    """Leave-one-run-out ridge predictions with a fixed alpha per voxel, in float64.
 
     For every run r, X and Y are centered with the means of the other runs, the ridge weights
     ``(Xcᵀ Xc + α I)⁻¹ Xcᵀ Yc`` are fitted there, and run r is predicted as
-    ``(X_r - mean_X) W + mean_Y`` (himalaya's ``RidgeCV(fit_intercept=True)`` convention).
+    ``(X_r - mean_X) W + mean_Y`` (himalaya's ``RidgeCV(fit_intercept=True)`` convention):
+    :func:`alignment.encoding.predict_ridge`, the solver of the encoding maps.
 
     Parameters
     ----------
@@ -414,36 +416,10 @@ def loro_ridge_predict(X, Y, runs, alphas) -> np.ndarray:
     -------
     ndarray of float64, shape (T, M)
     """
-    X = np.asarray(X, np.float64)
-    Y = np.asarray(Y, np.float64)
-    if Y.ndim == 1:
-        Y = Y[:, None]
     runs = np.asarray(runs)
-    alphas = np.broadcast_to(np.asarray(alphas, np.float64), (Y.shape[1],))
-    labels = np.unique(runs)
-    if len(labels) < 2:
+    if len(np.unique(runs)) < 2:
         raise ValueError("leave-one-run-out prediction needs at least two runs")
-    out = np.empty_like(Y)
-    uniq, inv = np.unique(alphas, return_inverse=True)
-    for r in labels:
-        test = runs == r
-        Xtr, Ytr = X[~test], Y[~test]
-        mx, my = Xtr.mean(0), Ytr.mean(0)
-        Xc, Yc = Xtr - mx, Ytr - my
-        Xte = X[test] - mx
-        if Xc.shape[1] <= Xc.shape[0]:  # primal: eigen-decomposition of Xcᵀ Xc (N, N)
-            s2, Vm = np.linalg.eigh(Xc.T @ Xc)
-            proj_te = Xte @ Vm  # (T_te, N)
-            rhs = Vm.T @ (Xc.T @ Yc)  # (N, M)
-        else:  # dual: eigen-decomposition of Xc Xcᵀ (T_tr, T_tr)
-            s2, U = np.linalg.eigh(Xc @ Xc.T)
-            proj_te = Xte @ (Xc.T @ U)
-            rhs = U.T @ Yc
-        s2 = np.clip(s2, 0, None)
-        for j, a in enumerate(uniq):
-            cols = inv == j
-            out[np.ix_(test, cols)] = proj_te @ (rhs[:, cols] / (s2 + a)[:, None]) + my[cols]
-    return out
+    return predict_ridge(X, Y, runs, alphas, dtype="float64")
 
 
 def _pearson(a, b) -> float:

@@ -136,12 +136,13 @@ def demo_ready(cache_root=None, small: bool = False, seed: int = 0) -> bool:
 
     Checks existence only (no verification, no computation): a few ms per result.
     """
-    from alignment.data.demo import load_ground_truth
+    from alignment.data import GROUND_TRUTH_FILE
+    from alignment.simulation import load_ground_truth
     from alignment.demo import INTEGRATION_BASELINES, demo_plans, demo_root
     from alignment.plan import plan_units
 
     root = demo_root(Cache(cache_root), seed=seed, small=small)
-    if not (root / "dataset.toml").is_file() or not (root / "ground_truth.json").is_file():
+    if not (root / "dataset.toml").is_file() or not (root / GROUND_TRUTH_FILE).is_file():
         return False
     try:
         study = demo_study(cache_root, small=small, seed=seed)

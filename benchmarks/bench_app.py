@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from alignment.data.demo import CLIP_SPEC
+from alignment.simulation import CLIP_SPEC
 from alignment.serve import app_server
 
 TIMEOUT = 240_000  # ms

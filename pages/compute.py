@@ -5,7 +5,8 @@ import os
 import pandas as pd
 import streamlit as st
 
-from alignment.cache import Cache, format_size
+from alignment.cache import Cache
+from alignment.cli_cache import format_size
 from alignment.conventions import AN_KINDS, CONDITIONS, parse_layers
 from alignment.pipeline import Options
 from alignment.stages import analyses as registered_analyses, default_analyses

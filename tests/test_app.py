@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alignment.data.demo import CLIP_SPEC, METER_SPEC
+from alignment.simulation import CLIP_SPEC, METER_SPEC
 from ui import ViewState, parse_query
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -83,7 +83,7 @@ def _errors(page) -> list[str]:
 def _planted_voxel(demo_cache) -> tuple[int, dict]:
     """The strongest planted vertex of sub-01 for the first CLIP image patch."""
     from alignment.cache import Cache
-    from alignment.data.demo import load_ground_truth
+    from alignment.simulation import load_ground_truth
     from alignment.demo import demo_root
 
     truth = load_ground_truth(demo_root(Cache(demo_cache), small=True))
@@ -167,7 +167,7 @@ def test_browser_flow(server, browser, demo_cache):
         assert not _errors(page), _errors(page)
         # a neighbour of the target is fine (points overlap at this zoom), a planted one is expected
         from alignment.cache import Cache
-        from alignment.data.demo import load_ground_truth
+        from alignment.simulation import load_ground_truth
         from alignment.demo import demo_root
 
         truth = load_ground_truth(demo_root(Cache(demo_cache), small=True))

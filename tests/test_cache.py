@@ -1,4 +1,5 @@
-"""Tests of the content-addressed result cache (alignment/cache.py).
+"""Tests of the content-addressed result cache (alignment/cache.py) and of its command line
+(alignment/cli_cache.py).
 
 Crash and concurrency tests use real processes. Subprocesses load ``alignment/cache.py`` directly
 from its file (it depends on numpy, filelock and the standard library only), so they start in a
@@ -28,9 +29,11 @@ from alignment.cache import (
     Cache,
     CacheCorruptionWarning,
     Entry,
-    add_cli,
     file_digest,
     fingerprint,
+)
+from alignment.cli_cache import (
+    add_cli,
     format_du,
     format_entries,
     format_size,

@@ -22,7 +22,7 @@ import pytest
 from alignment import summaries
 from alignment.cli import main
 from alignment.conventions import GROUP
-from alignment.data.demo import CLIP_SPEC, METER_SPEC
+from alignment.simulation import CLIP_SPEC, METER_SPEC
 from alignment.export import find_chromium
 from alignment.pipeline import LayerKey
 

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from alignment.data import Dataset, DatasetError, load_dataset
+from alignment.data import DatasetError, FolderDataset, TimeSeriesDataset, load_dataset
 from alignment.data.dataset import read_cifti_dtseries, write_cifti_dtseries
 from alignment.spaces import HCP_STRUCTURES, fslr32k_brain_models
 from alignment.timing import Timeline
@@ -101,7 +101,7 @@ def _raises(root, match):
 # ------------------------------------------------------------------------------ loading
 def test_load_good_dataset(ds_root):
     ds = load_dataset(ds_root)
-    assert isinstance(ds, Dataset)
+    assert isinstance(ds, FolderDataset) and isinstance(ds, TimeSeriesDataset)
     assert ds.name == "tiny" and ds.tr == 1.5 and ds.space == "fsaverage5"
     assert ds.runs == ["r1", "r2"] and ds.n_trs == RUNS
     assert ds.subjects == ["01", "02"]

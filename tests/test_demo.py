@@ -60,7 +60,7 @@ def test_variance_partition_and_integration_sites_follow_the_planting(demo_cache
     the fusion model's unified patches: where it beats the ViT and RoBERTa baselines."""
     import numpy as np
 
-    from alignment.data.demo import CLIP_SPEC, METER_SPEC, load_ground_truth
+    from alignment.simulation import CLIP_SPEC, METER_SPEC, load_ground_truth
     from alignment.demo import INTEGRATION_BASELINES
     from alignment.pipeline import BandsKey, IntegrationKey, LayerKey
     from alignment.summaries import demo_study
@@ -87,7 +87,7 @@ def test_variance_partition_and_integration_sites_follow_the_planting(demo_cache
 def test_core_plan_covers_the_planting_and_full_plan_every_layer(demo_cache):
     """The default plan holds every planted layer (plus a distractor) with the analyses that
     read it, and the baselines integration compares with; ``full`` adds every other layer."""
-    from alignment.data.demo import DEMO_MODELS, PLANTING
+    from alignment.simulation import DEMO_MODELS, PLANTING
     from alignment.data import load_dataset
     from alignment.demo import INTEGRATION_BASELINES, demo_options, demo_plans, demo_root
     from alignment.pipeline import Study

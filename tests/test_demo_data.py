@@ -1,4 +1,4 @@
-"""Tests of the simulated demo dataset (alignment.data.demo) and its procedural stimuli (scenes)."""
+"""Tests of the simulated demo dataset (alignment.simulation) and its procedural stimuli (scenes)."""
 
 import hashlib
 import json
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from alignment.data import load_dataset, read_cifti_dtseries, write_cifti_dtseries
-from alignment.data import scenes
-from alignment.data.demo import (
+from alignment.simulation import scenes
+from alignment.simulation.experiment import (
     DEFAULT_RHO,
     DEMO_MODELS,
     NETWORK_IDS,
@@ -207,7 +207,7 @@ def test_seeds_differ_and_snr_does_not_change_stimuli(demo, noise_only):
 
 
 def test_patch_locations_depend_on_seed():
-    from alignment.data.demo import _Cortex, _place_patches
+    from alignment.simulation.experiment import _Cortex, _place_patches
 
     geo = _Cortex.get(2)
     a = [p.seed for p in _place_patches(geo, PLANTING, np.random.default_rng([0, 2]))]
@@ -360,7 +360,7 @@ def test_snr0_is_pure_ar1_noise(noise_only):
     assert abs(num / den - DEFAULT_RHO) < 0.02
     # spatially smooth on the cortex (neighbouring vertices correlate), not in the subcortex
     import scipy.sparse as sp
-    from alignment.data.demo import _hcp_cortex_graph
+    from alignment.simulation.experiment import _hcp_cortex_graph
 
     adj, _ = _hcp_cortex_graph()
     i, j = sp.triu(adj, k=1).nonzero()

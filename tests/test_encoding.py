@@ -17,6 +17,7 @@ from alignment.encoding import (
     fit_banded_ridge,
     fit_ridge,
     make_glm_design,
+    predict_ridge,
 )
 
 ALPHAS = np.logspace(-2, 5, 15)
@@ -133,6 +134,24 @@ def test_predictions_reproduce_scores(problem):
     # graded signal: the strongest voxels are predicted, the signal-free one is not
     assert res.scores[-5:].mean() > 0.5
     assert abs(res.scores[0]) < 0.3
+
+
+def test_predict_ridge_equals_fit_ridge_predictions():
+    # without inner CV every fold uses best_alphas: the predictions predict_ridge makes from them
+    X, Y, runs = _problem(seed=3)
+    res = fit_ridge(X, Y, runs, ALPHAS, inner_cv=False, return_predictions=True)
+    assert len(np.unique(res.best_alphas)) > 1
+    pred = predict_ridge(X, Y, runs, res.best_alphas, voxel_chunk=7)
+    np.testing.assert_allclose(pred, res.predictions, rtol=1e-10, atol=1e-10)
+    pred_t = predict_ridge(X, Y, runs, res.best_alphas, backend="torch", device="cpu")
+    np.testing.assert_allclose(pred_t, res.predictions, atol=1e-8)
+    # one alpha for every voxel, and a single 1-D target
+    one = fit_ridge(X, Y[:, 0], runs, [10.0], return_predictions=True)
+    np.testing.assert_allclose(predict_ridge(X, Y[:, 0], runs, 10.0), one.predictions, atol=1e-10)
+    with pytest.raises(ValueError, match="one per column"):
+        predict_ridge(X, Y, runs, res.best_alphas[:3])
+    with pytest.raises(ValueError, match="positive"):
+        predict_ridge(X, Y, runs, -1.0)
 
 
 def test_no_inner_cv_uses_best_alphas():

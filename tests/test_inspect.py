@@ -15,7 +15,7 @@ import pytest
 
 from alignment import inspect as insp
 from alignment.cache import Cache
-from alignment.data.demo import load_ground_truth
+from alignment.simulation import load_ground_truth
 from alignment.demo import demo_plans, run_demo
 from alignment.encoding import fit_ridge
 from alignment.pipeline import LayerKey

@@ -1,4 +1,8 @@
-"""Datasets: the custom folder format (:mod:`alignment.data.dataset`) and its helpers.
+"""Datasets: the protocol every dataset implements, the registry that opens one by kind
+(:mod:`alignment.data.protocol`), the custom folder format and the demo kind, and CIFTI-2
+helpers (:mod:`alignment.data.dataset`).
+
+Nothing here imports models, features or analyses: datasets sit below them.
 
 >>> from alignment.data import load_dataset
 >>> ds = load_dataset("path/to/DATASET")          # doctest: +SKIP
@@ -6,17 +10,35 @@
 """
 
 from alignment.data.dataset import (
-    Dataset,
-    DatasetError,
-    load_dataset,
+    GROUND_TRUTH_FILE,
+    DemoDataset,
+    FolderDataset,
     read_cifti_dtseries,
     write_cifti_dtseries,
 )
+from alignment.data.protocol import (
+    TR,
+    Dataset,
+    DatasetError,
+    TimeSeriesDataset,
+    dataset_kinds,
+    detect_kind,
+    load_dataset,
+    register_dataset_kind,
+)
 
 __all__ = [
+    "GROUND_TRUTH_FILE",
+    "TR",
     "Dataset",
     "DatasetError",
+    "DemoDataset",
+    "FolderDataset",
+    "TimeSeriesDataset",
+    "dataset_kinds",
+    "detect_kind",
     "load_dataset",
     "read_cifti_dtseries",
+    "register_dataset_kind",
     "write_cifti_dtseries",
 ]

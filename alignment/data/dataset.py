@@ -25,7 +25,12 @@ Example ``dataset.toml``::
     n_trs = 918
 
 Every problem with the files raises :class:`DatasetError` (a ``ValueError``) whose message
-names the file and says what is wrong; :meth:`Dataset.validate` collects all problems instead.
+names the file and says what is wrong; :meth:`FolderDataset.validate` collects all problems
+instead.
+
+Two dataset kinds (:mod:`alignment.data.protocol`) read this format: ``folder``
+(:class:`FolderDataset`, any folder with a ``dataset.toml``) and ``demo`` (:class:`DemoDataset`,
+a folder that also holds the ground truth the simulated demo writes, :data:`GROUND_TRUTH_FILE`).
 """
 
 from __future__ import annotations
@@ -40,34 +45,23 @@ from typing import Iterable, NamedTuple
 
 import numpy as np
 
+from alignment.data.protocol import DEFAULT_KIND, TR, DatasetError, register_dataset_kind
 from alignment.spaces import N_MESH_32K, SPACE_SIZES, cortex_vertices, fslr32k_brain_models
 from alignment.timing import Timeline
 
 __all__ = [
+    "GROUND_TRUTH_FILE",
     "CiftiDtseries",
-    "Dataset",
-    "DatasetError",
-    "load_dataset",
+    "DemoDataset",
+    "FolderDataset",
     "read_cifti_dtseries",
     "write_cifti_dtseries",
 ]
 
 TSV_COLUMNS = ("tr", "frame", "caption", "segment")
 _FINGERPRINT_VERSION = b"alignment-dataset-fingerprint-v1"
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing, malformed or inconsistent.
-
-    Attributes
-    ----------
-    path : str or None
-        The offending file, when there is one.
-    """
-
-    def __init__(self, message: str, path: str | os.PathLike | None = None):
-        super().__init__(message)
-        self.path = None if path is None else str(path)
+#: the simulated demo's ground truth beside its dataset.toml (what marks the ``demo`` kind)
+GROUND_TRUTH_FILE = "ground_truth.json"
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,8 +214,17 @@ def _strip_sub(subject: str) -> str:
     return subject[4:] if subject.startswith("sub-") else subject
 
 
-class Dataset:
-    """A dataset in the custom folder format (see module docstring).
+def _folder_root(path) -> str:
+    """The dataset folder of ``path``: the folder itself, or the folder of its ``dataset.toml``."""
+    path = os.fspath(path)
+    if os.path.basename(path) == "dataset.toml" and os.path.isfile(path):
+        path = os.path.dirname(path)
+    return os.path.abspath(path)
+
+
+class FolderDataset:
+    """A dataset in the custom folder format (see module docstring); a
+    :class:`~alignment.data.protocol.TimeSeriesDataset`.
 
     Parameters
     ----------
@@ -243,11 +246,11 @@ class Dataset:
         TRs per run.
     """
 
+    kind = DEFAULT_KIND  # the format users bring their own data in
+    sample_unit = TR
+
     def __init__(self, root):
-        root = os.fspath(root)
-        if os.path.basename(root) == "dataset.toml" and os.path.isfile(root):
-            root = os.path.dirname(root)
-        self.root = os.path.abspath(root)
+        self.root = _folder_root(root)
         if not os.path.isdir(self.root):
             raise DatasetError(f"{self.root}: dataset folder not found", self.root)
         self.toml_path = os.path.join(self.root, "dataset.toml")
@@ -285,7 +288,7 @@ class Dataset:
         self.n_trs = {rid: run["n_trs"] for rid, run in zip(self.runs, cfg["runs"])}
 
     def __repr__(self):
-        return (f"Dataset({self.name!r}, space={self.space}, tr={self.tr}, runs={self.runs}, "
+        return (f"{type(self).__name__}({self.name!r}, space={self.space}, tr={self.tr}, runs={self.runs}, "
                 f"subjects={self.subjects})")
 
     # ---------------------------------------------------------------- basic properties
@@ -785,6 +788,25 @@ class Dataset:
         return problems
 
 
-def load_dataset(path) -> Dataset:
-    """Open a dataset folder (or its ``dataset.toml``); raises :class:`DatasetError`."""
-    return Dataset(path)
+class DemoDataset(FolderDataset):
+    """The simulated demo (:mod:`alignment.simulation`): a folder dataset with its ground truth
+    (:data:`GROUND_TRUTH_FILE`, read by :func:`alignment.simulation.load_ground_truth`)."""
+
+    kind = "demo"
+
+    @property
+    def ground_truth_path(self) -> str:
+        return os.path.join(self.root, GROUND_TRUTH_FILE)
+
+
+def _is_folder_dataset(path: str) -> bool:
+    return os.path.isfile(os.path.join(_folder_root(path), "dataset.toml"))
+
+
+def _is_demo(path: str) -> bool:
+    return _is_folder_dataset(path) and os.path.isfile(os.path.join(_folder_root(path), GROUND_TRUTH_FILE))
+
+
+# registered after the folder kind, the demo kind is tried first
+register_dataset_kind(FolderDataset.kind, _is_folder_dataset, FolderDataset)
+register_dataset_kind(DemoDataset.kind, _is_demo, DemoDataset)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -137,11 +138,12 @@ class Batch:
     cls_index: dict = field(default_factory=dict)
 
 
-class Adapter:
+class Adapter(ABC):
     """Base class of model adapters.
 
     Subclasses set ``spec``, ``model``, ``branches``, ``image_size``, ``image_mean``,
-    ``image_std`` and implement :meth:`prepare` and :meth:`forward`.
+    ``image_std`` and implement :meth:`prepare` and :meth:`forward` (abstract: an adapter
+    that lacks one fails when it is instantiated, not in the middle of an extraction).
     """
 
     spec: ModelSpec
@@ -152,13 +154,13 @@ class Adapter:
     image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
+    @abstractmethod
     def prepare(self, images: torch.Tensor | None, texts: Sequence[str] | None, branches: Sequence[str]) -> Batch:
         """Tokenize ``texts`` and pack ``images`` (B, 3, H, W) for the branches asked for."""
-        raise NotImplementedError
 
+    @abstractmethod
     def forward(self, batch: Batch, branches: Sequence[str]) -> None:
         """Run the parts of the model that the branches need (outputs are read by hooks)."""
-        raise NotImplementedError
 
     @property
     def needs_images(self) -> bool:

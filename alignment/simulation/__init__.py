@@ -1,0 +1,43 @@
+"""The simulated demo experiment: procedural stimuli, planted artificial neurons, BOLD with a
+known ground truth (:mod:`alignment.simulation.experiment`, stimuli from
+:mod:`alignment.simulation.scenes`).
+
+It sits above the datasets, models and features it uses: it draws stimuli, extracts the
+planted models' ANs and writes a dataset in the custom folder format, which
+:func:`alignment.data.load_dataset` opens as the ``demo`` kind. Running and validating the demo
+analyses is :mod:`alignment.demo`.
+
+>>> from alignment.simulation import build_demo, load_ground_truth
+>>> root = build_demo("demo", small=True)          # doctest: +SKIP
+>>> truth = load_ground_truth(root)                # doctest: +SKIP
+"""
+
+from alignment.simulation.experiment import (
+    CLIP_SPEC,
+    DEFAULT_RHO,
+    DEFAULT_SNR,
+    DEMO_MODELS,
+    DEMO_VERSION,
+    METER_SPEC,
+    PLANTING,
+    GroundTruth,
+    PlantSpec,
+    build_demo,
+    default_demo_root,
+    load_ground_truth,
+)
+
+__all__ = [
+    "CLIP_SPEC",
+    "DEFAULT_RHO",
+    "DEFAULT_SNR",
+    "DEMO_MODELS",
+    "DEMO_VERSION",
+    "METER_SPEC",
+    "PLANTING",
+    "GroundTruth",
+    "PlantSpec",
+    "build_demo",
+    "default_demo_root",
+    "load_ground_truth",
+]
