@@ -59,9 +59,7 @@ class Catalog:
         wanted = list(stages) if stages is not None else cache.stages()
         # atoms before glm: a legacy GLM entry's layer is its atoms entry's
         for stage in sorted(wanted, key=lambda s: s != "atoms"):
-            if not (cache.root / stage).is_dir():
-                continue
-            for info in cache.entries(stage):
+            for info in cache.entries(stage):  # checks the name; none for a stage never stored
                 record = _record(info, by_key)
                 if record is not None:
                     by_key[(stage, info.key)] = record

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from alignment.cache import ENV_VAR, STALE_SECONDS, Cache, EntryInfo
+from alignment.catalog import Catalog
 
 __all__ = [
     "add_cli",
@@ -73,6 +74,25 @@ def format_entries(entries: list[EntryInfo], *, full_keys: bool = False) -> str:
     total = sum(e.size for e in entries)
     table = _table(["STAGE", "KEY", "SIZE", "CREATED", "DESCRIPTION"], rows, right={2})
     return f"{table}\n{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {format_size(total)}"
+
+
+def format_records(records: list, *, full_keys: bool = False) -> str:
+    """Table of the catalog for ``cache ls``: stage, key, subject, size, created (local time),
+    what the result is (its unit, or its description); ``full_keys`` also shows full keys and
+    the options each result was computed with."""
+    if not records:
+        return "(no cache entries)"
+    rows = []
+    for r in records:
+        row = [r.stage, r.key if full_keys else r.key[:16], r.subject or "", format_size(r.info.size),
+               r.info.created.astimezone().strftime("%Y-%m-%d %H:%M"), r.label() or r.info.description]
+        if full_keys:
+            row.append(", ".join(f"{k}={v}" for k, v in sorted(r.options.items())))
+        rows.append(row)
+    header = ["STAGE", "KEY", "SUBJECT", "SIZE", "CREATED", "WHAT"] + (["OPTIONS"] if full_keys else [])
+    total = sum(r.info.size for r in records)
+    table = _table(header, rows, right={3})
+    return f"{table}\n{len(records)} entr{'y' if len(records) == 1 else 'ies'}, {format_size(total)}"
 
 
 def format_du(usage: Mapping[str, int]) -> str:
@@ -162,7 +182,8 @@ def run_cli(args: argparse.Namespace) -> int:
     cmd = getattr(args, "cache_command", None)
     try:
         if cmd == "ls":
-            print(format_entries(cache.entries(stage=args.stage), full_keys=args.long))
+            catalog = Catalog(cache, None if args.stage is None else [args.stage])
+            print(format_records(catalog.records, full_keys=args.long))
             return 0
         if cmd == "du":
             print(f"cache: {cache.root}")
