@@ -105,7 +105,7 @@ class Study:
         """
         if compute is None:
             compute = not self.read_only
-        unit = self._unit(stage, target, subject)
+        unit = self.unit(stage, target, subject)
         try:
             return self._resolve(unit, _COMPUTE if compute else _READ)
         except NotCached as exc:  # name the result asked for, and the input that lacks
@@ -116,7 +116,7 @@ class Study:
     def has(self, stage: str, target, subject: str | None = None) -> bool:
         """Whether the unit's result is in the cache (its metadata exists; nothing is verified or computed)."""
         try:
-            self._resolve(self._unit(stage, target, subject), _PROBE)
+            self._resolve(self.unit(stage, target, subject), _PROBE)
         except NotCached:
             return False
         return True
@@ -126,7 +126,8 @@ class Study:
         mode = _COMPUTE if compute else _READ
         return dict(stage_of(unit.stage).inputs(self, unit, lambda u: self._resolve(u, mode)))
 
-    def _unit(self, stage: str, target, subject) -> Unit:
+    def unit(self, stage: str, target, subject: str | None = None) -> Unit:
+        """The unit of a stage, target and subject (the subject checked against the stage)."""
         spec = stage_of(stage)
         if spec.per_subject and subject is None:
             raise ValueError(f"stage {stage!r} is per subject: name one")
@@ -134,7 +135,7 @@ class Study:
 
     def key(self, stage: str, target, subject: str | None = None) -> str:
         """The cache key of a unit (its inputs must be cached; nothing is verified or computed)."""
-        return self._key(self._unit(stage, target, subject), _PROBE)[1]
+        return self._key(self.unit(stage, target, subject), _PROBE)[1]
 
     def _key(self, unit: Unit, mode: str) -> tuple[dict, str, dict]:
         """(params, key, inputs: role → Entry) of a unit, its inputs resolved in ``mode``."""

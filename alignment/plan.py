@@ -89,10 +89,10 @@ def expand(study: Study, plans: Sequence[ModelPlan], subjects: Sequence[str], an
             visit(dep)
         order[unit] = None
 
-    requested = [Unit(stage, target, subject)
-                 for subject in subjects for plan in plans
-                 for stage, target in plan_units(study, plan, analyses, baselines)]
-    requested = [study._unit(u.stage, u.target, u.subject) for u in dict.fromkeys(requested)]
+    requested = list(dict.fromkeys(  # a stage that reads no BOLD: one unit for all subjects
+        study.unit(stage, target, subject)
+        for subject in subjects for plan in plans
+        for stage, target in plan_units(study, plan, analyses, baselines)))
     for unit in requested:
         visit(unit)
     return Plan(tuple(order), needs, frozenset(requested))
