@@ -478,8 +478,9 @@ def test_redundancy_across_subjects_pools_every_subject():
     q = {s: rng.random((K, V)) * (rng.random((K, V)) < 0.3) for s in ("01", "02", "03")}
     q["02"][2] = 1.0  # atom 2 reaches no BN in subject 02: its Dice pairs are NaN there
     codes = rng.normal(size=(N, K)) * (rng.random((N, K)) < 0.4)
+    results = {"glm": lambda key, s: {"q": q[s]}, "atoms": lambda key, s: {"codes": codes}}
     study = SimpleNamespace(dataset=SimpleNamespace(subjects=list(q), root="."),
-                            glm=lambda s, key: {"q": q[s]}, atoms=lambda key: {"codes": codes})
+                            get=lambda stage, key, subject=None: results[stage](key, subject))
     key = LayerKey("m", "image", 0)
     per = [redundancy(study, s, key, 0.05) for s in q]
     pooled = redundancy_across_subjects(study, "group", key, 0.05)
