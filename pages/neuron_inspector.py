@@ -3,7 +3,7 @@
 Pick an AN (model, branch, layer and kind in the sidebar, the AN index here); see its time
 course, the frames and captions of its largest activations, its atom loadings and polarity, its
 brain map (surface and flat map), its top voxels (a click on a row opens the voxel in the Voxel
-inspector) and their networks. The library side is :func:`alignment.inspect.an_profile`.
+inspector) and their networks. The library side is :func:`alignment.inspector.an_profile`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from alignment import inspect as insp
+from alignment import inspector as insp
 from alignment.conventions import subjects_of
 from alignment.figures import CAMERAS, bar_figure, flat_map_figure
 from alignment.summaries import study_id

@@ -4,7 +4,7 @@ Pick a voxel by clicking the flat map (box / lasso: an ROI), by its index or as 
 network, or take a parcel (HCP-MMP1.0) as the ROI; see its measured and predicted time course,
 its top ANs over every mapped layer and branch (a click on a row opens the AN in the Neuron
 inspector) and the frames shown before its largest responses. The library side is
-:mod:`alignment.inspect`.
+:mod:`alignment.inspector`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from alignment import inspect as insp
+from alignment import inspector as insp
 from alignment.figures import flat_map_figure
 from alignment.summaries import study_id
 import ui as S

@@ -158,6 +158,6 @@ def clear_caches() -> None:
 @st.cache_resource(show_spinner="Building the AN ↔ voxel link table …", max_entries=4)
 def link_table(_study, study_ident: str, subject: str, kind: str, condition: str, keys: tuple):
     """The inspectors' AN ↔ voxel LinkTable, built once per (study, subject, kind, condition)."""
-    from alignment import inspect as insp
+    from alignment import inspector as insp
 
     return insp.build_link_table(_study, subject, kind, condition, keys=list(keys))

@@ -1,4 +1,4 @@
-"""Voxel and neuron inspection (alignment.inspect) against the small demo's ground truth.
+"""Voxel and neuron inspection (alignment.inspector) against the small demo's ground truth.
 
 The demo is computed once per session into a temporary cache (``run_demo(..., small=True)``).
 Set ``ALIGNMENT_TEST_DEMO_CACHE`` to a cache folder to reuse (or fill) a persistent one: the
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alignment import inspect as insp
+from alignment import inspector as insp
 from alignment.cache import Cache
 from alignment.simulation import load_ground_truth
 from alignment.demo import demo_plans, run_demo
