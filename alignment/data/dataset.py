@@ -41,11 +41,13 @@ import io
 import os
 import tempfile
 import tomllib
-from typing import Iterable, NamedTuple
+from typing import Annotated, ClassVar, Iterable, Literal, NamedTuple
 
 import numpy as np
+from pydantic import Field, NonNegativeInt, PositiveInt, StringConstraints, field_validator
 
 from alignment.data.protocol import DEFAULT_KIND, TR, DatasetError, register_dataset_kind
+from alignment.schema import ConfigError, NonEmpty, PositiveNumber, Table, check
 from alignment.spaces import N_MESH_32K, SPACE_SIZES, cortex_vertices, fslr32k_brain_models
 from alignment.timing import Timeline
 
@@ -57,6 +59,45 @@ __all__ = [
     "read_cifti_dtseries",
     "write_cifti_dtseries",
 ]
+
+#: run ids name files (stimuli/<run>.tsv, sub-<id>/<run>.npy)
+SAFE_ID = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
+
+
+class DatasetTable(Table):
+    name: Annotated[str, StringConstraints(pattern=r"\S")] = Field(description="a non-empty string")
+    tr: PositiveNumber = Field(description="a positive number of seconds")
+    space: Literal[tuple(SPACE_SIZES)]
+
+
+class RunTable(Table):
+    id: Annotated[str, StringConstraints(pattern=SAFE_ID)] | NonNegativeInt = Field(
+        description="a run id usable as a file name (letters, digits, '.', '_', '+', '-')")
+    n_trs: PositiveInt
+
+
+class DatasetToml(Table):
+    """A dataset's ``dataset.toml``: ``[dataset]`` and one ``[[runs]]`` table per run."""
+
+    noun: ClassVar[str] = "tables"
+    dataset: DatasetTable
+    runs: Annotated[list[RunTable], NonEmpty]
+
+    @field_validator("runs")
+    @classmethod
+    def _unique_ids(cls, runs):
+        seen = set()
+        for run in runs:
+            if str(run.id) in seen:
+                raise ValueError(f"run id {str(run.id)!r} appears twice")
+            seen.add(str(run.id))
+        return runs
+
+
+def check_dataset_toml(raw: dict, path: str | os.PathLike) -> DatasetToml:
+    """Check a parsed ``dataset.toml`` against :class:`DatasetToml`; raises :class:`ConfigError`."""
+    return check(DatasetToml, raw, path)
+
 
 TSV_COLUMNS = ("tr", "frame", "caption", "segment")
 _FINGERPRINT_VERSION = b"alignment-dataset-fingerprint-v1"
@@ -274,7 +315,6 @@ class FolderDataset:
         except OSError as exc:
             raise DatasetError(f"{path}: cannot read ({exc})", path) from exc
 
-        from alignment.config import ConfigError, check_dataset_toml  # config imports this module
 
         try:
             check_dataset_toml(cfg, path)
