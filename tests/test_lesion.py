@@ -7,6 +7,7 @@ from alignment.analyses.redundancy import lesion_curve
 from alignment.features import design_an_index, design_matrix
 from alignment.keys import Options
 from alignment.stages.lesion import train_ranking
+from test_fir import _one_over_f
 
 N_RUNS, RUN_LEN, N, V_SIGNAL, V_NOISE = 4, 80, 12, 30, 90
 RUNS = np.repeat(np.arange(N_RUNS), RUN_LEN)
@@ -99,3 +100,20 @@ def test_an_fir_lesion_removes_every_delayed_copy_of_an_an():
     assert widths == [N * D, (N - 3) * D]
     with pytest.raises(ValueError, match="an_index"):
         lesion_curve(X, Y, RUNS, "random", (0.0,), fit=fit, an_index=np.arange(N))
+
+
+def test_on_bold_without_an_effect_ranked_removal_is_no_worse_than_random():
+    """Long-memory (1/f) BOLD that no AN drives: the cross-validated ranked curve stays on the
+    random one (an in-sample ranking would pick the ANs that fit this noise, held-out run
+    included, and show a spurious drop)."""
+    diffs = []
+    for seed in (50, 51):
+        rng = np.random.default_rng(seed)
+        A = rng.normal(size=(RUNS.size, N))
+        A = 0.3 * np.cumsum(A, 0) + A  # slow ANs, like the noise
+        Y = np.concatenate([_one_over_f(rng, RUN_LEN, 120) for _ in range(N_RUNS)]).astype(np.float32)
+        X = design_matrix(A, RUNS, 1.0, "spm")
+        ranked = lesion_curve(X, Y, RUNS, "ranked", FRACTIONS, ranking=_ranking(A, Y))
+        rand = lesion_curve(X, Y, RUNS, "random", FRACTIONS, seed=seed, n_repeats=3)
+        diffs.append(ranked.mean_r[1:] - rand.mean_r[1:])
+    assert np.all(np.abs(np.mean(diffs, 0)) < 0.03), diffs
