@@ -34,7 +34,7 @@ __all__ = ["DEVICES", "ConfigError", "RunConfig", "RunConfigToml", "options_from
 
 # closed choices of the run config (the code that reads each option tests for these values)
 DEVICES = ("auto", "cpu", "cuda")
-HRFS = ("spm", "none")  # SPM canonical HRF, or the ANs unconvolved
+HRFS = ("spm", "fir", "none")  # SPM canonical HRF, FIR delays (ridge designs only), or the ANs unconvolved
 NULLS = ("circular", "block")  # circular shifts within run, or block permutation
 NULL_TAILS = ("normal", "empirical")  # see stats._p_from_null
 GLMS = ("separate", "joint")

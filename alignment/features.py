@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from alignment.cache import Cache, Entry
-from alignment.timing import spm_hrf_convolve, zscore_runs
+from alignment.timing import fir_delay_trs, fir_delays, spm_hrf_convolve, zscore_runs
 
 STAGE = "ans"
 STAGE_VERSION = 1
@@ -133,15 +133,44 @@ class _LazyFrames(Sequence):
 
 
 def design_matrix(A: np.ndarray, runs: np.ndarray, tr: float, hrf: str = "spm") -> np.ndarray:
-    """Regressors from raw per-TR ANs: z-score within run, then HRF-convolve within run.
+    """Regressors from raw per-TR ANs: z-score within run, then model the haemodynamic delay.
 
-    A : (T, N); runs : (T,). ``hrf="spm"`` convolves with the SPM canonical HRF; ``"none"``
-    only z-scores (use :func:`alignment.timing.fir_delays` afterwards for FIR models).
-    Returns (T, N) float32, z-scored again after convolution.
+    Parameters
+    ----------
+    A : ndarray, shape (T, N)
+        Raw ANs at every TR.
+    runs : ndarray, shape (T,)
+        Run label of every TR.
+    tr : float
+        Repetition time in seconds.
+    hrf : {"spm", "fir", "none"}
+        ``"spm"``: convolve with the SPM canonical HRF within run, then z-score again (N
+        regressors). ``"fir"``: finite impulse response, the z-scored ANs delayed by every
+        delay of :func:`alignment.timing.fir_delay_trs` (1..6 s, in whole TRs of ``tr``),
+        within run (a run's first TRs get 0, nothing carries across runs), N·D regressors
+        ordered by delay (columns ``k*N:(k+1)*N`` are the ANs delayed by the k-th delay; see
+        :func:`design_an_index`). ``"none"``: only z-scored (N regressors).
+
+    Returns
+    -------
+    X : ndarray, shape (T, N) or (T, N·D), float32
     """
     X = zscore_runs(A, runs)
     if hrf == "spm":
         X = zscore_runs(spm_hrf_convolve(X, tr, runs=runs), runs)
+    elif hrf == "fir":
+        X = fir_delays(X, runs, fir_delay_trs(tr))
     elif hrf != "none":
-        raise ValueError(f"unknown hrf {hrf!r}; choose 'spm' or 'none'")
+        raise ValueError(f"unknown hrf {hrf!r}; choose 'spm', 'fir' or 'none'")
     return X.astype(np.float32, copy=False)
+
+
+def design_an_index(n_ans: int, n_columns: int) -> np.ndarray:
+    """The AN of every column of a :func:`design_matrix` of ``n_ans`` ANs, shape (n_columns,).
+
+    ``arange(N)`` for one column per AN; for an FIR design (N·D columns ordered by delay) the
+    same AN indices repeated D times, so removing an AN removes all its delayed copies.
+    """
+    if n_ans < 1 or n_columns % n_ans:
+        raise ValueError(f"a design of {n_ans} ANs has a multiple of {n_ans} columns, got {n_columns}")
+    return np.tile(np.arange(n_ans), n_columns // n_ans)

@@ -226,7 +226,9 @@ class Study:
         return np.asarray(entry[name])
 
     def design(self, key: LayerKey) -> np.ndarray:
-        """Encoding regressors of one layer: z-scored, HRF-convolved ANs, (T, N)."""
+        """Ridge regressors of one layer (:func:`alignment.features.design_matrix` with the
+        study's ``hrf``): z-scored, HRF-convolved ANs (T, N), or for ``hrf="fir"`` the
+        z-scored ANs at every FIR delay (T, N·D)."""
         return design_matrix(self.raw_ans(key), self.runs, self.dataset.tr, self.options.hrf)
 
     def bold(self, subject: str) -> np.ndarray:

@@ -815,8 +815,9 @@ def lesion(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05, *, co
     Parameters
     ----------
     compute : bool
-        False: return the cached result or None. True: compute when absent (ridge fits:
-        ``len(fractions) × (n_repeats + 1)``).
+        False: return the cached result or None. True: compute when absent (per run, a
+        dictionary and a whole-brain GLM of the other runs; ridge fits:
+        ``len(fractions) × (n_repeats + number of runs)``).
     **curve
         ``fractions``, ``n_repeats``, ``max_voxels`` of :class:`alignment.keys.LesionKey`.
 

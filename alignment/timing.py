@@ -9,7 +9,8 @@ Everything here works on arrays whose first axis is time in TRs:
 - :func:`spm_hrf_convolve` convolves with the SPM canonical HRF exactly as nilearn's
   ``compute_regressor(..., hrf_model="spm")`` does, run by run;
 - :func:`fir_delays` builds delayed copies (finite impulse response) within run, as the
-  ``Delayer`` of the himalaya / voxelwise-tutorials examples.
+  ``Delayer`` of the himalaya / voxelwise-tutorials examples; :func:`fir_delay_trs` gives the
+  delays of the FIR design (:data:`FIR_WINDOW_S`) in TRs of a dataset's TR.
 
 Shapes use T (TRs, all runs concatenated), N (features / artificial neurons) and S (unique
 stimuli).
@@ -26,6 +27,8 @@ import numpy as np
 __all__ = [
     "Timeline",
     "align_to_trs",
+    "FIR_WINDOW_S",
+    "fir_delay_trs",
     "fir_delays",
     "hrf_matrix",
     "run_slices",
@@ -277,6 +280,33 @@ def align_to_trs(stimulus_values, index) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # FIR delays
 # --------------------------------------------------------------------------------------------
+#: seconds after a stimulus that the FIR design covers (delays 1..6 TRs at TR = 1 s): the rise,
+#: peak and fall of a typical haemodynamic response, whatever its exact shape
+FIR_WINDOW_S = (1.0, 6.0)
+
+
+def fir_delay_trs(tr: float, window: tuple[float, float] = FIR_WINDOW_S) -> tuple[int, ...]:
+    """Delays, in TRs, of the FIR design at repetition time ``tr``.
+
+    Every whole number of TRs ``d >= 1`` whose delay ``d * tr`` falls within ``window``
+    (seconds, both ends included, up to rounding): 1..6 at TR = 1 s, 1..3 (2, 4, 6 s) at
+    TR = 2 s, 2..8 (1.44..5.76 s) at TR = 0.72 s. When no multiple of the TR falls inside
+    (a TR longer than the window), the single delay of 1 TR.
+
+    Returns
+    -------
+    tuple of int, length D
+    """
+    tr = float(tr)
+    if not np.isfinite(tr) or tr <= 0:
+        raise ValueError(f"tr must be a positive number, got {tr!r}")
+    lo, hi = (float(w) / tr for w in window)
+    eps = 1e-9
+    first = max(1, int(np.ceil(lo - eps)))
+    last = int(np.floor(hi + eps))
+    return tuple(range(first, last + 1)) or (1,)
+
+
 def fir_delays(A, runs=None, delays: Sequence[int] = (1, 2, 3, 4, 5, 6)) -> np.ndarray:
     """Delayed copies of every column, within run (finite impulse response design).
 

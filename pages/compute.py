@@ -7,6 +7,7 @@ import streamlit as st
 
 from alignment.cache import Cache
 from alignment.cli_cache import format_size
+from alignment.config import HRFS
 from alignment.conventions import AN_KINDS, CONDITIONS, parse_layers
 from alignment.pipeline import Options
 from alignment.stages import analyses as registered_analyses, default_analyses
@@ -69,7 +70,10 @@ with tab_run:
             base = default_options(default_ds)
             c1, c2, c3, c4 = st.columns(4)
             edited = dict(
-                hrf=c1.selectbox("HRF", ("spm", "none"), index=("spm", "none").index(base.hrf), key="cp_hrf"),
+                hrf=c1.selectbox("HRF", HRFS, index=HRFS.index(base.hrf), key="cp_hrf",
+                                 help="spm: ANs convolved with the canonical HRF; fir: ridge designs use the "
+                                      "ANs delayed by 1..6 s (the atom GLM keeps the canonical HRF); none: "
+                                      "unconvolved"),
                 null=c2.selectbox("Null", ("circular", "block"), index=("circular", "block").index(base.null),
                                   key="cp_null"),
                 n_null=c3.number_input("Null draws", 10, 10000, int(base.n_null), key="cp_n_null"),

@@ -60,8 +60,9 @@ def maps():
 maps()
 
 st.subheader("Lesion curve")
-st.caption("Encoding r on the layer's significant voxels when a growing fraction of ANs is removed: at random "
-           "(mean ± SD of 3 orders) vs the ANs reaching most BNs first. Computed on demand, then cached.")
+st.caption("Held-out encoding r on the layer's significant voxels when a growing fraction of ANs is removed: at "
+           "random (mean ± SD of 3 orders) vs the ANs reaching most BNs first, ranked for each held-out run by a "
+           "dictionary + GLM of the other runs only (cross-validated). Computed on demand, then cached.")
 subj = subjects[0]
 if len(subjects) > 1:
     subj = st.selectbox("Subject for the lesion curve", subjects, key="re_lesion_subject",

@@ -498,7 +498,7 @@ def test_redundancy_across_subjects_pools_every_subject():
 
 
 def _fit_loro(X, Y, runs, alpha=10.0):
-    """Minimal leave-one-run-out ridge with a fixed alpha: mean held-out r per voxel."""
+    """Minimal leave-one-run-out ridge with a fixed alpha: held-out r per run and voxel."""
     rs = []
     for r in np.unique(runs):
         tr, te = runs != r, runs == r
@@ -509,7 +509,7 @@ def _fit_loro(X, Y, runs, alpha=10.0):
         y = Y[te] - Y[te].mean(0)
         p = p - p.mean(0)
         rs.append((p * y).sum(0) / np.sqrt((p * p).sum(0) * (y * y).sum(0)))
-    return SimpleNamespace(scores=np.mean(rs, axis=0))
+    return SimpleNamespace(fold_scores=np.array(rs), scores=np.mean(rs, axis=0))
 
 
 def _lesion_data(seed=7, T=400, N=40, V=12, n_carry=4):

@@ -65,7 +65,7 @@ def test_bad_configs(tmp_path, body, match):
         (BASE + '[options]\nglm = "seperate"\n', ["[options] glm: unknown glm 'seperate'", "'separate', 'joint'"]),
         (BASE + '[options]\nnull = "permutation"\n', ["[options] null: unknown null 'permutation'",
                                                       "'circular', 'block'"]),
-        (BASE + '[options]\nhrf = "glover"\n', ["[options] hrf: unknown hrf 'glover'", "'spm', 'none'"]),
+        (BASE + '[options]\nhrf = "glover"\n', ["[options] hrf: unknown hrf 'glover'", "'spm', 'fir', 'none'"]),
         ('[study]\ndataset = "x"\ndevice = "gpu"\n' + MODEL,
          ["[study] device: unknown device 'gpu'", "'auto', 'cpu', 'cuda'"]),
         (BASE + 'kinds = ["attn", "neurons"]\n', ["[[models]] #1 kinds must be", "'attn', 'qk', 'mlp'", "'neurons'"]),

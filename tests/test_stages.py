@@ -91,9 +91,8 @@ def test_a_plan_lists_every_unit_after_the_units_it_reads(planted, tmp_path):
     ans = [u for u in plan.units if u.stage == "ans"]
     assert len(ans) == 1 and ans[0].subject is None  # one extraction serves every layer
     lesion = Unit("lesion", LesionKey(LayerKey(SPEC, "image", 2)), "01")
-    assert set(plan.needs[lesion]) == {Unit("encoding", LayerKey(SPEC, "image", 2), "01"),
-                                       Unit("glm", LayerKey(SPEC, "image", 2), "01"),
-                                       Unit("atoms", LayerKey(SPEC, "image", 2))}
+    # the lesion ranks ANs with a dictionary and GLM of each fold's training runs, not the glm stage's
+    assert set(plan.needs[lesion]) == {Unit("encoding", LayerKey(SPEC, "image", 2), "01")}
     assert {u.stage for u in plan.requested} == {"encoding", "glm", "lesion"}
     assert plan_units(study, model) == [(stage, target) for stage, target in plan_units(study, model)]
 
@@ -168,3 +167,16 @@ def test_the_readme_example_stage_runs(planted, tmp_path):
         assert "pc_encoding" in analyses()
     finally:
         STAGES.pop("pc_encoding", None)
+
+
+@pytest.mark.slow
+def test_the_lesion_stage_ranks_on_training_runs_and_keys_its_options(planted, tmp_path):
+    study = Study(load_dataset(planted), Cache(tmp_path), OPTIONS, device="cpu")
+    target = LesionKey(LayerKey(SPEC, "image", 2), fractions=(0.0, 0.1), n_repeats=2, max_voxels=200)
+    entry = study.get("lesion", target, "01")
+    n_ans = study.raw_ans(target.layer).shape[1]
+    assert np.asarray(entry["rankings"]).shape == (len(load_dataset(planted).runs), n_ans)
+    assert np.asarray(entry["ranked"])[0] == pytest.approx(np.asarray(entry["random_mean"])[0])
+    assert STAGES["lesion"].version == 2
+    assert {"n_atoms", "sparsity", "glm", "hrf"} <= set(entry.params)
+    assert not study.has("glm", target.layer, "01")  # no in-sample GLM was needed

@@ -136,12 +136,16 @@ class LesionCurve:
         Fraction of ANs removed.
     n_removed : ndarray of int, shape (F,)
     mean_r : ndarray, shape (F,)
-        Mean encoding r over the evaluated voxels (averaged over repeats for random order).
+        Held-out encoding r averaged over the evaluated voxels and the folds (and over
+        repeats for random order).
     sd_r : ndarray, shape (F,)
         SD of ``mean_r`` over repeats (0 for ranked order).
     repeats : ndarray, shape (n_repeats, F)
         Per-repeat mean r.
     order : str
+    rankings : ndarray, shape (L, N), or None
+        Ranked order: the importance scores each fold removed by (one row per held-out run,
+        in the order of the sorted run labels); None for random order.
     """
 
     fractions: np.ndarray
@@ -150,53 +154,75 @@ class LesionCurve:
     sd_r: np.ndarray
     repeats: np.ndarray
     order: str
+    rankings: np.ndarray | None = None
 
 
 def lesion_curve(X, Y, runs, order: str = "random", fractions: Sequence[float] = DEFAULT_FRACTIONS,
                  ranking=None, seed: int = 0, fit: Callable | None = None, *, n_repeats: int = 5,
-                 voxels=None, fit_kwargs: dict | None = None) -> LesionCurve:
-    """Encoding accuracy when a growing fraction of ANs is removed.
+                 voxels=None, fit_kwargs: dict | None = None, an_index=None) -> LesionCurve:
+    """Held-out encoding accuracy when a growing fraction of ANs is removed.
+
+    Every point is cross-validated: for each held-out run, the ANs to remove are chosen, the
+    model is fitted on the other runs without them and scored (Pearson r) on the held-out run;
+    the voxels' mean r is averaged over the held-out runs.
 
     Parameters
     ----------
-    X : ndarray, shape (T, N)
-        AN features (HRF-convolved, z-scored).
+    X : ndarray, shape (T, P)
+        Design (HRF-convolved or FIR-delayed, z-scored ANs); column j belongs to AN
+        ``an_index[j]``.
     Y : ndarray, shape (T, V)
         BOLD.
     runs : ndarray, shape (T,)
         Run labels (cross-validation folds).
     order : {"random", "ranked"}
         ``"random"``: remove a random subset (nested: a larger fraction removes a superset of
-        the smaller one's ANs, so each repeat is one random lesion order), averaged over
-        ``n_repeats`` orders. ``"ranked"``: remove the highest-``ranking`` ANs first.
+        the smaller one's ANs, so each repeat is one random lesion order), the same in every
+        fold, averaged over ``n_repeats`` orders. ``"ranked"``: remove the highest-``ranking``
+        ANs first.
     fractions : sequence of float in [0, 1)
         Fractions of the N ANs to remove (``round(f · N)`` ANs; at least one AN is kept).
-    ranking : ndarray, shape (N,)
-        Importance score per AN (higher = removed first); required for ``"ranked"``.
+    ranking : ndarray, shape (N,), or callable
+        Importance per AN (higher = removed first); required for ``"ranked"``. A callable
+        ``ranking(train) -> (N,)`` is called once per held-out run with the boolean mask (T,)
+        of that fold's training TRs, so the ranking can be learned on the training runs only
+        (a fixed array is used in every fold: it must not come from the scored data, or the
+        ranked curve is in-sample).
     seed : int
         Seed of the random orders.
     fit : callable, optional
-        ``fit(X, Y, runs, **fit_kwargs)`` returning an object with ``.scores`` (V,); default
-        :func:`alignment.encoding.fit_ridge`.
+        ``fit(X, Y, runs, **fit_kwargs)`` returning an object with ``.fold_scores`` (L, V),
+        the held-out r of every run in the order of the sorted run labels (leave-one-run-out);
+        default :func:`alignment.encoding.fit_ridge` (alpha per voxel by inner CV on the
+        training runs).
     n_repeats : int
         Random orders averaged (``"random"`` only).
     voxels : ndarray of int or bool, optional
         Voxels to evaluate (e.g. those significant with all ANs); default all.
     fit_kwargs : dict, optional
         Extra arguments for ``fit``.
+    an_index : ndarray of int, shape (P,), optional
+        The AN of every column of X (:func:`alignment.features.design_an_index`: an FIR design
+        has D columns per AN, all removed together); default ``arange(P)``.
 
     Returns
     -------
     LesionCurve
-        ``fractions`` (F,), ``n_removed`` (F,), ``mean_r`` (F,), ``sd_r`` (F,), ``repeats``.
+        ``fractions`` (F,), ``n_removed`` (F,), ``mean_r`` (F,), ``sd_r`` (F,), ``repeats``,
+        ``rankings`` (L, N) for ranked order.
     """
     X = np.asarray(X)
     Y = np.asarray(Y)
     if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
-        raise ValueError(f"X (T, N) and Y (T, V) must share T; got {X.shape} and {Y.shape}")
+        raise ValueError(f"X (T, P) and Y (T, V) must share T; got {X.shape} and {Y.shape}")
     if voxels is not None:
         Y = Y[:, np.asarray(voxels)]
-    N = X.shape[1]
+    runs = np.asarray(runs)
+    labels = np.unique(runs)
+    an_index = np.arange(X.shape[1]) if an_index is None else np.asarray(an_index)
+    if an_index.shape != (X.shape[1],):
+        raise ValueError(f"an_index must have shape ({X.shape[1]},), got {an_index.shape}")
+    N = int(an_index.max()) + 1
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.ndim != 1 or fr.size == 0 or np.any((fr < 0) | (fr >= 1)):
         raise ValueError("fractions must be a non-empty sequence of values in [0, 1)")
@@ -204,26 +230,32 @@ def lesion_curve(X, Y, runs, order: str = "random", fractions: Sequence[float] =
     if fit is None:
         from alignment.encoding import fit_ridge as fit
     fit_kwargs = fit_kwargs or {}
+    rankings = None
     if order == "ranked":
         if ranking is None:
-            raise ValueError("order='ranked' needs ranking (N,) importance scores")
-        ranking = np.asarray(ranking, dtype=np.float64)
-        if ranking.shape != (N,):
-            raise ValueError(f"ranking must have shape ({N},), got {ranking.shape}")
-        orders = [np.argsort(-ranking, kind="stable")]
+            raise ValueError("order='ranked' needs ranking: (N,) importance scores or a callable of the training mask")
+        per_fold = [ranking(runs != label) if callable(ranking) else ranking for label in labels]
+        rankings = np.stack([np.asarray(r, dtype=np.float64) for r in per_fold])
+        if rankings.shape != (labels.size, N):
+            raise ValueError(f"ranking must give shape ({N},) per fold, got {rankings.shape[1:]}")
+        # one order per fold, most important first
+        orders = [np.stack([np.argsort(-rk, kind="stable") for rk in rankings])]
     elif order == "random":
         rng = np.random.default_rng(seed)
-        orders = [rng.permutation(N) for _ in range(max(1, int(n_repeats)))]
+        orders = [np.tile(rng.permutation(N), (labels.size, 1)) for _ in range(max(1, int(n_repeats)))]
     else:
         raise ValueError(f"order must be 'random' or 'ranked', got {order!r}")
     reps = np.empty((len(orders), fr.size))
-    cache: dict = {}
-    for i, perm in enumerate(orders):
+    cache: dict = {}  # kept ANs -> (L, V) held-out r; removing 0 ANs is the same fit for every order
+    for i, fold_orders in enumerate(orders):
         for j, n in enumerate(n_rm):
-            keep = np.sort(perm[n:])
-            key = keep.tobytes()
-            if key not in cache:  # removing 0 ANs is the same fit for every repeat
-                scores = np.asarray(fit(X[:, keep], Y, runs, **fit_kwargs).scores, dtype=np.float64)
-                cache[key] = float(np.nanmean(scores))
-            reps[i, j] = cache[key]
-    return LesionCurve(fr, n_rm, reps.mean(0), reps.std(0), reps, order)
+            fold_means = []
+            for f, perm in enumerate(fold_orders):
+                keep = np.sort(perm[n:])
+                key = keep.tobytes()
+                if key not in cache:
+                    cols = np.flatnonzero(np.isin(an_index, keep))
+                    cache[key] = np.asarray(fit(X[:, cols], Y, runs, **fit_kwargs).fold_scores, dtype=np.float64)
+                fold_means.append(np.nanmean(cache[key][f]))
+            reps[i, j] = np.mean(fold_means)
+    return LesionCurve(fr, n_rm, reps.mean(0), reps.std(0), reps, order, rankings)

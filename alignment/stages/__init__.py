@@ -13,7 +13,8 @@ stage            arrays                                                         
                  V)
 ``integration``  VLM layer vs baselines: ``r_vlm``, ``diff``, ``p``, ``q``,         integration
                  ``sites`` (V,)
-``lesion``       lesion curves: ``random_mean``, ``ranked`` (F,)                    lesion
+``lesion``       cross-validated lesion curves: ``random_mean``, ``ranked`` (F,),   lesion
+                 ``rankings`` (L, N)
 ===============  ================================================================  ===========
 
 A new analysis is one module that defines its compute function and calls :func:`register`;
