@@ -150,6 +150,9 @@ class BandedRidgeResult:
         ``R2_A_only + R2_B_only - R2_joint``).
     band_names : tuple of str
     run_labels : ndarray, shape (L,)
+    predictions : ndarray, shape (T, V), or None
+        Held-out predictions of the joint model (row ``t`` predicted by the model that did not
+        see its run; all bands summed, intercept included); only with ``return_predictions``.
     """
 
     scores: np.ndarray
@@ -161,6 +164,7 @@ class BandedRidgeResult:
     r2_without: np.ndarray | None = None
     unique: np.ndarray | None = None
     shared: np.ndarray | None = None
+    predictions: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -733,9 +737,10 @@ def _is_float32(ops):
 # --------------------------------------------------------------------------------------------
 
 
-def _banded_outer(Xs, Y, run_idx, alphas, gammas, voxel_chunk, ops):
+def _banded_outer(Xs, Y, run_idx, alphas, gammas, voxel_chunk, ops, joint=None):
     """Outer leave-one-run-out loop of a banded ridge; per fold per band held-out R² split
-    (L, B, V) and joint Pearson r (L, V).
+    (L, B, V) and joint Pearson r (L, V). ``joint`` (T, V), when given, receives the joint
+    held-out prediction (bands summed, training mean of Y added).
 
     Per outer fold, every band weighting ``gammas[g]`` (features of band b scaled by
     sqrt(gamma_b)) and alpha is scored by leave-one-run-out CV on the training runs; each voxel
@@ -781,11 +786,13 @@ def _banded_outer(Xs, Y, run_idx, alphas, gammas, voxel_chunk, ops):
             Xte = Xg[ops.index(test)] - dec.mean
             for start in range(0, len(chosen), voxel_chunk):
                 cols = chosen[start:start + voxel_chunk]
-                UtY, _ = _chunk_projection(ops, dec, np.asarray(Y[:, cols]), slice(None))
+                UtY, ymean = _chunk_projection(ops, dec, np.asarray(Y[:, cols]), slice(None))
                 W = dec.filters[ops.index(best_alpha[r, cols])].T * UtY  # (k, c)
                 for b in range(len(Xs)):
                     band = slice(edges[b], edges[b + 1])
                     preds[b][:, cols] = ops.to_numpy(Xte[:, band] @ (dec.V[band] @ W))
+                if joint is not None:
+                    joint[np.ix_(test, cols)] = preds[:, :, cols].sum(0) + ops.to_numpy(ymean)
         preds -= preds.mean(1, keepdims=True)
         y_te = np.asarray(Y[test], dtype=np.float64)
         y_te = y_te - y_te.mean(0)
@@ -828,7 +835,7 @@ def _r2_split(y, preds):
 def fit_banded_ridge(Xs: Sequence, Y, runs, alphas=None, *, n_iter=20,
                      concentration=(0.1, 1.0), backend="numpy", device="cpu",
                      voxel_chunk=_DEFAULT_VOXEL_CHUNK, compute_unique=True, band_names=None,
-                     random_state=0, dtype=None) -> BandedRidgeResult:
+                     random_state=0, dtype=None, return_predictions=False) -> BandedRidgeResult:
     """Joint banded ridge over several feature spaces with leave-one-run-out evaluation.
 
     Each outer fold fits a banded ridge as ``himalaya.ridge.BandedRidgeCV`` does (random
@@ -866,12 +873,16 @@ def fit_banded_ridge(Xs: Sequence, Y, runs, alphas=None, *, n_iter=20,
         Seed of the random search (deterministic results).
     dtype : {None, "float32", "float64"}
         As in :func:`fit_ridge`.
+    return_predictions : bool
+        Also return the joint model's held-out predictions (T, V) (e.g. to compare it with
+        another model over time blocks); the other results do not change.
 
     Returns
     -------
     BandedRidgeResult
         ``scores`` (V,), ``r2`` (V,), ``r2_split`` (B, V), ``fold_r2_split`` (L, B, V) and,
-        with ``compute_unique``, ``r2_without`` (B, V), ``unique`` (B, V), ``shared`` (V,).
+        with ``compute_unique``, ``r2_without`` (B, V), ``unique`` (B, V), ``shared`` (V,);
+        with ``return_predictions``, ``predictions`` (T, V).
     """
     if isinstance(Xs, np.ndarray) and Xs.ndim == 2:
         Xs = [Xs]
@@ -900,11 +911,13 @@ def fit_banded_ridge(Xs: Sequence, Y, runs, alphas=None, *, n_iter=20,
 
     ops = _get_ops(backend, device, dt)
 
-    def run(spaces):
+    def run(spaces, joint=None):
         gammas = _band_weightings(len(spaces), n_iter, concentration, random_state)
-        return _banded_outer(spaces, Y, run_idx, alphas, gammas, int(voxel_chunk), ops)
+        return _banded_outer(spaces, Y, run_idx, alphas, gammas, int(voxel_chunk), ops, joint)
 
-    fold_split, fold_r = run(Xs)
+    out_dtype = np.dtype(np.float32) if _is_float32(ops) else np.dtype(np.float64)
+    preds = np.zeros(Y.shape, dtype=out_dtype) if return_predictions else None
+    fold_split, fold_r = run(Xs, preds)
     r2_split = fold_split.mean(0)
     r2 = r2_split.sum(0)
     r2_without = unique = shared = None
@@ -916,7 +929,7 @@ def fit_banded_ridge(Xs: Sequence, Y, runs, alphas=None, *, n_iter=20,
     return BandedRidgeResult(
         scores=fold_r.mean(0), r2=r2, r2_split=r2_split, fold_r2_split=fold_split,
         band_names=band_names, run_labels=labels, r2_without=r2_without, unique=unique,
-        shared=shared)
+        shared=shared, predictions=preds)
 
 
 # --------------------------------------------------------------------------------------------

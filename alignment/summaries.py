@@ -52,6 +52,7 @@ __all__ = [
     "dual_modality",
     "fusion_modality",
     "variance_maps",
+    "integration_group",
     "integration_maps",
     "redundancy",
     "redundancy_across_subjects",
@@ -718,22 +719,59 @@ def variance_maps(study: Study, subject: str, bands: BandsKey, fdr_q: float = 0.
     return out
 
 
-def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Baselines, fdr_q: float = 0.05,
-                     atlas=None) -> dict:
-    """Integration sites of a VLM layer: where it beats both unimodal baselines.
+def integration_group(study: Study, key: LayerKey, baselines: Baselines, subjects: Sequence[str] | None = None,
+                      fdr_q: float | None = None) -> dict:
+    """Group test of integration sites: does the VLM layer predict better than the joint
+    image+text baseline across subjects?
+
+    Per subject d = z(r_vlm) − z(r_joint) (Fisher z of the held-out r of each, both
+    cross-validated), one-sample t across subjects (one-sided: d > 0), BH-FDR over voxels.
+
+    Parameters
+    ----------
+    subjects : list of str, optional
+        Default all subjects of the dataset (at least 2).
+    fdr_q : float, optional
+        Default the study's ``fdr_q``.
 
     Returns
     -------
     dict
-        ``diff`` (V,) r_vlm − max(r_image, r_text), ``r_vlm``, ``r_image``, ``r_text``,
-        ``q`` (V,) (one subject; the largest over subjects for the group), ``sites`` (V,)
-        share of subjects where the voxel is a site (0/1 for one subject), ``baselines``
-        {subject: {"image": LayerKey, "text": LayerKey}} the layers compared, ``sig_vlm`` (V,)
-        bool: the VLM layer's own encoding map is significant (q < ``fdr_q``), and with an atlas
-        ``per_network`` (:func:`alignment.networks.network_summary` of ``diff`` over those
-        voxels, plus ``mean diff (VLM significant)`` and ``share of sites`` per network and
-        group). Over all voxels the mean diff is negative by construction (the larger of
-        two noisy baseline r's), hence the restriction.
+        ``dz`` (S, V) the per-subject differences, ``mean_dz``, ``t``, ``p``, ``q`` (V,) and
+        ``sites`` (V,) bool: q < ``fdr_q`` and a positive mean difference.
+    """
+    from alignment.stats import fdr_bh, fisher_z, group_ttest
+
+    subjects = list(subjects or study.dataset.subjects)
+    fdr_q = study.options.fdr_q if fdr_q is None else fdr_q
+    entries = [study.get("integration", IntegrationKey(key, baselines), s) for s in subjects]
+    dz = np.stack([fisher_z(np.asarray(e["r_vlm"], np.float64)) - fisher_z(np.asarray(e["r_joint"], np.float64))
+                   for e in entries])
+    res = group_ttest(dz, alternative="greater")
+    p = np.where(np.isfinite(res.p), res.p, 1.0)
+    reject, q = fdr_bh(p, fdr_q)
+    return dict(dz=dz.astype(np.float32), mean_dz=np.asarray(res.mean, np.float32), t=np.asarray(res.t, np.float32),
+                p=p.astype(np.float32), q=np.asarray(q, np.float32), sites=reject & (res.mean > 0))
+
+
+def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Baselines, fdr_q: float = 0.05,
+                     atlas=None) -> dict:
+    """Integration sites of a VLM layer: where it beats the joint image+text baseline.
+
+    One subject: the block test of the ``integration`` stage. The group: the one-sample t
+    across subjects of :func:`integration_group`.
+
+    Returns
+    -------
+    dict
+        ``diff`` (V,) r_vlm − r_joint, ``r_vlm``, ``r_joint``, ``r_image``, ``r_text`` (means
+        over subjects for the group), ``q`` (V,) (the subject's block test, or the group test),
+        ``sites`` (V,) 0/1 (the subject's, or the group test's), ``site_share`` (V,) share of
+        subjects where the voxel is a site, ``baselines`` {subject: {"image": LayerKey,
+        "text": LayerKey}} the layers compared, ``sig_vlm`` (V,) bool: the VLM layer's own
+        encoding map is significant (q < ``fdr_q``), and with an atlas ``per_network``
+        (:func:`alignment.networks.network_summary` of ``diff`` over those voxels, plus
+        ``mean diff (VLM significant)`` and ``share of sites`` per network and group).
     """
     subjects = subjects_of(study, subject)
     entries = [study.get("integration", IntegrationKey(key, baselines), s) for s in subjects]
@@ -741,10 +779,15 @@ def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Basel
     def mean(name):
         return np.mean([np.asarray(e[name], np.float32) for e in entries], axis=0)
 
-    out = dict(diff=mean("diff"), r_vlm=mean("r_vlm"), r_image=mean("r_image"), r_text=mean("r_text"),
-               q=np.max([np.asarray(e["q"], np.float32) for e in entries], axis=0), sites=mean("sites"),
+    out = dict(diff=mean("diff"), r_vlm=mean("r_vlm"), r_joint=mean("r_joint"), r_image=mean("r_image"),
+               r_text=mean("r_text"), site_share=mean("sites"),
                baselines={s: {k: LayerKey(**v) for k, v in e.meta.get("baselines", {}).items()}
                           for s, e in zip(subjects, entries)})
+    if subject == GROUP:
+        g = integration_group(study, key, baselines, subjects, fdr_q)
+        out.update(q=g["q"], sites=g["sites"].astype(np.float32))
+    else:
+        out.update(q=np.asarray(entries[0]["q"], np.float32), sites=out["site_share"])
     out["sig_vlm"] = _r_q(study, subject, key)[1] < fdr_q
     if atlas is not None:
         from alignment.networks import network_summary

@@ -565,6 +565,8 @@ def test_time_blocks_respect_runs():
 
 @pytest.mark.parametrize("test", ["t", "signflip"])
 def test_integration_sites_found_where_planted(test):
+    """Independent synthetic predictions (no cross-fitting): sites where the VLM prediction is
+    truly better than the joint baseline's."""
     rng = np.random.default_rng(8)
     T, V, n_sites = 900, 300, 40
     runs = np.repeat(np.arange(3), 300)
@@ -572,24 +574,33 @@ def test_integration_sites_found_where_planted(test):
     y = s + _ar1(rng, (T, V))
     good = s + 0.7 * _ar1(rng, (T, V))
     weak = 0.4 * s + _ar1(rng, (T, V))
-    # sites: the VLM prediction is truly better; elsewhere all three are equally good
+    # sites: the VLM prediction is truly better; elsewhere both are equally good
     vlm = np.where(np.arange(V) < n_sites, good, s + 0.7 * _ar1(rng, (T, V)))
-    img = np.where(np.arange(V) < n_sites, weak, good)
-    txt = np.where(np.arange(V) < n_sites, 0.4 * s + _ar1(rng, (T, V)), s + 0.7 * _ar1(rng, (T, V)))
-    res = integration_sites(y, vlm, img, txt, runs=runs, block_len=20, n_perm=2000, test=test)
+    joint = np.where(np.arange(V) < n_sites, weak, good)
+    img, txt = joint + 0.3 * _ar1(rng, (T, V)), joint + 0.3 * _ar1(rng, (T, V))
+    res = integration_sites(y, vlm, joint, runs=runs, block_len=20, n_perm=2000, test=test,
+                            pred_image=img, pred_text=txt, cross_fitted=False)
     assert res.n_blocks == 45
     assert res.sites[:n_sites].mean() >= 0.9
     assert res.sites[n_sites:].mean() <= 0.02
     assert np.all(res.diff[:n_sites] > 0)
-    np.testing.assert_allclose(res.p, np.maximum(res.p_image, res.p_text))
+    np.testing.assert_allclose(res.diff, res.r_vlm - res.r_joint)
+    np.testing.assert_allclose(res.p_each, np.maximum(res.p_image, res.p_text))  # descriptive
     # reported r = per-run Pearson r averaged over runs
     r0 = np.mean([np.corrcoef(y[runs == k, 0], vlm[runs == k, 0])[0, 1] for k in range(3)])
     assert res.r_vlm[0] == pytest.approx(r0)
+    # the cross-fitting bound halves the variance of the t statistic: larger p, same sites here
+    cf = integration_sites(y, vlm, joint, runs=runs, block_len=20, test="t")
+    assert np.all(cf.p[:n_sites] >= integration_sites(y, vlm, joint, runs=runs, block_len=20,
+                                                      cross_fitted=False).p[:n_sites])
+    assert cf.r_image is None and cf.p_each is None
+    with pytest.raises(ValueError, match="both unimodal"):
+        integration_sites(y, vlm, joint, runs=runs, pred_image=img)
 
 
 @pytest.mark.parametrize("test", ["t", "signflip"])
 def test_integration_sites_false_positives_under_null(test):
-    """VLM exactly as good as the image baseline, text baseline useless: the harder null."""
+    """VLM exactly as good as the joint baseline (independent predictions)."""
     fp_p, fp_sites, n = 0, 0, 0
     for seed in range(6):
         rng = np.random.default_rng(100 + seed)
@@ -597,14 +608,30 @@ def test_integration_sites_false_positives_under_null(test):
         runs = np.repeat(np.arange(2), 200)
         s = _ar1(rng, (T, V), 0.8)
         y = s + _ar1(rng, (T, V))
-        vlm, img = (s + _ar1(rng, (T, V)) for _ in range(2))
-        txt = _ar1(rng, (T, V))
-        res = integration_sites(y, vlm, img, txt, runs=runs, block_len=20, n_perm=500, seed=seed, test=test)
+        vlm, joint = (s + _ar1(rng, (T, V)) for _ in range(2))
+        res = integration_sites(y, vlm, joint, runs=runs, block_len=20, n_perm=500, seed=seed, test=test,
+                                cross_fitted=False)
         fp_p += (res.p < 0.05).sum()
         fp_sites += res.sites.sum()
         n += V
     assert fp_p / n <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / n)  # per-voxel level at most alpha
     assert fp_sites / n <= 0.05
+
+
+def test_integration_hac_t_matches_statsmodels():
+    """One run: the lag-1 HAC t equals statsmodels' Bartlett HAC (maxlags=1) t of the mean,
+    up to the B/(B-1) small-sample factor of the variance."""
+    import statsmodels.api as sm
+
+    from alignment.analyses.integration import _hac_t
+
+    rng = np.random.default_rng(3)
+    d = _ar1(rng, (40, 1), 0.6) + 0.3
+    ours = _hac_t(d, np.ones(39, dtype=bool))[0]
+    fit = sm.OLS(d[:, 0], np.ones((40, 1))).fit(cov_type="HAC", cov_kwds={"maxlags": 1})
+    c = d[:, 0] - d.mean()
+    assert (c[:-1] * c[1:]).sum() > 0  # the case where both use the lag-1 term
+    assert ours == pytest.approx(fit.tvalues[0] * np.sqrt(39 / 40), rel=1e-10)
 
 
 # --------------------------------------------------------------------------------------------

@@ -277,8 +277,8 @@ def test_integration_page_shows_sites_against_both_baselines(app_env):
     at.switch_page("pages/integration.py").run()
     assert_clean(at)
     titles = [chart_spec(at, i)["layout"]["title"]["text"] for i in range(len(charts(at)))]
-    assert any(t.startswith("r(VLM) − max r(baselines)") and "cross_image L1" in t for t in titles)
-    assert any("VLM vs the better baseline" in t for t in titles)
+    assert any(t.startswith("r(VLM) − r(joint image+text baseline)") and "cross_image L1" in t for t in titles)
+    assert any("VLM vs the joint baseline" in t for t in titles)
     assert any(m.label.startswith("median Δr") for m in at.metric)
     assert any("vit" in c.value and "roberta" in c.value for c in at.caption)  # the layers compared
     before = chart_spec(at, 0)["data"]

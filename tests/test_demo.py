@@ -57,7 +57,8 @@ def test_pure_noise_demo_declares_almost_nothing(cache):
 
 def test_variance_partition_and_integration_sites_follow_the_planting(demo_cache):
     """Image patches: unique image-branch variance; text patches: unique text-branch variance;
-    the fusion model's unified patches: where it beats the ViT and RoBERTa baselines."""
+    the fusion model's unified patches: where it beats the joint ViT + RoBERTa baseline (per
+    subject and in the group test across subjects)."""
     import numpy as np
 
     from alignment.simulation import CLIP_SPEC, METER_SPEC, load_ground_truth
@@ -67,6 +68,7 @@ def test_variance_partition_and_integration_sites_follow_the_planting(demo_cache
 
     study = demo_study(demo_cache, small=True)  # read-only: the demo computed both
     truth = load_ground_truth(study.dataset.root)
+    unified_all, unplanted_all = True, True  # in every subject (the group test's voxels)
     for i, subject in enumerate(study.dataset.subjects):
         patch = np.asarray(truth["subject_patch"])[i]
         modality = np.where(patch >= 0, np.asarray(truth["patch_modality"])[np.maximum(patch, 0)], "")
@@ -82,6 +84,20 @@ def test_variance_partition_and_integration_sites_follow_the_planting(demo_cache
         assert diff[unified].mean() > 0.05, subject
         assert diff[unified].mean() > max(diff[img].mean(), diff[txt].mean()) + 0.1, subject
         assert sites[unplanted].mean() <= 0.05
+        unified_all, unplanted_all = unified_all & unified, unplanted_all & unplanted
+    from scipy import stats
+
+    from alignment.stats import fisher_z
+    from alignment.summaries import integration_group
+
+    key = LayerKey(METER_SPEC, "cross_image", 1)
+    group = integration_group(study, key, INTEGRATION_BASELINES)
+    entries = [study.get("integration", IntegrationKey(key, INTEGRATION_BASELINES), s) for s in study.dataset.subjects]
+    dz = [fisher_z(np.asarray(e["r_vlm"], np.float64)) - fisher_z(np.asarray(e["r_joint"], np.float64)) for e in entries]
+    ref = stats.ttest_1samp(np.stack(dz), 0.0, alternative="greater")
+    np.testing.assert_allclose(group["p"], np.where(np.isfinite(ref.pvalue), ref.pvalue, 1.0), rtol=1e-4, atol=1e-6)
+    assert group["mean_dz"][unified_all].mean() > 0.05
+    assert group["sites"][unplanted_all].mean() <= 0.05
 
 
 def test_core_plan_covers_the_planting_and_full_plan_every_layer(demo_cache):

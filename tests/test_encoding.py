@@ -248,9 +248,9 @@ def test_banded_ridge_matches_himalaya_estimator():
     Xs, Y, runs = _banded_problem()
     alphas = np.logspace(-1, 4, 6)
     res = fit_banded_ridge(Xs, Y, runs, alphas, n_iter=5, compute_unique=True,
-                           band_names=["A", "B"], random_state=0)
+                           band_names=["A", "B"], random_state=0, return_predictions=True)
     set_backend("numpy")
-    folds, joint_r = [], []
+    folds, joint_r, joint_pred = [], [], np.zeros_like(Y)
     for r in np.unique(runs):
         tr, te = runs != r, runs == r
         model = BandedRidgeCV(groups="input", fit_intercept=True, cv=_logo(runs[tr]),
@@ -268,8 +268,10 @@ def test_banded_ridge_matches_himalaya_estimator():
             preds.append(p - p.mean(0))
         y = Y[te] - Y[te].mean(0)
         folds.append(r2_score_split(y, np.stack(preds)))
-        joint_r.append(_corr(Y[te], model.predict([x[te] for x in Xs])))
+        joint_pred[te] = model.predict([x[te] for x in Xs])
+        joint_r.append(_corr(Y[te], joint_pred[te]))
     np.testing.assert_allclose(res.fold_r2_split, np.stack(folds), atol=1e-8)
+    np.testing.assert_allclose(res.predictions, joint_pred, atol=1e-8)  # held-out, intercept included
     np.testing.assert_allclose(res.scores, np.mean(joint_r, 0), atol=1e-8)
     np.testing.assert_allclose(res.r2, res.r2_split.sum(0), atol=1e-12)
     # planted structure: unique variance of A is large only where A drives the voxel
@@ -307,7 +309,10 @@ def test_banded_single_band_equals_ridge_r2():
     res_b = fit_banded_ridge(Xs[:1], Y, runs, alphas)
     res_r = fit_ridge(Xs[0], Y, runs, alphas, return_predictions=True)
     np.testing.assert_allclose(res_b.scores, res_r.scores, atol=1e-8)
-    assert res_b.unique is None
+    assert res_b.unique is None and res_b.predictions is None
+    with_preds = fit_banded_ridge(Xs[:1], Y, runs, alphas, return_predictions=True)
+    np.testing.assert_allclose(with_preds.predictions, res_r.predictions, atol=1e-8)
+    np.testing.assert_array_equal(with_preds.r2, res_b.r2)  # asking for predictions changes nothing else
 
 
 def test_banded_torch_backend_matches_numpy_and_restores_backend():
@@ -316,9 +321,10 @@ def test_banded_torch_backend_matches_numpy_and_restores_backend():
     set_backend("numpy")
     Xs, Y, runs = _banded_problem(seed=2)
     alphas = np.logspace(-1, 4, 6)
-    a = fit_banded_ridge(Xs, Y, runs, alphas, n_iter=4)
-    b = fit_banded_ridge(Xs, Y, runs, alphas, n_iter=4, backend="torch")
+    a = fit_banded_ridge(Xs, Y, runs, alphas, n_iter=4, return_predictions=True)
+    b = fit_banded_ridge(Xs, Y, runs, alphas, n_iter=4, backend="torch", return_predictions=True)
     np.testing.assert_allclose(b.r2_split, a.r2_split, atol=1e-10)
+    np.testing.assert_allclose(b.predictions, a.predictions, atol=1e-10)
     np.testing.assert_allclose(b.unique, a.unique, atol=1e-10)
     assert get_backend().name == "numpy"
 

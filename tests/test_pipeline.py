@@ -175,14 +175,16 @@ def test_variance_partition_stage_attributes_planted_voxels_to_their_branch(plan
 
 
 def test_integration_stage_equals_the_library_test_on_the_same_predictions(planted, tmp_path):
-    """The stage = fit_ridge predictions of the VLM and both baselines → integration_sites, with the
-    baselines' best layers chosen from their encoding maps."""
+    """The stage = the VLM's fit_ridge prediction against the joint banded ridge over both
+    baselines' designs → integration_sites, with the baselines' best layers chosen from their
+    encoding maps."""
     from alignment.analyses.integration import integration_sites
-    from alignment.encoding import fit_ridge
+    from alignment.encoding import fit_banded_ridge, fit_ridge
     from alignment.features import design_matrix
 
     baselines = Baselines("random:vit:tiny", "random:roberta:tiny")
-    study = Study(load_dataset(planted), Cache(tmp_path / "cache"), Options(n_null=20, block_len=10))
+    o = Options(n_null=20, block_len=10, banded_iter=3)
+    study = Study(load_dataset(planted), Cache(tmp_path / "cache"), o)
     vlm = LayerKey(SPEC, "image", 2)
     entry = study.get("integration", IntegrationKey(vlm, baselines), "01")
     chosen = entry.meta["baselines"]
@@ -193,10 +195,12 @@ def test_integration_stage_equals_the_library_test_on_the_same_predictions(plant
         assert k.layer == layers[int(np.argmax(means))]  # the best baseline layer
     Y = study.bold("01")
     runs = study.runs
-    preds = [fit_ridge(design_matrix(study.raw_ans(k), runs, 1.0), Y, runs, alphas=np.asarray(study.options.alphas),
-                       return_predictions=True).predictions for k in keys]
-    ref = integration_sites(Y, *preds, runs=runs, block_len=10)
-    for name in ("r_vlm", "r_image", "r_text", "diff", "p", "q"):
+    X = [design_matrix(study.raw_ans(k), runs, 1.0) for k in keys]
+    preds = [fit_ridge(x, Y, runs, alphas=np.asarray(o.alphas), return_predictions=True).predictions for x in X]
+    joint = fit_banded_ridge(X[1:], Y, runs, alphas=np.asarray(o.alphas), n_iter=3, random_state=o.seed,
+                             return_predictions=True).predictions
+    ref = integration_sites(Y, preds[0], joint, runs=runs, block_len=10, pred_image=preds[1], pred_text=preds[2])
+    for name in ("r_vlm", "r_joint", "r_image", "r_text", "diff", "p", "q", "p_each"):
         np.testing.assert_allclose(np.asarray(entry[name]), getattr(ref, name), atol=1e-5, err_msg=name)
     np.testing.assert_array_equal(np.asarray(entry["sites"]).astype(bool), ref.sites)
     # the baselines are not tested against themselves

@@ -18,14 +18,14 @@ __all__ = [
 
 
 def integration_scatter_figure(maps: dict, n_max: int = 4000):
-    """r of the VLM layer against the better baseline at the voxels the VLM predicts significantly:
-    the integration sites plus a deterministic sample of the rest.
+    """r of the VLM layer against the joint image+text baseline at the voxels the VLM predicts
+    significantly: the integration sites plus a deterministic sample of the rest.
 
     Parameters
     ----------
     maps : dict
-        :func:`alignment.summaries.integration_maps`: ``r_vlm``, ``r_image``, ``r_text``,
-        ``sites`` and ``sig_vlm``, each (V,).
+        :func:`alignment.summaries.integration_maps`: ``r_vlm``, ``r_joint``, ``sites`` and
+        ``sig_vlm``, each (V,).
     n_max : int
         Most non-site voxels drawn (evenly spaced over the VLM-significant ones).
 
@@ -35,21 +35,21 @@ def integration_scatter_figure(maps: dict, n_max: int = 4000):
     """
     import plotly.graph_objects as go
 
-    best = np.maximum(maps["r_image"], maps["r_text"])
+    joint = maps["r_joint"]
     sites = np.flatnonzero(maps["sites"] > 0)
     rest = np.flatnonzero(maps["sig_vlm"] & (maps["sites"] == 0))
     rest = rest[np.linspace(0, rest.size - 1, min(n_max, rest.size)).astype(int)] if rest.size else rest
     fig = go.Figure()
-    fig.add_trace(go.Scattergl(x=best[rest], y=maps["r_vlm"][rest], mode="markers", name="VLM significant",
+    fig.add_trace(go.Scattergl(x=joint[rest], y=maps["r_vlm"][rest], mode="markers", name="VLM significant",
                                marker=dict(size=3, color="#b0b0b0")))
-    fig.add_trace(go.Scattergl(x=best[sites], y=maps["r_vlm"][sites], mode="markers", name="integration sites",
+    fig.add_trace(go.Scattergl(x=joint[sites], y=maps["r_vlm"][sites], mode="markers", name="integration sites",
                                marker=dict(size=5, color=PALETTE[3])))
-    lo = float(np.nanmin([best.min(), maps["r_vlm"].min()]))
-    hi = float(np.nanmax([best.max(), maps["r_vlm"].max()]))
+    lo = float(np.nanmin([joint.min(), maps["r_vlm"].min()]))
+    hi = float(np.nanmax([joint.max(), maps["r_vlm"].max()]))
     fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(dash="dot", color="#606060"),
                              showlegend=False, hoverinfo="skip"))
-    fig.update_layout(title=dict(text="VLM vs the better baseline (held-out r, VLM-significant voxels)"), height=360,
-                      xaxis_title="max r (image, text baseline)", yaxis_title="r VLM")
+    fig.update_layout(title=dict(text="VLM vs the joint baseline (held-out r, VLM-significant voxels)"), height=360,
+                      xaxis_title="r joint image+text baseline", yaxis_title="r VLM")
     return apply_theme(fig)
 
 

@@ -11,8 +11,8 @@ stage            arrays                                                         
 ``glm``          AR(1) GLM of the atoms: ``t``, ``beta``, ``q`` (K, V)              neuron_mapping
 ``variance``     banded ridge per branch: ``r2``, ``shared`` (V,), ``unique`` (B,   variance_partition
                  V)
-``integration``  VLM layer vs baselines: ``r_vlm``, ``diff``, ``p``, ``q``,         integration
-                 ``sites`` (V,)
+``integration``  VLM layer vs joint baseline: ``r_vlm``, ``r_joint``, ``diff``,   integration
+                 ``p``, ``q``, ``sites`` (V,)
 ``lesion``       cross-validated lesion curves: ``random_mean``, ``ranked`` (F,),   lesion
                  ``rankings`` (L, N)
 ===============  ================================================================  ===========

@@ -1,4 +1,4 @@
-"""Stage ``integration``: a VLM layer against an image and a text baseline (DESIGN §5.7)."""
+"""Stage ``integration``: a VLM layer against a joint image+text baseline (DESIGN §5.7)."""
 
 from __future__ import annotations
 
@@ -54,26 +54,38 @@ def integration_params(study, unit: Unit, inputs) -> dict:
     keys = {"vlm": unit.target.vlm, **{role: baseline_layer(unit, inputs, role) for role in BASELINE_ROLES}}
     return {**study.bold_params(unit.subject), **{f"{k}_ans": inputs[f"{k}_ans"].key for k in keys},
             **{k: asdict(v) for k, v in keys.items()}, "hrf": o.hrf, "alphas": list(o.alphas),
-            "block_len": o.block_len, "fdr_q": o.fdr_q}
+            "banded_iter": o.banded_iter, "seed": o.seed, "block_len": o.block_len, "fdr_q": o.fdr_q}
 
 
 def integration_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
-    """Held-out ridge predictions (leave-one-run-out) of the VLM layer and of each baseline
-    layer, compared by :func:`alignment.analyses.integration.integration_sites` over time
-    blocks of ``options.block_len`` TRs. Arrays (V,): ``r_vlm``, ``r_image``, ``r_text``,
-    ``diff`` = r_vlm − max(baselines), ``p_image``, ``p_text``, ``p``, ``q`` (BH-FDR),
-    ``sites`` (1 where q < fdr_q and diff > 0). Meta ``baselines``: the layers compared."""
+    """The VLM layer's held-out ridge prediction against the joint baseline's: one banded ridge
+    over the image baseline layer's and the text baseline layer's features (one band each,
+    himalaya's random search over band weights, alpha per voxel), both leave-one-run-out,
+    compared by :func:`alignment.analyses.integration.integration_sites` over time blocks of
+    ``options.block_len`` TRs. Everything is cross-validated; nothing is in-sample.
+
+    Arrays (V,): ``r_vlm``, ``r_joint`` (held-out r), ``diff`` = r_vlm − r_joint, ``p``
+    (one-sided, VLM better than the joint baseline), ``q`` (BH-FDR), ``sites`` (1 where
+    q < fdr_q and diff > 0); descriptive: ``r_image``, ``r_text`` (each baseline alone, ridge)
+    and ``p_each`` (better than each baseline separately — also true of additive voxels, never
+    the sites). Meta ``baselines``: the layers compared."""
     from alignment.analyses.integration import integration_sites
-    from alignment.encoding import fit_ridge
+    from alignment.encoding import fit_banded_ridge, fit_ridge
 
     o = study.options
     image, text = (baseline_layer(unit, inputs, role) for role in BASELINE_ROLES)
     Y = study.bold(unit.subject)
-    preds = [fit_ridge(study.design(k), Y, study.runs, alphas=np.asarray(o.alphas), return_predictions=True,
-                       **study.fit_backend).predictions for k in (unit.target.vlm, image, text)]
-    res = integration_sites(Y, *preds, runs=study.runs, block_len=o.block_len, q=o.fdr_q)
+    alphas = np.asarray(o.alphas)
+    designs = {"vlm": study.design(unit.target.vlm), "image": study.design(image), "text": study.design(text)}
+    preds = {k: fit_ridge(X, Y, study.runs, alphas=alphas, return_predictions=True, **study.fit_backend).predictions
+             for k, X in designs.items()}
+    joint = fit_banded_ridge([designs["image"], designs["text"]], Y, study.runs, alphas=alphas, n_iter=o.banded_iter,
+                             band_names=BASELINE_ROLES, random_state=o.seed, compute_unique=False,
+                             return_predictions=True, **study.fit_backend).predictions
+    res = integration_sites(Y, preds["vlm"], joint, runs=study.runs, block_len=o.block_len, q=o.fdr_q,
+                            pred_image=preds["image"], pred_text=preds["text"])
     arrays = {name: np.asarray(getattr(res, name), np.float32)
-              for name in ("r_vlm", "r_image", "r_text", "diff", "p_image", "p_text", "p", "q")}
+              for name in ("r_vlm", "r_joint", "r_image", "r_text", "diff", "p", "q", "p_each")}
     arrays["sites"] = res.sites.astype(np.uint8)
     return arrays, {"description": f"integration {unit.target.vlm.label()} sub-{unit.subject}",
                     "baselines": {"image": asdict(image), "text": asdict(text)}}
@@ -89,8 +101,8 @@ def integration_targets(keys, plan, baselines) -> list[IntegrationKey]:
 
 
 register(Stage(
-    name="integration", version=1, target=IntegrationKey, inputs=integration_inputs, params=integration_params,
-    compute=integration_compute, options=("hrf", "alphas", "block_len", "fdr_q"),
+    name="integration", version=2, target=IntegrationKey, inputs=integration_inputs, params=integration_params,
+    compute=integration_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len", "fdr_q"),
     analysis="integration", expand=integration_targets,
-    doc="integration sites: r_vlm, r_image, r_text, diff, p, q, sites (V,)",
+    doc="integration sites vs a joint image+text baseline: r_vlm, r_joint, diff, p, q, sites (V,)",
 ))
