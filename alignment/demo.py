@@ -156,7 +156,9 @@ def validate_demo(study: Study) -> Validation:
     - ``top_an_accuracy``: voxels whose top-ranked AN (the Voxel inspector's ranking: link
       scores over all layers and branches of the planted kind) is the planted AN or has a time
       course correlating ≥ 0.95 with it.
-    - ``polarity_accuracy``: voxels linked to their planted AN with the planted sign.
+    - ``polarity_accuracy``: voxels whose link polarity with their planted AN
+      (:func:`alignment.analyses.polarity.voxel_polarity` of the AN's coupling map, codes × t:
+      blind to the atoms' arbitrary signs) is the planted sign of the voxel's coupling.
     - ``modality_accuracy``: voxels labelled with the planted modality by
       :func:`alignment.analyses.modality.modality_labels` (image / text from the dual encoder's
       branches, unified from the fusion model's conditions).
@@ -201,6 +203,7 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
     from sklearn.metrics import roc_auc_score
 
     from alignment.analyses.modality import modality_labels
+    from alignment.analyses.polarity import voxel_polarity
     from alignment.atlases import load_atlas
 
     maps = truth.subject_maps(subject)
@@ -245,7 +248,8 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
                     timecourses[key] = study.raw_ans(key)
                 top_hits += abs(np.corrcoef(timecourses[key][:, top_an[3]], planted_tc)[0, 1]) >= 0.95
             an_map = table.an_map(p["model"], p["branch"], int(p["layer"]), int(p["an_index"]))
-            polarity_hits += int(np.sum(np.sign(an_map[voxels]) == sign_of[voxels]))
+            # link polarity (AN, BN): the sign of the coupling codes × t, blind to atom signs
+            polarity_hits += int(np.sum(voxel_polarity(an_map[voxels]) == sign_of[voxels]))
             n_voxels += len(voxels)
             strongest = np.argsort(-np.abs(an_map))[: int(np.sum(patch_of == pid))]
             names = atlas.voxel_names()[strongest]

@@ -49,6 +49,8 @@ __all__ = [
     "network_table",
     "layer_curves",
     "polarity_tables",
+    "polarity_seeds",
+    "polarity_stability",
     "dual_modality",
     "fusion_modality",
     "variance_maps",
@@ -591,48 +593,142 @@ def _short(model: str) -> str:
 # ==========================================================================================
 # polarity
 # ==========================================================================================
+def _bn_polarity(study: Study, key: LayerKey, subject: str, fdr_q: float):
+    """:func:`alignment.analyses.polarity.bn_polarity` of one layer and subject (cached results)."""
+    from alignment.analyses.polarity import bn_polarity
+
+    glm = study.get("glm", key, subject)
+    return bn_polarity(np.asarray(study.get("atoms", key)["codes"]), np.asarray(glm["t"]),
+                       np.asarray(glm["q"]) < fdr_q)
+
+
 def polarity_tables(study: Study, model: str, branch: str, kind: str, layers: Sequence[int], atlas,
                     subjects: Sequence[str], condition: str = "image+text", fdr_q: float = 0.05,
-                    unit: str = "bn", normalize: bool = False, n_boot: int = 2000):
-    """Positive / negative BN counts per layer and network, and the mirrored-trend index.
+                    normalize: bool = False, n_boot: int = 2000, n_null: int = 2000):
+    """Positive / negative BN counts per layer and network, and the mirrored trend.
 
-    Per subject and layer: GLM t and q (K, V) → :func:`alignment.analyses.polarity_counts`.
+    Per subject and layer: codes (N, K), GLM t and q (K, V) →
+    :func:`alignment.analyses.polarity.bn_polarity` (the sign of the voxel's strength-weighted
+    AN→BN couplings: blind to the atoms' signs and order) → counts per network. In-sample (the
+    dictionary and the GLM use every run).
 
     Returns
     -------
     curves : pandas.DataFrame
-        ``layer``, ``level``, ``name``, ``subject``, ``positive``, ``negative``, ``n_voxels``
-        (one row per subject; counts or fractions).
+        ``layer``, ``level``, ``name``, ``subject``, ``positive``, ``negative``, ``balance``
+        (P / (P + N)), ``n_voxels`` (one row per subject; counts or fractions).
     trends : pandas.DataFrame or None
-        :func:`alignment.analyses.mirrored_trends` of the subject-mean curves (needs >= 4
-        layers; None otherwise): ``level``, ``name``, ``r``, ``ci_low``, ``ci_high``, ``p``,
-        ``n_layers``.
+        Mirrored trend (correlation across layers of the balance with the layer index, null:
+        atom-sign flips keeping the totals, CI: bootstrap over atoms) per subject, and with >= 2
+        subjects a ``subject="group"`` row per network (one-sample t test across subjects of the
+        Fisher-z r): ``level``, ``name``, ``subject``, ``r``, ``ci_low``, ``ci_high``, ``p``,
+        ``n`` (layers for a subject, subjects for the group). None with fewer than
+        :data:`alignment.analyses.polarity.MIN_LAYERS` layers.
     """
     import pandas as pd
 
-    from alignment.analyses.polarity import mirrored_trends, polarity_counts, polarity_curves
+    from alignment.analyses.polarity import (MIN_LAYERS, group_trend, mirrored_trends, polarity_counts,
+                                             polarity_curves, polarity_tallies)
 
-    frames = []
+    frames, trend_rows = [], []
     for s in subjects:
-        per_layer = {}
+        per_layer, tallies = {}, []
         for lay in layers:
-            glm = study.get("glm", LayerKey(model, branch, int(lay), kind, condition), s)
-            t = np.asarray(glm["t"])
-            per_layer[int(lay)] = polarity_counts(t, np.asarray(glm["q"]) < fdr_q, atlas)
-        frames.append(polarity_curves(per_layer, unit=unit, normalize=normalize).assign(subject=s))
+            bn = _bn_polarity(study, LayerKey(model, branch, int(lay), kind, condition), s, fdr_q)
+            per_layer[int(lay)] = polarity_counts(bn, atlas)
+            tallies.append(polarity_tallies(bn, atlas).assign(layer=int(lay)))
+        frames.append(polarity_curves(per_layer, normalize=normalize).assign(subject=s))
+        if len(layers) >= MIN_LAYERS:
+            t = mirrored_trends(pd.concat(tallies, ignore_index=True), n_boot=n_boot, n_null=n_null)
+            trend_rows.append(t.rename(columns={"n_layers": "n"}).assign(subject=s))
     curves = pd.concat(frames, ignore_index=True)
-    trends = None
-    if len(layers) >= 4:
-        mean = curves.groupby(["layer", "level", "name"], sort=False, as_index=False)[["positive", "negative"]].mean()
-        mean = mean[(mean.groupby(["level", "name"]).positive.transform("std") > 0)
-                    | (mean.groupby(["level", "name"]).negative.transform("std") > 0)]
-        if not mean.empty:
-            import warnings
+    if not trend_rows:
+        return curves, None
+    trends = pd.concat(trend_rows, ignore_index=True)
+    if len(subjects) >= 2:
+        group = []
+        for (level, name), sel in trends.groupby(["level", "name"], sort=False):
+            g = group_trend(sel.r.to_numpy())
+            group.append(dict(level=level, name=name, subject=GROUP, r=g.r, ci_low=g.ci_low, ci_high=g.ci_high,
+                              p=g.p, n=g.n_subjects))
+        trends = pd.concat([trends, pd.DataFrame(group)], ignore_index=True)
+    cols = ["level", "name", "subject", "r", "ci_low", "ci_high", "p", "n"]
+    return curves, trends[cols]
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                trends = mirrored_trends(mean, n_boot=n_boot)
-    return curves, trends
+
+def polarity_seeds(study: Study, keys: Sequence[LayerKey], subjects: Sequence[str]) -> list[int]:
+    """Dictionary seeds (``Options.seed``) under which the cache holds the neuron mapping of
+    every layer in ``keys`` for every subject, with the study's other options (no computation).
+
+    The study's own seed comes first. Another seed's results are computed by a run config with
+    another ``seed`` (``[options] seed = 1``), or ``Study(..., replace(options, seed=1))``.
+    """
+    from dataclasses import replace
+
+    found = {study.options.seed}
+    for record in Catalog(study.cache, ("atoms",)):
+        o = record.options
+        if record.target in keys and "seed" in o and all(
+                k == "seed" or not hasattr(study.options, k) or _same_option(v, getattr(study.options, k))
+                for k, v in o.items()):
+            found.add(int(o["seed"]))
+    seeds = [study.options.seed] + sorted(found - {study.options.seed})
+    out = []
+    for seed in seeds:
+        other = Study(study.dataset, study.cache, replace(study.options, seed=seed), device="cpu", read_only=True)
+        if all(other.has("glm", k, s) for k in keys for s in subjects):
+            out.append(seed)
+    return out
+
+
+def _same_option(a, b) -> bool:
+    norm = (lambda v: tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else v)
+    return norm(a) == norm(b)
+
+
+def polarity_stability(study: Study, model: str, branch: str, kind: str, layers: Sequence[int],
+                       subjects: Sequence[str], condition: str = "image+text", fdr_q: float = 0.05,
+                       seeds: Sequence[int] | None = None):
+    """Stability of the BN polarity across dictionary seeds (reads the cache only).
+
+    Parameters
+    ----------
+    seeds : sequence of int, optional
+        Default: every seed the cache holds the mapping of these layers under
+        (:func:`polarity_seeds`).
+
+    Returns
+    -------
+    dict or None
+        None with fewer than 2 seeds cached. Otherwise ``seeds`` (list), ``share`` (float: among
+        the voxels that are BNs under every seed, pooled over layers and subjects, the share with
+        the same polarity under every seed), ``n`` (those voxels) and ``table`` (DataFrame:
+        ``layer``, ``subject``, ``share``, ``n``), ``dictionaries_differ`` (bool: False when
+        the seeds gave the same dictionary — a deterministic initialisation — and the share
+        then says nothing).
+    """
+    import pandas as pd
+    from dataclasses import replace
+
+    from alignment.analyses.polarity import polarity_stability as stability
+
+    keys = [LayerKey(model, branch, int(lay), kind, condition) for lay in layers]
+    seeds = list(seeds) if seeds is not None else polarity_seeds(study, keys, subjects)
+    if len(seeds) < 2:
+        return None
+    studies = [Study(study.dataset, study.cache, replace(study.options, seed=int(seed)), device="cpu",
+                     read_only=True) for seed in seeds]
+    first = [np.asarray(st.get("atoms", keys[0])["codes"]) for st in studies]
+    differ = any(c.shape != first[0].shape or not np.array_equal(c, first[0]) for c in first[1:])
+    rows = []
+    for key in keys:
+        for s in subjects:
+            share, n = stability([_bn_polarity(st, key, s, fdr_q).polarity for st in studies])
+            rows.append(dict(layer=key.layer, subject=s, share=share, n=n))
+    table = pd.DataFrame(rows)
+    n = int(table.n.sum())
+    share = float((table.share.fillna(0) * table.n).sum() / n) if n else float("nan")
+    return dict(seeds=[int(x) for x in seeds], share=share, n=n, table=table, dictionaries_differ=differ)
 
 
 # ==========================================================================================

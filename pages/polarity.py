@@ -1,16 +1,20 @@
 """Polarity: positive vs negative BNs per layer and network; the mirrored-trend index."""
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from alignment.conventions import subjects_of
+from alignment.conventions import GROUP, subjects_of
 from alignment.figures import bar_figure, layer_curve_figure
 import ui as S
 
-state = S.page("Polarity", caption="A BN (voxel) is positive (negative) for an atom when its GLM t is significantly "
-                                   "> 0 (< 0). Mirrored trend: correlation across layers between the positive and "
-                                   "the negative curve (negative r = mirrored), 95 % BCa bootstrap CI over layers.")
+state = S.page("Polarity", caption="A BN (voxel) is positive (negative) when it rises (falls) with the ANs that drive "
+                                   "it: the sign of its AN→BN couplings (codes × t over significant atoms), each "
+                                   "weighted by its strength — blind to the arbitrary sign and order of the atoms. "
+                                   "Mirrored trend: correlation across layers of the balance P / (P + N) with the "
+                                   "layer index, tested against random atom-sign flips that keep every layer's total.")
 study, avail = S.open_or_stop(state)
+subjects = tuple(subjects_of(study, state.subject))
 
 layers = avail.layers(state.model, state.branch, state.kind, state.condition, stage="glm")
 if not layers:
@@ -19,8 +23,7 @@ if not layers:
             f"{state.condition}. Mapped in this cache: " + ("; ".join(mapped) or "nothing") + ".")
     st.stop()
 
-c1, c2, c3 = st.columns(3)
-unit = c1.radio("Count", ("BNs (voxels)", "links (atom, voxel)"), key="po_unit")
+c2, c3 = st.columns(2)
 norm = c2.toggle("Fraction of the network's voxels", key="po_norm")
 level = c3.radio("Networks", ("groups", "all networks"), key="po_level")
 lvl = "group" if level == "groups" else "network"
@@ -30,15 +33,14 @@ lvl = "group" if level == "groups" else "network"
 def view():
     with S.guard(state) as g:
         curves, trends = S.summary("polarity_tables", state, state.model, state.branch, state.kind, tuple(layers),
-                                   atlas=state.atlas, subjects=tuple(subjects_of(study, state.subject)),
-                                   condition=state.condition, fdr_q=state.fdr_q,
-                                   unit="bn" if unit.startswith("BN") else "links", normalize=norm)
+                                   atlas=state.atlas, subjects=subjects,
+                                   condition=state.condition, fdr_q=state.fdr_q, normalize=norm)
     if g.failed:
         return
     sel = curves[curves.level == lvl]
     long = pd.concat([sel.assign(polarity="positive", value=sel.positive),
                       sel.assign(polarity="negative", value=sel.negative)], ignore_index=True)
-    ylab = ("fraction of voxels" if norm else ("BNs" if unit.startswith("BN") else "links"))
+    ylab = "fraction of voxels" if norm else "BNs"
     fig = layer_curve_figure(long, x="layer", y="value", color="polarity", facet="name", error="ci",
                              colors={"positive": "#c44e52", "negative": "#4c72b0"},
                              title=f"Positive and negative BNs per layer — {S.describe(state, layer=False)}",
@@ -51,21 +53,52 @@ def view():
         st.info(f"The mirrored-trend index needs at least 4 mapped layers; this branch has {len(layers)} "
                 f"({', '.join(map(str, layers))}).")
         return
-    t = trends[trends.level == lvl].copy()
+    who = GROUP if len(subjects) > 1 else subjects[0]
+    t = trends[(trends.level == lvl) & (trends.subject == who)].copy()
+    t = t[np.isfinite(t.r)]
     if t.empty:
-        st.info("No network has BNs that vary across layers.")
+        st.info("No network has BNs in enough layers for a trend.")
         return
     c1, c2 = st.columns([3, 2])
-    tfig = bar_figure(t, x="name", y="r", error=("ci_low", "ci_high"), x_title="", y_title="r (positive vs negative)",
-                      title="Mirrored-trend index (95 % CI)", height=360)
+    tfig = bar_figure(t, x="name", y="r", error=("ci_low", "ci_high"), x_title="", y_title="r (balance vs layer)",
+                      title="Mirrored trend: balance P / (P + N) vs depth (95 % CI)", height=360)
     with c1:
         S.plot(tfig, key="po-trend")
     with c2:
         st.dataframe(t.drop(columns=["level"]).round(3), hide_index=True, width="stretch")
-        S.export_buttons(tfig, f"polarity_trend_{state.model}_{state.branch}", table=t)
-    st.caption(f"Layers {', '.join(map(str, layers))}; curves averaged over "
-               f"{curves.subject.nunique()} subject(s) before the correlation. Adjacent layers are not independent: "
-               "read the interval as descriptive.")
+        S.export_buttons(tfig, f"polarity_trend_{state.model}_{state.branch}", table=trends)
+    if who == GROUP:
+        how = (f"group: one-sample t test across {len(subjects)} subjects of each subject's Fisher-z r "
+               "(the interval is the t interval; the per-subject rows are in the exported table)")
+    else:
+        how = ("p: random atom-sign flips that keep each layer's total; interval: bootstrap over atoms within "
+               "each layer")
+    st.caption(f"Layers {', '.join(map(str, layers))}. r > 0: positive BNs gain on negative ones with depth; "
+               f"{how}. In-sample (the dictionary and the GLM use every run); adjacent layers are not "
+               "independent: read the interval as descriptive.")
 
+
+@st.fragment
+def stability_view():
+    st.subheader("Stability across dictionary seeds")
+    with S.guard(state) as g:
+        stab = S.summary("polarity_stability", state, state.model, state.branch, state.kind, tuple(layers),
+                         subjects=tuple(subjects), condition=state.condition, fdr_q=state.fdr_q)
+    if g.failed:
+        return
+    if stab is None:
+        st.info("Only one dictionary seed is cached for these layers. To measure how stable the polarities are, "
+                "compute the neuron mapping again with other seeds (a run config with `[options] seed = 1`, then "
+                "`seed = 2`, same layers); this page then reports the share of BNs with the same polarity under "
+                "every seed.")
+        return
+    if not stab["dictionaries_differ"]:
+        st.warning("These seeds gave the same dictionary (a deterministic initialisation), so their agreement "
+                   "says nothing about stability.")
+    st.metric("BNs with the same polarity under every seed", f"{stab['share']:.1%}",
+              help=f"Seeds {', '.join(map(str, stab['seeds']))}: among the {stab['n']} (voxel, layer, subject) BNs "
+                   "found under every seed, the share whose polarity is the same under all of them.")
+    st.dataframe(stab["table"].round(3), hide_index=True, width="stretch")
 
 view()
+stability_view()

@@ -16,7 +16,7 @@ import pytest
 
 from alignment.analyses import (
     LinkTable,
-    an_polarity_counts,
+    bn_polarity,
     ans_per_voxel,
     cross_modal_gain,
     curve_arrays,
@@ -26,16 +26,14 @@ from alignment.analyses import (
     link_scores,
     links_per_an,
     links_per_voxel,
-    mirrored_trend,
-    mirrored_trends,
     modality_labels,
     polarity_counts,
     polarity_curves,
+    polarity_tallies,
     specialization_index,
     time_blocks,
     unified_share,
     variance_partition,
-    voxel_polarity,
 )
 from alignment.atlases import AtlasError, load_atlas, network_colors
 from alignment.networks import GROUPS, group_labels, network_summary
@@ -234,104 +232,36 @@ def test_fsaverage5_annot_and_gifti(tmp_path):
 # --------------------------------------------------------------------------------------------
 # polarity
 # --------------------------------------------------------------------------------------------
-def _planted_t(ca, sizes, rng):
-    """t (4, V) with planted patches: atom 0 + Visual1, atom 1 − Default, atom 2 + Language and
-    − Dorsal-attention, atom 3 − on the first ``sizes['both']`` voxels of atom 0's patch."""
-    t = rng.normal(0, 0.5, (4, V_HCP))
-    vis = _voxels_of(ca, "Visual1", sizes["Visual1"])
-    t[0, vis] = 6
+def test_polarity_counts_recover_planted_patches(ca):
+    """Couplings planted per network (tests/test_polarity.py has the invariance, stability and
+    mirrored-trend tests): AN 0 drives Visual1 up through a negative atom, AN 1 Default down,
+    AN 2 Language up and Dorsal-attention down."""
+    rng = np.random.default_rng(1)
+    sizes = {"Visual1": 500, "Default": 800, "Language": 300, "Dorsal-attention": 200}
+    codes = np.diag([-1.0, 1.0, 2.0])  # (N, K) = (3, 3)
+    t = rng.normal(0, 0.5, (3, V_HCP))
+    t[0, _voxels_of(ca, "Visual1", sizes["Visual1"])] = -6
     t[1, _voxels_of(ca, "Default", sizes["Default"])] = -6
     t[2, _voxels_of(ca, "Language", sizes["Language"])] = 6
     t[2, _voxels_of(ca, "Dorsal-attention", sizes["Dorsal-attention"])] = -6
-    t[3, vis[: sizes["both"]]] = -6
-    return t, np.abs(t) > 4
-
-
-def test_polarity_counts_recover_planted_patches(ca):
-    sizes = {"Visual1": 500, "Default": 800, "Language": 300, "Dorsal-attention": 200, "both": 100}
-    t, sig = _planted_t(ca, sizes, np.random.default_rng(1))
-    df = polarity_counts(t, sig, ca)
+    bn = bn_polarity(codes, t, np.abs(t) > 4)
+    df = polarity_counts(bn, ca)
     net = df[df.level == "network"].set_index("name")
-    assert net.loc["Visual1", ["positive_bn", "negative_bn", "both_bn"]].tolist() == [500, 100, 100]
+    assert net.loc["Visual1", ["positive_bn", "negative_bn"]].tolist() == [500, 0]
     assert net.loc["Default", ["positive_bn", "negative_bn"]].tolist() == [0, 800]
     assert net.loc["Language", ["positive_bn", "negative_bn"]].tolist() == [300, 0]
     assert net.loc["Dorsal-attention", ["positive_bn", "negative_bn"]].tolist() == [0, 200]
-    assert net.loc["Visual1", ["positive_links", "negative_links"]].tolist() == [500, 100]
     others = net.drop(["Visual1", "Default", "Language", "Dorsal-attention"])
     assert (others[["positive_bn", "negative_bn"]] == 0).all().all()
     grp = df[df.level == "group"].set_index("name")
     assert grp.loc["vision", "positive_bn"] == 500 and grp.loc["default mode", "negative_bn"] == 800
     assert grp.loc["attention", "negative_bn"] == 200 and grp.loc["language", "positive_bn"] == 300
     assert net.loc["Default", "negative_frac"] == pytest.approx(800 / (ca.labels == 9).sum())
-    # voxel polarity: dominant significant atom (ties: atom 0 wins for the "both" voxels)
-    vp = voxel_polarity(t, sig)
-    assert (vp[_voxels_of(ca, "Default", 800)] == -1).all()
-    assert (vp[_voxels_of(ca, "Visual1", 400, offset=100)] == 1).all()
-    assert (vp[~sig.any(0)] == 0).all()
-    assert voxel_polarity(np.array([2.0, -1.0, 3.0]), np.array([True, True, False])).tolist() == [1, -1, 0]
-
-
-def test_an_polarity_counts_planted():
-    codes = np.zeros((6, 3))
-    codes[0, 0] = 1.0  # positive
-    codes[1, 1] = -2.0  # negative
-    codes[2, 0], codes[2, 1] = 1.0, -1.0  # mixed
-    codes[3, 2] = 5.0  # positive, but on atom 2 which reaches no voxel
-    sig = np.zeros((3, 10), bool)
-    sig[0, 1] = sig[1, 2] = True
-    c = an_polarity_counts(codes, sig)
-    assert (c["positive_an"], c["negative_an"], c["mixed_an"]) == (2, 2, 1)
-    assert (c["positive_only_an"], c["negative_only_an"]) == (1, 1)
-    assert an_polarity_counts(codes)["positive_an"] == 3  # without sig, atom 2 counts
-
-
-def test_polarity_curves_and_mirrored_trend_planted(ca):
-    L = 8
-    pos_sizes = [100, 150, 220, 300, 380, 450, 520, 600]
-    neg_sizes = [600, 540, 470, 400, 320, 250, 160, 100]
-    rng = np.random.default_rng(2)
-    per_layer = {}
-    for layer in range(L):
-        t = rng.normal(0, 0.5, (2, V_HCP))
-        t[0, _voxels_of(ca, "Visual2", pos_sizes[layer])] = 5
-        t[1, _voxels_of(ca, "Visual2", neg_sizes[layer], offset=1000)] = -5
-        per_layer[layer] = polarity_counts(t, np.abs(t) > 4, ca)
-    curves = polarity_curves(per_layer)
-    layers, pos, neg = curve_arrays(curves, "Visual2")
-    assert layers.tolist() == list(range(L))
-    assert pos.tolist() == pos_sizes and neg.tolist() == neg_sizes
-    res = mirrored_trend(pos, neg)
-    assert res.r == pytest.approx(np.corrcoef(pos_sizes, neg_sizes)[0, 1])
-    assert res.r < -0.99 and res.ci_high < 0 and res.p < 0.01
-    table = mirrored_trends(curves[curves.name.isin(["Visual2", "vision"])])
-    assert set(table.name) == {"Visual2", "vision"} and (table.r < -0.99).all()
-    frac = polarity_curves(per_layer, normalize=True)
-    assert curve_arrays(frac, "Visual2")[1][0] == pytest.approx(100 / (ca.labels == 2).sum())
-
-
-@pytest.mark.parametrize("method, min_cover", [("bootstrap", 0.85), ("fisher", 0.88)])
-def test_mirrored_trend_ci_covers_truth(method, min_cover):
-    rho, L, n_seeds = -0.7, 12, 120
-    cover, strong = 0, 0
-    for s in range(n_seeds):
-        xy = np.random.default_rng(100 + s).multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=L)
-        res = mirrored_trend(xy[:, 0], xy[:, 1], n_boot=1000, seed=s, method=method, n_perm=2000)
-        assert res.ci_low <= res.r <= res.ci_high
-        cover += res.ci_low <= rho <= res.ci_high
-        strong += res.p < 0.05
-    assert cover / n_seeds >= min_cover  # nominal 0.95 (BCa measured ~0.92, Fisher ~0.95)
-    assert strong / n_seeds > 0.6  # power against rho = -0.7 with 12 layers
-
-
-def test_mirrored_trend_null_p_and_errors():
-    rej = 0
-    for s in range(100):
-        x, y = np.random.default_rng(s).normal(size=(2, 12))
-        rej += mirrored_trend(x, y, n_boot=200, seed=s, n_perm=1000).p < 0.05
-    assert rej <= 12  # ~5 expected under the null
-    with pytest.raises(ValueError, match="at least 4"):
-        mirrored_trend([1, 2, 3], [3, 2, 1])
-    assert np.isnan(mirrored_trend(np.ones(6), np.arange(6.0)).r)
+    tallies = polarity_tallies(bn, ca)
+    vis = tallies[tallies.name == "Visual1"]
+    assert vis[["atom", "positive", "negative"]].values.tolist() == [[0, 500, 0]]
+    curves = polarity_curves({0: df, 1: df})
+    assert curve_arrays(curves, "Default")[2].tolist() == [800, 800]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Analyses on encoding and neuron-mapping results (DESIGN §5.3–5.7).
 
-- :mod:`~alignment.analyses.polarity` -- positive / negative BNs and ANs per layer and network,
-  the mirrored trend across layers.
+- :mod:`~alignment.analyses.polarity` -- positive / negative BNs and ANs per layer and network
+  (from the sign of the AN→BN coupling), the mirrored trend across layers, stability across
+  dictionary seeds.
 - :mod:`~alignment.analyses.modality` -- specialization index, variance partition, cross-modal
   gain, unified BNs, per-voxel modality labels.
 - :mod:`~alignment.analyses.redundancy` -- links per voxel / AN, Dice overlap, lesion curves.
@@ -26,14 +27,20 @@ from alignment.analyses.modality import (
     variance_partition,
 )
 from alignment.analyses.polarity import (
+    BNPolarity,
+    GroupTrend,
     MirroredTrend,
-    an_polarity,
     an_polarity_counts,
+    bn_polarity,
     curve_arrays,
+    group_trend,
+    link_polarity,
     mirrored_trend,
     mirrored_trends,
     polarity_counts,
     polarity_curves,
+    polarity_stability,
+    polarity_tallies,
     voxel_polarity,
 )
 from alignment.analyses.redundancy import (
@@ -50,7 +57,8 @@ __all__ = [
     "LayerLinks", "LinkTable", "link_scores",
     "MODALITY_LABELS", "UnifiedShare", "VariancePartition", "cross_modal_gain", "modality_labels",
     "modality_summary", "specialization_index", "unified_share", "variance_partition",
-    "MirroredTrend", "an_polarity", "an_polarity_counts", "curve_arrays", "mirrored_trend",
-    "mirrored_trends", "polarity_counts", "polarity_curves", "voxel_polarity",
+    "BNPolarity", "GroupTrend", "MirroredTrend", "an_polarity_counts", "bn_polarity", "curve_arrays",
+    "group_trend", "link_polarity", "mirrored_trend", "mirrored_trends", "polarity_counts", "polarity_curves",
+    "polarity_stability", "polarity_tallies", "voxel_polarity",
     "LesionCurve", "ans_per_voxel", "dice_overlap", "lesion_curve", "links_per_an", "links_per_voxel",
 ]

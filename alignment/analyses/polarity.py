@@ -1,67 +1,260 @@
 """Polarity of BNs and ANs across layers, and the mirrored trend (DESIGN §5.4).
 
-For one (model, branch, layer), the neuron-level mapping gives a GLM t map per atom, ``t``
-(K, V), its significance mask ``sig`` (K, V) (FDR q < 0.05 per atom) and the AN codes ``S``
-(N, K). A BN (voxel) is *positive* for atom k when ``sig[k, v] and t[k, v] > 0`` and *negative*
-when ``sig[k, v] and t[k, v] < 0``; a voxel can be both (for different atoms). An AN is
-positive (negative) for atom k by the sign of ``S[n, k]``.
+Why not the sign of an atom's t
+-------------------------------
+For one (model, branch, layer) the neuron-level mapping gives the AN codes ``S`` (N, K), the
+GLM t map of each atom ``t`` (K, V) and its significance ``sig`` (K, V). A dictionary
+factorisation ``Aᵀ ≈ S·D`` is unchanged when atom k and its codes flip sign together
+(``S[:, k] → −S[:, k]``, ``D[k] → −D[k]``, hence ``t[k] → −t[k]``) and when the atoms are
+reordered. Which sign and which order a solver returns depends on its seed, so the sign of
+``t`` alone says nothing: on the same data two dictionary seeds can turn a balanced layer into
+an almost all-negative one.
 
-Counting conventions (both are reported; the curves use ``unit="bn"`` by default):
+Definition used here
+--------------------
+Polarity belongs to the pairing of an AN and a BN, not to the atom in between. The AN→BN
+coupling of the mapping (DESIGN §5.2)
 
-- ``*_bn``: number of distinct voxels that are positive (negative) for at least one atom —
-  "how much cortex is driven up / down by this layer";
-- ``*_links``: number of significant (atom, voxel) pairs of each sign.
+    score(n, v) = Σ_k S[n, k] · t[k, v]   over significant (k, v)
 
-The *mirrored trend* is the Pearson correlation across layers between the positive and the
-negative curve of a network (mirrored → negative r), with a confidence interval and a p value
-(:func:`mirrored_trend`).
+is a sum of products in which a flipped atom flips both factors, and a permutation of the atoms
+only permutes the terms: it depends on neither.
+
+- *Link polarity* of (AN n, BN v): the sign of ``score(n, v)`` — whether the voxel's response
+  rises (+1) or falls (−1) with the AN's activation (:func:`link_polarity`).
+- *BN polarity* of voxel v in a layer: the sign of its couplings with its top ANs, each
+  weighted by its strength, ``sign(Σ_n score(n, v) · |score(n, v)|)``: positive when the
+  positive couplings carry more than half of the voxel's squared coupling
+  (:func:`bn_polarity`); 0 for a voxel with no significant atom. One sign per voxel and layer.
+  The weighting lets the strongest ANs decide without hanging on a single one: a layer often
+  holds near-copies of an AN with the opposite sign, and which of them comes first changes with
+  the dictionary seed. On planted data with such copies (6 ANs of either sign per source) two
+  seeds agree on ~0.95 of the planted BNs with this rule and ~0.88 with the sign of the single
+  top AN (``tests/test_polarity.py``).
+- *AN polarity*: an AN's counts of positive and negative links (:func:`an_polarity_counts`).
+
+This follows the neuron-level line of work that couples single units of language and
+vision-language transformers (BERT, CLIP) with fMRI voxels through a sparse dictionary of
+temporal atoms and a voxel-wise GLM: there a BN is called positive when it goes up with the
+artificial neuron that drives it and negative when it goes down, i.e. the sign is read off the
+product of an AN's loading and the atom's brain response, never off an atom on its own.
+
+Each BN is attributed to its *dominant atom*: the atom contributing the largest term
+``|S[n*, k] · t[k, v]|`` to its top AN's coupling. BNs with the same dominant atom share one
+source of variation (one atom's map), so atoms are the resampling units of the mirrored trend.
+
+Mirrored trend
+--------------
+With P_l positive and N_l negative BNs in layer l of a network, the correlation r(P, N) across
+layers mostly follows how the totals P_l + N_l vary (with a constant total it is −1 by
+construction), and testing it against r = 0 by permuting layers tests the wrong null. The
+statistic here is the Pearson correlation across layers between the *balance*
+``b_l = P_l / (P_l + N_l)`` and the layer's depth (its layer index): a mirrored trend is a
+balance that moves with depth (r > 0: positive BNs gain on negative ones in deeper layers).
+It is blind to the totals by construction.
+
+- Null (:func:`mirrored_trend`, ``p``): random atom-sign flips that keep every total — each
+  layer's atoms independently swap their positive and negative BNs with probability 1/2 and the
+  balances are re-derived; p = (1 + #|r*| ≥ |r|) / (1 + n_null).
+- Interval: percentile bootstrap over atoms within each layer (an atom's BNs are resampled
+  together, as they vary together).
+- Group: the per-subject r are Fisher-z transformed and tested against 0 by a one-sample t test
+  across subjects, with the t interval back-transformed (:func:`group_trend`); the subjects'
+  variance is the error term.
+
+What is in-sample: the dictionary is learned on all runs and the GLM t on all runs, so
+polarities, balances and their trend are in-sample descriptions of the fitted mapping; nothing
+here is cross-validated. The null and the interval treat layers as independent given their
+atoms; adjacent layers of a real network are correlated, so read the interval as descriptive of
+this set of layers.
+
+Stability across dictionary seeds (:func:`polarity_stability`): the share of BNs that have the
+same polarity under every seed (among the voxels that are BNs under every seed).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
 __all__ = [
-    "polarity_counts",
-    "an_polarity",
+    "BNPolarity",
+    "bn_polarity",
+    "link_polarity",
     "an_polarity_counts",
+    "polarity_counts",
+    "polarity_tallies",
     "polarity_curves",
     "curve_arrays",
     "MirroredTrend",
     "mirrored_trend",
     "mirrored_trends",
+    "GroupTrend",
+    "group_trend",
+    "polarity_stability",
     "voxel_polarity",
     "POLARITY_NAMES",
+    "MIN_LAYERS",
 ]
 
-#: codes returned by :func:`voxel_polarity`
+#: codes of a polarity
 POLARITY_NAMES = {1: "positive", -1: "negative", 0: "none"}
+#: fewest layers with BNs for a mirrored trend
+MIN_LAYERS = 4
+_CHUNK = 8192  # voxels per coupling product: an (N, chunk) float64 block
 
 
-def _tsig(t, sig):
-    t = np.asarray(t)
+def _masked(codes, t, sig):
+    """(S (N, K), where(sig, t, 0) (K, V)) as float64, shapes checked."""
+    S = np.asarray(codes, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
     sig = np.asarray(sig, dtype=bool)
-    if t.ndim == 1:
-        t = t[None]
-    if sig.ndim == 1:
-        sig = sig[None]
-    if t.shape != sig.shape:
+    if t.ndim != 2 or t.shape != sig.shape:
         raise ValueError(f"t and sig must have the same shape (K, V); got {t.shape} and {sig.shape}")
-    return t, sig
+    if S.ndim != 2 or S.shape[1] != t.shape[0]:
+        raise ValueError(f"codes must have shape (N, {t.shape[0]}), got {S.shape}")
+    return S, np.where(sig & np.isfinite(t), t, 0.0)
 
 
-def polarity_counts(t, sig, atlas, *, groups=None, include_groups: bool = True):
+@dataclass(frozen=True, eq=False)
+class BNPolarity:
+    """BN polarity of one layer (:func:`bn_polarity`).
+
+    Attributes
+    ----------
+    polarity : ndarray of int8, shape (V,)
+        +1 / −1: ``sign(Σ_n score(n, v) · |score(n, v)|)``; 0: no significant atom (or no
+        coupling).
+    top_an : ndarray of int64, shape (V,)
+        The top AN (largest |score(n, v)|), −1 where polarity is 0.
+    atom : ndarray of int64, shape (V,)
+        Dominant atom (largest |S[top, k] · t[k, v]|), −1 where polarity is 0.
+    score : ndarray of float64, shape (V,)
+        The top AN's coupling ``score(top_an, v)`` (0 where polarity is 0).
+    n_atoms : int
+        K.
+    """
+
+    polarity: np.ndarray
+    top_an: np.ndarray
+    atom: np.ndarray
+    score: np.ndarray
+    n_atoms: int
+
+
+def bn_polarity(codes, t, sig, *, chunk: int = _CHUNK) -> BNPolarity:
+    """Polarity of every voxel of one layer from its strength-weighted couplings with the ANs.
+
+    Invariant to each atom's sign and to the atoms' order (see the module docstring).
+
+    Parameters
+    ----------
+    codes : ndarray, shape (N, K)
+        AN codes S.
+    t : ndarray, shape (K, V)
+        GLM t per (atom, voxel).
+    sig : ndarray of bool, shape (K, V)
+        Significance per (atom, voxel).
+    chunk : int
+        Voxels per coupling product (memory: 8 · N · chunk bytes).
+
+    Returns
+    -------
+    BNPolarity
+        ``polarity``, ``top_an``, ``atom``, ``score`` (V,) each.
+    """
+    S, tm = _masked(codes, t, sig)
+    K, V = tm.shape
+    pol = np.zeros(V, np.int8)
+    top = np.full(V, -1, np.int64)
+    atom = np.full(V, -1, np.int64)
+    score = np.zeros(V)
+    cols = np.flatnonzero((tm != 0).any(0))  # voxels with a significant atom
+    for start in range(0, cols.size, max(1, int(chunk))):
+        c = cols[start:start + chunk]
+        sc = S @ tm[:, c]  # (N, c) couplings
+        n = np.argmax(np.abs(sc), axis=0)  # top AN per voxel
+        s = sc[n, np.arange(c.size)]
+        weighted = np.sign((sc * np.abs(sc)).sum(0))
+        ok = weighted != 0
+        terms = S[n] * tm[:, c].T  # (c, K): each atom's term of the top AN's coupling
+        pol[c] = weighted.astype(np.int8)
+        top[c] = np.where(ok, n, -1)
+        atom[c] = np.where(ok, np.argmax(np.abs(terms), axis=1), -1)
+        score[c] = np.where(ok, s, 0.0)
+    return BNPolarity(pol, top, atom, score, int(K))
+
+
+def link_polarity(codes, t, sig) -> np.ndarray:
+    """Polarity of every (AN, BN) link of one layer: the sign of ``score(n, v)``.
+
+    Parameters
+    ----------
+    codes : ndarray, shape (N, K)
+    t, sig : ndarray, shape (K, V)
+
+    Returns
+    -------
+    ndarray of int8, shape (N, V)
+        +1 / −1, 0 where the AN reaches the voxel through no significant atom.
+    """
+    S, tm = _masked(codes, t, sig)
+    return np.sign(S @ tm).astype(np.int8)
+
+
+def an_polarity_counts(codes, t, sig, *, chunk: int = _CHUNK) -> dict:
+    """Per-layer counts of ANs by the polarity of their links.
+
+    Parameters
+    ----------
+    codes : ndarray, shape (N, K)
+    t, sig : ndarray, shape (K, V)
+    chunk : int
+        Voxels per coupling product.
+
+    Returns
+    -------
+    dict
+        ``positive_an`` / ``negative_an``: ANs with >= 1 positive / negative link (an AN can be
+        both); ``positive_only_an``, ``negative_only_an``, ``mixed_an``; ``positive_links`` /
+        ``negative_links``: (AN, BN) pairs of each sign; ``n_ans``: N.
+    """
+    S, tm = _masked(codes, t, sig)
+    N, V = S.shape[0], tm.shape[1]
+    pos, neg = np.zeros(N, np.int64), np.zeros(N, np.int64)
+    for start in range(0, V, max(1, int(chunk))):
+        sc = S @ tm[:, start:start + chunk]
+        pos += (sc > 0).sum(1)
+        neg += (sc < 0).sum(1)
+    p, n = pos > 0, neg > 0
+    return dict(n_ans=int(N), positive_an=int(p.sum()), negative_an=int(n.sum()),
+                positive_only_an=int((p & ~n).sum()), negative_only_an=int((n & ~p).sum()),
+                mixed_an=int((p & n).sum()), positive_links=int(pos.sum()), negative_links=int(neg.sum()))
+
+
+def _polarity_array(bn) -> np.ndarray:
+    return np.asarray(bn.polarity if isinstance(bn, BNPolarity) else bn)
+
+
+def _masks(atlas, groups, include_groups):
+    """(level, name, mask (V,)) for every network, then every group."""
+    from alignment.networks import group_masks
+
+    out = [("network", name, atlas.labels == k) for k, name in atlas.names.items()]
+    if include_groups:
+        out += [("group", g, m) for g, m in group_masks(atlas, groups).items()]
+    return out
+
+
+def polarity_counts(bn, atlas, *, groups=None, include_groups: bool = True):
     """Counts of positive and negative BNs per network (and per group) for one layer.
 
     Parameters
     ----------
-    t : ndarray, shape (K, V) or (V,)
-        GLM t statistic per (atom, voxel).
-    sig : ndarray of bool, shape (K, V) or (V,)
-        Significance per (atom, voxel), e.g. FDR q < 0.05 within each atom.
+    bn : BNPolarity or ndarray of int, shape (V,)
+        BN polarity (:func:`bn_polarity`).
     atlas : alignment.atlases.Atlas
         labels (V,).
     groups : dict, optional
@@ -73,106 +266,53 @@ def polarity_counts(t, sig, atlas, *, groups=None, include_groups: bool = True):
     -------
     pandas.DataFrame
         One row per network (``level="network"``) then per group (``level="group"``), columns
-        ``level``, ``name``, ``n_voxels``, ``positive_bn``, ``negative_bn`` (distinct voxels
-        positive / negative for >= 1 atom), ``both_bn`` (voxels that are both),
-        ``positive_links``, ``negative_links`` ((atom, voxel) pairs), ``positive_frac``,
-        ``negative_frac`` (``*_bn / n_voxels``).
+        ``level``, ``name``, ``n_voxels``, ``positive_bn``, ``negative_bn``, ``positive_frac``,
+        ``negative_frac`` (``*_bn / n_voxels``), ``balance`` (P / (P + N), NaN without BNs).
     """
     import pandas as pd
 
-    from alignment.networks import group_masks
-
-    t, sig = _tsig(t, sig)
-    atlas.check(t.shape[1], "t")
-    pos_links = (sig & (t > 0)).sum(0)  # (V,) atoms for which the voxel is positive
-    neg_links = (sig & (t < 0)).sum(0)
-    pos, neg = pos_links > 0, neg_links > 0
-    nb = max(atlas.names, default=0) + 1
-    lab = atlas.labels
-
-    def bc(w):
-        return np.bincount(lab, weights=w, minlength=nb)
-
-    n_vox, c_pos, c_neg, c_both = bc(None), bc(pos), bc(neg), bc(pos & neg)
-    l_pos, l_neg = bc(pos_links), bc(neg_links)
-    rows = []
-    for k, name in atlas.names.items():
-        rows.append(("network", name, n_vox[k], c_pos[k], c_neg[k], c_both[k], l_pos[k], l_neg[k]))
-    if include_groups:
-        for g, m in group_masks(atlas, groups).items():
-            rows.append(("group", g, m.sum(), (pos & m).sum(), (neg & m).sum(), (pos & neg & m).sum(),
-                         pos_links[m].sum(), neg_links[m].sum()))
-    df = pd.DataFrame(rows, columns=["level", "name", "n_voxels", "positive_bn", "negative_bn",
-                                     "both_bn", "positive_links", "negative_links"])
+    pol = _polarity_array(bn)
+    atlas.check(pol.shape[0], "polarity")
+    rows = [(level, name, int(m.sum()), int((m & (pol > 0)).sum()), int((m & (pol < 0)).sum()))
+            for level, name, m in _masks(atlas, groups, include_groups)]
+    df = pd.DataFrame(rows, columns=["level", "name", "n_voxels", "positive_bn", "negative_bn"])
     for c in df.columns[2:]:
         df[c] = df[c].astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        df["positive_frac"] = df.positive_bn / df.n_voxels.where(df.n_voxels > 0)
-        df["negative_frac"] = df.negative_bn / df.n_voxels.where(df.n_voxels > 0)
+        n = df.n_voxels.where(df.n_voxels > 0)
+        df["positive_frac"] = df.positive_bn / n
+        df["negative_frac"] = df.negative_bn / n
+        tot = df.positive_bn + df.negative_bn
+        df["balance"] = df.positive_bn / tot.where(tot > 0)
     return df
 
 
-def an_polarity(codes, active_atoms=None, threshold: float = 0.0) -> np.ndarray:
-    """Sign of each AN's code for each atom.
-
-    Parameters
-    ----------
-    codes : ndarray, shape (N, K)
-        Sparse codes S of the ANs.
-    active_atoms : ndarray of bool, shape (K,), optional
-        Atoms to consider (e.g. those with at least one significant BN, ``sig.any(1)``);
-        codes on other atoms count as 0.
-    threshold : float
-        ``|S[n, k]| <= threshold`` counts as 0 (no link).
+def polarity_tallies(bn: BNPolarity, atlas, *, groups=None, include_groups: bool = True):
+    """Positive and negative BNs of one layer per (network, dominant atom): the resampling
+    units of :func:`mirrored_trend`.
 
     Returns
     -------
-    ndarray of int8, shape (N, K)
-        +1 (positive AN for atom k), -1 (negative), 0 (not linked).
+    pandas.DataFrame
+        ``level``, ``name``, ``atom``, ``positive``, ``negative``: one row per atom with BNs in
+        the network.
     """
-    S = np.asarray(codes)
-    if S.ndim != 2:
-        raise ValueError(f"codes must have shape (N, K), got {S.shape}")
-    out = np.where(S > threshold, 1, np.where(S < -threshold, -1, 0)).astype(np.int8)
-    if active_atoms is not None:
-        active = np.asarray(active_atoms, dtype=bool)
-        if active.shape != (S.shape[1],):
-            raise ValueError(f"active_atoms must have shape ({S.shape[1]},), got {active.shape}")
-        out[:, ~active] = 0
-    return out
+    import pandas as pd
+
+    atlas.check(bn.polarity.shape[0], "polarity")
+    K = bn.n_atoms
+    frames = []
+    for level, name, m in _masks(atlas, groups, include_groups):
+        a = bn.atom[m]
+        p = np.bincount(a[bn.polarity[m] > 0], minlength=K)
+        n = np.bincount(a[bn.polarity[m] < 0], minlength=K)
+        k = np.flatnonzero(p + n)
+        frames.append(pd.DataFrame({"level": level, "name": name, "atom": k.astype(np.int64),
+                                    "positive": p[k].astype(np.int64), "negative": n[k].astype(np.int64)}))
+    return pd.concat(frames, ignore_index=True)
 
 
-def an_polarity_counts(codes, sig=None, threshold: float = 0.0) -> dict:
-    """Per-layer counts of positive and negative ANs.
-
-    Parameters
-    ----------
-    codes : ndarray, shape (N, K)
-    sig : ndarray of bool, shape (K, V), optional
-        When given, only atoms with at least one significant BN count (an AN linked only to
-        atoms that reach no voxel has no brain polarity).
-    threshold : float
-        ``|S[n, k]| <= threshold`` is no link.
-
-    Returns
-    -------
-    dict
-        ``positive_an`` / ``negative_an``: ANs with >= 1 positive / negative code (an AN can be
-        both); ``positive_only_an``, ``negative_only_an``, ``mixed_an``; ``positive_links`` /
-        ``negative_links``: (AN, atom) pairs of each sign; ``n_ans``: N.
-    """
-    active = None if sig is None else np.asarray(sig, dtype=bool).any(1)
-    pol = an_polarity(codes, active, threshold)
-    p, n = (pol > 0).any(1), (pol < 0).any(1)
-    return dict(
-        n_ans=int(pol.shape[0]), positive_an=int(p.sum()), negative_an=int(n.sum()),
-        positive_only_an=int((p & ~n).sum()), negative_only_an=int((n & ~p).sum()),
-        mixed_an=int((p & n).sum()), positive_links=int((pol > 0).sum()),
-        negative_links=int((pol < 0).sum()),
-    )
-
-
-def polarity_curves(per_layer_counts, *, unit: str = "bn", normalize: bool = False):
+def polarity_curves(per_layer_counts, *, normalize: bool = False):
     """Stack per-layer polarity counts into layer curves.
 
     Parameters
@@ -180,23 +320,18 @@ def polarity_curves(per_layer_counts, *, unit: str = "bn", normalize: bool = Fal
     per_layer_counts : Mapping[layer, DataFrame] or sequence of DataFrame or DataFrame
         Outputs of :func:`polarity_counts`, keyed by layer (a sequence is numbered 0..L-1), or
         one DataFrame already holding a ``layer`` column.
-    unit : {"bn", "links"}
-        Count distinct voxels (``*_bn``) or (atom, voxel) pairs (``*_links``).
     normalize : bool
-        Divide by the network's voxel count (fractions of the network; BN unit only makes
-        these fractions of voxels).
+        Divide the counts by the network's voxel count.
 
     Returns
     -------
     pandas.DataFrame
         Long format, one row per (layer, level, name): ``layer``, ``level``, ``name``,
-        ``positive``, ``negative``, ``n_voxels``; sorted by level, name, layer. Use
+        ``positive``, ``negative``, ``balance``, ``n_voxels``; sorted by level, name, layer. Use
         :func:`curve_arrays` to get the (L,) arrays of one network.
     """
     import pandas as pd
 
-    if unit not in ("bn", "links"):
-        raise ValueError(f"unit must be 'bn' or 'links', got {unit!r}")
     if isinstance(per_layer_counts, pd.DataFrame):
         if "layer" not in per_layer_counts:
             raise ValueError("a single DataFrame must have a 'layer' column")
@@ -210,8 +345,8 @@ def polarity_curves(per_layer_counts, *, unit: str = "bn", normalize: bool = Fal
         df = pd.concat(frames, ignore_index=True)
     out = pd.DataFrame({
         "layer": df["layer"], "level": df["level"], "name": df["name"],
-        "positive": df[f"positive_{unit}"].astype(float), "negative": df[f"negative_{unit}"].astype(float),
-        "n_voxels": df["n_voxels"],
+        "positive": df["positive_bn"].astype(float), "negative": df["negative_bn"].astype(float),
+        "balance": df["balance"].astype(float), "n_voxels": df["n_voxels"],
     })
     if normalize:
         denom = out.n_voxels.where(out.n_voxels > 0)
@@ -250,22 +385,23 @@ def curve_arrays(curves, name: str, level: str | None = None):
     return sel.layer.to_numpy(), sel.positive.to_numpy(float), sel.negative.to_numpy(float)
 
 
+# ---------------------------------------------------------------------------- mirrored trend
 @dataclass(frozen=True)
 class MirroredTrend:
-    """Correlation across layers between the positive and negative curve.
+    """Correlation across layers between the balance P / (P + N) and depth.
 
     Attributes
     ----------
     r : float
-        Pearson r over the L layers (NaN if a curve is constant).
+        Pearson r over the layers with BNs (NaN with fewer than :data:`MIN_LAYERS` or a constant
+        balance).
     ci_low, ci_high : float
-        Confidence interval of r (level ``ci``).
+        Percentile bootstrap interval over atoms (level ``ci``).
     p : float
-        Two-sided p value for r = 0.
+        Two-sided p value against random atom-sign flips that keep the totals.
     n_layers : int
+        Layers with BNs.
     ci : float
-    method : str
-        "bootstrap" or "fisher".
     """
 
     r: float
@@ -274,121 +410,96 @@ class MirroredTrend:
     p: float
     n_layers: int
     ci: float
-    method: str
 
 
 def _rows_corr(x, y):
-    """Pearson r of each row pair of x, y (B, L) → (B,); NaN for constant rows."""
-    x = x - x.mean(1, keepdims=True)
-    y = y - y.mean(1, keepdims=True)
-    den = np.sqrt((x * x).sum(1) * (y * y).sum(1))
+    """Pearson r of each row of x (B, L) with y (L,) or (B, L) → (B,); NaN for constant rows."""
+    x = x - x.mean(-1, keepdims=True)
+    y = y - y.mean(-1, keepdims=True)
+    den = np.sqrt((x * x).sum(-1) * (y * y).sum(-1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (x * y).sum(1) / np.where(den > 0, den, 1), np.nan)
+        return np.where(den > 0, (x * y).sum(-1) / np.where(den > 0, den, 1), np.nan)
 
 
-def mirrored_trend(pos, neg, n_boot: int = 2000, seed: int = 0, *, ci: float = 0.95,
-                   method: str = "bootstrap", n_perm: int = 10000) -> MirroredTrend:
-    """Pearson correlation across layers between the positive and negative curves.
+def mirrored_trend(positive: Sequence, negative: Sequence, depth=None, *, n_null: int = 2000,
+                   n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> MirroredTrend:
+    """Correlation across layers of the balance P / (P + N) with depth, with a totals-keeping null.
 
     Parameters
     ----------
-    pos, neg : ndarray, shape (L,)
-        Positive and negative BN counts (or fractions) per layer, L >= 4.
+    positive, negative : sequence of L arrays, shape (K_l,) each
+        Per layer, the positive and negative BNs attributed to each atom (the ``positive`` /
+        ``negative`` columns of :func:`polarity_tallies`); a scalar per layer is one atom.
+    depth : ndarray, shape (L,), optional
+        Depth of each layer (default 0..L-1).
+    n_null : int
+        Random atom-sign flips: each atom of each layer swaps its positive and negative BNs
+        with probability 1/2, totals unchanged, balances re-derived.
     n_boot : int
-        Bootstrap resamples (``method="bootstrap"``).
+        Bootstrap resamples of the atoms within each layer.
     seed : int
-        Seed for the resamples and permutations.
     ci : float
-        Confidence level.
-    method : {"bootstrap", "fisher"}
-        ``"bootstrap"`` (default): BCa bootstrap over layers — layers are resampled with
-        replacement as (pos, neg) pairs, the percentile interval is corrected for bias and
-        skewness (bias-corrected and accelerated, jackknife acceleration); resamples where a
-        curve is constant are dropped. With L = 12 (a ViT-B) and bivariate-normal curves,
-        measured 95 % coverage is ~0.92 (plain percentile: ~0.89; Fisher: 0.95): use
-        ``"fisher"`` when the curves look normal, the bootstrap when a layer is an outlier. p: two-sided
-        permutation test (``n_perm`` random pairings of the layers; exact enumeration when
-        L! <= n_perm), p = (1 + #|r*| >= |r|) / (1 + n_perm). Neither assumes normal curves.
-        ``"fisher"``: z = atanh(r) ± z_{1-α/2} / sqrt(L − 3), p from the t test with L − 2
-        dof — exact for bivariate normal, independent layers.
-        Both treat layers as exchangeable samples; adjacent layers are correlated in real
-        networks, so read the interval as descriptive of this set of layers.
+        Interval level.
 
     Returns
     -------
     MirroredTrend
-        r, ci_low, ci_high, p, n_layers, ci, method.
+        ``r``, ``ci_low``, ``ci_high``, ``p``, ``n_layers``, ``ci``. Layers without BNs are left
+        out; with fewer than :data:`MIN_LAYERS` left every value is NaN.
     """
-    from scipy import stats
-
-    x = np.asarray(pos, dtype=np.float64).ravel()
-    y = np.asarray(neg, dtype=np.float64).ravel()
-    if x.shape != y.shape:
-        raise ValueError(f"pos and neg must have the same length; got {x.size} and {y.size}")
-    L = x.size
-    if L < 4:
-        raise ValueError(f"need at least 4 layers for a correlation with an interval, got {L}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("pos and neg must be finite")
+    if len(positive) != len(negative):
+        raise ValueError(f"positive and negative must have one entry per layer; got {len(positive)} and "
+                         f"{len(negative)}")
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1), got {ci}")
-    r = float(_rows_corr(x[None], y[None])[0])
+    L = len(positive)
+    depth = np.arange(L, dtype=np.float64) if depth is None else np.asarray(depth, dtype=np.float64)
+    if depth.shape != (L,):
+        raise ValueError(f"depth must have shape ({L},), got {depth.shape}")
+    pos = [np.atleast_1d(np.asarray(p, dtype=np.float64)) for p in positive]
+    neg = [np.atleast_1d(np.asarray(n, dtype=np.float64)) for n in negative]
+    for p, n in zip(pos, neg):
+        if p.shape != n.shape or p.ndim != 1 or (p < 0).any() or (n < 0).any():
+            raise ValueError("each layer needs non-negative positive and negative counts of equal shape (K_l,)")
+    keep = [i for i in range(L) if (pos[i] + neg[i]).sum() > 0]
+    nan = MirroredTrend(np.nan, np.nan, np.nan, np.nan, len(keep), ci)
+    if len(keep) < MIN_LAYERS:
+        return nan
+    pos, neg, depth = [pos[i] for i in keep], [neg[i] for i in keep], depth[keep]
+    tot = [p + n for p, n in zip(pos, neg)]
+    balance = np.array([p.sum() / t.sum() for p, t in zip(pos, tot)])
+    r = float(_rows_corr(balance, depth))
     if not np.isfinite(r):
-        return MirroredTrend(np.nan, np.nan, np.nan, np.nan, L, ci, method)
-    alpha = 1 - ci
+        return nan
     rng = np.random.default_rng(seed)
-    if method == "fisher":
-        z = np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))
-        half = stats.norm.ppf(1 - alpha / 2) / np.sqrt(L - 3)
-        tstat = r * np.sqrt((L - 2) / max(1e-300, 1 - r * r))
-        p = float(2 * stats.t.sf(abs(tstat), L - 2))
-        return MirroredTrend(r, float(np.tanh(z - half)), float(np.tanh(z + half)), p, L, ci, method)
-    if method != "bootstrap":
-        raise ValueError(f"method must be 'bootstrap' or 'fisher', got {method!r}")
-
-    # BCa bootstrap over layers
-    idx = rng.integers(0, L, size=(n_boot, L))
-    boot = _rows_corr(x[idx], y[idx])
+    # null: random atom-sign flips, totals kept
+    flip = np.stack([(np.where(rng.random((n_null, p.size)) < 0.5, n, p)).sum(1) / t.sum()
+                     for p, n, t in zip(pos, neg, tot)], axis=1)  # (n_null, L)
+    null = _rows_corr(flip, depth)
+    null = np.where(np.isfinite(null), null, 0.0)
+    p_value = float((1 + np.sum(np.abs(null) >= abs(r) - 1e-12)) / (1 + n_null))
+    # bootstrap over atoms within each layer
+    boot_b = np.empty((n_boot, len(pos)))
+    for j, (p, t) in enumerate(zip(pos, tot)):
+        idx = rng.integers(0, p.size, size=(n_boot, p.size))
+        boot_b[:, j] = p[idx].sum(1) / t[idx].sum(1)
+    boot = _rows_corr(boot_b, depth)
     boot = boot[np.isfinite(boot)]
-    if boot.size < 10:
-        lo = hi = np.nan
-    else:
-        prop = (np.sum(boot < r) + 0.5 * np.sum(boot == r)) / boot.size
-        z0 = stats.norm.ppf(np.clip(prop, 1 / (2 * boot.size), 1 - 1 / (2 * boot.size)))
-        keep = ~np.eye(L, dtype=bool)
-        jack = _rows_corr(np.broadcast_to(x, (L, L))[keep].reshape(L, L - 1),
-                          np.broadcast_to(y, (L, L))[keep].reshape(L, L - 1))
-        jack = jack[np.isfinite(jack)]
-        d = jack.mean() - jack
-        den = 6.0 * np.sum(d * d) ** 1.5
-        a = float(np.sum(d ** 3) / den) if den > 0 else 0.0
-        zq = stats.norm.ppf([alpha / 2, 1 - alpha / 2])
-        adj = stats.norm.cdf(z0 + (z0 + zq) / (1 - a * (z0 + zq)))
-        lo, hi = np.quantile(boot, np.clip(adj, 0, 1))
-    # permutation p value (exact when cheap)
-    import math
-
-    if math.factorial(L) <= n_perm:
-        import itertools
-
-        perms = np.array(list(itertools.permutations(range(L))))
-        null = _rows_corr(np.broadcast_to(x, perms.shape), y[perms])
-        p = float(np.mean(np.abs(null) >= abs(r) - 1e-12))
-    else:
-        perms = np.argsort(rng.random((n_perm, L)), axis=1)
-        null = _rows_corr(np.broadcast_to(x, perms.shape), y[perms])
-        p = float((1 + np.sum(np.abs(null) >= abs(r) - 1e-12)) / (1 + n_perm))
-    return MirroredTrend(r, float(lo), float(hi), p, L, ci, method)
+    alpha = 1 - ci
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2]) if boot.size >= 10 else (np.nan, np.nan)
+    return MirroredTrend(r, float(lo), float(hi), p_value, len(pos), ci)
 
 
-def mirrored_trends(curves, n_boot: int = 2000, seed: int = 0, **kw):
-    """:func:`mirrored_trend` for every network and group of a curves table.
+def mirrored_trends(tallies, depth: Mapping | None = None, **kw):
+    """:func:`mirrored_trend` for every network and group of a tallies table.
 
     Parameters
     ----------
-    curves : DataFrame
-        Output of :func:`polarity_curves` (L >= 4 layers).
-    n_boot, seed, **kw
+    tallies : DataFrame
+        :func:`polarity_tallies` of several layers with a ``layer`` column (the layer is the
+        depth unless ``depth`` maps layer → depth). Layers are those present in the table.
+    depth : Mapping, optional
+    **kw
         Passed to :func:`mirrored_trend`.
 
     Returns
@@ -398,26 +509,105 @@ def mirrored_trends(curves, n_boot: int = 2000, seed: int = 0, **kw):
     """
     import pandas as pd
 
+    layers = sorted(tallies.layer.unique())
     rows = []
-    for (level, name), sel in curves.groupby(["level", "name"], sort=False):
-        sel = sel.sort_values("layer")
-        res = mirrored_trend(sel.positive.to_numpy(float), sel.negative.to_numpy(float),
-                             n_boot=n_boot, seed=seed, **kw)
+    for (level, name), sel in tallies.groupby(["level", "name"], sort=False):
+        by = {lay: g for lay, g in sel.groupby("layer")}
+        empty = np.zeros(0)
+        pos = [by[lay].positive.to_numpy(float) if lay in by else empty for lay in layers]
+        neg = [by[lay].negative.to_numpy(float) if lay in by else empty for lay in layers]
+        d = [depth[lay] if depth is not None else lay for lay in layers]
+        res = mirrored_trend(pos, neg, d, **kw)
         rows.append(dict(level=level, name=name, r=res.r, ci_low=res.ci_low, ci_high=res.ci_high,
                          p=res.p, n_layers=res.n_layers))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["level", "name", "r", "ci_low", "ci_high", "p", "n_layers"])
 
 
-def voxel_polarity(score, significant=None) -> np.ndarray:
-    """Polarity code per voxel.
+@dataclass(frozen=True)
+class GroupTrend:
+    """Group-level mirrored trend: one-sample t test across subjects of Fisher-z r.
+
+    Attributes
+    ----------
+    r : float
+        tanh of the mean Fisher z.
+    ci_low, ci_high : float
+        t interval of the mean z, back-transformed.
+    p : float
+        Two-sided p of the t test (S − 1 dof).
+    n_subjects : int
+        Subjects with a finite r.
+    """
+
+    r: float
+    ci_low: float
+    ci_high: float
+    p: float
+    n_subjects: int
+
+
+def group_trend(r_subjects, ci: float = 0.95) -> GroupTrend:
+    """One-sample t test across subjects of the per-subject mirrored-trend r.
 
     Parameters
     ----------
-    score : ndarray, shape (V,) or (K, V)
-        A per-voxel score (e.g. an AN's link score, or a t map); with (K, V) (t per atom), the
-        voxel's polarity is the sign of its significant atom with the largest |t| (the
-        dominant atom).
-    significant : ndarray of bool, same shape as score, optional
+    r_subjects : ndarray, shape (S,)
+        :attr:`MirroredTrend.r` of each subject (NaN ones are left out; at least 2 needed).
+
+    Returns
+    -------
+    GroupTrend
+    """
+    from scipy import stats
+
+    r = np.asarray(r_subjects, dtype=np.float64).ravel()
+    r = r[np.isfinite(r)]
+    if r.size < 2:
+        return GroupTrend(np.nan, np.nan, np.nan, np.nan, int(r.size))
+    z = np.arctanh(np.clip(r, -0.999999, 0.999999))
+    m, se = z.mean(), z.std(ddof=1) / np.sqrt(z.size)
+    if se == 0:
+        return GroupTrend(float(np.tanh(m)), np.nan, np.nan, np.nan, int(r.size))
+    half = stats.t.ppf(0.5 + ci / 2, z.size - 1) * se
+    p = float(2 * stats.t.sf(abs(m / se), z.size - 1))
+    return GroupTrend(float(np.tanh(m)), float(np.tanh(m - half)), float(np.tanh(m + half)), p, int(r.size))
+
+
+def polarity_stability(polarities) -> tuple[float, int]:
+    """Share of BNs with the same polarity under every dictionary seed.
+
+    Parameters
+    ----------
+    polarities : sequence of ndarray, shape (V,) each (or BNPolarity)
+        BN polarity of the same layer and subject under >= 2 dictionary seeds.
+
+    Returns
+    -------
+    share : float
+        Among the voxels that are BNs (polarity ≠ 0) under every seed, the share whose polarity
+        is the same under all of them (NaN when there are none).
+    n : int
+        Number of those voxels.
+    """
+    P = np.stack([_polarity_array(p) for p in polarities])
+    if P.shape[0] < 2:
+        raise ValueError("stability needs the polarities of at least 2 seeds")
+    common = (P != 0).all(0)
+    n = int(common.sum())
+    if n == 0:
+        return float("nan"), 0
+    same = (P[:, common] == P[0, common]).all(0)
+    return float(same.mean()), n
+
+
+def voxel_polarity(score, significant=None) -> np.ndarray:
+    """Polarity code per voxel of one link-score map (e.g. an AN's brain map).
+
+    Parameters
+    ----------
+    score : ndarray, shape (V,)
+        A per-voxel coupling (e.g. row n of :func:`alignment.analyses.lookup.link_scores`).
+    significant : ndarray of bool, shape (V,), optional
         Only significant entries count; default: every non-zero entry.
 
     Returns
@@ -426,13 +616,9 @@ def voxel_polarity(score, significant=None) -> np.ndarray:
         +1 positive, -1 negative, 0 none (names in :data:`POLARITY_NAMES`).
     """
     s = np.asarray(score, dtype=np.float64)
+    if s.ndim != 1:
+        raise ValueError(f"score must have shape (V,) (a coupling map, not per-atom t), got {s.shape}")
     sig = np.ones(s.shape, dtype=bool) if significant is None else np.asarray(significant, dtype=bool)
     if sig.shape != s.shape:
         raise ValueError(f"significant must have the shape of score {s.shape}, got {sig.shape}")
-    s = np.where(sig & np.isfinite(s), s, 0.0)
-    if s.ndim == 2:
-        k = np.argmax(np.abs(s), axis=0)
-        s = s[k, np.arange(s.shape[1])]
-    elif s.ndim != 1:
-        raise ValueError(f"score must have shape (V,) or (K, V), got {s.shape}")
-    return np.sign(s).astype(np.int8)
+    return np.sign(np.where(sig & np.isfinite(s), s, 0.0)).astype(np.int8)
