@@ -306,13 +306,13 @@ def test_histogram_figure_counts_finite_values():
 def test_analysis_figures():
     rng = np.random.default_rng(4)
     V = 500
-    r_image, r_text = rng.uniform(-0.1, 0.4, V), rng.uniform(-0.1, 0.4, V)
+    r_joint = rng.uniform(-0.1, 0.4, V)
     sites = (rng.random(V) < 0.05).astype(np.float32)
-    maps = dict(r_image=r_image, r_text=r_text, r_vlm=np.maximum(r_image, r_text) + 0.05, sites=sites,
-                sig_vlm=rng.random(V) < 0.5)
+    maps = dict(r_joint=r_joint, r_vlm=r_joint + 0.05, sites=sites, sig_vlm=rng.random(V) < 0.5)
     fig = S.integration_scatter_figure(maps, n_max=50)
     rest, site = fig.data[0], fig.data[1]
     assert len(site.x) == int((sites > 0).sum()) and len(rest.x) == min(50, int((maps["sig_vlm"] & (sites == 0)).sum()))
+    np.testing.assert_allclose(site.x, r_joint[sites > 0])  # against the joint baseline
     np.testing.assert_allclose(site.y, maps["r_vlm"][sites > 0])
     hist = S.links_per_an_figure(np.arange(30), n_subjects=3)
     assert hist.data[0].type == "histogram" and "all subjects" in hist.layout.yaxis.title.text
