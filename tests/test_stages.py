@@ -1,9 +1,11 @@
 """Stages as data: the registry, Study.get, plans as DAGs, the serial executor, the catalog."""
 
 import json
-import multiprocessing
 import pickle
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from alignment.catalog import Catalog
 from alignment.data import load_dataset
 from alignment.keys import LayerKey, LesionKey, ModelPlan, Options
 from alignment.pipeline import NotCached, Study
-from alignment.plan import expand, plan_units, run_plan, run_unit
+from alignment.plan import expand, plan_units, run_plan
 from alignment.stages import STAGES, Stage, Unit, analyses, register
 from test_pipeline import SPEC, planted  # noqa: F401 - the planted dataset fixture
 
@@ -122,10 +124,13 @@ def test_a_unit_and_its_study_are_self_contained_for_another_process(planted, tm
     study.get("ans", study.inputs(unit)["ans"].target)  # warm the memos: they must not travel
     clone = pickle.loads(pickle.dumps(study))
     assert clone.key(unit.stage, unit.target, unit.subject) == study.key(unit.stage, unit.target, unit.subject)
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        entry = pool.apply(run_unit, (study, unit))
+    # a fresh interpreter that only unpickles the pair and runs it
+    code = ("import pickle, sys; from alignment.plan import run_unit; "
+            "study, unit = pickle.load(sys.stdin.buffer); print(run_unit(study, unit).key)")
+    done = subprocess.run([sys.executable, "-c", code], input=pickle.dumps((study, unit)), capture_output=True,
+                          check=True, cwd=Path(__file__).parents[1])
     assert study.has(unit.stage, unit.target, unit.subject)
-    assert entry.key == study.key(unit.stage, unit.target, unit.subject)
+    assert done.stdout.decode().strip().splitlines()[-1] == study.key(unit.stage, unit.target, unit.subject)
 
 
 def test_the_catalog_reads_results_written_before_units_were_recorded(planted, tmp_path):
