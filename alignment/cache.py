@@ -508,6 +508,8 @@ class EntryInfo:
     description : str
         ``meta["description"]`` when set, else a summary of the arrays.
     path : pathlib.Path
+    meta : dict or None
+        The parsed ``meta.json`` (None when unreadable), unverified.
     """
 
     stage: str
@@ -516,6 +518,7 @@ class EntryInfo:
     created: _dt.datetime
     description: str
     path: Path
+    meta: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1232,7 +1235,7 @@ def _entry_info(stage: str, path: Path) -> EntryInfo:
         created = _dt.datetime.fromtimestamp(float(meta["created_unix"]), _dt.timezone.utc)
     except (KeyError, TypeError, ValueError):
         created = _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc)
-    return EntryInfo(stage, path.name, size, created, _describe(meta), path)
+    return EntryInfo(stage, path.name, size, created, _describe(meta), path, meta)
 
 
 def _describe(meta: Mapping[str, Any], width: int = 60) -> str:

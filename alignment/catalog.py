@@ -9,12 +9,11 @@ a dataset folder is opened with all come from here.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Iterable, get_type_hints
 
-from alignment.cache import META_FILE, Cache, EntryInfo
+from alignment.cache import Cache, EntryInfo
 from alignment.keys import Baselines, BandsKey, IntegrationKey, LayerKey, Options
 from alignment.stages import STAGES
 
@@ -118,16 +117,8 @@ def _hashable(v):
     return v
 
 
-def _read_meta(info: EntryInfo) -> dict | None:
-    try:
-        meta = json.loads((info.path / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
 def _record(info: EntryInfo, by_key: dict) -> Record | None:
-    meta = _read_meta(info)
+    meta = info.meta  # read once, by the listing
     if meta is None:
         return None
     unit = meta.get("unit")

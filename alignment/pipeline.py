@@ -239,15 +239,6 @@ class Study:
             self._bold[subject] = (zscore_runs(Y, runs).astype(np.float32, copy=False), runs)
         return self._bold[subject][0]
 
-    def best_layer(self, subject: str, spec: str, kind: str = "attn", condition: str = "image+text") -> LayerKey:
-        """The layer of a (one-branch) baseline model with the highest mean encoding r over voxels
-        (computing, unless read-only, the encoding maps it lacks). A model with several branches
-        uses its first branch."""
-        branch, layers = next(iter(self.branches(spec, kind, condition).items()))
-        keys = [LayerKey(spec, branch, int(layer), kind, condition) for layer in layers]
-        means = [float(np.nanmean(np.asarray(self.get("encoding", k, subject)["scores"]))) for k in keys]
-        return keys[int(np.argmax(means))]
-
     def link_table(self, subject: str, keys: Sequence[LayerKey], q: float | None = None):
         """AN↔BN links of ``keys`` (one kind and condition) for a subject, for fast lookups.
 
