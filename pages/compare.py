@@ -9,7 +9,8 @@ from alignment.figures import bar_figure
 from alignment.pipeline import LayerKey
 import ui as S
 
-state = S.page("Compare", caption="Two views of the encoding maps side by side; the difference is A − B.")
+state = S.page("Compare", caption="Two views of the encoding maps side by side; the difference is A − B.",
+               methods_of=('Encoding maps', 'Group maps'))
 study, avail = S.open_or_stop(state)
 
 metric = st.radio("Metric", ("r", "significant r", "-log10 q"), horizontal=True,

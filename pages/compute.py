@@ -15,7 +15,8 @@ import ui as S
 
 state = S.page("Compute & cache", caption="Computations go through the same pipeline as "
                                           "`python -m alignment run`; every finished unit is cached at once, so an "
-                                          "interrupted run resumes where it stopped.")
+                                          "interrupted run resumes where it stopped.",
+               methods_of=('Data and folds',))
 root = S.cache_root()
 st.caption(f"Cache folder: `{root}`")
 

@@ -14,7 +14,8 @@ state = S.page("Integration sites",
                        "held-out predictions compared over time blocks (paired one-sided test on Fisher z per "
                        "block, BH-FDR over voxels; group: one-sample t across subjects). Beating each baseline "
                        "separately is not shown as integration: a voxel that only sums an image response and a "
-                       "text response does that too.")
+                       "text response does that too.",
+               methods_of=('Integration sites', 'Group maps'))
 study, avail = S.open_or_stop(state)
 
 sets = [(m, b, k, c) for m in avail.models("integration") for b in avail.branches(m, "integration")

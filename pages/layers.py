@@ -9,7 +9,8 @@ from alignment.figures import layer_curve_figure
 import ui as S
 
 state = S.page("Layers", caption="Mean encoding r per network at every layer the cache holds; one curve per "
-                                 "model branch and AN kind; band: 95 % CI across subjects.")
+                                 "model branch and AN kind; band: 95 % CI across subjects.",
+               methods_of=('Encoding maps', 'Group maps', 'Networks'))
 study, avail = S.open_or_stop(state)
 
 series_all = avail.series("encoding", condition=state.condition)

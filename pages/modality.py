@@ -11,7 +11,8 @@ import ui as S
 
 state = S.page("Modality", caption="Dual encoders: SI = (r_img − r_txt) / (|r_img| + |r_txt|) per voxel. "
                                    "Fusion models: cross-modal gain = r(image+text) − max(r(image), r(text)); "
-                                   "unified BNs are significant only when the model sees both modalities.")
+                                   "unified BNs are significant only when the model sees both modalities.",
+               methods_of=('Modality specialization', 'Group maps'))
 study, avail = S.open_or_stop(state)
 
 dual = [m for m in avail.models() if {"image", "text"} <= set(avail.branches(m))]

@@ -12,7 +12,8 @@ state = S.page("Polarity", caption="A BN (voxel) is positive (negative) when it 
                                    "it: the sign of its AN→BN couplings (codes × t over significant atoms), each "
                                    "weighted by its strength — blind to the arbitrary sign and order of the atoms. "
                                    "Mirrored trend: correlation across layers of the balance P / (P + N) with the "
-                                   "layer index, tested against random atom-sign flips that keep every layer's total.")
+                                   "layer index, tested against random atom-sign flips that keep every layer's total.",
+               methods_of=('Neuron-level mapping', 'Polarity'))
 study, avail = S.open_or_stop(state)
 subjects = tuple(subjects_of(study, state.subject))
 

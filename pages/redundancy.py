@@ -9,7 +9,8 @@ from alignment.figures import heatmap_figure, lesion_curve_figure, links_per_an_
 import ui as S
 
 state = S.page("Redundancy", caption="How many atoms reach each voxel, how many voxels each AN reaches, how much "
-                                     "the atoms' brain maps overlap, and how encoding degrades when ANs are removed.")
+                                     "the atoms' brain maps overlap, and how encoding degrades when ANs are removed.",
+               methods_of=('Neuron-level mapping', 'Redundancy', 'Lesion curve'))
 study, avail = S.open_or_stop(state)
 key = state.layer_key()
 if not avail.has(key, "glm", state.subject):

@@ -20,7 +20,7 @@ from ui import ViewState, parse_query
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-PAGES = ("overview", "layers", "polarity", "modality", "redundancy", "integration", "compare", "compute")
+PAGES = ("overview", "layers", "polarity", "modality", "redundancy", "integration", "compare", "compute", "methods")
 TIMEOUT = 600  # generous: the first run loads atlases and meshes on a shared, busy machine
 
 slow = pytest.mark.slow  # everything that needs the demo cache
@@ -119,8 +119,11 @@ def test_every_page_runs_without_exception(app_env, page):
     assert at.title, "page has no title"
     assert any("Simulated demo" in i.value for i in at.info), "demo banner missing"
     assert not at.error, error_text(at)
-    if page != "compute":
+    if page not in ("compute", "methods"):
         assert len(charts(at)) >= 1
+    if page != "methods":  # every page opens the methods of what it shows
+        box = [e for e in at.expander if e.label.startswith("Methods")]
+        assert len(box) == 1 and "Estimator" in " ".join(m.value for m in box[0].markdown) or page == "compute"
 
 
 @slow

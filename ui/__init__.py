@@ -35,7 +35,7 @@ from ui.data import (
     summary,
 )
 from ui.errors import guard, show_error
-from ui.page import brain_figure, demo_banner, export_buttons, open_or_stop, page, plot
+from ui.page import brain_figure, demo_banner, export_buttons, methods, open_or_stop, page, plot
 from ui.sidebar import apply_intent, current, page_menu, set_view, sidebar
 from ui.style import presentation_css
 from ui.view import PAGES, ViewState, describe, parse_query, set_label
@@ -57,6 +57,7 @@ __all__ = [
     "get_study",
     "guard",
     "link_table",
+    "methods",
     "open_or_stop",
     "page",
     "page_menu",

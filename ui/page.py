@@ -13,9 +13,9 @@ import streamlit as st
 from ui.data import get_atlas, get_available, get_study
 from ui.errors import guard
 from ui.sidebar import current
-from ui.view import ViewState
+from ui.view import ViewState, methods_sections
 
-__all__ = ["brain_figure", "demo_banner", "export_buttons", "open_or_stop", "page", "plot"]
+__all__ = ["brain_figure", "demo_banner", "export_buttons", "methods", "open_or_stop", "page", "plot"]
 
 
 def demo_banner(state: ViewState | None = None) -> None:
@@ -50,15 +50,33 @@ def plot(fig, key: str, state: ViewState | None = None, **kwargs):
     return st.plotly_chart(fig, theme=None, key=key, **kwargs)
 
 
-def page(title: str, state: ViewState | None = None, caption: str | None = None) -> ViewState:
-    """Page header: title, the demo banner, an optional caption. Returns the view state."""
+def page(title: str, state: ViewState | None = None, caption: str | None = None,
+         methods_of: tuple[str, ...] = ()) -> ViewState:
+    """Page header: title, the demo banner, an optional caption and the methods of what the page
+    shows (sections of docs/methods.md, see :func:`methods`). Returns the view state."""
     st.set_page_config(page_title=f"{title} · VLM ↔ brain alignment", page_icon="🧠", layout="wide")
     state = state or current()
     st.title(title)
     demo_banner(state)
     if caption:
         st.caption(caption)
+    if methods_of:
+        methods(methods_of)
     return state
+
+
+@st.cache_data(show_spinner=False)
+def _sections() -> dict[str, str]:
+    return methods_sections()
+
+
+def methods(headings: tuple[str, ...]) -> None:
+    """A collapsed box with the named sections of the methods document and a link to all of it."""
+    sections = _sections()
+    with st.expander("Methods: what this page shows and how it is tested", icon=":material/menu_book:"):
+        for heading in headings:
+            st.markdown(f"**{heading}**\n\n{sections[heading]}")
+        st.page_link("pages/methods.py", label="All methods", icon=":material/menu_book:")
 
 
 def open_or_stop(state: ViewState):

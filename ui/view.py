@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any, Mapping
 
 from alignment.conventions import AN_KINDS, CONDITIONS, GROUP, MAP_METRICS
@@ -17,10 +18,12 @@ from alignment.conventions import AN_KINDS, CONDITIONS, GROUP, MAP_METRICS
 __all__ = [
     "ATLAS_CHOICES",
     "ATLAS_NAMES",
+    "METHODS_FILE",
     "PAGES",
     "SURFACE_CHOICES",
     "ViewState",
     "describe",
+    "methods_sections",
     "parse_query",
     "set_label",
 ]
@@ -41,8 +44,25 @@ PAGES = {
                 ("pages/compare.py", "Compare", ":material/compare:")),
     "Inspect": (("pages/voxel_inspector.py", "Voxel inspector", ":material/my_location:"),
                 ("pages/neuron_inspector.py", "Neuron inspector", ":material/hub:")),
-    "Run": (("pages/compute.py", "Compute & cache", ":material/settings:"),),
+    "Run": (("pages/compute.py", "Compute & cache", ":material/settings:"),
+            ("pages/methods.py", "Methods", ":material/menu_book:")),
 }
+#: what each map means, one ``## `` section per analysis; pages open the sections they draw from
+METHODS_FILE = Path(__file__).resolve().parents[1] / "docs" / "methods.md"
+
+
+def methods_sections(text: str | None = None) -> dict[str, str]:
+    """The methods document split at its ``## `` headings: ``{heading: markdown body}``."""
+    text = METHODS_FILE.read_text(encoding="utf-8") if text is None else text
+    sections: dict[str, list[str]] = {}
+    current_heading = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current_heading = line[3:].strip()
+            sections[current_heading] = []
+        elif current_heading is not None:
+            sections[current_heading].append(line)
+    return {h: "\n".join(lines).strip() for h, lines in sections.items()}
 
 
 # ==========================================================================================
