@@ -123,7 +123,7 @@ def test_every_page_runs_without_exception(app_env, page):
         assert len(charts(at)) >= 1
     if page != "methods":  # every page opens the methods of what it shows
         box = [e for e in at.expander if e.label.startswith("Methods")]
-        assert len(box) == 1 and "Estimator" in " ".join(m.value for m in box[0].markdown) or page == "compute"
+        assert len(box) == 1 and box[0].markdown, "no methods box"
 
 
 @slow
