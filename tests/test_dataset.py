@@ -369,6 +369,25 @@ def test_tsv_frame_outside_dataset(ds_root):
     _tsv_error(ds_root, "r2", "must be relative to the dataset folder")
 
 
+def test_tsv_frame_linked_outside_dataset(ds_root, tmp_path):
+    outside = tmp_path / "elsewhere.png"
+    outside.write_bytes(b"not for this dataset")
+    os.symlink(outside, os.path.join(ds_root, "frames", "link.png"))
+    rows = list(TSV["r2"])
+    rows[0] = ("0", "frames/link.png", "", "test")
+    _write_tsv(os.path.join(ds_root, "stimuli", "r2.tsv"), rows)
+    e = _tsv_error(ds_root, "r2", "is a link to .*outside the dataset folder")
+    assert "line 2" in str(e)
+
+
+def test_tsv_captions_are_read_verbatim(ds_root):
+    captions = ['"Stop!" she said', '"an unbalanced quote', "it's 'single'", '"""whole"" quoted"']
+    rows = [(str(t), "frames/a.png", c, "clip") for t, c in enumerate(captions)]
+    _write_tsv(os.path.join(ds_root, "stimuli", "r2.tsv"), rows)
+    tl = load_dataset(ds_root).timeline("r2")
+    assert tl.caption == ('"Stop!" she said', '"an unbalanced quote', "it's 'single'", '"whole" quoted')
+
+
 def test_tsv_empty_segment_on_stimulus(ds_root):
     rows = list(TSV["r2"])
     rows[1] = ("1", "frames/b.png", "x", "")

@@ -24,6 +24,11 @@ Example ``dataset.toml``::
     id = "MOVIE2"
     n_trs = 918
 
+The stimulus tables are read verbatim (:func:`split_tsv_line`): tab-separated, one row per
+line; a field wholly enclosed in double quotes with inner quotes doubled (what pandas and
+spreadsheets write for text with tabs or quotes) is unquoted, any other quote is text. Frames
+must lie inside the dataset folder, links included.
+
 Every problem with the files raises :class:`DatasetError` (a ``ValueError``) whose message
 names the file and says what is wrong; :meth:`FolderDataset.validate` collects all problems
 instead.
@@ -35,10 +40,9 @@ a folder that also holds the ground truth the simulated demo writes, :data:`GROU
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
+import re
 import tempfile
 import tomllib
 from typing import Annotated, ClassVar, Iterable, Literal, NamedTuple
@@ -100,6 +104,33 @@ def check_dataset_toml(raw: dict, path: str | os.PathLike) -> DatasetToml:
 
 
 TSV_COLUMNS = ("tr", "frame", "caption", "segment")
+# a field wholly enclosed in double quotes, inner quotes doubled (as pandas and spreadsheets write it)
+_QUOTED_FIELD = re.compile(r'"((?:[^"]|"")*)"(?=\t|$)')
+
+
+def split_tsv_line(line: str) -> list[str]:
+    """The tab-separated fields of one line, read verbatim.
+
+    A field wholly enclosed in double quotes with inner quotes doubled is unquoted (it may then
+    hold tabs); any other quote is text: ``"Stop!" she said`` and ``"unbalanced`` stay as written.
+    """
+    fields, i, n = [], 0, len(line)
+    while True:
+        m = _QUOTED_FIELD.match(line, i) if line.startswith('"', i) else None
+        if m:
+            fields.append(m.group(1).replace('""', '"'))
+            i = m.end()
+        else:
+            end = line.find("\t", i)
+            end = n if end < 0 else end
+            fields.append(line[i:end])
+            i = end
+        if i >= n:
+            return fields
+        i += 1  # the tab
+        if i == n:
+            fields.append("")
+            return fields
 _FINGERPRINT_VERSION = b"alignment-dataset-fingerprint-v1"
 #: the simulated demo's ground truth beside its dataset.toml (what marks the ``demo`` kind)
 GROUND_TRUTH_FILE = "ground_truth.json"
@@ -390,8 +421,8 @@ class FolderDataset:
             raise DatasetError(f"{path}: not UTF-8 text ({exc})", path) from exc
         except OSError as exc:
             raise DatasetError(f"{path}: cannot read ({exc})", path) from exc
-        reader = csv.DictReader(io.StringIO(text), delimiter="\t")
-        header = [h.strip() for h in (reader.fieldnames or [])]
+        lines = text.splitlines()
+        header = [h.strip() for h in split_tsv_line(lines[0])] if lines else []
         missing = [c for c in TSV_COLUMNS if c not in header]
         if missing:
             raise DatasetError(
@@ -399,10 +430,8 @@ class FolderDataset:
                 f"contain {', '.join(TSV_COLUMNS)} (found: {', '.join(header) or 'nothing'})",
                 path,
             )
-        reader.fieldnames = header
-        rows = [r for r in reader if any((v or "").strip() for v in r.values() if
-                                         isinstance(v, str))]
-        return rows
+        rows = [dict(zip(header, split_tsv_line(line) + [""] * len(header))) for line in lines[1:]]
+        return [r for r in rows if any(v.strip() for v in r.values())]
 
     def timeline(self, run, check_frames: bool = True) -> Timeline:
         """Stimulus timeline of one run.
@@ -463,6 +492,12 @@ class FolderDataset:
                         f"dataset folder and stay inside it", path
                     )
                 full = self.frame_path(frame)
+                real = os.path.realpath(full)
+                if os.path.commonpath([real, os.path.realpath(self.root)]) != os.path.realpath(self.root):
+                    raise DatasetError(
+                        f"{path} line {line} (tr {t}): frame {frame!r} is a link to {real}, outside "
+                        "the dataset folder; copy the frame into the folder", path
+                    )
                 if check_frames and not os.path.isfile(full):
                     raise DatasetError(
                         f"{path} line {line} (tr {t}): frame {frame!r} not found "
