@@ -75,6 +75,8 @@ def cmd_demo(args) -> int:
 def cmd_validate(args) -> int:
     import json
 
+    if args.dataset != "demo":
+        return _validate_folder(args.dataset, args.json)
     from alignment.demo import run_demo, validate_demo, validation_plans
 
     study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, progress=not args.json,
@@ -88,6 +90,24 @@ def cmd_validate(args) -> int:
             print(f"{name:26s} {value:7.3f}   (needs {op} {limit})")
         print("PASSED" if result.passed else "FAILED")
     return 0 if result.passed else 1
+
+
+def _validate_folder(path: str, as_json: bool) -> int:
+    """Check a dataset folder (tables, frames as images, BOLD files) without computing anything."""
+    import json
+
+    from alignment.data import load_dataset
+
+    dataset = load_dataset(path)  # an unreadable dataset.toml is one error line
+    problems = dataset.validate(check_images=True)
+    if as_json:
+        print(json.dumps({"dataset": dataset.root, "problems": problems, "passed": not problems}))
+    else:
+        for problem in problems:
+            print(problem)
+        print(f"{len(problems)} problem(s) in {dataset.root}" if problems else
+              f"dataset OK: {dataset.root} ({len(dataset.subjects)} subjects, {len(dataset.runs)} runs)")
+    return 1 if problems else 0
 
 
 EXPORT_FORMATS = ("dscalar", "gifti", "csv", "png", "svg", "html")
@@ -212,7 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = command("validate", "compute what the check reads (if missing) and compare the demo results with the planted ground truth")
+    p = command("validate", "compute what the check reads (if missing) and compare the demo results with the planted "
+                            "ground truth; or, with --dataset FOLDER, check a dataset folder without computing anything")
+    p.add_argument("--dataset", default="demo",
+                   help="'demo' (default) or a dataset folder to check: tables, frames, BOLD files")
     _demo_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_validate)

@@ -1,5 +1,6 @@
 """Tests of the custom dataset folder format and the CIFTI-2 dtseries helpers."""
 
+import json
 import os
 import shutil
 
@@ -514,6 +515,24 @@ def test_validate_collects_problems(ds_root):
     assert ds.validate(subjects=["01"], check_bold=False) == [
         p for p in problems if "r3.npy" in p or "r2.tsv" in p
     ]
+
+
+def test_cli_validate_checks_a_dataset_folder_without_computing(ds_root, tmp_path, capsys):
+    from alignment.cli import main
+
+    cache = tmp_path / "cache"
+    assert main(["--cache", str(cache), "validate", "--dataset", ds_root]) == 0
+    assert "dataset OK" in capsys.readouterr().out
+    with open(os.path.join(ds_root, "frames", "b.png"), "wb") as f:
+        f.write(b"xx")
+    os.remove(os.path.join(ds_root, "sub-02", "r2.npy"))
+    assert main(["--cache", str(cache), "validate", "--dataset", ds_root, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["passed"] is False and len(report["problems"]) == 2
+    assert not cache.exists() or not any(cache.rglob("*.npy"))  # nothing computed
+    assert main(["validate", "--dataset", str(tmp_path / "nowhere")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not found" in err[0]
 
 
 def test_validate_images(ds_root):
