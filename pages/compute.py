@@ -34,6 +34,7 @@ def default_options(folder: str) -> Options:
     if os.path.abspath(folder) in {os.path.abspath(demo_root(Cache(root), small=s)) for s in (True, False)}:
         return summaries.demo_options()
     try:
+        S.check_dataset_folder(folder)
         return summaries.cached_options(load_dataset(folder), Cache(root)) or Options()
     except Exception:  # noqa: BLE001 - not a dataset (yet): the run reports it
         return Options()
@@ -101,6 +102,7 @@ with tab_run:
         with S.guard(state) as g:
             if not dataset.strip():
                 raise ValueError("give a dataset folder")
+            S.check_dataset_folder(dataset.strip())
             ds = load_dataset(dataset.strip())
             models = [s.strip() for s in specs.splitlines() if s.strip()]
             if not models:

@@ -505,3 +505,28 @@ def test_voxel_inspector_takes_a_parcel_as_the_roi(app_env):
     assert roi and roi[0].label == "ROI L_V1" and roi[0].value == f"{n_v1} voxels"
     assert any(s.value == f"Time course — ROI L_V1 ({n_v1} voxels)" for s in at.subheader)
     assert at.selectbox(key="vi_parcel").value == "—"  # ready for the next pick
+
+
+# ------------------------------------------------------------------------------ shared servers
+def test_data_roots_limit_the_folders_a_shared_app_opens(tmp_path):
+    from ui.data import dataset_refusal
+
+    inside, outside = tmp_path / "data" / "movie", tmp_path / "private"
+    inside.mkdir(parents=True)
+    outside.mkdir()
+    (inside / "escape").symlink_to(outside)
+    roots = str(tmp_path / "data")
+    assert dataset_refusal(str(inside), roots, "0.0.0.0") is None
+    assert "outside the data folders" in dataset_refusal(str(outside), roots, "0.0.0.0")
+    assert "outside the data folders" in dataset_refusal(str(inside / "escape"), roots, "127.0.0.1")
+    assert dataset_refusal(str(outside), None, "127.0.0.1") is None  # local use: any folder
+    assert "ALIGNMENT_DATA_ROOTS" in dataset_refusal(str(outside), None, "0.0.0.0")
+    assert "ALIGNMENT_DATA_ROOTS" in dataset_refusal(str(outside), "", "")
+
+
+@slow
+def test_shared_app_refuses_a_folder_outside_the_data_roots(app_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALIGNMENT_DATA_ROOTS", str(tmp_path / "data"))
+    at = new_app({"dataset": str(tmp_path)}).run()
+    assert_clean(at)
+    assert "outside the data folders" in error_text(at)

@@ -25,6 +25,7 @@ How pages use it::
 
 from ui.data import (
     cache_root,
+    check_dataset_folder,
     clear_caches,
     demo_small,
     get_atlas,
@@ -46,6 +47,7 @@ __all__ = [
     "apply_intent",
     "brain_figure",
     "cache_root",
+    "check_dataset_folder",
     "clear_caches",
     "current",
     "demo_banner",

@@ -5,7 +5,8 @@ first, with a progress bar, when the cache lacks it), what its cache holds, atla
 ``alignment.summaries`` calls memoised with ``st.cache_data``.
 
 Environment: ``ALIGNMENT_CACHE`` (cache folder, default ``./cache``; the demo lives inside it),
-``ALIGNMENT_DEMO_SMALL=1`` (use the small demo, for tests).
+``ALIGNMENT_DEMO_SMALL=1`` (use the small demo, for tests), ``ALIGNMENT_DATA_ROOTS`` (the folders
+under which the app may open datasets, separated by ``os.pathsep``; see :func:`dataset_refusal`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import streamlit as st
 from ui.view import ViewState
 
 __all__ = [
+    "DATA_ROOTS_ENV",
     "cache_root",
+    "check_dataset_folder",
+    "dataset_refusal",
     "clear_caches",
     "demo_small",
     "get_atlas",
@@ -38,6 +42,41 @@ def cache_root() -> str:
 def demo_small() -> bool:
     """``ALIGNMENT_DEMO_SMALL=1``: the app uses the small demo."""
     return os.environ.get("ALIGNMENT_DEMO_SMALL", "").strip().lower() in ("1", "true", "yes")
+
+
+#: the setting that lists the folders under which the app may open datasets
+DATA_ROOTS_ENV = "ALIGNMENT_DATA_ROOTS"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def dataset_refusal(folder: str, roots: str | None, address: str | None) -> str | None:
+    """Why the app must not open ``folder``, or None when it may.
+
+    The dataset field (and the ``dataset`` URL parameter) names a folder of the server. With
+    ``roots`` set (``$ALIGNMENT_DATA_ROOTS``), only folders inside one of them open, links
+    resolved. Without it, any folder opens while the server listens on a loopback ``address``
+    only (the default); a server shared on a network opens the demo alone.
+    """
+    real = os.path.realpath(folder)
+    allowed = [os.path.realpath(r) for r in (roots or "").split(os.pathsep) if r.strip()]
+    if allowed:
+        if any(os.path.commonpath([real, r]) == r for r in allowed):
+            return None
+        return (f"{folder} is outside the data folders this app may open ({DATA_ROOTS_ENV}: "
+                f"{os.pathsep.join(allowed)})")
+    if (address or "").strip() in _LOOPBACK:
+        return None
+    return (f"this app is shared on the network (server.address {address or 'all interfaces'}): it opens "
+            f"only the demo until {DATA_ROOTS_ENV} lists the folders that hold datasets")
+
+
+def check_dataset_folder(folder: str) -> None:
+    """Raise :class:`alignment.data.DatasetError` when this server may not open ``folder``."""
+    refusal = dataset_refusal(folder, os.environ.get(DATA_ROOTS_ENV), st.get_option("server.address"))
+    if refusal:
+        from alignment.data import DatasetError
+
+        raise DatasetError(refusal, folder)
 
 
 def study_key(state: ViewState) -> tuple[str, str, bool]:
@@ -109,6 +148,8 @@ def get_study(state: ViewState):
     ds, root, small = study_key(state)
     if state.is_demo:
         _ensure_demo(root, small)
+    else:
+        check_dataset_folder(ds)
     return _open_study(ds, root, small)
 
 
