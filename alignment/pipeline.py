@@ -11,6 +11,7 @@ the cache holds is :mod:`alignment.catalog`.
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from typing import Callable, Sequence
 
@@ -23,6 +24,8 @@ from alignment.keys import Baselines, BandsKey, IntegrationKey, LayerKey, ModelP
 from alignment.stages import Unit, stage as stage_of, target_dict
 from alignment.stages.features import ans_unit
 from alignment.timing import zscore_runs
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Baselines", "BandsKey", "IntegrationKey", "LayerKey", "ModelPlan",
            "NotCached", "Options", "Study"]
@@ -70,7 +73,7 @@ class Study:
         self._memo()
 
     def _memo(self):
-        self._bold: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._bold: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # Y, runs, masked
         self._entries: dict[tuple[str, str], Entry] = {}  # verified entries, by (stage, key)
         self._fingerprints: dict = {}
 
@@ -232,12 +235,31 @@ class Study:
         return design_matrix(self.raw_ans(key), self.runs, self.dataset.tr, self.options.hrf)
 
     def bold(self, subject: str) -> np.ndarray:
-        """BOLD of one subject, z-scored within run, (T, V) float32 (kept in memory, one subject)."""
+        """BOLD of one subject, z-scored within run, (T, V) float32 (kept in memory, one subject).
+
+        Masked voxels (:meth:`masked_voxels`) are 0 at every TR: they score 0 and are never
+        significant, and nothing non-finite reaches an analysis.
+        """
         if subject not in self._bold:
             self._bold.clear()
-            Y, runs = self.dataset.bold_all(subject)
-            self._bold[subject] = (zscore_runs(Y, runs).astype(np.float32, copy=False), runs)
+            Y, runs = self.dataset.bold_all(subject, nan_policy="mask")
+            masked = np.zeros(Y.shape[1], dtype=bool)
+            for r in np.unique(runs):
+                block = Y[runs == r]
+                masked |= (block == block[0]).all(axis=0)
+            Y = zscore_runs(Y, runs).astype(np.float32, copy=False)
+            Y[:, masked] = 0.0
+            if masked.any():
+                log.warning("sub-%s: %d of %d voxels masked (NaN/infinite or constant BOLD in some run)",
+                            subject, int(masked.sum()), masked.size)
+            self._bold[subject] = (Y, runs, masked)
         return self._bold[subject][0]
+
+    def masked_voxels(self, subject: str) -> np.ndarray:
+        """(V,) bool: voxels with NaN / infinite values or constant BOLD in some run, left out of
+        every analysis (set to 0) for the whole subject."""
+        self.bold(subject)
+        return self._bold[subject][2]
 
     def link_table(self, subject: str, keys: Sequence[LayerKey], q: float | None = None):
         """AN↔BN links of ``keys`` (one kind and condition) for a subject, for fast lookups.

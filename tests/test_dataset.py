@@ -438,6 +438,8 @@ def test_bold_nan(ds_root):
         ds.bold("01", "r2")
     Y = ds.bold("01", "r2", nan_policy="zero")
     assert np.isfinite(Y).all() and Y[1, 0] == 0 and Y[2, 0] == 0 and Y[3, 0] == data[3, 0]
+    M = ds.bold("01", "r2", nan_policy="mask")  # the whole voxel, for the run
+    assert (M[:, :3] == 0).all() and (M[:, 3:] == data[:, 3:]).all()
     with pytest.raises(ValueError, match="nan_policy"):
         ds.bold("01", "r2", nan_policy="drop")
     assert any("4 NaN/infinite" in p for p in ds.validate())

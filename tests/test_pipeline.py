@@ -110,6 +110,29 @@ def test_run_computes_resumes_and_recovers_planted_voxels(planted, tmp_path, mon
     assert len(run_config(config, cache, progress=False).requested) == 4
 
 
+def test_nan_and_constant_voxels_are_masked_and_counted(planted, tmp_path, caplog):
+    import shutil
+
+    root = shutil.copytree(planted, tmp_path / "ds")
+    for run, columns, value in (("r2", slice(0, 5), np.nan), ("r1", slice(300, 305), 3.0)):
+        path = root / "sub-01" / f"{run}.npy"
+        data = np.load(path)
+        data[:, columns] = value
+        data[7, 10] = np.inf  # one value suffices to mask a voxel
+        np.save(path, data)
+    study = Study(load_dataset(root), Cache(tmp_path / "cache"), Options(n_null=100))
+    with caplog.at_level("WARNING"):
+        enc = study.get("encoding", LayerKey(SPEC, "image", 2), "01")
+    masked = study.masked_voxels("01")
+    assert np.flatnonzero(masked).tolist() == [0, 1, 2, 3, 4, 10, 300, 301, 302, 303, 304]
+    assert "11 of 20484 voxels masked" in caplog.text
+    assert (study.bold("01")[:, masked] == 0).all() and np.isfinite(study.bold("01")).all()
+    scores, q = np.asarray(enc["scores"]), np.asarray(enc["q"])
+    assert (scores[masked] == 0).all() and not (q[masked] < 0.05).any()
+    planted_left = np.setdiff1d(np.arange(200), np.flatnonzero(masked))
+    assert (q[planted_left] < 0.05).mean() > 0.95  # the rest of the map is untouched
+
+
 def test_interrupted_run_resumes_where_it_stopped(planted, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     config = RunConfig.load(_config(tmp_path, planted))

@@ -104,6 +104,8 @@ def check_dataset_toml(raw: dict, path: str | os.PathLike) -> DatasetToml:
 
 
 TSV_COLUMNS = ("tr", "frame", "caption", "segment")
+#: what :meth:`FolderDataset.bold` does with NaN / infinite values
+NAN_POLICIES = ("raise", "zero", "mask")
 # a field wholly enclosed in double quotes, inner quotes doubled (as pandas and spreadsheets write it)
 _QUOTED_FIELD = re.compile(r'"((?:[^"]|"")*)"(?=\t|$)')
 
@@ -631,17 +633,19 @@ class FolderDataset:
             Subject id, with or without ``sub-``.
         run : str
             Run id.
-        nan_policy : {"raise", "zero"}
+        nan_policy : {"raise", "zero", "mask"}
             What to do with NaN / infinite values: raise a :class:`DatasetError` that
-            reports how many there are, or replace them by 0.
+            reports how many there are, replace them by 0 ("zero"), or set every voxel that
+            has one to 0 for the whole run ("mask": a constant voxel, which no analysis can
+            find significant).
 
         Returns
         -------
         Y : ndarray of float32, shape (T, V)
             T = ``n_trs[run]``, V = :attr:`n_vertices`.
         """
-        if nan_policy not in ("raise", "zero"):
-            raise ValueError(f"nan_policy must be 'raise' or 'zero', got {nan_policy!r}")
+        if nan_policy not in NAN_POLICIES:
+            raise ValueError(f"nan_policy must be one of {', '.join(NAN_POLICIES)}; got {nan_policy!r}")
         run = self._check_run(run)
         path = self.bold_path(subject, run)
         sid = _strip_sub(subject)
@@ -653,9 +657,11 @@ class FolderDataset:
                 n_col = int(bad.any(axis=0).sum())
                 raise DatasetError(
                     f"{path}: {n_bad} NaN/infinite values in {n_col} of {data.shape[1]} "
-                    f"columns (run {run} of sub-{sid}); fix the file or load it with "
-                    "nan_policy='zero' to replace them by 0", path
+                    f"columns (run {run} of sub-{sid}); fix the file, or analyse it as it is: the "
+                    "analyses mask such voxels", path
                 )
+            if nan_policy == "mask":
+                data[:, bad.any(axis=0)] = 0.0
             data[bad] = 0.0
         return data
 
@@ -668,7 +674,7 @@ class FolderDataset:
         subject : str
         runs : iterable of str, optional
             Runs to load (default: all, in dataset order).
-        nan_policy : {"raise", "zero"}
+        nan_policy : {"raise", "zero", "mask"}
             See :meth:`bold`.
 
         Returns
@@ -845,7 +851,7 @@ class FolderDataset:
                     problems.append(
                         f"{path}: {n_bad} NaN/infinite values in "
                         f"{int((~finite).any(axis=0).sum())} columns (run {run} of sub-{sid}); "
-                        "fix the file or load it with nan_policy='zero'"
+                        "the analyses mask these voxels (they score 0)"
                     )
                     data = np.where(finite, data, 0.0)
                 if data.shape[0] > 1:

@@ -161,7 +161,8 @@ class TimeSeriesDataset(Dataset, Protocol):
     run_index() -> ndarray of int, shape (T,)
         Position in :attr:`runs` of every TR of all runs concatenated.
     bold(subject, run, nan_policy="raise") -> ndarray of float32, shape (T_r, V)
-        One run; ``nan_policy`` ``"raise"`` (a :class:`DatasetError`) or ``"zero"``.
+        One run; ``nan_policy`` ``"raise"`` (a :class:`DatasetError`), ``"zero"`` (NaN / inf
+        values become 0) or ``"mask"`` (a voxel with one becomes 0 for the whole run).
     bold_all(subject, runs=None, nan_policy="raise") -> (Y (T, V) float32, run_index (T,))
         The runs (default all) concatenated in run order.
     """
