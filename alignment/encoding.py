@@ -74,6 +74,10 @@ __all__ = [
     "fit_atoms_glm",
     "make_glm_design",
     "predict_ridge",
+    "REPEAT_MARGIN_S",
+    "repeated_segments",
+    "repeated_segment_exclusion",
+    "ridge_permutation_null",
 ]
 
 #: Default ridge grid: 15 values log-spaced from 1e-2 to 1e5. The upper end covers the
@@ -502,17 +506,30 @@ def _alpha_losses(dec, j, Yte, UtY, exact=False):
     return losses
 
 
-def _inner_losses(ops, Xb, Y, run_idx, alphas, chunks, exact=False):
+def _training_rows(run_idx, held_out, exclude=None):
+    """Rows that train the model predicting the runs ``held_out``: the other runs' TRs, minus
+    those that ``exclude`` (L, T) bool marks for any held-out run."""
+    rows = np.concatenate([run_idx[i] for i in range(len(run_idx)) if i not in held_out])
+    if exclude is not None:
+        rows = rows[~exclude[list(held_out)][:, rows].any(0)]
+    if rows.size < 2:
+        raise ValueError(f"Held out runs {list(held_out)}: fewer than 2 training time points are "
+                         "left once the excluded (repeated-segment) TRs are dropped.")
+    return rows
+
+
+def _inner_losses(ops, Xb, Y, run_idx, alphas, chunks, exact=False, exclude=None):
     """Inner leave-one-run-out losses of every outer fold: (L, n_alphas, V).
 
     ``[r, a, v]`` sums, over the validation runs s != r, the MSE at ``alphas[a]`` of the model
     trained without runs {r, s}. One decomposition per pair {r, s} serves both outer folds r
-    and s. ``exact``: as in :func:`_alpha_losses`.
+    and s. ``exact``: as in :func:`_alpha_losses`; ``exclude``: as in :func:`fit_ridge` (the
+    pair's training set leaves out what either run excludes).
     """
     n_runs = len(run_idx)
     losses = np.zeros((n_runs, len(alphas), Y.shape[1]))
     for r, s in itertools.combinations(range(n_runs), 2):
-        others = np.concatenate([run_idx[i] for i in range(n_runs) if i not in (r, s)])
+        others = _training_rows(run_idx, (r, s), exclude)
         dec = _Decomposition(ops, Xb, others, [run_idx[r], run_idx[s]], alphas)
         for cols in chunks:
             UtY, ymean = _chunk_projection(ops, dec, Y, cols)
@@ -542,7 +559,7 @@ def _select_alphas(mean_loss, alphas):
 
 def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
               voxel_chunk=_DEFAULT_VOXEL_CHUNK, inner_cv=True, return_predictions=False,
-              dtype=None) -> RidgeResult:
+              dtype=None, exclude=None) -> RidgeResult:
     """Voxel-wise ridge encoding model with nested leave-one-run-out cross-validation.
 
     For each run r (outer fold) the model is trained on the other runs with, for every voxel,
@@ -575,6 +592,11 @@ def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
         Also return the held-out predictions (T, V), e.g. for permutation nulls.
     dtype : {None, "float32", "float64"}
         Computation dtype; default float32 if X and Y are both float32, else float64.
+    exclude : ndarray of bool, shape (L, T), optional
+        ``exclude[i, t]``: time point t never trains a model that predicts run ``run_labels[i]``
+        (outer fold, inner alpha folds, and the all-runs CV of ``best_alphas``), e.g. the
+        repeats of a segment shown in that run (:func:`repeated_segment_exclusion`). Every
+        held-out run is still predicted and scored in full.
 
     Returns
     -------
@@ -598,6 +620,7 @@ def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
     labels, run_idx = _check_runs(runs, X.shape[0])
     alphas = _check_alphas(alphas)
     n_runs = len(labels)
+    exclude = _check_exclude(exclude, n_runs, X.shape[0])
     if inner_cv and n_runs < 3 and len(alphas) > 1:
         raise ValueError(
             f"Nested CV (inner_cv=True) needs at least 3 runs to choose alphas on the training "
@@ -613,20 +636,18 @@ def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
     Xb = ops.asarray(X)
     chunks = [slice(s, min(s + voxel_chunk, n_voxels)) for s in range(0, n_voxels, voxel_chunk)]
 
-    def others(excluded):
-        return np.concatenate([run_idx[i] for i in range(n_runs) if i not in excluded])
-
     # ---- inner CV: leave one training run out, for every outer fold ------------------------
     fold_alpha_idx = np.full((n_runs, n_voxels), n_alphas - 1, dtype=np.int64)
     if inner_cv and n_alphas > 1:
-        inner_loss = _inner_losses(ops, Xb, Y, run_idx, alphas, chunks)
+        inner_loss = _inner_losses(ops, Xb, Y, run_idx, alphas, chunks, exclude=exclude)
         for r in range(n_runs):
             fold_alpha_idx[r] = _select_alphas(inner_loss[r] / (n_runs - 1), alphas)
         del inner_loss
 
     # ---- outer folds: one decomposition per held-out run, kept for all voxel chunks ----------
     # (L x (k x T_train + T_test x k) numbers: 45 MB for HCP in float32)
-    decs = [_Decomposition(ops, Xb, others({r}), [run_idx[r]], alphas) for r in range(n_runs)]
+    decs = [_Decomposition(ops, Xb, _training_rows(run_idx, (r,), exclude), [run_idx[r]], alphas)
+            for r in range(n_runs)]
     out_dtype = np.dtype(np.float32) if _is_float32(ops) else np.dtype(np.float64)
     preds = np.empty((n_samples, n_voxels), dtype=out_dtype) if return_predictions else None
     full_loss = np.zeros((n_alphas, n_voxels))
@@ -724,6 +745,167 @@ def predict_ridge(X, Y, runs, alphas, *, backend="numpy", device="cpu",
             preds[dec.tests[0], cols] = ops.to_numpy(pred + ymean)
         del dec
     return preds
+
+
+#: Seconds after the end of a repeated segment whose TRs are still dropped from training
+#: (:func:`repeated_segment_exclusion`): the BOLD response to the segment and its HRF-convolved
+#: features last that long (the canonical HRF's positive lobe ends ~12 s after onset, its
+#: undershoot is a fraction of the peak).
+REPEAT_MARGIN_S = 12.0
+
+#: Segment labels that never count as a repeat (no stimulus).
+NON_STIMULUS_SEGMENTS = ("", "rest")
+
+
+def repeated_segments(segments, runs) -> list:
+    """Segment labels shown in more than one run (test-retest clips), sorted.
+
+    Parameters
+    ----------
+    segments : sequence of str, shape (T,)
+        Segment label of every TR (``Timeline.segment`` of the runs, concatenated).
+    runs : ndarray, shape (T,)
+        Run label of every TR.
+    """
+    segments = np.asarray(segments, dtype=object)
+    runs = np.asarray(runs)
+    if segments.shape != runs.shape:
+        raise ValueError(f"segments ({segments.shape}) and runs ({runs.shape}) must both have one "
+                         "entry per time point.")
+    seen: dict = {}
+    for lab, run in zip(segments, runs):
+        if lab not in NON_STIMULUS_SEGMENTS:
+            seen.setdefault(lab, set()).add(run)
+    return sorted(lab for lab, rs in seen.items() if len(rs) > 1)
+
+
+def repeated_segment_exclusion(segments, runs, margin=0) -> np.ndarray:
+    """Training time points to drop for each held-out run so no repeated segment leaks.
+
+    ``exclude[i, t]`` is True when TR t lies in another run, within a segment that is also
+    shown in run ``i`` (a label in :func:`repeated_segments`), or within ``margin`` TRs after
+    the end of such a segment (the delayed response: see :data:`REPEAT_MARGIN_S`). Pass it as
+    ``fit_ridge(..., exclude=...)``.
+
+    Parameters
+    ----------
+    segments : sequence of str, shape (T,)
+    runs : ndarray, shape (T,)
+    margin : int
+        TRs after each repeated block that are dropped too (they stay in their run).
+
+    Returns
+    -------
+    exclude : ndarray of bool, shape (L, T)
+        Row order: sorted run labels (``RidgeResult.run_labels``). All False without repeats.
+    """
+    segments = np.asarray(segments, dtype=object)
+    runs = np.asarray(runs)
+    labels = np.unique(runs)
+    repeated = repeated_segments(segments, runs)
+    exclude = np.zeros((len(labels), len(runs)), dtype=bool)
+    margin = int(margin)
+    for lab in repeated:
+        hit = segments == lab
+        # extend each block by `margin` TRs within its run
+        spread = hit.copy()
+        for k in range(1, margin + 1):
+            spread[k:] |= hit[:-k] & (runs[k:] == runs[:-k])
+        for i, run in enumerate(labels):
+            if hit[runs == run].any():
+                exclude[i] |= spread & (runs != run)
+    return exclude
+
+
+def _check_exclude(exclude, n_runs, n_samples):
+    if exclude is None:
+        return None
+    exclude = np.asarray(exclude, dtype=bool)
+    if exclude.shape != (n_runs, n_samples):
+        raise ValueError(f"exclude must be (n_runs, T) = ({n_runs}, {n_samples}); got {exclude.shape}.")
+    return exclude if exclude.any() else None
+
+
+def ridge_permutation_null(X, Y, runs, fold_alphas, perms, *, exclude=None, backend="numpy",
+                           device="cpu", voxel_chunk=_DEFAULT_VOXEL_CHUNK, dtype=None) -> np.ndarray:
+    """Null distribution of the leave-one-run-out ridge score, refitting on permuted data.
+
+    Each draw permutes the time points of Y within runs (``perms``: circular shifts or block
+    permutations, :func:`alignment.stats.run_permutations`), refits every outer fold on the
+    permuted training runs with that fold's alphas, predicts the permuted held-out run and
+    scores it as :func:`fit_ridge` does (within-run Pearson r, averaged over runs). The whole
+    cross-validation is redone, so the coupling of the folds (run s trains the model that
+    predicts run r and the other way round) is in every draw, as in the observed score; moving
+    only the held-out predictions against the data misses it (their spread is about sqrt(2)
+    too small). Permuting rows within a run leaves every training Gram matrix unchanged, so the
+    decompositions of the observed fit serve all draws: a draw costs about two predictions.
+
+    Alphas are held at the observed fit's (``fold_alphas``), not re-selected per draw.
+
+    Parameters
+    ----------
+    X : ndarray, shape (T, N)
+    Y : ndarray, shape (T, V)
+    runs : ndarray, shape (T,)
+    fold_alphas : ndarray, shape (L, V)
+        ``RidgeResult.fold_alphas``.
+    perms : ndarray of int, shape (n_draws, T)
+        Row ``d``: the time index taken by each time point in draw d (``Y[perms[d]]``); must
+        map every run onto itself. The identity gives ``RidgeResult.scores``.
+    exclude : ndarray of bool, shape (L, T), optional
+        As in :func:`fit_ridge` (positions, not moved by the permutations).
+    backend, device, voxel_chunk, dtype
+        As in :func:`fit_ridge`.
+
+    Returns
+    -------
+    null : ndarray, shape (n_draws, V)
+        Mean over runs of the within-run r of each draw.
+    """
+    X, Y = _check_xy(X, Y, runs)
+    labels, run_idx = _check_runs(runs, X.shape[0])
+    n_runs, (n_samples, n_voxels) = len(labels), Y.shape
+    exclude = _check_exclude(exclude, n_runs, n_samples)
+    fold_alphas = np.asarray(fold_alphas, dtype=np.float64)
+    if fold_alphas.shape != (n_runs, n_voxels):
+        raise ValueError(f"fold_alphas must be (n_runs, V) = ({n_runs}, {n_voxels}); got "
+                         f"{fold_alphas.shape}.")
+    grid, chosen = np.unique(fold_alphas, return_inverse=True)
+    _check_alphas(grid)
+    chosen = chosen.reshape(n_runs, n_voxels)
+    perms = np.atleast_2d(np.asarray(perms, dtype=np.int64))
+    runs_arr = np.asarray(runs)
+    if perms.shape[1] != n_samples or perms.min() < 0 or perms.max() >= n_samples:
+        raise ValueError(f"perms must be (n_draws, T={n_samples}) indices into the time points.")
+    if (runs_arr[perms] != runs_arr[None]).any():
+        raise ValueError("perms must permute time points within runs.")
+    voxel_chunk = int(voxel_chunk)
+    if voxel_chunk < 1:
+        raise ValueError(f"voxel_chunk must be a positive integer, got {voxel_chunk}.")
+    ops = _get_ops(backend, device, _compute_dtype(dtype, X, Y))
+    Xb = ops.asarray(X)
+    decs = [_Decomposition(ops, Xb, _training_rows(run_idx, (r,), exclude), [run_idx[r]], grid)
+            for r in range(n_runs)]
+    n_draws = len(perms)
+    null = np.zeros((n_draws, n_voxels))
+    for start in range(0, n_voxels, voxel_chunk):
+        cols = slice(start, min(start + voxel_chunk, n_voxels))
+        Yc = np.asarray(Y[:, cols])
+        vc = Yc.shape[1]
+        # several draws side by side as extra columns: one product per fold for the batch
+        batch = max(1, voxel_chunk // vc)
+        for d0 in range(0, n_draws, batch):
+            ds = slice(d0, min(d0 + batch, n_draws))
+            nb = ds.stop - ds.start
+            Yp = Yc[perms[ds]].transpose(1, 0, 2).reshape(n_samples, nb * vc)  # (T, nb * vc)
+            score = np.zeros(nb * vc)
+            for r, dec in enumerate(decs):
+                UtY, ymean = _chunk_projection(ops, dec, Yp, slice(None))
+                pred = _fold_prediction(ops, dec, np.tile(chosen[r, cols], nb), UtY)
+                Yte = ops.asarray(Yp[dec.tests[0]]) - ymean
+                score += ops.to_numpy(_correlation(Yte, pred))
+            null[ds, cols] = score.reshape(nb, vc)
+    return null / n_runs
 
 
 def _is_float32(ops):

@@ -50,9 +50,12 @@ __all__ = [
     "fisher_z",
     "circular_shift_null",
     "block_permutation_null",
+    "run_permutations",
+    "p_from_null",
     "TTestResult",
     "group_ttest",
     "noise_ceiling",
+    "repeat_windows",
     "bootstrap_ci",
 ]
 
@@ -197,7 +200,7 @@ def _couple(null, n_runs, coupled):
     return center + np.sqrt(2.0) * (null - center)
 
 
-def _p_from_null(null, observed, tail="empirical"):
+def p_from_null(null, observed, tail="empirical"):
     """One-sided p value of ``observed`` (v,) against ``null`` (n, v).
 
     ``"empirical"``: Monte Carlo (1 + #null >= obs) / (1 + n), floored at 1 / (1 + n).
@@ -252,7 +255,7 @@ def circular_shift_null(y_true, y_pred, runs, n_shifts=1000, min_shift=10, seed=
         Explicit lags (run order = sorted labels), overriding the random draws.
     tail : {"empirical", "normal"}
         Monte Carlo p values, or the upper tail of a normal fitted to each voxel's null
-        (resolves p values below 1 / (1 + n_draws); see ``_p_from_null``).
+        (resolves p values below 1 / (1 + n_draws); see ``p_from_null``).
     return_null : bool
         Also return the null distribution (n_shifts, V).
 
@@ -303,7 +306,7 @@ def circular_shift_null(y_true, y_pred, runs, n_shifts=1000, min_shift=10, seed=
             null += cc[shifts[:, i]]
         observed /= n_runs
         null = _couple(null / n_runs, n_runs, coupled_folds)
-        p[cols] = _p_from_null(null, observed, tail)
+        p[cols] = p_from_null(null, observed, tail)
         if return_null:
             null_all[:, cols] = null
     return (p, null_all) if return_null else p
@@ -382,10 +385,62 @@ def block_permutation_null(y_true, y_pred, runs, block_size=20, n_perms=1000, se
                 null[b0:b0 + batch] += (G[:, rows[None, :], pm].sum(-1).T + rest) / n
         observed /= n_runs
         null = _couple(null / n_runs, n_runs, coupled_folds)
-        p[cols] = _p_from_null(null, observed, tail)
+        p[cols] = p_from_null(null, observed, tail)
         if return_null:
             null_all[:, cols] = null
     return (p, null_all) if return_null else p
+
+
+def run_permutations(runs, n_draws, method="circular", *, min_shift=10, block_size=20, seed=0):
+    """Random within-run permutations of the time points, for refit nulls
+    (:func:`alignment.encoding.ridge_permutation_null`).
+
+    ``"circular"``: each run is rolled by its own random lag ``s`` in
+    ``[min_shift, T_r - min_shift]`` (``Y[perm]`` is ``np.roll(Y_r, s)`` within each run);
+    ``"block"``: each run's consecutive blocks of ``block_size`` TRs are put in a random order
+    (a leftover tail shorter than a block stays in place). Both keep the autocorrelation within
+    a run (up to the wrap point / block edges) and break the alignment with the features.
+
+    Parameters
+    ----------
+    runs : ndarray, shape (T,)
+    n_draws : int
+    method : {"circular", "block"}
+    min_shift, block_size : int
+    seed : int
+
+    Returns
+    -------
+    perms : ndarray of int, shape (n_draws, T)
+        ``perms[d, t]``: the time point that moves to t in draw d.
+    """
+    runs = np.asarray(runs)
+    n_draws = int(n_draws)
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be >= 1, got {n_draws}.")
+    rng = np.random.default_rng(seed)
+    perms = np.tile(np.arange(len(runs)), (n_draws, 1))
+    for lab in np.unique(runs):
+        idx = np.flatnonzero(runs == lab)
+        n = len(idx)
+        if method == "circular":
+            if n < 2 * int(min_shift) + 1:
+                raise ValueError(f"Run {lab!r} has {n} time points; circular shifts need at least "
+                                 f"2 * min_shift + 1 = {2 * int(min_shift) + 1}.")
+            lags = rng.integers(int(min_shift), n - int(min_shift) + 1, size=n_draws)
+            perms[:, idx] = idx[(np.arange(n)[None] - lags[:, None]) % n]
+        elif method == "block":
+            nb = n // int(block_size)
+            if nb < 2:
+                raise ValueError(f"Run {lab!r} has {n} time points: fewer than 2 blocks of "
+                                 f"{block_size}; nothing to permute.")
+            cut = nb * int(block_size)
+            for d in range(n_draws):
+                order = rng.permutation(nb)
+                perms[d, idx[:cut]] = idx[:cut].reshape(nb, -1)[order].ravel()
+        else:
+            raise ValueError(f"method must be 'circular' or 'block', got {method!r}.")
+    return perms
 
 
 # --------------------------------------------------------------------------------------------
@@ -554,6 +609,62 @@ def noise_ceiling(Y_repeats, method="signal_power", n_average=1, n_splits=100, s
         rhon = np.where((rh > 0) & np.isfinite(rhon), rhon, 0.0)
         return np.sqrt(np.clip(rhon, 0.0, 1.0))
     raise ValueError(f"method must be 'signal_power' or 'split_half', got {method!r}.")
+
+
+def repeat_windows(Y, segments, runs, margin=0):
+    """Cut the repeated segment out of every run that shows it, for :func:`noise_ceiling`.
+
+    The repeated labels are those of :func:`alignment.encoding.repeated_segments` (shown in
+    more than one run, ``rest``/empty excluded). Each window runs from a segment's first TR to
+    ``margin`` TRs after its last one (the delayed BOLD response; stopped at the run's end) and
+    all windows are cut to the shortest. Labels shown in the same runs as the most repeated one
+    are concatenated in time (in label order); other repeated labels are left out.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (T, V)
+    segments : sequence of str, shape (T,)
+    runs : ndarray, shape (T,)
+    margin : int
+
+    Returns
+    -------
+    windows : ndarray, shape (R, T_w, V)
+        One window per run showing the segments (first occurrence in each run).
+    labels : list of str
+        The labels used.
+
+    Raises
+    ------
+    ValueError
+        When no segment is repeated across runs.
+    """
+    from alignment.encoding import repeated_segments
+
+    Y = np.asarray(Y)
+    segments = np.asarray(segments, dtype=object)
+    runs = np.asarray(runs)
+    labels = repeated_segments(segments, runs)
+    if not labels:
+        raise ValueError("No segment is shown in more than one run (segment labels): the data have no "
+                         "repeats to compute a noise ceiling from.")
+    shown = {lab: tuple(np.unique(runs[segments == lab])) for lab in labels}
+    main = max(labels, key=lambda lab: len(shown[lab]))
+    labels = [lab for lab in labels if shown[lab] == shown[main]]
+    parts = []
+    for lab in labels:
+        cuts = []
+        for run in shown[main]:
+            idx = np.flatnonzero(runs == run)
+            hit = np.flatnonzero(segments[idx] == lab)
+            # first block of the label in this run
+            stop = hit[0] + 1
+            while stop < len(idx) and segments[idx[stop]] == lab:
+                stop += 1
+            cuts.append(idx[hit[0]:min(stop + int(margin), len(idx))])
+        n = min(len(c) for c in cuts)
+        parts.append(np.stack([Y[c[:n]] for c in cuts]))
+    return np.concatenate(parts, axis=1), labels
 
 
 def bootstrap_ci(values, statistic: Callable = np.mean, n_boot=10_000, ci=0.95, seed=0,
