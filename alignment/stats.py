@@ -19,6 +19,14 @@ alternative is "predicts better than chance").
 
 Cross-validated predictions: coupling between folds
 ---------------------------------------------------
+The encoding stage does not use these two functions: it tests with
+:func:`alignment.encoding.ridge_permutation_null`, which redoes the whole cross-validation on
+data permuted within runs (:func:`run_permutations`), so the coupling below is in every null
+draw by construction. Moving only the held-out predictions and correcting by sqrt(2), as here,
+was measured miscalibrated on short runs (4 runs x 36 TRs, pure noise: 17-20 % of voxels at
+p < .05 under AR(1), AR(1) + slow AR(0.9) and 1/f noise) and mildly so on typical runs under
+long-memory noise (7-8 % at 4 x 150 TRs).
+
 Moving run r's prediction against run r's data is an exact null *for that run* (its prediction
 was fit without its data), but the per-run scores of leave-one-run-out predictions are not
 independent under H0: run s's data trains the model that predicts run r and vice versa, so
@@ -206,12 +214,18 @@ def p_from_null(null, observed, tail="empirical"):
     ``"empirical"``: Monte Carlo (1 + #null >= obs) / (1 + n), floored at 1 / (1 + n).
     ``"normal"``: the upper tail of a normal fitted to each voxel's null (its mean and sd); the
     null of an average of within-run correlations is close to normal, and this resolves the
-    small p values that FDR over ~10^5 voxels needs without 10^6 draws.
+    small p values that FDR over ~10^5 voxels needs without 10^6 draws. The mean and sd are
+    estimated from the n draws, so the tail is the predictive one, Student t with n - 1 dof on
+    ``(observed - mean) / (sd sqrt(1 + 1/n))`` (exact for a normal null; it matters below
+    ~100 draws).
     """
     if tail == "normal":
-        sd = null.std(0, ddof=1)
+        n = null.shape[0]
+        if n < 3:
+            raise ValueError(f"tail='normal' needs at least 3 null draws; got {n}.")
+        sd = null.std(0, ddof=1) * np.sqrt(1.0 + 1.0 / n)
         z = (observed - null.mean(0)) / np.where(sd > 0, sd, np.inf)
-        return _sps.norm.sf(z)
+        return _sps.t.sf(z, n - 1)
     if tail != "empirical":
         raise ValueError(f"tail must be 'empirical' or 'normal', got {tail!r}.")
     # tolerance so that float noise in FFT-based nulls does not break exact ties

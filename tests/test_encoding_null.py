@@ -7,7 +7,7 @@ from scipy import stats
 from scipy.signal import lfilter
 
 from alignment.encoding import (_training_rows, fit_ridge, repeated_segment_exclusion, repeated_segments,
-                                ridge_permutation_null)
+                                ridge_null_p, ridge_permutation_null)
 from alignment.stats import noise_ceiling, p_from_null, repeat_windows, run_permutations
 
 ALPHAS = np.logspace(-1, 5, 13)
@@ -64,10 +64,10 @@ def _features(rng, n_runs, T, N):
 
 
 def _null_p(X, Y, runs, method="circular", n_null=200, seed=0, exclude=None, tail="normal"):
+    """What the encoding stage computes: the fit and its two-step refit-null p values."""
     fit = fit_ridge(X, Y, runs, alphas=ALPHAS, exclude=exclude)
     perms = run_permutations(runs, n_null, method, seed=seed)
-    null = ridge_permutation_null(X, Y, runs, fit.fold_alphas, perms, exclude=exclude)
-    return fit, p_from_null(null, fit.scores, tail)
+    return fit, ridge_null_p(X, Y, runs, fit, perms, exclude=exclude, tail=tail)
 
 
 def _rate_bounds(n, level, alpha=1e-3):
@@ -253,3 +253,32 @@ def test_no_repeats_gives_a_clear_message():
     with pytest.raises(ValueError, match="no repeats"):
         repeat_windows(np.zeros((60, 4)), seg, runs)
     assert not repeated_segment_exclusion(seg, runs, 4).any()
+
+
+def test_normal_tail_is_exact_for_a_normal_null_with_few_draws():
+    """The predictive t tail: with 20 draws of a normal null, p < .05 / .01 / .001 at their rates."""
+    rng = np.random.default_rng(7)
+    n, V = 20, 200_000
+    null = rng.normal(0.3, 2.0, (n, V))
+    p = p_from_null(null, rng.normal(0.3, 2.0, V), "normal")
+    for level in (0.05, 0.01, 0.001):
+        lo, hi = _rate_bounds(V, level)
+        assert lo <= np.mean(p < level) <= hi
+
+
+def test_two_step_null_matches_the_full_null_where_it_continues():
+    from alignment.encoding import NULL_FIRST_DRAWS, NULL_SCREEN_P
+
+    rng = np.random.default_rng(8)
+    runs = np.repeat(np.arange(3), 40)
+    X, Y = _features(rng, 3, 40, 5), _noise(rng, "ar1", 3, 40, 60)
+    Y[:, :20] += X[:, :1]
+    fit = fit_ridge(X, Y, runs, alphas=ALPHAS)
+    perms = run_permutations(runs, 120, seed=2)
+    p = ridge_null_p(X, Y, runs, fit, perms)
+    null = ridge_permutation_null(X, Y, runs, fit.fold_alphas, perms)
+    p_first = p_from_null(null[:NULL_FIRST_DRAWS], fit.scores, "normal")
+    go = p_first < NULL_SCREEN_P
+    assert go[:20].all() and not go.all()
+    np.testing.assert_allclose(p[go], p_from_null(null, fit.scores, "normal")[go], rtol=1e-10)
+    np.testing.assert_allclose(p[~go], p_first[~go], rtol=1e-10)

@@ -60,8 +60,8 @@ def encoding_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     circularly shifted or block-permuted within runs), ``q`` BH-FDR."""
     import warnings
 
-    from alignment.encoding import fit_ridge, ridge_permutation_null
-    from alignment.stats import fdr_bh, p_from_null, run_permutations
+    from alignment.encoding import fit_ridge, ridge_null_p
+    from alignment.stats import fdr_bh, run_permutations
 
     o = study.options
     Y = study.bold(unit.subject)
@@ -70,8 +70,7 @@ def encoding_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     exclude = repeat_exclusion(study)
     fit = fit_ridge(X, Y, runs, alphas=np.asarray(o.alphas), exclude=exclude, **study.fit_backend)
     perms = run_permutations(runs, o.n_null, o.null, seed=o.seed)
-    null = ridge_permutation_null(X, Y, runs, fit.fold_alphas, perms, exclude=exclude, **study.fit_backend)
-    p = p_from_null(null, fit.scores, o.null_tail)
+    p = ridge_null_p(X, Y, runs, fit, perms, exclude=exclude, tail=o.null_tail, **study.fit_backend)
     _, q = fdr_bh(p, o.fdr_q)
     arrays = {"scores": fit.scores, "alphas": fit.best_alphas, "p": p, "q": q}
     meta = {"description": f"encoding {unit.target.label()} sub-{unit.subject}",
