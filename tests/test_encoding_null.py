@@ -9,6 +9,7 @@ from scipy.signal import lfilter
 from alignment.encoding import (_training_rows, fit_ridge, repeated_segment_exclusion, repeated_segments,
                                 ridge_null_p, ridge_permutation_null)
 from alignment.stats import noise_ceiling, p_from_null, repeat_windows, run_permutations
+from test_pipeline import planted  # noqa: F401 - the planted dataset fixture
 
 ALPHAS = np.logspace(-1, 5, 13)
 
@@ -282,3 +283,29 @@ def test_two_step_null_matches_the_full_null_where_it_continues():
     assert go[:20].all() and not go.all()
     np.testing.assert_allclose(p[go], p_from_null(null, fit.scores, "normal")[go], rtol=1e-10)
     np.testing.assert_allclose(p[~go], p_first[~go], rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# stages
+# ---------------------------------------------------------------------------------------------
+
+
+def test_short_runs_warn_in_one_line():
+    from alignment.stages.encoding import MIN_CALIBRATED_RUN, null_warning
+
+    assert null_warning(np.repeat([0, 1, 2], MIN_CALIBRATED_RUN)) == ""
+    msg = null_warning(np.repeat([0, 1, 2], [MIN_CALIBRATED_RUN, MIN_CALIBRATED_RUN - 6, 50]))
+    assert f"{MIN_CALIBRATED_RUN - 6} TRs" in msg and "\n" not in msg
+
+
+def test_ceiling_stage_without_repeats_gives_a_message_not_a_crash(planted, tmp_path):
+    from alignment.cache import Cache
+    from alignment.data import load_dataset
+    from alignment.keys import Options
+    from alignment.pipeline import Study
+    from alignment.stages.ceiling import CEILING_TARGET
+
+    study = Study(load_dataset(planted), Cache(tmp_path), Options(n_null=20), device="cpu")
+    e = study.get("ceiling", CEILING_TARGET, "01")
+    assert np.isnan(np.asarray(e["ceiling"])).all()
+    assert "no repeats" in e.meta["warnings"][0]

@@ -13,7 +13,7 @@ from alignment.stages.features import ans_unit
 
 #: Shortest run (TRs) for which the encoding null was measured calibrated (README, "Encoding
 #: null calibration"); shorter runs get a warning in the result's metadata.
-MIN_CALIBRATED_RUN = 60
+MIN_CALIBRATED_RUN = 36
 
 
 def layer_inputs(study, unit: Unit, resolve) -> dict:
