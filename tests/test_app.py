@@ -502,3 +502,17 @@ def test_voxel_inspector_takes_a_parcel_as_the_roi(app_env):
     assert roi and roi[0].label == "ROI L_V1" and roi[0].value == f"{n_v1} voxels"
     assert any(s.value == f"Time course — ROI L_V1 ({n_v1} voxels)" for s in at.subheader)
     assert at.selectbox(key="vi_parcel").value == "—"  # ready for the next pick
+
+
+@slow
+def test_overview_and_voxel_inspector_show_r_over_ceiling(app_env):
+    at = new_app({"model": CLIP_SPEC, "branch": "image", "layer": "1", "subject": "01"}).run()
+    at.selectbox(key="vs_metric").set_value("r / ceiling").run()
+    assert_clean(at)
+    assert not at.error, error_text(at)
+    assert any(m.label == "median r / ceiling (significant)" for m in at.metric)
+    at = new_app({"subject": "01", "model": CLIP_SPEC, "branch": "image", "layer": "1", "voxel": "0"}).run()
+    at.switch_page("pages/voxel_inspector.py").run()
+    assert_clean(at)
+    labels = [m.label for m in at.metric]
+    assert "Noise ceiling" in labels and "r / ceiling" in labels
