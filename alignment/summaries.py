@@ -389,15 +389,18 @@ def _r_q(study: Study, subject: str, key: LayerKey) -> tuple[np.ndarray, np.ndar
 CEILING_FLOOR = 0.1
 
 
-def ceiling_map(study: Study, subject: str) -> tuple[np.ndarray, str]:
+def ceiling_map(study: Study, subject: str, compute: bool = True) -> tuple[np.ndarray, str]:
     """Noise ceiling (V,) of one subject (the ``ceiling`` stage: expected r of a perfect model on
     single-presentation data) or, for the group, the mean over subjects; with a one-line note
-    (the stage's warning when the data have no repeats: then the map is all NaN)."""
+    (the stage's warning when the data have no repeats: then the map is all NaN).
+
+    ``compute``: compute (and cache) a missing ceiling -- seconds per subject -- even in a
+    read-only study; False raises :class:`NotCached`."""
     from alignment.stages.ceiling import CEILING_TARGET
 
     maps, notes = [], []
     for sub in subjects_of(study, subject):
-        e = study.get("ceiling", CEILING_TARGET, sub)
+        e = study.get("ceiling", CEILING_TARGET, sub, compute=compute)
         maps.append(np.asarray(e["ceiling"], np.float64))
         notes += e.meta.get("warnings") or []
     with warnings.catch_warnings():
@@ -475,7 +478,7 @@ def best_layer_map(study: Study, subject: str, key: LayerKey, layers: Sequence[i
 
 
 def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr_q: float = 0.05,
-               avail: Availability | None = None) -> MapResult:
+               avail: Availability | None = None, compute_ceiling: bool = True) -> MapResult:
     """The map of one metric for a view.
 
     Metrics (:data:`MAP_METRICS`):
@@ -499,6 +502,8 @@ def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr
     avail : Availability, optional
         Needed for "best layer", "SI" (which layers exist); default :func:`available` from the
         cache scan.
+    compute_ceiling : bool
+        Compute a missing noise ceiling (see :func:`ceiling_map`).
 
     Returns
     -------
@@ -518,7 +523,7 @@ def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr
         return MapResult(v.astype(np.float32), "-log10 q", cmap="viridis", symmetric=False,
                          significant=sig, r=r, vmin=0.0)
     if metric in ("noise ceiling", "r / ceiling"):
-        ceiling, note = ceiling_map(study, subject)
+        ceiling, note = ceiling_map(study, subject, compute_ceiling)
         if metric == "noise ceiling":
             return MapResult(ceiling, "noise ceiling (r)", cmap="viridis", symmetric=False, vmin=0.0, vmax=1.0,
                              note=note or "expected r of a perfect model on one run's data, from the repeated "

@@ -113,9 +113,11 @@ with S.guard(state) as g:
     qvals = np.asarray(enc["q"], np.float64)
 if g.failed:
     st.stop()
-# the subject's noise ceiling, when computed (the `ceiling` analysis)
-ceiling = (np.asarray(study.get("ceiling", CEILING_TARGET, sid)["ceiling"], np.float64)
-           if study.has("ceiling", CEILING_TARGET, sid) else None)
+# the subject's noise ceiling (computed on demand: seconds), NaN without repeated segments
+with S.guard(state) as g:
+    ceiling = np.asarray(study.get("ceiling", CEILING_TARGET, sid, compute=True)["ceiling"], np.float64)
+if g.failed:
+    ceiling = None
 
 n_vox = study.dataset.n_vertices
 voxel_sel = state.voxel
@@ -173,8 +175,8 @@ with info:
                                                       "repeated segment")
             st.metric("r / ceiling", f"{scores[voxel_sel] / c:.2f}" if c >= CEILING_FLOOR else "—",
                       help=f"not shown where the ceiling is below {CEILING_FLOOR:g}")
-        elif ceiling is None:
-            st.caption("No noise ceiling in the cache (compute the `ceiling` analysis).")
+        elif ceiling is not None:
+            st.caption("No noise ceiling: the data have no segment repeated across runs.")
 
 if not roi and voxel_sel is None:
     st.info("No voxel selected yet: click the flat map, type an index or pick a network.")
