@@ -161,7 +161,7 @@ def cmd_export(args) -> int:
             table = summaries.network_table(study, subject, key, args.metric, args.fdr_q, atlas, avail)
             written = [write_csv(args.out, table)]
         else:
-            m = summaries.metric_map(study, subject, key, args.metric, args.fdr_q, avail)
+            m = summaries.metric_map(study, subject, key, args.metric, args.fdr_q, avail, compute_ceiling=False)
             if fmt == "dscalar":
                 written = [write_dscalar(args.out, m.values, [name])]
             elif fmt == "gifti":

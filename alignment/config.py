@@ -36,7 +36,7 @@ __all__ = ["DEVICES", "ConfigError", "RunConfig", "RunConfigToml", "options_from
 DEVICES = ("auto", "cpu", "cuda")
 HRFS = ("spm", "fir", "none")  # SPM canonical HRF, FIR delays (ridge designs only), or the ANs unconvolved
 NULLS = ("circular", "block")  # circular shifts within run, or block permutation
-NULL_TAILS = ("normal", "empirical")  # see stats._p_from_null
+NULL_TAILS = ("normal", "empirical")  # see stats.p_from_null
 GLMS = ("separate", "joint")
 
 

@@ -29,7 +29,8 @@ AN_KINDS = ("attn", "qk", "mlp")
 #: the subject of a view over all subjects (Fisher z, one-sample t test across subjects)
 GROUP = "group"
 #: map metrics (see :func:`alignment.summaries.metric_map`)
-MAP_METRICS = ("r", "significant r", "-log10 q", "best layer", "SI", "cross-modal gain")
+MAP_METRICS = ("r", "significant r", "-log10 q", "best layer", "SI", "cross-modal gain", "noise ceiling",
+               "r / ceiling")
 
 
 def check_choice(name: str, value, allowed: Iterable):

@@ -74,6 +74,11 @@ __all__ = [
     "fit_atoms_glm",
     "make_glm_design",
     "predict_ridge",
+    "REPEAT_MARGIN_S",
+    "repeated_segments",
+    "repeated_segment_exclusion",
+    "ridge_permutation_null",
+    "ridge_null_p",
 ]
 
 #: Default ridge grid: 15 values log-spaced from 1e-2 to 1e5. The upper end covers the
@@ -502,17 +507,30 @@ def _alpha_losses(dec, j, Yte, UtY, exact=False):
     return losses
 
 
-def _inner_losses(ops, Xb, Y, run_idx, alphas, chunks, exact=False):
+def _training_rows(run_idx, held_out, exclude=None):
+    """Rows that train the model predicting the runs ``held_out``: the other runs' TRs, minus
+    those that ``exclude`` (L, T) bool marks for any held-out run."""
+    rows = np.concatenate([run_idx[i] for i in range(len(run_idx)) if i not in held_out])
+    if exclude is not None:
+        rows = rows[~exclude[list(held_out)][:, rows].any(0)]
+    if rows.size < 2:
+        raise ValueError(f"Held out runs {list(held_out)}: fewer than 2 training time points are "
+                         "left once the excluded (repeated-segment) TRs are dropped.")
+    return rows
+
+
+def _inner_losses(ops, Xb, Y, run_idx, alphas, chunks, exact=False, exclude=None):
     """Inner leave-one-run-out losses of every outer fold: (L, n_alphas, V).
 
     ``[r, a, v]`` sums, over the validation runs s != r, the MSE at ``alphas[a]`` of the model
     trained without runs {r, s}. One decomposition per pair {r, s} serves both outer folds r
-    and s. ``exact``: as in :func:`_alpha_losses`.
+    and s. ``exact``: as in :func:`_alpha_losses`; ``exclude``: as in :func:`fit_ridge` (the
+    pair's training set leaves out what either run excludes).
     """
     n_runs = len(run_idx)
     losses = np.zeros((n_runs, len(alphas), Y.shape[1]))
     for r, s in itertools.combinations(range(n_runs), 2):
-        others = np.concatenate([run_idx[i] for i in range(n_runs) if i not in (r, s)])
+        others = _training_rows(run_idx, (r, s), exclude)
         dec = _Decomposition(ops, Xb, others, [run_idx[r], run_idx[s]], alphas)
         for cols in chunks:
             UtY, ymean = _chunk_projection(ops, dec, Y, cols)
@@ -542,7 +560,7 @@ def _select_alphas(mean_loss, alphas):
 
 def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
               voxel_chunk=_DEFAULT_VOXEL_CHUNK, inner_cv=True, return_predictions=False,
-              dtype=None) -> RidgeResult:
+              dtype=None, exclude=None) -> RidgeResult:
     """Voxel-wise ridge encoding model with nested leave-one-run-out cross-validation.
 
     For each run r (outer fold) the model is trained on the other runs with, for every voxel,
@@ -575,6 +593,11 @@ def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
         Also return the held-out predictions (T, V), e.g. for permutation nulls.
     dtype : {None, "float32", "float64"}
         Computation dtype; default float32 if X and Y are both float32, else float64.
+    exclude : ndarray of bool, shape (L, T), optional
+        ``exclude[i, t]``: time point t never trains a model that predicts run ``run_labels[i]``
+        (outer fold, inner alpha folds, and the all-runs CV of ``best_alphas``), e.g. the
+        repeats of a segment shown in that run (:func:`repeated_segment_exclusion`). Every
+        held-out run is still predicted and scored in full.
 
     Returns
     -------
@@ -598,6 +621,7 @@ def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
     labels, run_idx = _check_runs(runs, X.shape[0])
     alphas = _check_alphas(alphas)
     n_runs = len(labels)
+    exclude = _check_exclude(exclude, n_runs, X.shape[0])
     if inner_cv and n_runs < 3 and len(alphas) > 1:
         raise ValueError(
             f"Nested CV (inner_cv=True) needs at least 3 runs to choose alphas on the training "
@@ -613,20 +637,18 @@ def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
     Xb = ops.asarray(X)
     chunks = [slice(s, min(s + voxel_chunk, n_voxels)) for s in range(0, n_voxels, voxel_chunk)]
 
-    def others(excluded):
-        return np.concatenate([run_idx[i] for i in range(n_runs) if i not in excluded])
-
     # ---- inner CV: leave one training run out, for every outer fold ------------------------
     fold_alpha_idx = np.full((n_runs, n_voxels), n_alphas - 1, dtype=np.int64)
     if inner_cv and n_alphas > 1:
-        inner_loss = _inner_losses(ops, Xb, Y, run_idx, alphas, chunks)
+        inner_loss = _inner_losses(ops, Xb, Y, run_idx, alphas, chunks, exclude=exclude)
         for r in range(n_runs):
             fold_alpha_idx[r] = _select_alphas(inner_loss[r] / (n_runs - 1), alphas)
         del inner_loss
 
     # ---- outer folds: one decomposition per held-out run, kept for all voxel chunks ----------
     # (L x (k x T_train + T_test x k) numbers: 45 MB for HCP in float32)
-    decs = [_Decomposition(ops, Xb, others({r}), [run_idx[r]], alphas) for r in range(n_runs)]
+    decs = [_Decomposition(ops, Xb, _training_rows(run_idx, (r,), exclude), [run_idx[r]], alphas)
+            for r in range(n_runs)]
     out_dtype = np.dtype(np.float32) if _is_float32(ops) else np.dtype(np.float64)
     preds = np.empty((n_samples, n_voxels), dtype=out_dtype) if return_predictions else None
     full_loss = np.zeros((n_alphas, n_voxels))
@@ -724,6 +746,240 @@ def predict_ridge(X, Y, runs, alphas, *, backend="numpy", device="cpu",
             preds[dec.tests[0], cols] = ops.to_numpy(pred + ymean)
         del dec
     return preds
+
+
+#: Seconds after the end of a repeated segment whose TRs are still dropped from training
+#: (:func:`repeated_segment_exclusion`): the BOLD response to the segment and its HRF-convolved
+#: features last that long (the canonical HRF's positive lobe ends ~12 s after onset, its
+#: undershoot is a fraction of the peak).
+REPEAT_MARGIN_S = 12.0
+
+#: Segment labels that never count as a repeat (no stimulus).
+NON_STIMULUS_SEGMENTS = ("", "rest")
+
+
+def repeated_segments(segments, runs) -> list:
+    """Segment labels shown in more than one run (test-retest clips), sorted.
+
+    Parameters
+    ----------
+    segments : sequence of str, shape (T,)
+        Segment label of every TR (``Timeline.segment`` of the runs, concatenated).
+    runs : ndarray, shape (T,)
+        Run label of every TR.
+    """
+    segments = np.asarray(segments, dtype=object)
+    runs = np.asarray(runs)
+    if segments.shape != runs.shape:
+        raise ValueError(f"segments ({segments.shape}) and runs ({runs.shape}) must both have one "
+                         "entry per time point.")
+    seen: dict = {}
+    for lab, run in zip(segments, runs):
+        if lab not in NON_STIMULUS_SEGMENTS:
+            seen.setdefault(lab, set()).add(run)
+    return sorted(lab for lab, rs in seen.items() if len(rs) > 1)
+
+
+def repeated_segment_exclusion(segments, runs, margin=0) -> np.ndarray:
+    """Training time points to drop for each held-out run so no repeated segment leaks.
+
+    ``exclude[i, t]`` is True when TR t lies in another run, within a segment that is also
+    shown in run ``i`` (a label in :func:`repeated_segments`), or within ``margin`` TRs after
+    the end of such a segment (the delayed response: see :data:`REPEAT_MARGIN_S`). Pass it as
+    ``fit_ridge(..., exclude=...)``.
+
+    Parameters
+    ----------
+    segments : sequence of str, shape (T,)
+    runs : ndarray, shape (T,)
+    margin : int
+        TRs after each repeated block that are dropped too (they stay in their run).
+
+    Returns
+    -------
+    exclude : ndarray of bool, shape (L, T)
+        Row order: sorted run labels (``RidgeResult.run_labels``). All False without repeats.
+    """
+    segments = np.asarray(segments, dtype=object)
+    runs = np.asarray(runs)
+    labels = np.unique(runs)
+    repeated = repeated_segments(segments, runs)
+    exclude = np.zeros((len(labels), len(runs)), dtype=bool)
+    margin = int(margin)
+    for lab in repeated:
+        hit = segments == lab
+        # extend each block by `margin` TRs within its run
+        spread = hit.copy()
+        for k in range(1, margin + 1):
+            spread[k:] |= hit[:-k] & (runs[k:] == runs[:-k])
+        for i, run in enumerate(labels):
+            if hit[runs == run].any():
+                exclude[i] |= spread & (runs != run)
+    return exclude
+
+
+def _check_exclude(exclude, n_runs, n_samples):
+    if exclude is None:
+        return None
+    exclude = np.asarray(exclude, dtype=bool)
+    if exclude.shape != (n_runs, n_samples):
+        raise ValueError(f"exclude must be (n_runs, T) = ({n_runs}, {n_samples}); got {exclude.shape}.")
+    return exclude if exclude.any() else None
+
+
+def ridge_permutation_null(X, Y, runs, fold_alphas, perms, *, exclude=None, backend="numpy",
+                           device="cpu", voxel_chunk=_DEFAULT_VOXEL_CHUNK, dtype=None) -> np.ndarray:
+    """Null distribution of the leave-one-run-out ridge score, refitting on permuted data.
+
+    Each draw permutes the time points of Y within runs (``perms``: circular shifts or block
+    permutations, :func:`alignment.stats.run_permutations`), refits every outer fold on the
+    permuted training runs with that fold's alphas, predicts the permuted held-out run and
+    scores it as :func:`fit_ridge` does (within-run Pearson r, averaged over runs). The whole
+    cross-validation is redone, so the coupling of the folds (run s trains the model that
+    predicts run r and the other way round) is in every draw, as in the observed score; moving
+    only the held-out predictions against the data misses it (their spread is about sqrt(2)
+    too small). Permuting rows within a run leaves every training Gram matrix unchanged, so the
+    decompositions of the observed fit serve all draws: a draw costs about two predictions.
+
+    Alphas are held at the observed fit's (``fold_alphas``), not re-selected per draw.
+
+    Parameters
+    ----------
+    X : ndarray, shape (T, N)
+    Y : ndarray, shape (T, V)
+    runs : ndarray, shape (T,)
+    fold_alphas : ndarray, shape (L, V)
+        ``RidgeResult.fold_alphas``.
+    perms : ndarray of int, shape (n_draws, T)
+        Row ``d``: the time index taken by each time point in draw d (``Y[perms[d]]``); must
+        map every run onto itself. The identity gives ``RidgeResult.scores``.
+    exclude : ndarray of bool, shape (L, T), optional
+        As in :func:`fit_ridge` (positions, not moved by the permutations).
+    backend, device, voxel_chunk, dtype
+        As in :func:`fit_ridge`.
+
+    Returns
+    -------
+    null : ndarray, shape (n_draws, V)
+        Mean over runs of the within-run r of each draw.
+    """
+    X, Y = _check_xy(X, Y, runs)
+    labels, run_idx = _check_runs(runs, X.shape[0])
+    n_runs, (n_samples, n_voxels) = len(labels), Y.shape
+    exclude = _check_exclude(exclude, n_runs, n_samples)
+    fold_alphas = np.asarray(fold_alphas, dtype=np.float64)
+    if fold_alphas.shape != (n_runs, n_voxels):
+        raise ValueError(f"fold_alphas must be (n_runs, V) = ({n_runs}, {n_voxels}); got "
+                         f"{fold_alphas.shape}.")
+    grid, chosen = np.unique(fold_alphas, return_inverse=True)
+    _check_alphas(grid)
+    chosen = chosen.reshape(n_runs, n_voxels)
+    perms = np.atleast_2d(np.asarray(perms, dtype=np.int64))
+    runs_arr = np.asarray(runs)
+    if perms.shape[1] != n_samples or perms.min() < 0 or perms.max() >= n_samples:
+        raise ValueError(f"perms must be (n_draws, T={n_samples}) indices into the time points.")
+    if (runs_arr[perms] != runs_arr[None]).any():
+        raise ValueError("perms must permute time points within runs.")
+    voxel_chunk = int(voxel_chunk)
+    if voxel_chunk < 1:
+        raise ValueError(f"voxel_chunk must be a positive integer, got {voxel_chunk}.")
+    ops = _get_ops(backend, device, _compute_dtype(dtype, X, Y))
+    Xb = ops.asarray(X)
+    decs = [_Decomposition(ops, Xb, _training_rows(run_idx, (r,), exclude), [run_idx[r]], grid)
+            for r in range(n_runs)]
+    # With Xc = U S Vt the centered training features, U.T 1 = 0: the training mean of Y drops
+    # out, and the held-out prediction centered over the held-out rows is H_a @ y_train, with
+    # H_a = Pc diag(filter_a) U.T (T_r, T_train) shared by all voxels of alpha a (Pc: P centered
+    # over the held-out rows). A permutation only moves H_a's columns, so a batch of draws is
+    # one product of the stacked, column-scattered H_a with Y.
+    dt = np.float32 if _is_float32(ops) else np.float64
+    n_draws = len(perms)
+    null = np.zeros((n_draws, n_voxels))
+    for start in range(0, n_voxels, voxel_chunk):
+        cols = np.arange(start, min(start + voxel_chunk, n_voxels))
+        Yc = np.asarray(Y[:, start:cols[-1] + 1], dtype=dt)
+        for r, dec in enumerate(decs):
+            test, train = dec.tests[0], dec.train
+            Ut = np.asarray(ops.to_numpy(dec.Ut), np.float64)
+            P = np.asarray(ops.to_numpy(dec.P[0]), np.float64)
+            Pc = P - P.mean(0)
+            filters = np.asarray(ops.to_numpy(dec.filters), np.float64)
+            yte = Yc[test].astype(np.float64)
+            ynorm = np.sqrt(((yte - yte.mean(0)) ** 2).sum(0))
+            ynorm[_constant_columns(yte, yte - yte.mean(0))] = 0  # r = 0, as in fit_ridge
+            # permutations stay within runs: the training rows of a draw are in the other runs
+            other = np.setdiff1d(np.arange(n_samples), test)
+            pos = np.zeros(n_samples, dtype=np.int64)
+            pos[other] = np.arange(len(other))
+            batch = max(1, min(n_draws, _NULL_BUDGET // (len(test) * len(other))))
+            for a in np.unique(chosen[r, cols]):
+                group = np.flatnonzero(chosen[r, cols] == a)
+                Yg_np = Yc[:, group]
+                Yg = ops.asarray(Yg_np[other])
+                H = (Pc * filters[a]) @ Ut  # (T_r, T_train)
+                for d0 in range(0, n_draws, batch):
+                    ds = perms[d0:d0 + batch]
+                    Hd = np.zeros((len(ds), len(test), len(other)), dtype=dt)
+                    for b, perm in enumerate(ds):
+                        Hd[b][:, pos[perm[train]]] = H
+                    pred = ops.to_numpy(ops.asarray(Hd.reshape(-1, len(other))) @ Yg)
+                    pred = pred.reshape(len(ds), len(test), len(group))
+                    yp = Yg_np[ds[:, test]]  # (batch, T_r, group)
+                    # pred is centered over the held-out rows, so y needs no centering here
+                    num = np.einsum("btv,btv->bv", yp, pred)
+                    den = np.sqrt(np.einsum("btv,btv->bv", pred, pred)) * ynorm[group]
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        rr = num / den
+                    null[d0:d0 + len(ds), cols[group]] += np.where(np.isfinite(rr), rr, 0.0)
+    return null / n_runs
+
+
+#: Elements of the largest work array of :func:`ridge_permutation_null` (2^25: 128 MB in float32).
+_NULL_BUDGET = 2 ** 25
+
+#: Draws every voxel gets in :func:`ridge_null_p` before the screen.
+NULL_FIRST_DRAWS = 30
+#: Voxels whose p after the first draws is below this get the remaining draws.
+NULL_SCREEN_P = 0.1
+
+
+def ridge_null_p(X, Y, runs, fit: RidgeResult, perms, *, exclude=None, tail="normal", **backend) -> np.ndarray:
+    """p values (V,) of ``fit.scores`` against :func:`ridge_permutation_null`, drawn in two steps.
+
+    Every voxel gets the first :data:`NULL_FIRST_DRAWS` draws of ``perms``; with
+    ``tail="normal"`` only voxels whose p is then below :data:`NULL_SCREEN_P` get the others
+    (their p comes from all draws): the refits cost ~n_draws predictions per voxel, and a voxel
+    that far from significance gains nothing from a sharper tail. ``tail="empirical"`` uses
+    every draw for every voxel. Tails: :func:`alignment.stats.p_from_null`.
+
+    Parameters
+    ----------
+    X : ndarray, shape (T, N)
+    Y : ndarray, shape (T, V)
+    runs : ndarray, shape (T,)
+    fit : RidgeResult
+        ``fit_ridge(X, Y, runs, ..., exclude=exclude)``.
+    perms : ndarray of int, shape (n_draws, T)
+    exclude, backend
+        As in :func:`ridge_permutation_null`.
+
+    Returns
+    -------
+    p : ndarray, shape (V,)
+    """
+    from alignment.stats import p_from_null
+
+    perms = np.atleast_2d(np.asarray(perms))
+    first = perms if tail != "normal" else perms[:NULL_FIRST_DRAWS]
+    null = ridge_permutation_null(X, Y, runs, fit.fold_alphas, first, exclude=exclude, **backend)
+    p = p_from_null(null, fit.scores, tail)
+    go = np.flatnonzero(p < NULL_SCREEN_P)
+    if len(first) < len(perms) and go.size:
+        Ysub = np.asarray(Y)[:, go] if np.ndim(Y) == 2 else np.asarray(Y)[:, None]
+        rest = ridge_permutation_null(X, Ysub, runs, fit.fold_alphas[:, go], perms[len(first):],
+                                      exclude=exclude, **backend)
+        p[go] = p_from_null(np.concatenate([null[:, go], rest]), fit.scores[go], tail)
+    return p
 
 
 def _is_float32(ops):

@@ -19,7 +19,7 @@ class Options:
     alphas: tuple = tuple(np.logspace(-1, 5, 13).round(6))
     null: str = "circular"  # autocorrelation-aware null of the encoding r
     n_null: int = 200
-    null_tail: str = "normal"  # p from a normal fitted to the null draws (see stats._p_from_null)
+    null_tail: str = "normal"  # p from a normal fitted to the null draws (see stats.p_from_null)
     n_atoms: int = 64
     glm: str = "separate"  # one GLM per atom ("separate") or all atoms jointly ("joint")
     sparsity: float = 1.0

@@ -19,6 +19,14 @@ alternative is "predicts better than chance").
 
 Cross-validated predictions: coupling between folds
 ---------------------------------------------------
+The encoding stage does not use these two functions: it tests with
+:func:`alignment.encoding.ridge_permutation_null`, which redoes the whole cross-validation on
+data permuted within runs (:func:`run_permutations`), so the coupling below is in every null
+draw by construction. Moving only the held-out predictions and correcting by sqrt(2), as here,
+was measured miscalibrated on short runs (4 runs x 36 TRs, pure noise: 17-20 % of voxels at
+p < .05 under AR(1), AR(1) + slow AR(0.9) and 1/f noise) and mildly so on typical runs under
+long-memory noise (7-8 % at 4 x 150 TRs).
+
 Moving run r's prediction against run r's data is an exact null *for that run* (its prediction
 was fit without its data), but the per-run scores of leave-one-run-out predictions are not
 independent under H0: run s's data trains the model that predicts run r and vice versa, so
@@ -50,9 +58,12 @@ __all__ = [
     "fisher_z",
     "circular_shift_null",
     "block_permutation_null",
+    "run_permutations",
+    "p_from_null",
     "TTestResult",
     "group_ttest",
     "noise_ceiling",
+    "repeat_windows",
     "bootstrap_ci",
 ]
 
@@ -197,18 +208,24 @@ def _couple(null, n_runs, coupled):
     return center + np.sqrt(2.0) * (null - center)
 
 
-def _p_from_null(null, observed, tail="empirical"):
+def p_from_null(null, observed, tail="empirical"):
     """One-sided p value of ``observed`` (v,) against ``null`` (n, v).
 
     ``"empirical"``: Monte Carlo (1 + #null >= obs) / (1 + n), floored at 1 / (1 + n).
     ``"normal"``: the upper tail of a normal fitted to each voxel's null (its mean and sd); the
     null of an average of within-run correlations is close to normal, and this resolves the
-    small p values that FDR over ~10^5 voxels needs without 10^6 draws.
+    small p values that FDR over ~10^5 voxels needs without 10^6 draws. The mean and sd are
+    estimated from the n draws, so the tail is the predictive one, Student t with n - 1 dof on
+    ``(observed - mean) / (sd sqrt(1 + 1/n))`` (exact for a normal null; it matters below
+    ~100 draws).
     """
     if tail == "normal":
-        sd = null.std(0, ddof=1)
+        n = null.shape[0]
+        if n < 3:
+            raise ValueError(f"tail='normal' needs at least 3 null draws; got {n}.")
+        sd = null.std(0, ddof=1) * np.sqrt(1.0 + 1.0 / n)
         z = (observed - null.mean(0)) / np.where(sd > 0, sd, np.inf)
-        return _sps.norm.sf(z)
+        return _sps.t.sf(z, n - 1)
     if tail != "empirical":
         raise ValueError(f"tail must be 'empirical' or 'normal', got {tail!r}.")
     # tolerance so that float noise in FFT-based nulls does not break exact ties
@@ -252,7 +269,7 @@ def circular_shift_null(y_true, y_pred, runs, n_shifts=1000, min_shift=10, seed=
         Explicit lags (run order = sorted labels), overriding the random draws.
     tail : {"empirical", "normal"}
         Monte Carlo p values, or the upper tail of a normal fitted to each voxel's null
-        (resolves p values below 1 / (1 + n_draws); see ``_p_from_null``).
+        (resolves p values below 1 / (1 + n_draws); see ``p_from_null``).
     return_null : bool
         Also return the null distribution (n_shifts, V).
 
@@ -303,7 +320,7 @@ def circular_shift_null(y_true, y_pred, runs, n_shifts=1000, min_shift=10, seed=
             null += cc[shifts[:, i]]
         observed /= n_runs
         null = _couple(null / n_runs, n_runs, coupled_folds)
-        p[cols] = _p_from_null(null, observed, tail)
+        p[cols] = p_from_null(null, observed, tail)
         if return_null:
             null_all[:, cols] = null
     return (p, null_all) if return_null else p
@@ -382,10 +399,62 @@ def block_permutation_null(y_true, y_pred, runs, block_size=20, n_perms=1000, se
                 null[b0:b0 + batch] += (G[:, rows[None, :], pm].sum(-1).T + rest) / n
         observed /= n_runs
         null = _couple(null / n_runs, n_runs, coupled_folds)
-        p[cols] = _p_from_null(null, observed, tail)
+        p[cols] = p_from_null(null, observed, tail)
         if return_null:
             null_all[:, cols] = null
     return (p, null_all) if return_null else p
+
+
+def run_permutations(runs, n_draws, method="circular", *, min_shift=10, block_size=20, seed=0):
+    """Random within-run permutations of the time points, for refit nulls
+    (:func:`alignment.encoding.ridge_permutation_null`).
+
+    ``"circular"``: each run is rolled by its own random lag ``s`` in
+    ``[min_shift, T_r - min_shift]`` (``Y[perm]`` is ``np.roll(Y_r, s)`` within each run);
+    ``"block"``: each run's consecutive blocks of ``block_size`` TRs are put in a random order
+    (a leftover tail shorter than a block stays in place). Both keep the autocorrelation within
+    a run (up to the wrap point / block edges) and break the alignment with the features.
+
+    Parameters
+    ----------
+    runs : ndarray, shape (T,)
+    n_draws : int
+    method : {"circular", "block"}
+    min_shift, block_size : int
+    seed : int
+
+    Returns
+    -------
+    perms : ndarray of int, shape (n_draws, T)
+        ``perms[d, t]``: the time point that moves to t in draw d.
+    """
+    runs = np.asarray(runs)
+    n_draws = int(n_draws)
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be >= 1, got {n_draws}.")
+    rng = np.random.default_rng(seed)
+    perms = np.tile(np.arange(len(runs)), (n_draws, 1))
+    for lab in np.unique(runs):
+        idx = np.flatnonzero(runs == lab)
+        n = len(idx)
+        if method == "circular":
+            if n < 2 * int(min_shift) + 1:
+                raise ValueError(f"Run {lab!r} has {n} time points; circular shifts need at least "
+                                 f"2 * min_shift + 1 = {2 * int(min_shift) + 1}.")
+            lags = rng.integers(int(min_shift), n - int(min_shift) + 1, size=n_draws)
+            perms[:, idx] = idx[(np.arange(n)[None] - lags[:, None]) % n]
+        elif method == "block":
+            nb = n // int(block_size)
+            if nb < 2:
+                raise ValueError(f"Run {lab!r} has {n} time points: fewer than 2 blocks of "
+                                 f"{block_size}; nothing to permute.")
+            cut = nb * int(block_size)
+            for d in range(n_draws):
+                order = rng.permutation(nb)
+                perms[d, idx[:cut]] = idx[:cut].reshape(nb, -1)[order].ravel()
+        else:
+            raise ValueError(f"method must be 'circular' or 'block', got {method!r}.")
+    return perms
 
 
 # --------------------------------------------------------------------------------------------
@@ -554,6 +623,62 @@ def noise_ceiling(Y_repeats, method="signal_power", n_average=1, n_splits=100, s
         rhon = np.where((rh > 0) & np.isfinite(rhon), rhon, 0.0)
         return np.sqrt(np.clip(rhon, 0.0, 1.0))
     raise ValueError(f"method must be 'signal_power' or 'split_half', got {method!r}.")
+
+
+def repeat_windows(Y, segments, runs, margin=0):
+    """Cut the repeated segment out of every run that shows it, for :func:`noise_ceiling`.
+
+    The repeated labels are those of :func:`alignment.encoding.repeated_segments` (shown in
+    more than one run, ``rest``/empty excluded). Each window runs from a segment's first TR to
+    ``margin`` TRs after its last one (the delayed BOLD response; stopped at the run's end) and
+    all windows are cut to the shortest. Labels shown in the same runs as the most repeated one
+    are concatenated in time (in label order); other repeated labels are left out.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (T, V)
+    segments : sequence of str, shape (T,)
+    runs : ndarray, shape (T,)
+    margin : int
+
+    Returns
+    -------
+    windows : ndarray, shape (R, T_w, V)
+        One window per run showing the segments (first occurrence in each run).
+    labels : list of str
+        The labels used.
+
+    Raises
+    ------
+    ValueError
+        When no segment is repeated across runs.
+    """
+    from alignment.encoding import repeated_segments
+
+    Y = np.asarray(Y)
+    segments = np.asarray(segments, dtype=object)
+    runs = np.asarray(runs)
+    labels = repeated_segments(segments, runs)
+    if not labels:
+        raise ValueError("No segment is shown in more than one run (segment labels): the data have no "
+                         "repeats to compute a noise ceiling from.")
+    shown = {lab: tuple(np.unique(runs[segments == lab])) for lab in labels}
+    main = max(labels, key=lambda lab: len(shown[lab]))
+    labels = [lab for lab in labels if shown[lab] == shown[main]]
+    parts = []
+    for lab in labels:
+        cuts = []
+        for run in shown[main]:
+            idx = np.flatnonzero(runs == run)
+            hit = np.flatnonzero(segments[idx] == lab)
+            # first block of the label in this run
+            stop = hit[0] + 1
+            while stop < len(idx) and segments[idx[stop]] == lab:
+                stop += 1
+            cuts.append(idx[hit[0]:min(stop + int(margin), len(idx))])
+        n = min(len(c) for c in cuts)
+        parts.append(np.stack([Y[c[:n]] for c in cuts]))
+    return np.concatenate(parts, axis=1), labels
 
 
 def bootstrap_ci(values, statistic: Callable = np.mean, n_boot=10_000, ci=0.95, seed=0,

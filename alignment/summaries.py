@@ -370,6 +370,12 @@ def group_map(study: Study, key: LayerKey, subjects: Sequence[str] | None = None
                     p.astype(np.float32), np.asarray(q, np.float32), r)
 
 
+def _median(values) -> float:
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else float("nan")
+
+
 def _r_q(study: Study, subject: str, key: LayerKey) -> tuple[np.ndarray, np.ndarray]:
     """(r, q) maps (V,) of one subject, or the group's (r back-transformed, group q)."""
     if subject == GROUP:
@@ -377,6 +383,39 @@ def _r_q(study: Study, subject: str, key: LayerKey) -> tuple[np.ndarray, np.ndar
         return g.r, g.q
     e = study.get("encoding", key, subject)
     return np.asarray(e["scores"], np.float32), np.asarray(e["q"], np.float32)
+
+
+#: Noise ceilings below this are not divided by (r / ceiling would amplify noise without bound).
+CEILING_FLOOR = 0.1
+
+
+def ceiling_map(study: Study, subject: str, compute: bool = True) -> tuple[np.ndarray, str]:
+    """Noise ceiling (V,) of one subject (the ``ceiling`` stage: expected r of a perfect model on
+    single-presentation data) or, for the group, the mean over subjects; with a one-line note
+    (the stage's warning when the data have no repeats: then the map is all NaN).
+
+    ``compute``: compute (and cache) a missing ceiling -- seconds per subject -- even in a
+    read-only study; False raises :class:`NotCached`."""
+    from alignment.stages.ceiling import CEILING_TARGET
+
+    maps, notes = [], []
+    for sub in subjects_of(study, subject):
+        e = study.get("ceiling", CEILING_TARGET, sub, compute=compute)
+        maps.append(np.asarray(e["ceiling"], np.float64))
+        notes += e.meta.get("warnings") or []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no repeats: all NaN
+        ceiling = np.nanmean(maps, axis=0) if len(maps) > 1 else maps[0]
+    return ceiling.astype(np.float32), (notes[0] if notes else "")
+
+
+def r_over_ceiling(r, ceiling) -> np.ndarray:
+    """r / ceiling (V,), NaN where the ceiling is below :data:`CEILING_FLOOR` or unknown."""
+    r, c = np.asarray(r, np.float64), np.asarray(ceiling, np.float64)
+    ok = np.isfinite(c) & (c >= CEILING_FLOOR)
+    out = np.full(r.shape, np.nan)
+    out[ok] = r[ok] / c[ok]
+    return out.astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -439,7 +478,7 @@ def best_layer_map(study: Study, subject: str, key: LayerKey, layers: Sequence[i
 
 
 def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr_q: float = 0.05,
-               avail: Availability | None = None) -> MapResult:
+               avail: Availability | None = None, compute_ceiling: bool = True) -> MapResult:
     """The map of one metric for a view.
 
     Metrics (:data:`MAP_METRICS`):
@@ -452,7 +491,9 @@ def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr
     - ``"SI"``: modality specialization index of a dual encoder, (r_img − r_txt) /
       (|r_img| + |r_txt|), image branch vs text branch at ``key.layer`` (the nearest available
       layer for a branch that lacks it), shown where either is significant;
-    - ``"cross-modal gain"``: fusion layer r_image+text − max(r_image, r_text) (conditions).
+    - ``"cross-modal gain"``: fusion layer r_image+text − max(r_image, r_text) (conditions);
+    - ``"noise ceiling"``: the subject's noise ceiling (group: mean over subjects);
+    - ``"r / ceiling"``: encoding r divided by the ceiling where it is ≥ :data:`CEILING_FLOOR`.
 
     Parameters
     ----------
@@ -461,6 +502,8 @@ def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr
     avail : Availability, optional
         Needed for "best layer", "SI" (which layers exist); default :func:`available` from the
         cache scan.
+    compute_ceiling : bool
+        Compute a missing noise ceiling (see :func:`ceiling_map`).
 
     Returns
     -------
@@ -479,6 +522,18 @@ def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr
             v = -np.log10(np.clip(q.astype(np.float64), 1e-300, 1))
         return MapResult(v.astype(np.float32), "-log10 q", cmap="viridis", symmetric=False,
                          significant=sig, r=r, vmin=0.0)
+    if metric in ("noise ceiling", "r / ceiling"):
+        ceiling, note = ceiling_map(study, subject, compute_ceiling)
+        if metric == "noise ceiling":
+            return MapResult(ceiling, "noise ceiling (r)", cmap="viridis", symmetric=False, vmin=0.0, vmax=1.0,
+                             note=note or "expected r of a perfect model on one run's data, from the repeated "
+                                          "segment (signal-power estimate)")
+        r, q = _r_q(study, subject, key)
+        sig = q < fdr_q
+        ratio = r_over_ceiling(r, ceiling)
+        return MapResult(ratio, "r / ceiling", cmap="RdBu_r", significant=sig, r=r, vmin=-1.0, vmax=1.0,
+                         note=note or f"encoding r / noise ceiling where the ceiling ≥ {CEILING_FLOOR:g}; median over "
+                                      f"significant voxels {_median(ratio[sig]):.2f}")
     avail = avail or available(study)
     if metric == "best layer":
         layers = avail.layers(key.model, key.branch, key.kind, key.condition)

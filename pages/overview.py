@@ -36,6 +36,9 @@ def surface_view():
     c2.metric("voxels shown", f"{int(shown.sum()):,}")
     if m.significant is not None:
         c2.metric(f"significant (q < {state.fdr_q:g})", f"{int(np.asarray(m.significant).sum()):,}")
+    if state.metric == "r / ceiling":
+        ratio = np.asarray(m.values)[np.asarray(m.significant) & shown]
+        c2.metric("median r / ceiling (significant)", f"{np.median(ratio):.2f}" if ratio.size else "—")
     with c2:
         S.export_buttons(fig, f"overview_{state.metric}_{state.model}_{state.branch}_L{state.layer}",
                          map_values=m.values, map_names=[f"{state.metric} {S.describe(state)}"])

@@ -15,7 +15,8 @@ import streamlit as st
 
 from alignment import inspector as insp
 from alignment.figures import flat_map_figure
-from alignment.summaries import study_id
+from alignment.stages.ceiling import CEILING_TARGET
+from alignment.summaries import CEILING_FLOOR, study_id
 import ui as S
 
 NEURON_PAGE = "pages/neuron_inspector.py"
@@ -113,6 +114,11 @@ with S.guard(state) as g:
     qvals = np.asarray(enc["q"], np.float64)
 if g.failed:
     st.stop()
+# the subject's noise ceiling (computed on demand: seconds), NaN without repeated segments
+with S.guard(state) as g:
+    ceiling = np.asarray(study.get("ceiling", CEILING_TARGET, sid, compute=True)["ceiling"], np.float64)
+if g.failed:
+    ceiling = None
 
 n_vox = study.dataset.n_vertices
 voxel_sel = state.voxel
@@ -164,6 +170,14 @@ with info:
         st.markdown(f"**Network:** {insp.network_of(atlas, voxel_sel)}")
         st.metric("Encoding r", f"{scores[voxel_sel]:.3f}", help=f"q (FDR) = {qvals[voxel_sel]:.3g}")
         st.caption(f"q (FDR) = {qvals[voxel_sel]:.2g}")
+        if ceiling is not None and np.isfinite(ceiling[voxel_sel]):
+            c = ceiling[voxel_sel]
+            st.metric("Noise ceiling", f"{c:.3f}", help="expected r of a perfect model on one run's data, from the "
+                                                      "repeated segment")
+            st.metric("r / ceiling", f"{scores[voxel_sel] / c:.2f}" if c >= CEILING_FLOOR else "—",
+                      help=f"not shown where the ceiling is below {CEILING_FLOOR:g}")
+        elif ceiling is not None:
+            st.caption("No noise ceiling: the data have no segment repeated across runs.")
 
 if not roi and voxel_sel is None:
     st.info("No voxel selected yet: click the flat map, type an index or pick a network.")

@@ -507,6 +507,20 @@ def test_voxel_inspector_takes_a_parcel_as_the_roi(app_env):
     assert at.selectbox(key="vi_parcel").value == "—"  # ready for the next pick
 
 
+@slow
+def test_overview_and_voxel_inspector_show_r_over_ceiling(app_env):
+    at = new_app({"model": CLIP_SPEC, "branch": "image", "layer": "1", "subject": "01"}).run()
+    at.selectbox(key="vs_metric").set_value("r / ceiling").run()
+    assert_clean(at)
+    assert not at.error, error_text(at)
+    assert any(m.label == "median r / ceiling (significant)" for m in at.metric)
+    at = new_app({"subject": "01", "model": CLIP_SPEC, "branch": "image", "layer": "1", "voxel": "0"}).run()
+    at.switch_page("pages/voxel_inspector.py").run()
+    assert_clean(at)
+    labels = [m.label for m in at.metric]
+    assert "Noise ceiling" in labels and "r / ceiling" in labels
+
+
 # ------------------------------------------------------------------------------ shared servers
 def test_data_roots_limit_the_folders_a_shared_app_opens(tmp_path):
     from ui.data import dataset_refusal
@@ -530,3 +544,4 @@ def test_shared_app_refuses_a_folder_outside_the_data_roots(app_env, tmp_path, m
     at = new_app({"dataset": str(tmp_path)}).run()
     assert_clean(at)
     assert "outside the data folders" in error_text(at)
+

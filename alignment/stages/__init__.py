@@ -6,6 +6,7 @@ stage            arrays                                                         
 ===============  ================================================================  ===========
 ``ans``          raw pooled ANs at every TR: ``<branch>.L<layer>`` (T, N)           (input)
 ``encoding``     ridge prediction map: ``scores``, ``alphas``, ``p``, ``q`` (V,)    encoding
+``ceiling``      noise ceiling from the repeated segment: ``ceiling`` (V,)          ceiling
 ``atoms``        sparse dictionary: ``codes`` (N, K), ``atoms`` (K, T),             (input)
                  ``regressors`` (T, K)
 ``glm``          AR(1) GLM of the atoms: ``t``, ``beta``, ``q`` (K, V)              neuron_mapping
@@ -23,6 +24,6 @@ import it once (e.g. from here) and ``Study.get``, run configs and the catalog k
 
 from alignment.stages.base import (STAGES, Stage, Unit, analyses, default_analyses, register, stage,
                                    target_dict)
-from alignment.stages import features, encoding, mapping, variance, integration, lesion  # noqa: F401,E402
+from alignment.stages import features, encoding, ceiling, mapping, variance, integration, lesion  # noqa: F401,E402
 
 __all__ = ["STAGES", "Stage", "Unit", "analyses", "default_analyses", "register", "stage", "target_dict"]

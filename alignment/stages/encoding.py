@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 
 import numpy as np
@@ -9,6 +10,10 @@ import numpy as np
 from alignment.keys import LayerKey
 from alignment.stages.base import Stage, Unit, register
 from alignment.stages.features import ans_unit
+
+#: Shortest run (TRs) for which the encoding null was measured calibrated (README, "Encoding
+#: null calibration"); shorter runs get a warning in the result's metadata.
+MIN_CALIBRATED_RUN = 36
 
 
 def layer_inputs(study, unit: Unit, resolve) -> dict:
@@ -24,28 +29,61 @@ def encoding_params(study, unit: Unit, inputs) -> dict:
             "seed": o.seed}
 
 
+def segment_labels(study) -> np.ndarray:
+    """Segment label of every TR of the study's runs, concatenated in run order, (T,)."""
+    return np.concatenate([np.asarray(tl.segment, dtype=object) for tl in study.dataset.timelines()])
+
+
+def repeat_exclusion(study) -> np.ndarray:
+    """(L, T) bool: the TRs kept out of training when each run is held out -- every repeat of a
+    segment that run also shows, plus ``REPEAT_MARGIN_S`` after it
+    (:func:`alignment.encoding.repeated_segment_exclusion`)."""
+    from alignment.encoding import REPEAT_MARGIN_S, repeated_segment_exclusion
+
+    margin = math.ceil(REPEAT_MARGIN_S / study.dataset.tr)
+    return repeated_segment_exclusion(segment_labels(study), study.runs, margin)
+
+
+def null_warning(runs) -> str:
+    """One line when the shortest run is below :data:`MIN_CALIBRATED_RUN` TRs, else ''."""
+    shortest = int(np.bincount(np.unique(np.asarray(runs), return_inverse=True)[1]).min())
+    if shortest >= MIN_CALIBRATED_RUN:
+        return ""
+    return (f"encoding p values: runs as short as {shortest} TRs (< {MIN_CALIBRATED_RUN}); the shift null "
+            "was not shown to be calibrated there -- treat p and q as approximate")
+
+
 def encoding_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
-    """Arrays (V,): ``scores`` held-out r (mean over leave-one-run-out folds), ``alphas`` the
-    per-voxel ridge penalty, ``p`` from the autocorrelation-aware null, ``q`` BH-FDR."""
-    from alignment.encoding import fit_ridge
-    from alignment.stats import block_permutation_null, circular_shift_null, fdr_bh
+    """Arrays (V,): ``scores`` held-out r (mean over leave-one-run-out folds; the repeated
+    segments of the held-out run never train its model), ``alphas`` the per-voxel ridge
+    penalty, ``p`` from the refit permutation null (the whole cross-validation redone on data
+    circularly shifted or block-permuted within runs), ``q`` BH-FDR."""
+    import warnings
+
+    from alignment.encoding import fit_ridge, ridge_null_p
+    from alignment.stats import fdr_bh, run_permutations
 
     o = study.options
     Y = study.bold(unit.subject)
-    fit = fit_ridge(study.design(unit.target), Y, study.runs, alphas=np.asarray(o.alphas), return_predictions=True,
-                    **study.fit_backend)
-    if o.null == "circular":
-        p = circular_shift_null(Y, fit.predictions, study.runs, n_shifts=o.n_null, seed=o.seed, tail=o.null_tail)
-    else:
-        p = block_permutation_null(Y, fit.predictions, study.runs, n_perms=o.n_null, seed=o.seed, tail=o.null_tail)
+    X = study.design(unit.target)
+    runs = study.runs
+    exclude = repeat_exclusion(study)
+    fit = fit_ridge(X, Y, runs, alphas=np.asarray(o.alphas), exclude=exclude, **study.fit_backend)
+    perms = run_permutations(runs, o.n_null, o.null, seed=o.seed)
+    p = ridge_null_p(X, Y, runs, fit, perms, exclude=exclude, tail=o.null_tail, **study.fit_backend)
     _, q = fdr_bh(p, o.fdr_q)
     arrays = {"scores": fit.scores, "alphas": fit.best_alphas, "p": p, "q": q}
-    return ({k: np.asarray(v, np.float32) for k, v in arrays.items()},
-            {"description": f"encoding {unit.target.label()} sub-{unit.subject}"})
+    meta = {"description": f"encoding {unit.target.label()} sub-{unit.subject}",
+            "repeat_excluded_trs": int(exclude.any(0).sum())}
+    warning = null_warning(runs)
+    if warning:
+        warnings.warn(warning, stacklevel=2)
+        meta["warnings"] = [warning]
+    return {k: np.asarray(v, np.float32) for k, v in arrays.items()}, meta
 
 
 register(Stage(
-    name="encoding", version=1, target=LayerKey, inputs=layer_inputs, params=encoding_params,
+    name="encoding", version=2, target=LayerKey, inputs=layer_inputs, params=encoding_params,
     compute=encoding_compute, options=("hrf", "alphas", "null", "n_null", "null_tail", "seed"),
     analysis="encoding", default=True, expand=lambda keys, plan, baselines: list(keys),
     doc="ridge prediction map: scores (r), alphas, p, q (V,)",
