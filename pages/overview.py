@@ -7,7 +7,7 @@ from alignment.figures import CAMERAS, bar_figure
 import ui as S
 
 state = S.page("Overview", caption="Encoding accuracy of one model layer on the cortex, and per network.",
-               methods_of=('Encoding maps', 'Group maps', 'Networks'))
+               methods_of=('Encoding maps', 'Noise ceiling', 'Group maps', 'Networks'))
 study, avail = S.open_or_stop(state)
 key = state.layer_key()
 

@@ -26,7 +26,7 @@ ss = st.session_state
 state = S.page("Voxel inspector",
                caption="Click a vertex on the flat map (or drag a box / lasso for an ROI), type a voxel "
                        "index, jump to a network's best-predicted voxel, or take a parcel as the ROI.",
-               methods_of=('Encoding maps', 'Neuron-level mapping'))
+               methods_of=('Encoding maps', 'Noise ceiling', 'Neuron-level mapping'))
 state = S.apply_intent(state, INTENT)
 study, avail = S.open_or_stop(state)
 key = state.layer_key()
