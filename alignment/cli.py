@@ -83,10 +83,7 @@ def cmd_validate(args) -> int:
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
-        for name, (op, limit) in result.thresholds.items():
-            value = result.metrics[name]
-            print(f"{name:26s} {value:7.3f}   (needs {op} {limit})")
-        print("PASSED" if result.passed else "FAILED")
+        print(result.text())
     return 0 if result.passed else 1
 
 
