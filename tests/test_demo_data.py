@@ -413,9 +413,9 @@ def test_snr0_noise_is_unit_variance_long_memory_and_smooth(noise_only):
     Y, runs = ds.bold_all("01")
     Y = Y.astype(np.float64)
     assert abs(Y.std() - 1) < 0.05 and abs(Y.mean()) < 0.05
-    # not AR(1): AR(1) at the lag-1 r of the data would leave nothing correlated at lag 8
+    # not AR(1): an AR(1) with the data's lag-1 r (~0.5) would leave r ~ 0.004 at lag 8
     r1, r8 = _lag_r(Y, runs, 1), _lag_r(Y, runs, 8)
-    assert r1 > DEFAULT_RHO and r8 > 10 * max(r1, 0) ** 8 and r8 > 0.1
+    assert r1 > DEFAULT_RHO and r8 > 10 * max(r1, 0) ** 8 and r8 > 0.05
     # spatially smooth on the cortex (neighbouring vertices correlate), not in the subcortex
     import scipy.sparse as sp
     from alignment.simulation.experiment import _hcp_cortex_graph
