@@ -253,9 +253,9 @@ def test_variance_partition_and_integration_sites_follow_the_planting(demo_cache
 def test_core_plan_covers_the_planting_and_full_plan_every_layer(demo_cache):
     """The default plan holds every planted layer (plus a distractor) with the analyses that
     read it, and the baselines integration compares with; ``full`` adds every other layer."""
-    from alignment.simulation import DEMO_MODELS, PLANTING
+    from alignment.simulation import DEMO_MODELS
     from alignment.data import load_dataset
-    from alignment.demo import INTEGRATION_BASELINES, demo_options, demo_plans, demo_root
+    from alignment.demo import INTEGRATION_BASELINES, VLM_PLANTING, demo_options, demo_plans, demo_root
     from alignment.pipeline import Study
     from alignment.plan import plan_units
 
@@ -268,7 +268,7 @@ def test_core_plan_covers_the_planting_and_full_plan_every_layer(demo_cache):
 
     core, full = units(demo_plans()), units(demo_plans(full=True))
     mapped = {(t.model, t.branch, t.layer) for stage, t in core if stage == "glm"}
-    for p in PLANTING:
+    for p in VLM_PLANTING:  # the additive patches' baselines are encoded, not mapped
         assert {(p.model, p.branch, p.layer), (p.model, p.branch, 0)} <= mapped
     stages = {stage for stage, _ in core}
     assert stages == {"encoding", "glm", "variance", "integration"}
