@@ -16,7 +16,7 @@ import ui as S
 state = S.page("Compute & cache", caption="Computations go through the same pipeline as "
                                           "`python -m alignment run`; every finished unit is cached at once, so an "
                                           "interrupted run resumes where it stopped.",
-               methods_of=('Data and folds',))
+               methods_of=('Data and folds', 'Validation on the simulated demo'))
 root = S.cache_root()
 st.caption(f"Cache folder: `{root}`")
 
