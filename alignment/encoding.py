@@ -1088,6 +1088,66 @@ def _ar_coefs(resid, order):
     return coef
 
 
+def _lag(X, k, transpose=False):
+    """D_k X for the lag-k shift matrix D_k (ones at (t, t + k)): row t is X[t + k] (0 past the
+    end); with ``transpose``, D_k.T X: row t is X[t - k] (0 before the start). X (T, m)."""
+    out = np.zeros_like(X)
+    if k == 0:
+        out[:] = X
+    elif transpose:
+        out[k:] = X[:-k]
+    else:
+        out[:-k] = X[k:]
+    return out
+
+
+def _residual_lag_map(nuisance, order):
+    """The (p+1, p+1) matrix M with E[a_k] = sum_j M[k, j] c_j, where a_k = sum_t e_t e_{t+k}
+    are the lag-k sums of the residuals e = R y of a fit on ``nuisance`` (T, r)
+    (R = I - Q Q.T) and c_j the autocovariances of y (Worsley et al. 2002, NeuroImage 15:1-15,
+    section "Estimating the autocorrelation"): M[k, j] = tr(R D_k R S_j), S_0 = I,
+    S_j = D_j + D_j.T. Never forms a T x T matrix."""
+    T = nuisance.shape[0]
+    q, r = np.linalg.qr(np.asarray(nuisance, dtype=np.float64))
+    Q = q[:, np.abs(np.diag(r)) > 1e-10 * max(1.0, np.abs(r).max())]
+
+    def S(j, X):
+        return X if j == 0 else _lag(X, j) + _lag(X, j, transpose=True)
+
+    M = np.zeros((order + 1, order + 1))
+    QDQ = [Q.T @ _lag(Q, k) for k in range(order + 1)]  # Q.T D_k Q
+    QSQ = [Q.T @ S(j, Q) for j in range(order + 1)]  # Q.T S_j Q
+    for k in range(order + 1):
+        for j in range(order + 1):
+            plain = (T - k) * (k == j)  # tr(D_k S_j)
+            M[k, j] = (plain - (Q * _lag(S(j, Q), k)).sum() - (Q * S(j, _lag(Q, k))).sum()
+                       + np.trace(QDQ[k] @ QSQ[j]))
+    return M
+
+
+def _ar_coefs_unbiased(resid, order, nuisance):
+    """AR(order) coefficients per column of resid (T, v) from autocovariances corrected for the
+    residual-forming projection of ``nuisance`` (T, r) (:func:`_residual_lag_map`; autocovariances
+    beyond lag ``order`` taken as 0), then Yule-Walker. Returns (v, order); columns with no
+    residual, or whose corrected autocovariances are not positive definite, fall back to the
+    uncorrected :func:`_ar_coefs`."""
+    n, v = resid.shape
+    e = resid - resid.mean(0)
+    a = np.stack([(e[:n - k] * e[k:]).sum(0) for k in range(order + 1)])  # (p+1, v)
+    c = np.linalg.solve(_residual_lag_map(nuisance, order), a)  # (p+1, v) autocovariances
+    plain = _ar_coefs(resid, order)
+    idx = np.abs(np.arange(order)[:, None] - np.arange(order)[None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (c / c[0]).T  # (v, p+1) autocorrelations
+    ok = np.isfinite(rho).all(1) & (c[0] > 0)
+    toeplitz = rho[:, idx]  # (v, p, p)
+    ok[ok] &= np.linalg.eigvalsh(toeplitz[ok]).min(1) > 1e-6
+    coef = plain.copy()
+    if ok.any():
+        coef[ok] = np.linalg.solve(toeplitz[ok], rho[ok, 1:, None])[..., 0]
+    return coef
+
+
 def _parse_noise_model(noise_model):
     """AR order of ``"ols"`` (0) or ``"ar<p>"`` (p >= 1)."""
     if noise_model == "ols":
@@ -1130,7 +1190,8 @@ def _two_sided_p(tvals, dof, cutoff=None):
 
 def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, high_pass=0.01,
                   drift_order=1, bins=100, voxel_chunk=10_000, p_cutoff=None,
-                  separate=False, ar_seed=0, ar_residuals="model") -> GLMResult:
+                  separate=False, ar_seed=0, ar_residuals="model",
+                  ar_bias=False) -> GLMResult:
     """Voxel-wise GLM of HRF-convolved dictionary atoms with an AR(p) noise model.
 
     The design is :func:`make_glm_design` (atoms, per-run drift, per-run intercepts). With
@@ -1153,6 +1214,13 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
     ``benchmarks/bench_glm_calibration.py``). Under the null the two coincide in expectation
     except for that bias; a voxel with a strong atom response gets larger AR terms (a
     conservative error).
+
+    ``ar_bias=True`` (also what the ``glm`` stage uses) corrects the residuals' lag sums for the
+    projection that made them before the Yule-Walker step (Worsley et al. 2002, NeuroImage
+    15:1-15): E[sum_t e_t e_{t+k}] = sum_j tr(R D_k R S_j) c_j for the residual-forming matrix R
+    and lag matrices D_k, S_j (autocovariances c_j beyond lag p taken as 0); solving this
+    (p+1) x (p+1) system gives the autocovariances of the data, not of its residuals, which the
+    drift and intercepts (and, for the full model, the atoms) bias towards zero.
 
     Voxels are grouped by bin (one pseudo-inverse per bin) and processed in chunks.
 
@@ -1187,6 +1255,9 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
     ar_residuals : {"model", "nuisance"}
         Residuals the AR coefficients of the joint model come from (see above); the separate
         GLMs always use the nuisance-only model.
+    ar_bias : bool
+        Correct the residuals' autocovariances for the fit's projection (see above); False
+        reproduces nilearn.
 
     Returns
     -------
@@ -1241,7 +1312,8 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
         # separate: the noise model comes from the nuisance-only fit (residuals of a model
         # with the slow, atom-like part of the noise fitted away underestimate the AR terms)
         b, t, resid = fit_chunk(design, Yc, n_atoms)
-        if order and ar_residuals == "nuisance" and not separate:
+        from_nuisance = separate or ar_residuals == "nuisance"
+        if order and from_nuisance and not separate:
             resid = _t_stats_separate(design, Yc, n_atoms)[2]
         # residuals at rounding level (constant voxels): t would be a ratio of rounding errors
         flat = (resid ** 2).sum(0) <= (100 * np.finfo(np.float64).eps) ** 2 * (Yc ** 2).sum(0)
@@ -1250,7 +1322,12 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
         if order == 0:
             tvals[:, cols] = t
         else:
-            coef[cols] = _ar_coefs(resid, order)
+            if ar_bias:
+                # Worsley's correction of the residuals' autocovariances for the fit's projection
+                fitted = design[:, n_atoms:] if from_nuisance else design
+                coef[cols] = _ar_coefs_unbiased(resid, order, fitted)
+            else:
+                coef[cols] = _ar_coefs(resid, order)
     coef[degenerate] = 0.0
     # pass 2 (AR): one whitened design per group of voxels with the same (binned) coefficients
     if order:

@@ -25,7 +25,7 @@ class Options:
     # one GLM per atom ("separate", shown as "marginal": an atom gets the effects of every atom
     # correlated with it)
     glm: str = "joint"
-    glm_noise: str = "ar3"  # noise model of the atom GLM: "ols" or "ar<p>" (see stages.mapping)
+    glm_noise: str = "ar5"  # noise model of the atom GLM: "ols" or "ar<p>" (see stages.mapping)
     sparsity: float = 1.0
     seed: int = 0
     fdr_q: float = 0.05

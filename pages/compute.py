@@ -85,7 +85,7 @@ with tab_run:
                                       "correlated with the one that drives it"),
                 glm_noise=c3.selectbox("GLM noise model", GLM_NOISES, index=GLM_NOISES.index(base.glm_noise),
                                        key="cp_glm_noise",
-                                       help="AR(p) noise model of the atom GLM (default ar3); ols: none"),
+                                       help="AR(p) noise model of the atom GLM (default ar5); ols: none"),
                 n_atoms=c1.number_input("Atoms K", 2, 1024, int(base.n_atoms), key="cp_n_atoms"),
                 sparsity=c2.number_input("Sparsity (L1)", 0.0, 100.0, float(base.sparsity), key="cp_sparsity"),
                 seed=c3.number_input("Seed", 0, 2**31 - 1, int(base.seed), key="cp_seed"),

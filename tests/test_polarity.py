@@ -282,7 +282,7 @@ def _planted_mapping(seed=0, n_runs=4, run_len=150, n_src=8, n_ans=48, n_planted
 
 def _mapping(A, Y, runs, seed, n_atoms=12):
     """The neuron-level mapping as the ``atoms`` and ``glm`` stages compute it (default options:
-    seeded rotated-SVD dictionary, joint AR(3) GLM), with dictionary seed ``seed``."""
+    seeded rotated-SVD dictionary, joint AR(5) GLM), with dictionary seed ``seed``."""
     from alignment.keys import Options
     from alignment.stages.mapping import atoms_glm, learn_layer_atoms
 

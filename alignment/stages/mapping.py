@@ -87,13 +87,15 @@ def atoms_glm(regressors: np.ndarray, Y: np.ndarray, runs: np.ndarray, tr: float
     Returns (GLMResult, q).
 
     The AR coefficients come from the residuals of the nuisance-only model (drift and run
-    intercepts): the joint model's residuals have part of the slow noise fitted away by the
-    smooth atoms, and t is inflated (``benchmarks/bench_glm_calibration.py``)."""
+    intercepts), with their autocovariances corrected for that model's projection (Worsley et
+    al. 2002): the joint model's residuals have part of the slow noise fitted away by the smooth
+    atoms, the drift terms remove more, and an AR model fitted to what is left under-whitens, which
+    inflates t (``benchmarks/bench_glm_calibration.py``)."""
     from alignment.encoding import fit_atoms_glm
     from alignment.stats import fdr_bh
 
     fit = fit_atoms_glm(regressors, Y, runs, tr=tr, noise_model=options.glm_noise, p_cutoff=0.25,
-                        separate=options.glm == "separate", ar_residuals="nuisance")
+                        separate=options.glm == "separate", ar_residuals="nuisance", ar_bias=True)
     q = np.stack([fdr_bh(p_k, options.fdr_q)[1] for p_k in np.asarray(fit.p)])
     return fit, q
 
