@@ -303,14 +303,15 @@ def test_polarity_is_stable_across_dictionary_seeds():
     planted = np.zeros(Y.shape[1], bool)
     planted[:n_planted] = True
     found = np.all([b.polarity != 0 for b in bns], axis=0)
-    # the joint GLM shares a voxel's response among collinear atoms: ~80 % of planted BNs per seed
-    assert found[planted].mean() >= 0.7
+    # the joint GLM shares a voxel's response among collinear atoms and its AR(5) model is
+    # calibrated under this long-memory noise: 74-81 % of planted BNs per seed, ~70 % under all
+    assert found[planted].mean() >= 0.6
     # the dictionaries differ: some atom of seed 1 best matches a seed-0 atom of the opposite sign
     corr = np.corrcoef(maps[0][1], maps[1][1])[:12, 12:]
     assert (corr[np.arange(12), np.argmax(np.abs(corr), 1)] < 0).any()
     for i, j in ((0, 1), (0, 2), (1, 2)):
         share, n = polarity_stability([bns[i].polarity[planted], bns[j].polarity[planted]])
-        assert n >= 0.7 * n_planted and share >= 0.9
+        assert n >= 0.6 * n_planted and share >= 0.9
     assert polarity_stability([b.polarity[planted] for b in bns])[0] >= 0.85
     # the planted sign of each voxel's coupling: the link polarity of its planted AN
     for codes, _, t, sig in maps:
@@ -320,7 +321,7 @@ def test_polarity_is_stable_across_dictionary_seeds():
     old = [_t_sign_polarity(t, sig)[planted & found] for _, _, t, sig in maps]
     assert (old[0] == old[1]).mean() < 0.9 or (old[0] == old[2]).mean() < 0.9
     # unplanted voxels: few BNs under this noise (the GLM's level, not polarity's)
-    assert np.mean([(b.polarity[~planted] != 0).mean() for b in bns]) <= 0.2
+    assert np.mean([(b.polarity[~planted] != 0).mean() for b in bns]) <= 0.1
 
 
 # ------------------------------------------------------------------------ summaries on the demo
