@@ -1,7 +1,7 @@
 """False-positive rate of the atom GLM on null voxels under noise that is not AR(1).
 
     python benchmarks/bench_glm_calibration.py [--voxels 2000] [--atoms 32] [--runs 4]
-        [--run-len 300] [--seed 0] [--models ar1,ar5]
+        [--run-len 300] [--seed 0] [--models ar1,ar5] [--noises ...] [--variants ...]
 
 The BOLD of every voxel is noise independent of the atoms; the atoms are smooth, partly
 collinear, HRF-convolved sparse codes built as the neuron mapping builds its regressors
@@ -145,6 +145,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", default="ar1,ar5")
     ap.add_argument("--noises", default=",".join(NOISES))
+    ap.add_argument("--variants", default=",".join(v[0] for v in VARIANTS))
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     runs = np.repeat(np.arange(args.runs), args.run_len)
@@ -156,6 +157,8 @@ def main(argv=None):
     for kind in args.noises.split(","):
         Y = simulate_noise(rng, kind, (runs.size, args.voxels), runs)
         for label, separate, source, bias in VARIANTS:
+            if label not in args.variants.split(","):
+                continue
             for model in args.models.split(","):
                 f05, f001 = false_positive_rates(atoms, Y, runs, noise_model=model, separate=separate,
                                                  ar_residuals=source, ar_bias=bias)
