@@ -37,7 +37,8 @@ DEVICES = ("auto", "cpu", "cuda")
 HRFS = ("spm", "fir", "none")  # SPM canonical HRF, FIR delays (ridge designs only), or the ANs unconvolved
 NULLS = ("circular", "block")  # circular shifts within run, or block permutation
 NULL_TAILS = ("normal", "empirical")  # see stats.p_from_null
-GLMS = ("separate", "joint")
+GLMS = ("separate", "joint")  # one (marginal) GLM per atom, or all atoms in one GLM (default)
+GLM_NOISES = ("ols",) + tuple(f"ar{p}" for p in range(1, 11))  # noise model of the atom GLM
 
 
 # ---------------------------------------------------------------------- schemas
@@ -85,6 +86,7 @@ class OptionsTable(Table):
     null_tail: Literal[NULL_TAILS] | None = None
     n_atoms: PositiveInt | None = None
     glm: Literal[GLMS] | None = None
+    glm_noise: Literal[GLM_NOISES] | None = None
     sparsity: PositiveNumber | None = None
     seed: NonNegativeInt | None = None
     fdr_q: Probability | None = None

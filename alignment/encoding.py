@@ -11,8 +11,8 @@ Three entry points, all pure functions of arrays:
   split of the held-out R² over bands and, optionally, unique and shared variance from the
   reduced models.
 - :func:`fit_atoms_glm` -- the voxel-wise GLM of the neuron-mapping analysis: HRF-convolved
-  dictionary atoms + run intercepts + drift, with an AR(1) noise model that reproduces
-  ``nilearn.glm.first_level.run_glm(noise_model="ar1")``.
+  dictionary atoms + run intercepts + drift, with an AR(p) noise model that reproduces
+  ``nilearn.glm.first_level.run_glm(noise_model="ar<p>")``.
 
 Ridge solver
 ------------
@@ -57,6 +57,7 @@ when both X and Y are float32 and in float64 otherwise (override with ``dtype``)
 from __future__ import annotations
 
 import itertools
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -179,7 +180,7 @@ class GLMResult:
     Attributes
     ----------
     beta : ndarray, shape (K, V)
-        Atom coefficients (of the whitened refit for ``noise_model="ar1"``).
+        Atom coefficients (of the whitened refit for an AR noise model).
     t : ndarray, shape (K, V)
         t statistic of each atom's coefficient (nilearn ``compute_contrast`` with a one-hot
         contrast). Degenerate voxels whose residuals vanish up to rounding error (e.g.
@@ -188,8 +189,9 @@ class GLMResult:
         Two-sided p values of ``t`` with ``dof`` degrees of freedom.
     dof : int
         Residual degrees of freedom, ``T - rank(design)``.
-    rho : ndarray, shape (V,)
-        AR(1) coefficient used per voxel (binned as nilearn does); zeros for ``"ols"``.
+    rho : ndarray, shape (V,) or (V, p)
+        AR coefficients used per voxel (binned / clustered as nilearn does): (V,) for AR(1),
+        (V, p) for AR(p > 1), (V, 0) for ``"ols"``.
     design : ndarray, shape (T, P)
         The design matrix (atoms first).
     design_names : tuple of str, length P
@@ -1189,7 +1191,7 @@ def fit_banded_ridge(Xs: Sequence, Y, runs, alphas=None, *, n_iter=20,
 
 
 # --------------------------------------------------------------------------------------------
-# Atom GLM (nilearn-compatible AR(1))
+# Atom GLM (nilearn-compatible AR(p))
 # --------------------------------------------------------------------------------------------
 
 
@@ -1274,11 +1276,14 @@ def make_glm_design(atoms, runs, *, drift="cosine", tr=1.0, high_pass=0.01, drif
     return np.hstack(cols), names
 
 
-def _ar1_whiten(A, rho):
-    """nilearn's ARModel.whiten for order 1: w[0] = a[0], w[t] = a[t] - rho a[t-1] (over the
-    whole concatenated series, run boundaries included, as nilearn does)."""
-    W = np.array(A, dtype=np.float64, copy=True)
-    W[1:] -= rho * A[:-1]
+def _ar_whiten(A, coef):
+    """nilearn's ARModel.whiten: w[t] = a[t] - sum_i coef[i] a[t-1-i] for t > i (over the whole
+    concatenated series, run boundaries included, and the first rows only partly whitened, as
+    nilearn does). A (T, m), coef (p,)."""
+    A = np.asarray(A, dtype=np.float64)
+    W = A.copy()
+    for i, c in enumerate(np.atleast_1d(coef)):
+        W[i + 1:] -= c * A[:-(i + 1)]
     return W
 
 
@@ -1319,19 +1324,108 @@ def _t_stats_separate(Xw, Yw, n_atoms):
     return beta, t, y
 
 
-def _ar1_coef(resid):
-    """Yule-Walker AR(1) coefficient per column of resid (T, v), as nilearn's _yule_walker:
-    (sum r_t r_{t+1} / (T-1)) / (sum r_t^2 / T). Columns with no residual get 0."""
-    n = resid.shape[0]
+def _ar_coefs(resid, order):
+    """Yule-Walker AR(order) coefficients per column of resid (T, v), as nilearn's
+    ``_yule_walker``: autocovariances r_k = sum_t e_t e_{t+k} / (T - k), then the Toeplitz system
+    R rho = r[1:]. Returns (v, order); columns with no residual get 0."""
+    n, v = resid.shape
     # nilearn subtracts the grand mean of all residuals; with run intercepts in the design the
     # residuals of each voxel already have zero mean, so the column mean (~1e-17) is used.
-    r = resid - resid.mean(0)
-    r0 = (r * r).sum(0) / n
-    r1 = (r[:-1] * r[1:]).sum(0) / (n - 1)
+    e = resid - resid.mean(0)
+    r = np.stack([(e[:n - k] * e[k:]).sum(0) / (n - k) for k in range(order + 1)], 1)  # (v, p+1)
+    live = r[:, 0] > 0
+    coef = np.zeros((v, order))
+    if order == 1:
+        coef[live, 0] = r[live, 1] / r[live, 0]
+    elif live.any():
+        idx = np.abs(np.arange(order)[:, None] - np.arange(order)[None])
+        coef[live] = np.linalg.solve(r[live][:, idx], r[live, 1:, None])[..., 0]
+    coef[~np.isfinite(coef).all(1)] = 0.0
+    return coef
+
+
+def _lag(X, k, transpose=False):
+    """D_k X for the lag-k shift matrix D_k (ones at (t, t + k)): row t is X[t + k] (0 past the
+    end); with ``transpose``, D_k.T X: row t is X[t - k] (0 before the start). X (T, m)."""
+    out = np.zeros_like(X)
+    if k == 0:
+        out[:] = X
+    elif transpose:
+        out[k:] = X[:-k]
+    else:
+        out[:-k] = X[k:]
+    return out
+
+
+def _residual_lag_map(nuisance, order):
+    """The (p+1, p+1) matrix M with E[a_k] = sum_j M[k, j] c_j, where a_k = sum_t e_t e_{t+k}
+    are the lag-k sums of the residuals e = R y of a fit on ``nuisance`` (T, r)
+    (R = I - Q Q.T) and c_j the autocovariances of y (Worsley et al. 2002, NeuroImage 15:1-15,
+    section "Estimating the autocorrelation"): M[k, j] = tr(R D_k R S_j), S_0 = I,
+    S_j = D_j + D_j.T. Never forms a T x T matrix."""
+    T = nuisance.shape[0]
+    q, r = np.linalg.qr(np.asarray(nuisance, dtype=np.float64))
+    Q = q[:, np.abs(np.diag(r)) > 1e-10 * max(1.0, np.abs(r).max())]
+
+    def S(j, X):
+        return X if j == 0 else _lag(X, j) + _lag(X, j, transpose=True)
+
+    M = np.zeros((order + 1, order + 1))
+    QDQ = [Q.T @ _lag(Q, k) for k in range(order + 1)]  # Q.T D_k Q
+    QSQ = [Q.T @ S(j, Q) for j in range(order + 1)]  # Q.T S_j Q
+    for k in range(order + 1):
+        for j in range(order + 1):
+            plain = (T - k) * (k == j)  # tr(D_k S_j)
+            M[k, j] = (plain - (Q * _lag(S(j, Q), k)).sum() - (Q * S(j, _lag(Q, k))).sum()
+                       + np.trace(QDQ[k] @ QSQ[j]))
+    return M
+
+
+def _ar_coefs_unbiased(resid, order, nuisance):
+    """AR(order) coefficients per column of resid (T, v) from autocovariances corrected for the
+    residual-forming projection of ``nuisance`` (T, r) (:func:`_residual_lag_map`; autocovariances
+    beyond lag ``order`` taken as 0), then Yule-Walker. Returns (v, order); columns with no
+    residual, or whose corrected autocovariances are not positive definite, fall back to the
+    uncorrected :func:`_ar_coefs`."""
+    n, v = resid.shape
+    e = resid - resid.mean(0)
+    a = np.stack([(e[:n - k] * e[k:]).sum(0) for k in range(order + 1)])  # (p+1, v)
+    c = np.linalg.solve(_residual_lag_map(nuisance, order), a)  # (p+1, v) autocovariances
+    plain = _ar_coefs(resid, order)
+    idx = np.abs(np.arange(order)[:, None] - np.arange(order)[None])
     with np.errstate(invalid="ignore", divide="ignore"):
-        rho = r1 / r0
-    rho[~np.isfinite(rho)] = 0.0
-    return rho
+        rho = (c / c[0]).T  # (v, p+1) autocorrelations
+    ok = np.isfinite(rho).all(1) & (c[0] > 0)
+    toeplitz = rho[:, idx]  # (v, p, p)
+    ok[ok] &= np.linalg.eigvalsh(toeplitz[ok]).min(1) > 1e-6
+    coef = plain.copy()
+    if ok.any():
+        coef[ok] = np.linalg.solve(toeplitz[ok], rho[ok, 1:, None])[..., 0]
+    return coef
+
+
+def _parse_noise_model(noise_model):
+    """AR order of ``"ols"`` (0) or ``"ar<p>"`` (p >= 1)."""
+    if noise_model == "ols":
+        return 0
+    m = re.fullmatch(r"ar([1-9][0-9]*)", str(noise_model))
+    if m is None:
+        raise ValueError(f"noise_model must be 'ols' or 'ar<p>' (e.g. 'ar1', 'ar5'), got {noise_model!r}.")
+    return int(m.group(1))
+
+
+def _quantise_ar(coef, bins, seed=0):
+    """Group voxels by AR coefficients (v, p) as nilearn's ``run_glm`` does: AR(1) truncated to
+    ``1 / bins`` steps; AR(p > 1) replaced by the centre of its k-means cluster (``bins``
+    clusters, ``n_init=10``, ``random_state=seed``). Returns (v, p)."""
+    if coef.shape[1] == 1:
+        # nilearn: (rho * bins).astype(int) / bins, i.e. truncation towards zero
+        return np.trunc(coef * bins) / bins
+    from sklearn.cluster import KMeans
+
+    n_clusters = min(int(bins), coef.shape[0])
+    km = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(coef)
+    return km.cluster_centers_[km.labels_]
 
 
 def _two_sided_p(tvals, dof, cutoff=None):
@@ -1352,19 +1446,37 @@ def _two_sided_p(tvals, dof, cutoff=None):
 
 def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, high_pass=0.01,
                   drift_order=1, bins=100, voxel_chunk=10_000, p_cutoff=None,
-                  separate=False) -> GLMResult:
-    """Voxel-wise GLM of HRF-convolved dictionary atoms with an AR(1) noise model.
+                  separate=False, ar_seed=0, ar_residuals="model",
+                  ar_bias=False) -> GLMResult:
+    """Voxel-wise GLM of HRF-convolved dictionary atoms with an AR(p) noise model.
 
-    The design is :func:`make_glm_design` (atoms, per-run drift, per-run intercepts). The fit
-    reproduces ``nilearn.glm.first_level.run_glm(Y, design, noise_model="ar1", bins=bins)``
-    followed by ``compute_contrast`` with a one-hot contrast per atom:
+    The design is :func:`make_glm_design` (atoms, per-run drift, per-run intercepts). With
+    ``ar_residuals="model"`` the fit reproduces ``nilearn.glm.first_level.run_glm(Y, design,
+    noise_model=noise_model, bins=bins, random_state=ar_seed)`` followed by
+    ``compute_contrast`` with a one-hot contrast per atom:
 
-    1. OLS fit; AR(1) coefficient of each voxel's residuals by Yule-Walker;
-    2. coefficients binned like nilearn: ``trunc(rho * bins) / bins`` (2 decimals for 100 bins,
-       truncated towards zero);
-    3. per bin, the design and the voxels' data are AR(1)-whitened (``w[t] = a[t] - rho a[t-1]``
-       over the concatenated series) and refit by OLS; t = beta / sd with
-       ``dispersion = SSE_w / (T - P)``.
+    1. OLS fit; AR(p) coefficients of each voxel's residuals by Yule-Walker;
+    2. coefficients grouped like nilearn: AR(1) truncated to ``1 / bins`` steps
+       (``trunc(rho * bins) / bins``); AR(p > 1) replaced by the centre of its k-means cluster
+       (``bins`` clusters);
+    3. per group, the design and the voxels' data are AR(p)-whitened (``w[t] = a[t] -
+       sum_i rho_i a[t-1-i]`` over the concatenated series) and refit by OLS; t = beta / sd
+       with ``dispersion = SSE_w / (T - P)``.
+
+    ``ar_residuals="nuisance"`` (what the ``glm`` stage uses) estimates the AR coefficients from
+    the residuals of the nuisance-only model (drift and intercepts) instead: with many smooth,
+    collinear atoms the full model fits away part of the slow noise and its residuals
+    underestimate the autocorrelation, which inflates t (measured in
+    ``benchmarks/bench_glm_calibration.py``). Under the null the two coincide in expectation
+    except for that bias; a voxel with a strong atom response gets larger AR terms (a
+    conservative error).
+
+    ``ar_bias=True`` (also what the ``glm`` stage uses) corrects the residuals' lag sums for the
+    projection that made them before the Yule-Walker step (Worsley et al. 2002, NeuroImage
+    15:1-15): E[sum_t e_t e_{t+k}] = sum_j tr(R D_k R S_j) c_j for the residual-forming matrix R
+    and lag matrices D_k, S_j (autocovariances c_j beyond lag p taken as 0); solving this
+    (p+1) x (p+1) system gives the autocovariances of the data, not of its residuals, which the
+    drift and intercepts (and, for the full model, the atoms) bias towards zero.
 
     Voxels are grouped by bin (one pseudo-inverse per bin) and processed in chunks.
 
@@ -1378,7 +1490,8 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
         Run labels.
     drift : {"cosine", "polynomial", None}
         Drift model per run, see :func:`make_glm_design`.
-    noise_model : {"ar1", "ols"}
+    noise_model : str
+        ``"ols"`` or ``"ar<p>"`` (``"ar1"``, ``"ar3"``, ...): the order of the AR noise model.
     tr, high_pass, drift_order
         Drift parameters, see :func:`make_glm_design`.
     bins : int
@@ -1393,12 +1506,20 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
         in its own GLM with the nuisance regressors (t of atom k alone), the usual reading of
         "the BNs an atom drives" when HRF-smoothed atoms are collinear; the AR(1) coefficient
         of each voxel comes from the residuals of the nuisance-only model (binned as above).
+    ar_seed : int
+        ``random_state`` of the k-means grouping of AR(p > 1) coefficients.
+    ar_residuals : {"model", "nuisance"}
+        Residuals the AR coefficients of the joint model come from (see above); the separate
+        GLMs always use the nuisance-only model.
+    ar_bias : bool
+        Correct the residuals' autocovariances for the fit's projection (see above); False
+        reproduces nilearn.
 
     Returns
     -------
     GLMResult
         ``beta`` (K, V), ``t`` (K, V), ``p`` (K, V) two-sided, ``dof`` = T - rank(design),
-        ``rho`` (V,), ``design`` (T, P), ``design_names``.
+        ``rho`` (V,) for AR(1) or (V, p), ``design`` (T, P), ``design_names``.
 
     Raises
     ------
@@ -1412,8 +1533,9 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
         raise ValueError(
             f"atoms has {atoms.shape[0]} time points, Y has {Y.shape[0]} and runs has "
             f"{np.shape(runs)[0]}: all three must have the same length T.")
-    if noise_model not in ("ar1", "ols"):
-        raise ValueError(f"noise_model must be 'ar1' or 'ols', got {noise_model!r}.")
+    order = _parse_noise_model(noise_model)
+    if ar_residuals not in ("model", "nuisance"):
+        raise ValueError(f"ar_residuals must be 'model' or 'nuisance', got {ar_residuals!r}.")
     _check_finite_chunked("atoms", atoms)
     _check_finite_chunked("Y", Y)
     design, names = make_glm_design(atoms, runs, drift=drift, tr=tr, high_pass=high_pass,
@@ -1436,42 +1558,50 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
 
     beta = np.zeros((n_atoms, n_voxels))
     tvals = np.zeros((n_atoms, n_voxels))
-    rho = np.zeros(n_voxels)
+    coef = np.zeros((n_voxels, order))
     degenerate = np.zeros(n_voxels, dtype=bool)
-    # pass 1: OLS (the final fit for "ols"; residuals -> AR(1) coefficients for "ar1")
+    fit_chunk = _t_stats_separate if separate else _t_stats
+    # pass 1: OLS (the final fit for "ols"; residuals -> AR coefficients otherwise)
     for start in range(0, n_voxels, voxel_chunk):
         cols = slice(start, min(start + voxel_chunk, n_voxels))
         Yc = np.asarray(Y[:, cols], dtype=np.float64)
-        if separate:
-            # noise model from the nuisance-only fit: residuals of the joint model have the
-            # slow, atom-like part of the noise fitted away, which underestimates rho
-            b, t, resid = _t_stats_separate(design, Yc, n_atoms)
-        else:
-            b, t, resid = _t_stats(design, Yc, n_atoms)
+        # separate: the noise model comes from the nuisance-only fit (residuals of a model
+        # with the slow, atom-like part of the noise fitted away underestimate the AR terms)
+        b, t, resid = fit_chunk(design, Yc, n_atoms)
+        from_nuisance = separate or ar_residuals == "nuisance"
+        if order and from_nuisance and not separate:
+            resid = _t_stats_separate(design, Yc, n_atoms)[2]
         # residuals at rounding level (constant voxels): t would be a ratio of rounding errors
         flat = (resid ** 2).sum(0) <= (100 * np.finfo(np.float64).eps) ** 2 * (Yc ** 2).sum(0)
         degenerate[cols] = flat
         beta[:, cols] = b
-        if noise_model == "ols":
+        if order == 0:
             tvals[:, cols] = t
         else:
-            raw = _ar1_coef(resid)
-            raw[flat] = 0.0
-            # nilearn: (rho * bins).astype(int) / bins, i.e. truncation towards zero
-            rho[cols] = np.trunc(raw * bins) / bins
-    # pass 2 (AR): one whitened design per bin
-    if noise_model == "ar1":
-        for value in np.unique(rho[~degenerate]):
-            vox = np.flatnonzero((rho == value) & ~degenerate)
-            Xw = _ar1_whiten(design, value)
+            if ar_bias:
+                # Worsley's correction of the residuals' autocovariances for the fit's projection
+                fitted = design[:, n_atoms:] if from_nuisance else design
+                coef[cols] = _ar_coefs_unbiased(resid, order, fitted)
+            else:
+                coef[cols] = _ar_coefs(resid, order)
+    coef[degenerate] = 0.0
+    # pass 2 (AR): one whitened design per group of voxels with the same (binned) coefficients
+    if order:
+        live = np.flatnonzero(~degenerate)
+        if live.size:
+            coef[live] = _quantise_ar(coef[live], bins, seed=ar_seed)
+        groups, group_of = np.unique(coef[live], axis=0, return_inverse=True)
+        for g, value in enumerate(groups):
+            vox = live[np.ravel(group_of) == g]
+            Xw = _ar_whiten(design, value)
             for start in range(0, len(vox), voxel_chunk):
                 sel = vox[start:start + voxel_chunk]
-                Yw = _ar1_whiten(np.asarray(Y[:, sel], dtype=np.float64), value)
-                b, t = (_t_stats_separate if separate else _t_stats)(Xw, Yw, n_atoms)[:2]
+                b, t = fit_chunk(Xw, _ar_whiten(Y[:, sel], value), n_atoms)[:2]
                 beta[:, sel], tvals[:, sel] = b, t
     tvals[:, degenerate] = 0.0
     if separate:
         dof = n_samples - int(np.linalg.matrix_rank(design[:, n_atoms:], eps)) - 1
     p = _two_sided_p(tvals, dof, p_cutoff)
+    rho = coef[:, 0] if order == 1 else coef
     return GLMResult(beta=beta, t=tvals, p=p, dof=dof, rho=rho, design=design,
                      design_names=tuple(names), noise_model=noise_model)

@@ -21,7 +21,11 @@ class Options:
     n_null: int = 200
     null_tail: str = "normal"  # p from a normal fitted to the null draws (see stats.p_from_null)
     n_atoms: int = 64
-    glm: str = "separate"  # one GLM per atom ("separate") or all atoms jointly ("joint")
+    # all atoms in one GLM ("joint": each atom's effect given the others, what links count) or
+    # one GLM per atom ("separate", shown as "marginal": an atom gets the effects of every atom
+    # correlated with it)
+    glm: str = "joint"
+    glm_noise: str = "ar5"  # noise model of the atom GLM: "ols" or "ar<p>" (see stages.mapping)
     sparsity: float = 1.0
     seed: int = 0
     fdr_q: float = 0.05

@@ -965,15 +965,21 @@ def redundancy(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05) -
     dict
         ``links_per_voxel`` (V,) atoms significant per voxel; ``ans_per_voxel`` (V,);
         ``links_per_an`` (N,) BNs reached per AN; ``dice`` (K, K) overlap of the atoms' BN
-        maps; ``atom_sizes`` (K,) significant BNs per atom.
+        maps; ``atom_sizes`` (K,) significant BNs per atom; the atoms' collinearity in the GLM
+        design, ``max_corr`` (K,) max |corr| with another atom and ``vif`` (K,) (NaN for a
+        cached dictionary without them); ``glm`` the GLM option ("joint" or "separate").
     """
     from alignment.analyses.redundancy import ans_per_voxel, dice_overlap, links_per_an, links_per_voxel
 
     glm = study.get("glm", key, subject)
     sig = np.asarray(glm["q"]) < fdr_q
-    codes = np.asarray(study.get("atoms", key)["codes"])
+    atoms = study.get("atoms", key)
+    codes = np.asarray(atoms["codes"])
+    missing = np.full(codes.shape[1], np.nan)
     return dict(links_per_voxel=links_per_voxel(sig), ans_per_voxel=ans_per_voxel(codes, sig),
-                links_per_an=links_per_an(codes, sig), dice=dice_overlap(sig), atom_sizes=sig.sum(1))
+                links_per_an=links_per_an(codes, sig), dice=dice_overlap(sig), atom_sizes=sig.sum(1),
+                max_corr=np.asarray(atoms["max_corr"]) if "max_corr" in atoms else missing,
+                vif=np.asarray(atoms["vif"]) if "vif" in atoms else missing, glm=study.options.glm)
 
 
 def redundancy_across_subjects(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05) -> dict:
@@ -991,7 +997,8 @@ def redundancy_across_subjects(study: Study, subject: str, key: LayerKey, fdr_q:
         ``links_per_an`` (S·N,) BNs reached per AN, every subject's, concatenated; ``dice``
         (K, K) mean over subjects of the atoms' BN-map overlap (NaN left out: a pair of atoms
         without BNs in a subject); ``atom_sizes`` (K,) mean over subjects of the significant BNs
-        per atom; ``n_subjects`` (S).
+        per atom; ``max_corr`` and ``vif`` (K,) the atoms' collinearity (one dictionary for
+        every subject); ``glm``; ``n_subjects`` (S).
     """
     per = [redundancy(study, s, key, fdr_q) for s in subjects_of(study, subject)]
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -999,7 +1006,8 @@ def redundancy_across_subjects(study: Study, subject: str, key: LayerKey, fdr_q:
         dice = np.nanmean([p["dice"] for p in per], axis=0)
     return dict(links_per_voxel=np.mean([p["links_per_voxel"] for p in per], axis=0),
                 links_per_an=np.concatenate([p["links_per_an"] for p in per]), dice=dice,
-                atom_sizes=np.mean([p["atom_sizes"] for p in per], axis=0), n_subjects=len(per))
+                atom_sizes=np.mean([p["atom_sizes"] for p in per], axis=0), max_corr=per[0]["max_corr"],
+                vif=per[0]["vif"], glm=per[0]["glm"], n_subjects=len(per))
 
 
 def lesion(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05, *, compute: bool = False,

@@ -7,7 +7,7 @@ import streamlit as st
 
 from alignment.cache import Cache
 from alignment.cli_cache import format_size
-from alignment.config import HRFS
+from alignment.config import GLM_NOISES, GLMS, HRFS
 from alignment.conventions import AN_KINDS, CONDITIONS, parse_layers
 from alignment.pipeline import Options
 from alignment.stages import analyses as registered_analyses, default_analyses
@@ -79,8 +79,15 @@ with tab_run:
                 null=c2.selectbox("Null", ("circular", "block"), index=("circular", "block").index(base.null),
                                   key="cp_null"),
                 n_null=c3.number_input("Null draws", 10, 10000, int(base.n_null), key="cp_n_null"),
-                glm=c4.selectbox("GLM", ("separate", "joint"), index=("separate", "joint").index(base.glm),
-                                 key="cp_glm"),
+                glm=c4.selectbox("GLM", GLMS, index=GLMS.index(base.glm), key="cp_glm",
+                                 format_func=lambda g: {"joint": "joint (all atoms)",
+                                                        "separate": "marginal (one per atom)"}[g],
+                                 help="joint: every atom's effect given the others (links counted from it); "
+                                      "marginal: one GLM per atom, which links a voxel to every atom "
+                                      "correlated with the one that drives it"),
+                glm_noise=c3.selectbox("GLM noise model", GLM_NOISES, index=GLM_NOISES.index(base.glm_noise),
+                                       key="cp_glm_noise",
+                                       help="AR(p) noise model of the atom GLM (default ar5); ols: none"),
                 n_atoms=c1.number_input("Atoms K", 2, 1024, int(base.n_atoms), key="cp_n_atoms"),
                 sparsity=c2.number_input("Sparsity (L1)", 0.0, 100.0, float(base.sparsity), key="cp_sparsity"),
                 seed=c3.number_input("Seed", 0, 2**31 - 1, int(base.seed), key="cp_seed"),

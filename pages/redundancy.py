@@ -9,7 +9,8 @@ from alignment.figures import heatmap_figure, lesion_curve_figure, links_per_an_
 import ui as S
 
 state = S.page("Redundancy", caption="How many atoms reach each voxel, how many voxels each AN reaches, how much "
-                                     "the atoms' brain maps overlap, and how encoding degrades when ANs are removed.",
+                                     "the atoms' brain maps overlap (beside how collinear the atoms are), and how "
+                                     "encoding degrades when ANs are removed.",
                methods_of=('Neuron-level mapping', 'Redundancy', 'Lesion curve'))
 study, avail = S.open_or_stop(state)
 key = state.layer_key()
@@ -28,6 +29,13 @@ def maps():
     if g.failed:
         return
     n_subj = red["n_subjects"]
+    if red["glm"] == "joint":
+        st.caption("Links from the joint GLM: all atoms in one model, so an atom is linked to a voxel when it "
+                   "explains the voxel given the other atoms.")
+    else:
+        st.warning("Links from marginal GLMs (one GLM per atom, `glm = \"separate\"`): a voxel driven by one atom "
+                   "is also linked to every atom correlated with it, so links per voxel and Dice overlap "
+                   "overstate redundancy. The joint GLM (the default) counts links given the other atoms.")
     lpv = red["links_per_voxel"]
     shown = np.where(lpv > 0, lpv, np.nan)
     fig = S.brain_figure(shown, state, cmap="viridis", symmetric=False, vmin=0, label="atoms",
@@ -56,6 +64,32 @@ def maps():
             off = sub[~np.eye(len(used), dtype=bool)]
             st.caption(f"{used.size} atoms with significant BNs; mean off-diagonal Dice "
                        f"{float(np.nanmean(off)):.3f}.")
+    collinearity(red, used)
+
+
+def collinearity(red, used):
+    """The atoms' collinearity beside the links: max |corr| with another atom and VIF in the GLM design."""
+    import pandas as pd
+
+    max_corr, vif = np.asarray(red["max_corr"]), np.asarray(red["vif"])
+    if np.isnan(max_corr).all():
+        st.info("This dictionary was cached without its collinearity; recompute the atoms to see it.")
+        return
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Max |corr| between atoms", f"{float(np.max(max_corr)):.2f}",
+              help="largest |Pearson r| between two HRF-convolved atom regressors of this layer")
+    c2.metric("Median VIF", f"{float(np.median(vif)):.2f}",
+              help="variance inflation factor of each atom in the GLM design (atoms, drift, run intercepts): "
+                   "1 / (1 − R²) of the atom on every other column")
+    c3.metric("Max VIF", f"{float(np.max(vif)):.1f}")
+    table = pd.DataFrame({"atom": [f"a{k}" for k in range(vif.size)], "max |corr|": max_corr, "VIF": vif,
+                          "significant BNs": red["atom_sizes"]})
+    with st.expander("Per atom: collinearity and significant BNs"):
+        st.dataframe(table, hide_index=True, width="stretch")
+    st.caption(f"{int((vif > 10).sum())} of {vif.size} atoms have VIF > 10"
+               + (f"; {int((vif[used] > 10).sum())} of the {used.size} atoms with BNs." if used.size else ".")
+               + " A high VIF means the joint GLM can hardly tell that atom from the others: its links are "
+                 "few because its effect is shared, not because the code is sparse.")
 
 
 maps()

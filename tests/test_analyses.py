@@ -409,12 +409,17 @@ def test_redundancy_across_subjects_pools_every_subject():
     q["02"][2] = 1.0  # atom 2 reaches no BN in subject 02: its Dice pairs are NaN there
     codes = rng.normal(size=(N, K)) * (rng.random((N, K)) < 0.4)
     results = {"glm": lambda key, s: {"q": q[s]}, "atoms": lambda key, s: {"codes": codes}}
-    study = SimpleNamespace(dataset=SimpleNamespace(subjects=list(q), root="."),
+    from alignment.keys import Options
+
+    study = SimpleNamespace(dataset=SimpleNamespace(subjects=list(q), root="."), options=Options(),
                             get=lambda stage, key, subject=None: results[stage](key, subject))
     key = LayerKey("m", "image", 0)
     per = [redundancy(study, s, key, 0.05) for s in q]
     pooled = redundancy_across_subjects(study, "group", key, 0.05)
     assert pooled["n_subjects"] == 3
+    # which GLM the links come from, and the atoms' collinearity (absent from this dictionary)
+    assert pooled["glm"] == "joint" and pooled["vif"].shape == pooled["max_corr"].shape == (K,)
+    assert np.isnan(pooled["vif"]).all()
     np.testing.assert_array_equal(pooled["links_per_voxel"], np.mean([p["links_per_voxel"] for p in per], axis=0))
     np.testing.assert_array_equal(pooled["links_per_an"], np.concatenate([p["links_per_an"] for p in per]))
     np.testing.assert_array_equal(pooled["atom_sizes"], np.mean([p["atom_sizes"] for p in per], axis=0))

@@ -448,7 +448,7 @@ def test_glm_constant_voxel_and_errors():
     with pytest.raises(ValueError, match="same length T"):
         fit_atoms_glm(atoms[:-1], Y, runs)
     with pytest.raises(ValueError, match="noise_model"):
-        fit_atoms_glm(atoms, Y, runs, noise_model="ar2")
+        fit_atoms_glm(atoms, Y, runs, noise_model="arma")
     with pytest.raises(ValueError, match="drift"):
         fit_atoms_glm(atoms, Y, runs, drift="spline")
     Y[3, 2] = np.nan

@@ -281,19 +281,15 @@ def _planted_mapping(seed=0, n_runs=4, run_len=150, n_src=8, n_ans=48, n_planted
 
 
 def _mapping(A, Y, runs, seed, n_atoms=12):
-    """The neuron-level mapping as the ``atoms`` and ``glm`` stages compute it, with a random
-    dictionary initialisation drawn from ``seed``."""
-    from alignment.dictionary import learn_atoms
-    from alignment.encoding import fit_atoms_glm
-    from alignment.stats import fdr_bh
-    from alignment.timing import spm_hrf_convolve, zscore_runs
+    """The neuron-level mapping as the ``atoms`` and ``glm`` stages compute it (default options:
+    seeded rotated-SVD dictionary, joint AR(5) GLM), with dictionary seed ``seed``."""
+    from alignment.keys import Options
+    from alignment.stages.mapping import atoms_glm, learn_layer_atoms
 
-    A = zscore_runs(A, runs)
-    learned = learn_atoms(A, n_atoms=n_atoms, alpha=1.0, seed=seed, init="random")
-    reg = zscore_runs(spm_hrf_convolve(zscore_runs(learned.atoms.T, runs), 1.0, runs=runs), runs)
-    fit = fit_atoms_glm(reg, Y, runs, tr=1.0, separate=True)
-    q = np.stack([fdr_bh(p, 0.05)[1] for p in np.asarray(fit.p)])
-    return np.asarray(learned.codes), np.asarray(learned.atoms), np.asarray(fit.t), q < 0.05
+    options = Options(n_atoms=n_atoms, seed=seed)
+    codes, atoms, regressors = learn_layer_atoms(A, runs, 1.0, options)
+    fit, q = atoms_glm(regressors, Y, runs, 1.0, options)
+    return np.asarray(codes), np.asarray(atoms), np.asarray(fit.t), q < options.fdr_q
 
 
 def test_polarity_is_stable_across_dictionary_seeds():
@@ -307,13 +303,15 @@ def test_polarity_is_stable_across_dictionary_seeds():
     planted = np.zeros(Y.shape[1], bool)
     planted[:n_planted] = True
     found = np.all([b.polarity != 0 for b in bns], axis=0)
-    assert found[planted].mean() >= 0.8
+    # the joint GLM shares a voxel's response among collinear atoms and its AR(5) model is
+    # calibrated under this long-memory noise: 74-81 % of planted BNs per seed, ~70 % under all
+    assert found[planted].mean() >= 0.6
     # the dictionaries differ: some atom of seed 1 best matches a seed-0 atom of the opposite sign
     corr = np.corrcoef(maps[0][1], maps[1][1])[:12, 12:]
     assert (corr[np.arange(12), np.argmax(np.abs(corr), 1)] < 0).any()
     for i, j in ((0, 1), (0, 2), (1, 2)):
         share, n = polarity_stability([bns[i].polarity[planted], bns[j].polarity[planted]])
-        assert n >= 0.8 * n_planted and share >= 0.9
+        assert n >= 0.6 * n_planted and share >= 0.9
     assert polarity_stability([b.polarity[planted] for b in bns])[0] >= 0.85
     # the planted sign of each voxel's coupling: the link polarity of its planted AN
     for codes, _, t, sig in maps:
@@ -323,7 +321,7 @@ def test_polarity_is_stable_across_dictionary_seeds():
     old = [_t_sign_polarity(t, sig)[planted & found] for _, _, t, sig in maps]
     assert (old[0] == old[1]).mean() < 0.9 or (old[0] == old[2]).mean() < 0.9
     # unplanted voxels: few BNs under this noise (the GLM's level, not polarity's)
-    assert np.mean([(b.polarity[~planted] != 0).mean() for b in bns]) <= 0.2
+    assert np.mean([(b.polarity[~planted] != 0).mean() for b in bns]) <= 0.1
 
 
 # ------------------------------------------------------------------------ summaries on the demo

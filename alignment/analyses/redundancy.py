@@ -17,6 +17,7 @@ __all__ = [
     "links_per_an",
     "ans_per_voxel",
     "dice_overlap",
+    "atom_collinearity",
     "LesionCurve",
     "lesion_curve",
 ]
@@ -124,6 +125,48 @@ def dice_overlap(sig) -> np.ndarray:
     den = size[:, None] + size[None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, 2.0 * inter / np.where(den > 0, den, 1.0), np.nan)
+
+
+def atom_collinearity(design, n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Collinearity of the atom regressors of a GLM design: how far the joint model can tell
+    the atoms apart.
+
+    Parameters
+    ----------
+    design : ndarray, shape (T, P)
+        GLM design with the K atom regressors first (:func:`alignment.encoding.make_glm_design`:
+        atoms, drift, run intercepts).
+    n_atoms : int
+        K.
+
+    Returns
+    -------
+    max_corr : ndarray, shape (K,)
+        Per atom, the largest |Pearson r| with another atom regressor (0 for a single atom).
+    vif : ndarray, shape (K,)
+        Variance inflation factor of each atom in the whole design, ``1 / (1 - R²)`` with R² of
+        the atom regressed on every other column (centered R²: the run intercepts span the
+        constant), as statsmodels' ``variance_inflation_factor``; inf for an atom in the span of
+        the others.
+    """
+    X = np.asarray(design, dtype=np.float64)
+    K = int(n_atoms)
+    if X.ndim != 2 or not 1 <= K <= X.shape[1]:
+        raise ValueError(f"design must be (T, P) with the {K} atoms first; got shape {X.shape}")
+    atoms = X[:, :K]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(atoms.T).reshape(K, K) if K > 1 else np.ones((1, 1))
+    corr = np.abs(np.nan_to_num(corr))
+    np.fill_diagonal(corr, 0.0)
+    vif = np.empty(K)
+    for k in range(K):
+        x = X[:, k]
+        others = np.delete(X, k, axis=1)
+        fitted = others @ np.linalg.lstsq(others, x, rcond=None)[0]
+        rss = float(((x - fitted) ** 2).sum())
+        tss = float(((x - x.mean()) ** 2).sum())
+        vif[k] = np.inf if rss <= 1e-12 * max(tss, 1e-300) else tss / rss
+    return corr.max(1), vif
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,7 +17,7 @@ def lesion_params(study, unit: Unit, inputs) -> dict:
     return {"encoding": inputs["encoding"].key, "fdr_q": float(t.fdr_q),
             "fractions": [float(f) for f in t.fractions], "n_repeats": int(t.n_repeats),
             "max_voxels": int(t.max_voxels), "seed": o.seed, "hrf": o.hrf, "n_atoms": o.n_atoms,
-            "sparsity": o.sparsity, "glm": o.glm}
+            "sparsity": o.sparsity, "glm": o.glm, "glm_noise": o.glm_noise}
 
 
 def train_ranking(A, Y, runs, tr: float, options, fdr_q: float) -> np.ndarray:
@@ -92,8 +92,8 @@ def lesion_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
 
 register(Stage(
-    name="lesion", version=2, target=LesionKey, inputs=lesion_inputs, params=lesion_params,
-    compute=lesion_compute, options=("seed", "hrf", "n_atoms", "sparsity", "glm"), analysis="lesion",
+    name="lesion", version=3, target=LesionKey, inputs=lesion_inputs, params=lesion_params,
+    compute=lesion_compute, options=("seed", "hrf", "n_atoms", "sparsity", "glm", "glm_noise"), analysis="lesion",
     expand=lambda keys, plan, baselines: [LesionKey(k) for k in keys],
     doc="cross-validated lesion curves: fractions, random_mean, random_sd, ranked (F,), rankings (L, N), n_voxels",
 ))

@@ -44,13 +44,28 @@ def learn_layer_atoms(A: np.ndarray, runs: np.ndarray, tr: float, options) -> tu
     return np.asarray(learned.codes, np.float32), atoms, atom_regressors(atoms, runs, tr, options.hrf)
 
 
+def regressor_collinearity(regressors: np.ndarray, runs: np.ndarray, tr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Collinearity of atom regressors (T, K) in the GLM design the ``glm`` stage fits (with its
+    drift and run intercepts): per atom, max |corr| with another atom and the VIF, each (K,)
+    float32 (:func:`alignment.analyses.redundancy.atom_collinearity`)."""
+    from alignment.analyses.redundancy import atom_collinearity
+    from alignment.encoding import make_glm_design
+
+    design, _ = make_glm_design(regressors, runs, tr=tr)
+    max_corr, vif = atom_collinearity(design, regressors.shape[1])
+    return max_corr.astype(np.float32), vif.astype(np.float32)
+
+
 def atoms_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     """Sparse dictionary of one layer (in-sample, all runs): ``codes`` (N, K), ``atoms``
     (K, T), ``regressors`` (T, K) the atoms convolved with the SPM HRF (for ``hrf`` "spm"
-    and "fir", :data:`GLM_HRF`), z-scored within run."""
+    and "fir", :data:`GLM_HRF`), z-scored within run; the regressors' collinearity in the GLM
+    design: ``max_corr`` (K,) and ``vif`` (K,)."""
     codes, atoms, regressors = learn_layer_atoms(study.raw_ans(unit.target), study.runs, study.dataset.tr,
                                                  study.options)
-    return ({"codes": codes, "atoms": atoms, "regressors": regressors}, {"description": f"atoms {unit.target.label()}"})
+    max_corr, vif = regressor_collinearity(regressors, study.runs, study.dataset.tr)
+    return ({"codes": codes, "atoms": atoms, "regressors": regressors, "max_corr": max_corr, "vif": vif},
+            {"description": f"atoms {unit.target.label()}"})
 
 
 def glm_inputs(study, unit: Unit, resolve) -> dict:
@@ -58,41 +73,59 @@ def glm_inputs(study, unit: Unit, resolve) -> dict:
 
 
 def glm_params(study, unit: Unit, inputs) -> dict:
-    return {**study.bold_params(unit.subject), "atoms": inputs["atoms"].key, "glm": study.options.glm}
+    o = study.options
+    return {**study.bold_params(unit.subject), "atoms": inputs["atoms"].key, "glm": o.glm, "glm_noise": o.glm_noise}
+
+
+#: what the two GLM options are called wherever they are shown
+GLM_LABELS = {"joint": "joint", "separate": "marginal"}
 
 
 def atoms_glm(regressors: np.ndarray, Y: np.ndarray, runs: np.ndarray, tr: float, options):
-    """The voxel-wise AR(1) GLM of atom regressors (T, K) on BOLD Y (T, V), and its BH-FDR
-    ``q`` (K, V) across voxels within each atom. Returns (GLMResult, q)."""
+    """The voxel-wise GLM of atom regressors (T, K) on BOLD Y (T, V) with the noise model
+    ``options.glm_noise``, and its BH-FDR ``q`` (K, V) across voxels within each atom.
+    Returns (GLMResult, q).
+
+    The AR coefficients come from the residuals of the nuisance-only model (drift and run
+    intercepts), with their autocovariances corrected for that model's projection (Worsley et
+    al. 2002): the joint model's residuals have part of the slow noise fitted away by the smooth
+    atoms, the drift terms remove more, and an AR model fitted to what is left under-whitens, which
+    inflates t (``benchmarks/bench_glm_calibration.py``)."""
     from alignment.encoding import fit_atoms_glm
     from alignment.stats import fdr_bh
 
-    fit = fit_atoms_glm(regressors, Y, runs, tr=tr, p_cutoff=0.25, separate=options.glm == "separate")
+    fit = fit_atoms_glm(regressors, Y, runs, tr=tr, noise_model=options.glm_noise, p_cutoff=0.25,
+                        separate=options.glm == "separate", ar_residuals="nuisance", ar_bias=True)
     q = np.stack([fdr_bh(p_k, options.fdr_q)[1] for p_k in np.asarray(fit.p)])
     return fit, q
 
 
 def glm_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
-    """Voxel-wise AR(1) GLM of the HRF-convolved atoms: ``t``, ``beta``, ``q`` (K, V).
+    """Voxel-wise AR(p) GLM of the HRF-convolved atoms: ``t``, ``beta``, ``q`` (K, V).
 
-    With ``glm="separate"`` (default) each atom is tested in its own GLM with the nuisance
-    regressors: HRF-smoothed atoms are collinear, and a joint model splits a voxel's response
-    among them until no single atom is significant. ``q`` is BH-FDR across voxels within each
-    atom (significant BNs of atom k: q < fdr_q).
+    With ``glm="joint"`` (default) all atoms are in one model: t of atom k is its effect given
+    the other atoms, so a voxel driven by one atom is linked to that atom and not to every atom
+    correlated with it (the redundancy counts need this; the atoms' collinearity, ``max_corr``
+    and ``vif`` of the ``atoms`` stage, says how well the joint model can tell them apart).
+    ``glm="separate"`` (shown as "marginal") tests each atom in its own GLM with the nuisance
+    regressors. ``q`` is BH-FDR across voxels within each atom (significant BNs of atom k:
+    q < fdr_q).
     """
+    o = study.options
     fit, q = atoms_glm(np.asarray(inputs["atoms"]["regressors"]), study.bold(unit.subject), study.runs,
-                       study.dataset.tr, study.options)
+                       study.dataset.tr, o)
     return ({"t": np.asarray(fit.t, np.float32), "beta": np.asarray(fit.beta, np.float32), "q": q.astype(np.float32)},
-            {"description": f"glm {unit.target.label()} sub-{unit.subject}"})
+            {"description": f"glm ({GLM_LABELS[o.glm]}, {o.glm_noise}) {unit.target.label()} sub-{unit.subject}"})
 
 
 register(Stage(
-    name="atoms", version=1, target=LayerKey, per_subject=False, inputs=layer_inputs, params=atoms_params,
+    name="atoms", version=2, target=LayerKey, per_subject=False, inputs=layer_inputs, params=atoms_params,
     compute=atoms_compute, options=("n_atoms", "sparsity", "seed", "hrf"),
-    doc="sparse dictionary of a layer's ANs: codes (N, K), atoms (K, T), regressors (T, K)",
+    doc="sparse dictionary of a layer's ANs: codes (N, K), atoms (K, T), regressors (T, K), max_corr and vif (K,)",
 ))
 register(Stage(
-    name="glm", version=2, target=LayerKey, inputs=glm_inputs, params=glm_params, compute=glm_compute,
-    options=("glm",), analysis="neuron_mapping", default=True, expand=lambda keys, plan, baselines: list(keys),
-    doc="voxel-wise AR(1) GLM of the atoms: t, beta, q (K, V)",
+    name="glm", version=3, target=LayerKey, inputs=glm_inputs, params=glm_params, compute=glm_compute,
+    options=("glm", "glm_noise"), analysis="neuron_mapping", default=True,
+    expand=lambda keys, plan, baselines: list(keys),
+    doc="voxel-wise AR(p) GLM of the atoms (joint, or marginal: one GLM per atom): t, beta, q (K, V)",
 ))
