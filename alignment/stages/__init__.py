@@ -15,6 +15,10 @@ stage            arrays                                                         
                  ``p``, ``q``, ``sites`` (V,)
 ``lesion``       cross-validated lesion curves: ``random_mean``, ``ranked`` (F,),   lesion
                  ``rankings`` (L, N)
+``crossmodal``   fusion layer under 3 conditions, tested: ``gain``, ``p_gain``,    crossmodal
+                 ``dz_unified``, ``p_unified``, ``q_*`` (V,)
+``specialization`` branches at one depth, tested: ``p_unique`` (B, V); image vs    specialization
+                 text: ``dz_si``, ``p_si``, ``q_si`` (V,)
 ===============  ================================================================  ===========
 
 A new analysis is one module that defines its compute function and calls :func:`register`;
@@ -23,6 +27,6 @@ import it once (e.g. from here) and ``Study.get``, run configs and the catalog k
 
 from alignment.stages.base import (STAGES, Stage, Unit, analyses, default_analyses, register, stage,
                                    target_dict)
-from alignment.stages import features, encoding, mapping, variance, integration, lesion  # noqa: F401,E402
+from alignment.stages import features, encoding, mapping, variance, integration, lesion, modality  # noqa: F401,E402
 
 __all__ = ["STAGES", "Stage", "Unit", "analyses", "default_analyses", "register", "stage", "target_dict"]
