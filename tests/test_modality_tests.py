@@ -19,6 +19,7 @@ from alignment.analyses.modality import (crossmodal_tests, paired_contrast, unif
                                          unique_variance_tests)
 from alignment.encoding import fit_banded_ridge, fit_ridge
 from alignment.stats import fdr_bh
+from test_pipeline import SPEC, planted  # noqa: F401 - the planted dataset fixture
 
 ALPHAS = np.logspace(-1, 4, 8)
 N_RUNS, RUN_LEN, N_FEAT = 4, 150, 8
@@ -263,3 +264,37 @@ def test_coupling_checks_shapes():
         an_coupling(np.ones((3, 4)), np.ones((4, 10)), 3)
     with pytest.raises(ValueError, match="code arrays"):
         coupling_group([np.ones((3, 4))] * 2, [np.ones((4, 10))] * 3, 0)
+
+
+# ------------------------------------------------------------------------------ stages
+@pytest.mark.slow  # extracts ANs under three conditions and fits 3 ridges + 4 banded ridges
+def test_crossmodal_and_specialization_stages_run_and_key_their_options(planted, tmp_path):
+    from alignment.cache import Cache
+    from alignment.data import load_dataset
+    from alignment.keys import BandsKey, LayerKey, Options
+    from alignment.pipeline import Study
+    from alignment.stages import STAGES, analyses
+
+    ds = load_dataset(planted)
+    study = Study(ds, Cache(tmp_path), Options(n_null=20, banded_iter=3, alphas=(1.0, 100.0, 1e4)), device="cpu")
+    cm = study.get("crossmodal", LayerKey(SPEC, "image", 2), "01")
+    V = np.asarray(cm["gain"]).shape[0]
+    for name in ("r_both", "r_image", "r_text", "r_additive", "r_full", "p_gain", "q_gain", "dz_unified",
+                 "p_unified", "q_unified"):
+        assert np.asarray(cm[name]).shape == (V,)
+    # the image branch of a dual encoder sees the same frames under image+text and image
+    np.testing.assert_allclose(cm["r_both"], cm["r_image"], atol=1e-5)
+    assert ((np.asarray(cm["p_gain"]) > 0.5) | (np.asarray(cm["gain"]) <= 1e-5)).all()
+    assert {"block_len", "banded_iter"} <= set(cm.params)
+    sp = study.get("specialization", BandsKey(SPEC, ("image", "text"), 2), "01")
+    assert np.asarray(sp["p_unique"]).shape == (2, V)
+    r_img = np.asarray(sp["r_image"])
+    assert r_img[:200].mean() > 0.3  # the planted voxels follow an image AN
+    # 120 TRs give 6 blocks: little power, so compare the planted voxels with the rest
+    dz, p = np.asarray(sp["dz_si"]), np.asarray(sp["p_si"])
+    assert dz[:200].mean() > 0.1 > abs(dz[200:].mean())
+    assert np.median(p[:200]) < 0.5 * np.median(p[200:])
+    assert (np.asarray(sp["q_si"])[200:] < 0.05).mean() < 0.01
+    assert {"crossmodal", "specialization"} <= set(analyses()) and STAGES["crossmodal"].version == 1
+    with pytest.raises(ValueError, match="names the 'image\\+text' condition"):
+        study.get("crossmodal", LayerKey(SPEC, "image", 2, condition="image"), "01")

@@ -1,10 +1,11 @@
 """Stages ``crossmodal`` and ``specialization``: tested modality contrasts (DESIGN §5.5).
 
 ``crossmodal`` (a fusion layer under the three stimulus conditions): held-out predictions of
-the layer's ANs under ``image+text``, ``image`` and ``text`` and of the additive model (a banded
-ridge over the image- and text-condition ANs together), compared over time blocks by
+the layer's ANs under ``image+text``, ``image`` and ``text``, of the additive model (a banded
+ridge over the image- and text-condition ANs together) and of the full model (the same plus the
+image+text ANs), compared over time blocks by
 :func:`alignment.analyses.modality.crossmodal_tests`: cross-modal gain > 0, and "unified" (the
-image+text ANs beat the additive model).
+image+text ANs add to the additive model).
 
 ``specialization`` (a model's branches at one depth, e.g. a dual encoder's image and text
 towers): the joint banded ridge and the model without each band, compared over time blocks:
@@ -51,13 +52,14 @@ def crossmodal_params(study, unit: Unit, inputs) -> dict:
 
 
 def crossmodal_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
-    """Ridge of the layer's ANs under each condition and a banded ridge over the image- and
-    text-condition ANs (one band each), all leave-one-run-out, compared over time blocks of
-    ``options.block_len`` TRs.
+    """Ridge of the layer's ANs under each condition; the additive model (banded ridge over the
+    image- and text-condition ANs, one band each) and the full model (the same plus the
+    image+text ANs as a third band); all leave-one-run-out, compared over time blocks of
+    ``options.block_len`` TRs (:func:`alignment.analyses.modality.crossmodal_tests`).
 
-    Arrays (V,): ``r_both``, ``r_image``, ``r_text``, ``r_additive`` (held-out r), ``gain`` =
-    r_both − max(r_image, r_text), ``p_gain`` / ``q_gain`` (one-sided, gain > 0; BH),
-    ``dz_unified`` (mean block Fisher-z difference image+text − additive), ``p_unified`` /
+    Arrays (V,): ``r_both``, ``r_image``, ``r_text``, ``r_additive``, ``r_full`` (held-out r),
+    ``gain`` = r_both − max(r_image, r_text), ``p_gain`` / ``q_gain`` (one-sided, gain > 0;
+    BH), ``dz_unified`` (mean block Fisher-z difference full − additive), ``p_unified`` /
     ``q_unified`` (one-sided; BH)."""
     from alignment.analyses.modality import crossmodal_tests
     from alignment.encoding import fit_banded_ridge, fit_ridge
@@ -69,13 +71,16 @@ def crossmodal_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     X = {c: study.design(_condition_key(key, c)) for c in CONDITIONS}
     preds = {c: fit_ridge(X[c], Y, study.runs, alphas=alphas, return_predictions=True, **study.fit_backend).predictions
              for c in CONDITIONS}
-    additive = fit_banded_ridge([X["image"], X["text"]], Y, study.runs, alphas=alphas, n_iter=o.banded_iter,
-                                band_names=("image", "text"), random_state=o.seed, compute_unique=False,
+
+    def banded(conditions):
+        return fit_banded_ridge([X[c] for c in conditions], Y, study.runs, alphas=alphas, n_iter=o.banded_iter,
+                                band_names=conditions, random_state=o.seed, compute_unique=False,
                                 return_predictions=True, **study.fit_backend).predictions
-    res = crossmodal_tests(Y, preds[BOTH], preds["image"], preds["text"], additive, study.runs,
-                           block_len=o.block_len)
+
+    res = crossmodal_tests(Y, preds[BOTH], preds["image"], preds["text"], banded(CONDITIONS),
+                           banded(CONDITIONS[1:]), study.runs, block_len=o.block_len)
     arrays = {name: getattr(res, name) for name in
-              ("r_both", "r_image", "r_text", "r_additive", "gain", "p_gain", "dz_unified", "p_unified")}
+              ("r_both", "r_image", "r_text", "r_additive", "r_full", "gain", "p_gain", "dz_unified", "p_unified")}
     arrays["q_gain"] = fdr_bh(res.p_gain)[1]
     arrays["q_unified"] = fdr_bh(res.p_unified)[1]
     return ({k: np.asarray(v, np.float32) for k, v in arrays.items()},
@@ -146,7 +151,7 @@ register(Stage(
     name="crossmodal", version=1, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
     compute=crossmodal_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len"),
     analysis="crossmodal", expand=lambda keys, plan, baselines: crossmodal_targets(keys, plan, baselines),
-    doc="fusion layer, tested: r_both, r_image, r_text, r_additive, gain, p/q_gain, dz/p/q_unified (V,)",
+    doc="fusion layer, tested: r_both, r_image, r_text, r_additive, r_full, gain, p/q_gain, dz/p/q_unified (V,)",
 ))
 register(Stage(
     name="specialization", version=1, target=BandsKey, inputs=specialization_inputs,
