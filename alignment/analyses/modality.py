@@ -190,7 +190,7 @@ class UnifiedShare:
     per_network: object = None
 
 
-def unified_share(sig_both, sig_image, sig_text, atlas=None, *, groups=None) -> UnifiedShare:
+def unified_share(sig_both, sig_image, sig_text, atlas=None, *, groups=None, unified=None) -> UnifiedShare:
     """Share of BNs driven only by both modalities together ("unified" BNs).
 
     Parameters
@@ -203,6 +203,10 @@ def unified_share(sig_both, sig_image, sig_text, atlas=None, *, groups=None) -> 
         Adds a per-network (and per-group) table.
     groups : dict, optional
         Group definition for the table (default :data:`alignment.networks.GROUPS`).
+    unified : ndarray of bool, shape (V,), optional
+        The unified BNs by test (:func:`unified_by_test`). Without it they are the BNs
+        significant under image+text and under neither single condition: a difference of
+        significance, not a significant difference (descriptive only).
 
     Returns
     -------
@@ -215,7 +219,7 @@ def unified_share(sig_both, sig_image, sig_text, atlas=None, *, groups=None) -> 
         raise ValueError(f"sig_both must have shape (V,), got {sb.shape}")
     V = sb.size
     si, st = _mask("sig_image", sig_image, V), _mask("sig_text", sig_text, V)
-    unified = sb & ~si & ~st
+    unified = sb & ~si & ~st if unified is None else _mask("unified", unified, V)
     n_u, n_b = int(unified.sum()), int(sb.sum())
     table = None
     if atlas is not None:
