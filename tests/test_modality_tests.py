@@ -298,3 +298,98 @@ def test_crossmodal_and_specialization_stages_run_and_key_their_options(planted,
     assert {"crossmodal", "specialization"} <= set(analyses()) and STAGES["crossmodal"].version == 1
     with pytest.raises(ValueError, match="names the 'image\\+text' condition"):
         study.get("crossmodal", LayerKey(SPEC, "image", 2, condition="image"), "01")
+
+
+# ------------------------------------------------------------------------------ summaries
+class _FakeStudy:
+    """What the summaries read: ``get(stage, target, subject)``, ``dataset.subjects``, ``options``."""
+
+    def __init__(self, entries, subjects):
+        from types import SimpleNamespace
+
+        from alignment.keys import Options
+
+        self.entries, self.options = entries, Options()
+        self.dataset = SimpleNamespace(subjects=list(subjects), root="fake")
+
+    def get(self, stage, target, subject=None):
+        from alignment.pipeline import NotCached
+
+        try:
+            return self.entries[(stage, target, subject)]
+        except KeyError:
+            raise NotCached(stage, str(target)) from None
+
+
+def _fake_modality_study(with_crossmodal=True):
+    """5 subjects, 300 voxels: voxels 0-49 gain (image+text > both single conditions), image
+    branch > text branch, unified (full > additive) and unique image variance; the rest null."""
+    from alignment.keys import BandsKey, LayerKey
+
+    rng = np.random.default_rng(0)
+    S, V, subjects = 5, 300, ["01", "02", "03", "04", "05"]
+    eff = np.r_[np.full(50, 1.75), np.zeros(V - 50)]
+    entries = {}
+    for s in subjects:
+        r = {c: np.clip(0.2 + 0.05 * rng.standard_normal(V), -1, 1) for c in ("image+text", "image", "text")}
+        r["image+text"] = r["image+text"] + 0.2 * eff
+        for c, rc in r.items():
+            entries[("encoding", LayerKey("fusion", "cross", 1, "attn", c), s)] = {"scores": rc, "q": np.full(V, 0.01)}
+        entries[("encoding", LayerKey("dual", "image", 2), s)] = {"scores": r["image"] + 0.2 * eff,
+                                                                  "q": np.full(V, 0.01)}
+        entries[("encoding", LayerKey("dual", "text", 2), s)] = {"scores": r["text"], "q": np.full(V, 0.01)}
+        if with_crossmodal:
+            entries[("crossmodal", LayerKey("fusion", "cross", 1), s)] = {
+                "r_full": r["image+text"], "r_additive": np.maximum(r["image"], r["text"]) + 0.01,
+                "q_gain": np.r_[np.full(50, 0.001), np.ones(V - 50)], "q_unified": np.r_[np.full(50, 0.001), np.ones(V - 50)],
+                "dz_unified": 0.2 * eff}
+        entries[("variance", BandsKey("dual", ("image", "text"), 2), s)] = {
+            "r2": np.full(V, 0.1), "shared": np.zeros(V),
+            "unique": np.stack([0.05 * eff + 0.01 * rng.standard_normal(V), 0.01 * rng.standard_normal(V)])}
+    return _FakeStudy(entries, subjects), subjects, V
+
+
+def test_group_modality_summaries_are_one_sample_t_tests_across_subjects():
+    from alignment.keys import BandsKey, LayerKey
+    from alignment.stats import fisher_z
+    from alignment.summaries import dual_modality, fusion_modality, variance_maps
+
+    study, subjects, V = _fake_modality_study()
+    enc = {k: np.stack([study.get("encoding", k, s)["scores"] for s in subjects])
+           for k in [LayerKey("fusion", "cross", 1, "attn", c) for c in ("image+text", "image", "text")]
+           + [LayerKey("dual", b, 2) for b in ("image", "text")]}
+    z = {(k.model, k.branch if k.model == "dual" else k.condition): fisher_z(v) for k, v in enc.items()}
+
+    f = fusion_modality(study, "group", LayerKey("fusion", "cross", 1))
+    d = z["fusion", "image+text"] - np.maximum(z["fusion", "image"], z["fusion", "text"])
+    ref = stats.ttest_1samp(d, 0.0, alternative="greater").pvalue
+    np.testing.assert_allclose(f["q_gain"], stats.false_discovery_control(ref), rtol=1e-5)
+    assert f["tested"] and f["unified"][:50].mean() >= 0.9 and not f["unified"][50:].any()
+    assert f["gain_significant"][:50].mean() >= 0.9 and f["gain_significant"][50:].mean() <= 0.02
+
+    dm = dual_modality(study, "group", "dual", 2, 2)
+    ref = stats.ttest_1samp(z["dual", "image"] - z["dual", "text"], 0.0).pvalue
+    np.testing.assert_allclose(dm["q_si"], stats.false_discovery_control(ref), rtol=1e-5)
+    assert dm["tested"] and (dm["si_tested"][:50] > 0).mean() >= 0.9  # NaN (untested) compares False
+    assert np.isfinite(dm["si_tested"][50:]).mean() <= 0.02
+
+    vm = variance_maps(study, "group", BandsKey("dual", ("image", "text"), 2))
+    u = np.stack([study.get("variance", BandsKey("dual", ("image", "text"), 2), s)["unique"] for s in subjects])
+    for j, b in enumerate(("image", "text")):
+        ref = stats.ttest_1samp(u[:, j], 0.0, alternative="greater").pvalue
+        np.testing.assert_allclose(vm["unique_q"][b], stats.false_discovery_control(ref), rtol=1e-4)
+    assert (vm["unique_q"]["image"][:50] < 0.05).mean() >= 0.9 and (vm["unique_q"]["text"] < 0.05).mean() <= 0.02
+
+
+def test_a_subject_without_the_tests_is_untested_not_unified():
+    from alignment.keys import LayerKey
+    from alignment.summaries import dual_modality, fusion_modality
+
+    study, subjects, V = _fake_modality_study(with_crossmodal=False)
+    f = fusion_modality(study, "01", LayerKey("fusion", "cross", 1))
+    assert not f["tested"] and not f["unified"].any() and np.isnan(f["q_gain"]).all()
+    dm = dual_modality(study, "01", "dual", 2, 2)
+    assert not dm["tested"] and np.isnan(dm["si_tested"]).all() and np.isfinite(dm["si"]).all()
+    study, *_ = _fake_modality_study(with_crossmodal=True)
+    f = fusion_modality(study, "01", LayerKey("fusion", "cross", 1))
+    assert f["tested"] and f["unified"][:50].all() and f["n_unified"] == 50
