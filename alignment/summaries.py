@@ -497,26 +497,27 @@ def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr
             if not layers:
                 raise ValueError(f"no {b}-branch results of {key.model} [{key.kind}, {key.condition}]")
             chosen[b] = nearest_layer(layers, key.layer)
-        r_i, q_i = _r_q(study, subject, LayerKey(key.model, "image", chosen["image"], key.kind, key.condition))
-        r_t, q_t = _r_q(study, subject, LayerKey(key.model, "text", chosen["text"], key.kind, key.condition))
-        from alignment.analyses.modality import specialization_index
-
-        sig = (q_i < fdr_q) | (q_t < fdr_q)
-        si = specialization_index(r_i, r_t)
-        return MapResult(np.where(sig, si, np.nan).astype(np.float32), "SI (image − text)", cmap="PuOr",
-                         significant=sig, r=np.maximum(r_i, r_t),
+        d = dual_modality(study, subject, key.model, chosen["image"], chosen["text"], key.kind, key.condition, fdr_q)
+        sig = d["sig_image"] | d["sig_text"]
+        what = (f"where the branches differ by test (q < {fdr_q:g})" if d["tested"] else
+                "UNTESTED: the branches' difference is not tested here (the specialization analysis, same layer)")
+        return MapResult(d["si_tested"] if d["tested"] else d["si"], "SI (image − text)", cmap="PuOr",
+                         significant=sig, r=np.maximum(d["r_image"], d["r_text"]),
                          note=f"image layer {chosen['image']} vs text layer {chosen['text']}; voxels significant "
-                              f"for either branch (q < {fdr_q:g})", vmin=-1.0, vmax=1.0)
+                              f"for either branch (q < {fdr_q:g}) {what}", vmin=-1.0, vmax=1.0)
     if metric == "cross-modal gain":
         conds = avail.conditions(key.model, key.branch, key.kind)
         if not {"image+text", "image", "text"} <= set(conds):
             raise ValueError(f"cross-modal gain needs the image+text, image and text conditions of "
                              f"{key.model} {key.branch} [{key.kind}]; the cache has {conds}")
         f = fusion_modality(study, subject, key, fdr_q)
-        return MapResult(np.where(f["sig_any"], f["gain"], np.nan).astype(np.float32), "cross-modal gain",
+        tested = bool(np.isfinite(f["q_gain"]).any())
+        shown = f["gain_significant"] if tested else f["sig_any"]
+        return MapResult(np.where(shown, f["gain"], np.nan).astype(np.float32), "cross-modal gain",
                          significant=f["sig_both"], r=f["r_both"],
-                         note=f"r(image+text) − max(r(image), r(text)); voxels significant in any condition "
-                              f"(q < {fdr_q:g})")
+                         note="r(image+text) − max(r(image), r(text)); "
+                              + (f"where gain > 0 by test (q < {fdr_q:g}; additive voxels have gain too)" if tested
+                                 else f"UNTESTED, voxels significant in any condition (q < {fdr_q:g})"))
     raise ValueError(f"unknown metric {metric!r}; known: {', '.join(MAP_METRICS)}")
 
 
