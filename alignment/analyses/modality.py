@@ -11,6 +11,21 @@ are present → :func:`unified_share`.
 
 :func:`modality_labels` turns significance masks (and optionally the scores) into one label per
 voxel; that label is what the demo's ground-truth check compares with the planted modality.
+
+Tested contrasts. A difference of significance ("significant under image+text, not under either
+alone") is not a significant difference, so every contrast is tested on held-out predictions,
+paired over time blocks with the block test of
+:func:`alignment.analyses.integration.integration_sites` (:func:`paired_contrast`):
+
+- SI: image-branch vs text-branch prediction, two-sided;
+- cross-modal gain > 0: image+text beats each single condition (intersection-union,
+  :func:`crossmodal_tests`) — true of additive voxels too;
+- unified: the image+text ANs add to the additive model of the two single-modality passes
+  (nested banded ridges, :func:`crossmodal_tests`, :func:`unified_by_test`);
+- unique variance of a band: the joint banded model beats the model without it
+  (:func:`unique_variance_tests`).
+
+Group level: :func:`alignment.analyses.group.group_contrast` across subjects.
 """
 
 from __future__ import annotations
