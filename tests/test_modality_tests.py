@@ -130,7 +130,7 @@ def test_crossmodal_p_hold_their_level_on_noise(noise):
     """Pure noise: p_unified < .05 at about 5 % or fewer (conservative: cross-fitting bound),
     p_gain (an intersection-union test) at fewer still."""
     rng, runs, *_, layer = _world(3)
-    Y = _noise(rng, noise, (runs.size, 1200), runs)
+    Y = _noise(rng, noise, (runs.size, 600), runs)
     res = _crossmodal(Y, runs, layer)
     assert 0.005 <= (res.p_unified < 0.05).mean() <= 0.07
     assert (res.p_gain < 0.05).mean() <= 0.05
@@ -147,7 +147,6 @@ def test_unified_needs_the_image_text_map():
 
 
 # ------------------------------------------------------------------------------ SI
-@pytest.mark.slow  # fitted models: 10-30 s each on two cores
 @pytest.mark.parametrize("noise", ["1/f", "ar1+ar0.9"])
 def test_si_test_finds_specialized_voxels_and_holds_its_level_on_balanced_ones(noise):
     """Dual encoder: image-branch vs text-branch held-out predictions, two-sided block test.
@@ -183,7 +182,6 @@ def test_two_sided_p_is_symmetric_in_the_predictions():
 
 
 # ------------------------------------------------------------------------------ unique variance
-@pytest.mark.slow  # fitted models: 10-30 s each on two cores
 @pytest.mark.parametrize("noise", ["1/f", "ar1+ar0.9"])
 def test_unique_variance_test_finds_the_driving_band_only(noise):
     """Image-only voxels: unique image variance found; unique text variance (none planted)
