@@ -213,35 +213,35 @@ def test_group_contrast_matches_scipy():
         group_contrast(d[0])
 
 
-def _subject_glm(rng, runs, regressors, planted, noise):
+def _subject_glm(rng, runs, regressors, hit, noise):
     """One subject: BOLD following atom 0 at the planted voxels (with a per-subject gain and
     a per-voxel HRF it does not assume: a delayed copy), GLM t (K, V) of the atoms."""
     from alignment.encoding import fit_atoms_glm
 
-    T, V = runs.size, planted.size
+    T, V = runs.size, hit.size
     delayed = np.roll(regressors[:, 0], 1)  # HRF mismatch: the signal lags the regressor
     Y = _noise(rng, noise, (T, V), runs)
-    Y[:, planted] += (0.4 + 0.1 * rng.random()) * delayed[:, None]
+    Y[:, hit] += (0.4 + 0.1 * rng.random()) * delayed[:, None]
     return fit_atoms_glm(regressors, Y, runs, tr=1.0).t
 
 
 @pytest.mark.slow  # fitted models: 10-30 s each on two cores
 @pytest.mark.parametrize("noise", ["1/f", "ar1+ar0.9"])
-def test_coupling_group_test_recovers_planted_voxels_holds_level_and_ignores_atom_signs(noise):
+def test_coupling_group_test_recovers_hit_voxels_holds_level_and_ignores_atom_signs(noise):
     rng, runs, *_ = _world(8)
     K, N, V, S = 5, 12, 400, 8
     regressors = _z(_ar1(rng, (runs.size, K), 0.8))
     codes = rng.standard_normal((N, K)) * (rng.random((N, K)) < 0.4)
     codes[0] = [1.0, 0, 0, 0.3, 0]  # AN 0 loads on atom 0
-    planted = np.arange(V) < 60
-    ts = [_subject_glm(rng, runs, regressors, planted, noise) for _ in range(S)]
+    hit = np.arange(V) < 60
+    ts = [_subject_glm(rng, runs, regressors, hit, noise) for _ in range(S)]
     g = coupling_group(codes, ts, an=0)
     ref = stats.ttest_1samp(np.stack([codes[0] @ t for t in ts]), 0.0)
     np.testing.assert_allclose(g.t, ref.statistic, rtol=1e-9)
-    assert g.significant[planted].mean() >= 0.8
-    assert (g.mean[planted] > 0).all()
-    assert (g.p[~planted] < 0.05).mean() <= 0.08
-    assert g.significant[~planted].mean() <= 0.02
+    assert g.significant[hit].mean() >= 0.8
+    assert (g.mean[hit] > 0).all()
+    assert (g.p[~hit] < 0.05).mean() <= 0.08
+    assert g.significant[~hit].mean() <= 0.02
     # each subject's atoms flipped at random (codes and t together): the same group map
     flipped_codes, flipped_ts = [], []
     for t in ts:
@@ -325,7 +325,7 @@ def _fake_modality_study(with_crossmodal=True):
     from alignment.keys import BandsKey, LayerKey
 
     rng = np.random.default_rng(0)
-    S, V, subjects = 5, 300, ["01", "02", "03", "04", "05"]
+    V, subjects = 300, ["01", "02", "03", "04", "05"]
     eff = np.r_[np.full(50, 1.75), np.zeros(V - 50)]
     entries = {}
     for s in subjects:
