@@ -54,6 +54,7 @@ __all__ = [
     "dual_modality",
     "fusion_modality",
     "variance_maps",
+    "an_group_map",
     "integration_group",
     "integration_maps",
     "redundancy",
@@ -551,26 +552,27 @@ def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr
             if not layers:
                 raise ValueError(f"no {b}-branch results of {key.model} [{key.kind}, {key.condition}]")
             chosen[b] = nearest_layer(layers, key.layer)
-        r_i, q_i = _r_q(study, subject, LayerKey(key.model, "image", chosen["image"], key.kind, key.condition))
-        r_t, q_t = _r_q(study, subject, LayerKey(key.model, "text", chosen["text"], key.kind, key.condition))
-        from alignment.analyses.modality import specialization_index
-
-        sig = (q_i < fdr_q) | (q_t < fdr_q)
-        si = specialization_index(r_i, r_t)
-        return MapResult(np.where(sig, si, np.nan).astype(np.float32), "SI (image − text)", cmap="PuOr",
-                         significant=sig, r=np.maximum(r_i, r_t),
+        d = dual_modality(study, subject, key.model, chosen["image"], chosen["text"], key.kind, key.condition, fdr_q)
+        sig = d["sig_image"] | d["sig_text"]
+        what = (f"where the branches differ by test (q < {fdr_q:g})" if d["tested"] else
+                "UNTESTED: the branches' difference is not tested here (the specialization analysis, same layer)")
+        return MapResult(d["si_tested"] if d["tested"] else d["si"], "SI (image − text)", cmap="PuOr",
+                         significant=sig, r=np.maximum(d["r_image"], d["r_text"]),
                          note=f"image layer {chosen['image']} vs text layer {chosen['text']}; voxels significant "
-                              f"for either branch (q < {fdr_q:g})", vmin=-1.0, vmax=1.0)
+                              f"for either branch (q < {fdr_q:g}) {what}", vmin=-1.0, vmax=1.0)
     if metric == "cross-modal gain":
         conds = avail.conditions(key.model, key.branch, key.kind)
         if not {"image+text", "image", "text"} <= set(conds):
             raise ValueError(f"cross-modal gain needs the image+text, image and text conditions of "
                              f"{key.model} {key.branch} [{key.kind}]; the cache has {conds}")
         f = fusion_modality(study, subject, key, fdr_q)
-        return MapResult(np.where(f["sig_any"], f["gain"], np.nan).astype(np.float32), "cross-modal gain",
+        tested = bool(np.isfinite(f["q_gain"]).any())
+        shown = f["gain_significant"] if tested else f["sig_any"]
+        return MapResult(np.where(shown, f["gain"], np.nan).astype(np.float32), "cross-modal gain",
                          significant=f["sig_both"], r=f["r_both"],
-                         note=f"r(image+text) − max(r(image), r(text)); voxels significant in any condition "
-                              f"(q < {fdr_q:g})")
+                         note="r(image+text) − max(r(image), r(text)); "
+                              + (f"where gain > 0 by test (q < {fdr_q:g}; additive voxels have gain too)" if tested
+                                 else f"UNTESTED, voxels significant in any condition (q < {fdr_q:g})"))
     raise ValueError(f"unknown metric {metric!r}; known: {', '.join(MAP_METRICS)}")
 
 
@@ -789,26 +791,71 @@ def polarity_stability(study: Study, model: str, branch: str, kind: str, layers:
 # ==========================================================================================
 # modality
 # ==========================================================================================
+def _get_all(study: Study, stage: str, target, subjects: Sequence[str]):
+    """The entries of one stage and target for every subject, or None when one is not cached."""
+    try:
+        return [study.get(stage, target, s) for s in subjects]
+    except NotCached:
+        return None
+
+
+def _specialization(study: Study, subjects: Sequence[str], bands: BandsKey):
+    """The ``specialization`` entries of a dual encoder's image and text branches (either band
+    order), or None."""
+    for branches in (bands.branches, bands.branches[::-1]):
+        entries = _get_all(study, "specialization", BandsKey(bands.model, branches, bands.layer, bands.kind,
+                                                             bands.condition), subjects)
+        if entries is not None:
+            return entries, branches
+    return None, bands.branches
+
+
 def dual_modality(study: Study, subject: str, model: str, layer_image: int, layer_text: int,
                   kind: str = "attn", condition: str = "image+text", fdr_q: float = 0.05, atlas=None) -> dict:
     """Modality specialization of a dual encoder: image branch vs text branch.
 
+    SI is shown only where a test says the branches differ. One subject: the ``specialization``
+    stage's paired block test of the two branches' held-out predictions (two-sided, BH; needs
+    the same layer for both branches). The group: one-sample t across subjects of
+    ``z(r_image) − z(r_text)`` (Fisher z of each subject's encoding r; two-sided, BH).
+
     Returns
     -------
     dict
-        ``r_image``, ``r_text``, ``si`` (V,) (NaN where neither branch is significant),
+        ``r_image``, ``r_text`` (V,); ``sig_image``, ``sig_text`` (V,) bool; ``si`` (V,) (NaN
+        where neither branch is significant); ``tested`` (bool: a test of image vs text is
+        available); ``q_si`` (V,) its q (NaN untested); ``si_tested`` (V,): SI where the test
+        is significant (q < ``fdr_q``) and either branch is, NaN elsewhere (all NaN untested);
         ``labels`` (V,) str (:func:`alignment.analyses.modality_labels`), ``summary``
         (DataFrame per network, with an atlas).
     """
+    from alignment.analyses.group import group_contrast
     from alignment.analyses.modality import modality_labels, modality_summary, specialization_index
+    from alignment.stats import fisher_z
 
-    r_i, q_i = _r_q(study, subject, LayerKey(model, "image", int(layer_image), kind, condition))
-    r_t, q_t = _r_q(study, subject, LayerKey(model, "text", int(layer_text), kind, condition))
+    key_i = LayerKey(model, "image", int(layer_image), kind, condition)
+    key_t = LayerKey(model, "text", int(layer_text), kind, condition)
+    r_i, q_i = _r_q(study, subject, key_i)
+    r_t, q_t = _r_q(study, subject, key_t)
     sig_i, sig_t = q_i < fdr_q, q_t < fdr_q
     si = specialization_index(r_i, r_t)
+    q_si = np.full(si.shape, np.nan, np.float32)
+    subjects = subjects_of(study, subject)
+    if subject == GROUP:
+        (ri, _), (rt, _) = encoding_maps(study, subjects, key_i), encoding_maps(study, subjects, key_t)
+        q_si = group_contrast(fisher_z(ri) - fisher_z(rt), "two-sided", fdr_q).q
+    elif int(layer_image) == int(layer_text):
+        entries, _ = _specialization(study, subjects, BandsKey(model, ("image", "text"), int(layer_image), kind,
+                                                                condition))
+        if entries is not None:
+            q_si = np.asarray(entries[0]["q_si"], np.float32)
+    tested = bool(np.isfinite(q_si).any())
+    shown = (sig_i | sig_t) & (np.nan_to_num(q_si, nan=1.0) < fdr_q)
     labels = modality_labels(sig_i, sig_t, r_image=r_i, r_text=r_t)
     out = dict(r_image=r_i, r_text=r_t, sig_image=sig_i, sig_text=sig_t,
-               si=np.where(sig_i | sig_t, si, np.nan).astype(np.float32), labels=labels)
+               si=np.where(sig_i | sig_t, si, np.nan).astype(np.float32), tested=tested,
+               q_si=np.asarray(q_si, np.float32), si_tested=np.where(shown, si, np.nan).astype(np.float32),
+               labels=labels)
     if atlas is not None:
         out["summary"] = modality_summary(labels, atlas)
     return out
@@ -817,49 +864,105 @@ def dual_modality(study: Study, subject: str, model: str, layer_image: int, laye
 def fusion_modality(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05, atlas=None) -> dict:
     """Cross-modal gain and unified BNs of a fusion layer (conditions image+text / image / text).
 
+    Gain > 0 and "unified" are tested contrasts. One subject: the ``crossmodal`` stage's paired
+    block tests (gain: image+text beats each single condition; unified: the image+text ANs add
+    to the additive model of the two single-modality passes), BH over voxels. The group:
+    one-sample t across subjects (one-sided, BH) of the Fisher-z gain
+    ``z(r_both) − max(z(r_image), z(r_text))`` (from the encoding maps) and, when the stage is
+    cached for every subject, of ``z(r_full) − z(r_additive)`` for unified. Unified BNs are
+    where the unified test is significant and the image+text map is.
+
     Returns
     -------
     dict
         ``r_both``, ``r_image``, ``r_text``, ``gain`` (V,); ``sig_both``, ``sig_image``,
-        ``sig_text``, ``sig_any``, ``unified`` (V,) bool; ``share`` (float); ``per_network``
-        (DataFrame, with an atlas).
+        ``sig_text``, ``sig_any`` (V,) bool; ``q_gain`` (V,) (NaN untested), ``gain_significant``
+        (V,) bool; ``tested`` (bool: the unified test is available), ``q_unified`` (V,) (NaN
+        untested), ``unified`` (V,) bool (all False untested); ``share``, ``n_unified``,
+        ``n_significant_both``; ``per_network`` (DataFrame, with an atlas).
     """
-    from alignment.analyses.modality import cross_modal_gain, unified_share
+    from alignment.analyses.group import group_contrast
+    from alignment.analyses.modality import cross_modal_gain, unified_by_test, unified_share
+    from alignment.stats import fisher_z
 
     r, q = {}, {}
-    for c in ("image+text", "image", "text"):
-        r[c], q[c] = _r_q(study, subject, LayerKey(key.model, key.branch, key.layer, key.kind, c))
+    keys = {c: LayerKey(key.model, key.branch, key.layer, key.kind, c) for c in ("image+text", "image", "text")}
+    for c, k in keys.items():
+        r[c], q[c] = _r_q(study, subject, k)
     sig = {c: q[c] < fdr_q for c in r}
     gain = cross_modal_gain(r["image+text"], r["image"], r["text"])
-    u = unified_share(sig["image+text"], sig["image"], sig["text"], atlas)
+    subjects = subjects_of(study, subject)
+    both = keys["image+text"]
+    entries = _get_all(study, "crossmodal", both, subjects)
+    V = gain.shape[0]
+    q_gain = q_unified = np.full(V, np.nan)
+    dz_unified = np.zeros(V)
+    if subject == GROUP:
+        z = {c: fisher_z(encoding_maps(study, subjects, k)[0]) for c, k in keys.items()}
+        q_gain = group_contrast(z["image+text"] - np.maximum(z["image"], z["text"]), "greater", fdr_q).q
+        if entries is not None:
+            d = np.stack([fisher_z(np.asarray(e["r_full"], np.float64)) - fisher_z(np.asarray(e["r_additive"], np.float64))
+                          for e in entries])
+            g = group_contrast(d, "greater", fdr_q)
+            q_unified, dz_unified = g.q, g.mean
+    elif entries is not None:
+        e = entries[0]
+        q_gain, q_unified = np.asarray(e["q_gain"]), np.asarray(e["q_unified"])
+        dz_unified = np.asarray(e["dz_unified"])
+    tested = entries is not None
+    unified = unified_by_test(np.nan_to_num(q_unified, nan=1.0), dz_unified, sig["image+text"], fdr_q)
+    u = unified_share(sig["image+text"], sig["image"], sig["text"], atlas, unified=unified)
     return dict(r_both=r["image+text"], r_image=r["image"], r_text=r["text"], gain=gain.astype(np.float32),
                 sig_both=sig["image+text"], sig_image=sig["image"], sig_text=sig["text"],
-                sig_any=sig["image+text"] | sig["image"] | sig["text"], unified=u.mask, share=u.share,
+                sig_any=sig["image+text"] | sig["image"] | sig["text"], q_gain=np.asarray(q_gain, np.float32),
+                gain_significant=(np.nan_to_num(q_gain, nan=1.0) < fdr_q) & (gain > 0), tested=tested,
+                q_unified=np.asarray(q_unified, np.float32), unified=u.mask, share=u.share,
                 n_unified=u.n_unified, n_significant_both=u.n_significant_both, per_network=u.per_network)
 
 
 def variance_maps(study: Study, subject: str, bands: BandsKey, fdr_q: float = 0.05, atlas=None) -> dict:
     """Unique and shared variance of a model's branches at one depth (banded ridge).
 
+    Unique variance is tested per band. One subject: the ``specialization`` stage's paired
+    block test of the joint model against the model without that band (one-sided, BH), when
+    cached. The group: one-sample t across subjects of the per-subject unique R² (one-sided,
+    BH).
+
     Returns
     -------
     dict
         ``r2`` (V,) joint held-out R², ``unique`` {branch: (V,)}, ``shared`` (V,) — means over
         subjects for the group — ``predicted`` (V,) bool: some branch's encoding map is
-        significant (q < ``fdr_q``; where no encoding map is cached, joint R² > 0), and with an
-        atlas ``per_network`` (:func:`alignment.networks.network_summary` of the joint R² with
-        the predicted voxels as significant, plus one column per part: its mean over the
-        predicted voxels, per network and group; over all voxels noise would dominate).
+        significant (q < ``fdr_q``; where no encoding map is cached, joint R² > 0),
+        ``unique_q`` {branch: (V,)} the q of each band's unique-variance test or None when
+        untested, and with an atlas ``per_network`` (:func:`alignment.networks.network_summary`
+        of the joint R² with the predicted voxels as significant, plus one column per part: its
+        mean over the predicted voxels, per network and group; over all voxels noise would
+        dominate).
     """
-    entries = [study.get("variance", bands, s) for s in subjects_of(study, subject)]
+    from alignment.analyses.group import group_contrast
+
+    subjects = subjects_of(study, subject)
+    entries = [study.get("variance", bands, s) for s in subjects]
     r2 = np.mean([np.asarray(e["r2"]) for e in entries], axis=0).astype(np.float32)
-    unique = np.mean([np.asarray(e["unique"]) for e in entries], axis=0).astype(np.float32)  # (B, V)
+    uniques = np.stack([np.asarray(e["unique"], np.float64) for e in entries])  # (S, B, V)
+    unique = uniques.mean(0).astype(np.float32)  # (B, V)
     shared = np.mean([np.asarray(e["shared"]) for e in entries], axis=0).astype(np.float32)
     try:
         predicted = np.any([_r_q(study, subject, bands.band(b))[1] < fdr_q for b in bands.branches], axis=0)
     except NotCached:
         predicted = r2 > 0
-    out = dict(r2=r2, unique=dict(zip(bands.branches, unique)), shared=shared, predicted=predicted)
+    unique_q = None
+    if subject == GROUP:
+        unique_q = {b: np.asarray(group_contrast(uniques[:, j], "greater", fdr_q).q, np.float32)
+                    for j, b in enumerate(bands.branches)}
+    else:
+        tests, order = _specialization(study, subjects, bands)
+        if tests is not None:
+            q = np.asarray(tests[0]["q_unique"], np.float32)
+            unique_q = {b: q[order.index(b)] for b in bands.branches}
+    out = dict(r2=r2, unique=dict(zip(bands.branches, unique)), shared=shared, predicted=predicted,
+               unique_q=unique_q)
     if atlas is not None:
         parts = {"joint R²": r2, **{f"unique {b}": u for b, u in zip(bands.branches, unique)}, "shared": shared}
         from alignment.networks import network_summary
@@ -868,6 +971,30 @@ def variance_maps(study: Study, subject: str, bands: BandsKey, fdr_q: float = 0.
         for name, values in parts.items():
             per[name] = network_summary(values, predicted, atlas).mean_r_significant.to_numpy()
     return out
+
+
+def an_group_map(study: Study, key: LayerKey, an: int, subjects: Sequence[str] | None = None,
+                 fdr_q: float | None = None) -> dict:
+    """Group test of one AN's brain map (neuron mapping; :mod:`alignment.analyses.group`).
+
+    Per subject the AN's coupling ``c_s(v) = Σ_k S[n, k] · t_s[k, v]`` (codes of the layer's
+    dictionary, the subject's GLM t; no per-subject significance mask), one-sample t across
+    subjects (two-sided), BH over voxels. Invariant to the sign and order of atoms.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``t``, ``p``, ``q`` (V,), ``significant`` (V,) bool, ``n_subjects``.
+    """
+    from alignment.analyses.group import coupling_group
+
+    subjects = list(subjects or study.dataset.subjects)
+    fdr_q = study.options.fdr_q if fdr_q is None else fdr_q
+    codes = np.asarray(study.get("atoms", key)["codes"])
+    ts = [np.asarray(study.get("glm", key, s)["t"]) for s in subjects]
+    g = coupling_group(codes, ts, int(an), fdr_q)
+    return dict(mean=np.asarray(g.mean, np.float32), t=np.asarray(g.t, np.float32), p=np.asarray(g.p, np.float32),
+                q=np.asarray(g.q, np.float32), significant=g.significant, n_subjects=g.n_subjects)
 
 
 def integration_group(study: Study, key: LayerKey, baselines: Baselines, subjects: Sequence[str] | None = None,

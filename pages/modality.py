@@ -9,9 +9,11 @@ from alignment.conventions import nearest_layer
 from alignment.figures import bar_figure, histogram_figure
 import ui as S
 
-state = S.page("Modality", caption="Dual encoders: SI = (r_img − r_txt) / (|r_img| + |r_txt|) per voxel. "
-                                   "Fusion models: cross-modal gain = r(image+text) − max(r(image), r(text)); "
-                                   "unified BNs are significant only when the model sees both modalities.",
+state = S.page("Modality", caption="Dual encoders: SI = (r_img − r_txt) / (|r_img| + |r_txt|) per voxel, shown where "
+                                   "a test says the branches differ. Fusion models: cross-modal gain = "
+                                   "r(image+text) − max(r(image), r(text)), tested > 0; unified BNs: the image+text "
+                                   "ANs predict beyond the additive model of the image-only and text-only passes "
+                                   "(paired test over time blocks; group: t test across subjects).",
                methods_of=('Modality specialization', 'Group maps'))
 study, avail = S.open_or_stop(state)
 
@@ -56,19 +58,29 @@ def dual_view():
     with S.guard(state) as g:
         d = S.summary("dual_modality", state, state.subject, model, layer_i, layer_t, kind=kind,
                       fdr_q=state.fdr_q, atlas=state.atlas)
-        fig = S.brain_figure(d["si"], state, cmap="PuOr", vmin=-1, vmax=1, label="SI",
+        si = d["si_tested"] if d["tested"] else d["si"]
+        fig = S.brain_figure(si, state, cmap="PuOr", vmin=-1, vmax=1, label="SI",
                              title=f"SI: {model} image L{layer_i} vs text L{layer_t} ({kind}) — "
-                                   f"{'group' if state.is_group else 'sub-' + state.subject}")
+                                   f"{'group' if state.is_group else 'sub-' + state.subject} — "
+                                   f"{'branches differ (tested)' if d['tested'] else 'UNTESTED'}")
     if g.failed:
         return
-    if not np.isfinite(d["si"]).any():
+    if not d["tested"]:
+        st.warning("SI untested: no test of image vs text for this choice. A subject's test is the "
+                   "`specialization` analysis (same layer for both branches; Compute page or a run config); the "
+                   "group test needs no extra computation. Shown: SI wherever either branch is significant.")
+    if not np.isfinite(si).any():
         st.info(f"No voxel is significant for either branch at q < {state.fdr_q:g}"
                 + (" (group t test across subjects; choose a single subject in the sidebar, or raise the "
                    "threshold)." if state.is_group else "."))
     S.plot(fig, key="mo-si-map")
-    S.export_buttons(fig, f"modality_SI_{model}_L{layer_i}_L{layer_t}", map_values=d["si"],
-                     map_names=[f"SI image L{layer_i} vs text L{layer_t}"])
-    st.caption(f"Voxels significant for either branch (q < {state.fdr_q:g}); purple: image, orange: text.")
+    S.export_buttons(fig, f"modality_SI_{model}_L{layer_i}_L{layer_t}", map_values=np.stack([d["si"], d["si_tested"]]),
+                     map_names=[f"SI image L{layer_i} vs text L{layer_t}", "SI where the branches differ (tested)"])
+    test = ("one-sample t across subjects of z(r_image) − z(r_text)" if state.is_group else
+            "paired test of the two branches' held-out predictions over time blocks")
+    st.caption(f"Voxels significant for either branch (q < {state.fdr_q:g})"
+               + (f" where the branches differ ({test}, two-sided, BH q < {state.fdr_q:g})" if d["tested"] else "")
+               + "; purple: image, orange: text.")
     c1, c2 = st.columns(2)
     with c1:
         hfig = histogram_figure(d["si"], "SI of significant voxels", "SI (image − text)")
@@ -107,11 +119,15 @@ def variance_view():
     with S.guard(state) as g:
         v = S.summary("variance_maps", state, state.subject, key, fdr_q=state.fdr_q, atlas=state.atlas)
         values = {**{f"unique {b}": u for b, u in v["unique"].items()}, "shared": v["shared"], "joint R²": v["r2"]}
-        shown = np.where(v["predicted"], values[part], np.nan)
+        tested = v["unique_q"] is not None and part.startswith("unique ")
+        keep = v["predicted"] & (v["unique_q"][part.removeprefix("unique ")] < state.fdr_q) if tested \
+            else v["predicted"]
+        shown = np.where(keep, values[part], np.nan)
         top = float(np.nanpercentile(np.abs(shown), 99)) if np.isfinite(shown).any() else 1.0
         fig = S.brain_figure(shown, state, cmap="RdBu_r", label="R²", vmin=-top, vmax=top,
                              title=f"{part}: {model} {bands} L{lay} ({kind}) — "
-                                   f"{'group mean' if state.is_group else 'sub-' + state.subject}")
+                                   f"{'group mean' if state.is_group else 'sub-' + state.subject}"
+                                   + (" — unique > 0 (tested)" if tested else ""))
     if g.failed:
         return
     S.plot(fig, key="mo-var-map")
@@ -119,7 +135,12 @@ def variance_view():
                      map_names=list(values))
     st.caption("Banded ridge with one band per branch (held-out R², leave-one-run-out); unique = R²(joint) − "
                "R²(without that band), shared = R²(joint) − Σ unique. Shown, and averaged per network, where "
-               f"some branch's encoding map is significant (q < {state.fdr_q:g}).")
+               f"some branch's encoding map is significant (q < {state.fdr_q:g})"
+               + (f"; unique maps only where the unique variance is > 0 by test (BH q < {state.fdr_q:g}: "
+                  + ("one-sample t across subjects of the unique R²" if state.is_group else
+                     "joint vs without-that-band held-out predictions, paired over time blocks") + ")."
+                  if v["unique_q"] is not None else "; unique variance untested for this subject (the "
+                  "`specialization` analysis tests it)."))
     per = v["per_network"]
     rows = per[per.level == "network"].melt(id_vars=["name"], value_vars=[p for p in parts if p != "joint R²"],
                                             var_name="part", value_name="mean R²")
@@ -148,19 +169,33 @@ def fusion_view():
     key = LayerKey(model, branch, lay, kind, "image+text")
     with S.guard(state) as g:
         f = S.summary("fusion_modality", state, state.subject, key, state.fdr_q, atlas=state.atlas)
-        shown = np.where(f["sig_any"], f["gain"], np.nan)
+        gain_tested = bool(np.isfinite(f["q_gain"]).any())
+        shown = np.where(f["gain_significant"] if gain_tested else f["sig_any"], f["gain"], np.nan)
         fig = S.brain_figure(shown, state, cmap="RdBu_r", label="gain",
                              title=f"Cross-modal gain: {model} {branch} L{lay} ({kind}) — "
-                                   f"{'group' if state.is_group else 'sub-' + state.subject}")
+                                   f"{'group' if state.is_group else 'sub-' + state.subject} — "
+                                   f"{'gain > 0 (tested)' if gain_tested else 'UNTESTED'}")
     if g.failed:
         return
+    st.caption((f"Voxels where gain > 0 by test (BH q < {state.fdr_q:g}; "
+                + ("one-sample t across subjects of z(r_both) − max(z(r_image), z(r_text)))" if state.is_group else
+                   "image+text beats each single condition, paired over time blocks)") if gain_tested else
+                "Gain where any condition's map is significant; untested for this subject (the `crossmodal` "
+                "analysis tests it).")
+               + " Gain > 0 holds for additive voxels too (both modalities predict more than one): it is not "
+                 "evidence of integration; unified BNs are.")
+    if not f["tested"]:
+        st.warning("Unified BNs untested: the `crossmodal` analysis (Compute page or a run config) compares the "
+                   "image+text ANs with the additive model of the image-only and text-only passes. None are shown.")
     S.plot(fig, key="mo-gain-map")
     S.export_buttons(fig, f"modality_gain_{model}_{branch}_L{lay}",
                      map_values=np.stack([shown, f["unified"].astype(np.float32)]),
                      map_names=["cross-modal gain", "unified BNs"])
     m1, m2, m3 = st.columns(3)
     m1.metric("significant with image+text", f"{f['n_significant_both']:,}")
-    m2.metric("unified BNs", f"{f['n_unified']:,}")
+    m2.metric("unified BNs (tested)", f"{f['n_unified']:,}" if f["tested"] else "untested",
+              help="the image+text ANs predict held-out BOLD beyond the additive model (BH q < FDR) where the "
+                   "image+text map is significant")
     m3.metric("unified share", "—" if not np.isfinite(f["share"]) else f"{100 * f['share']:.1f} %")
     per = f["per_network"]
     c1, c2 = st.columns(2)

@@ -155,21 +155,32 @@ def brain_view():
     view = c2.radio("View", ("surface", "flat map"), key="ni_view")
     camera = c2.selectbox("View from", CAMERAS,
                           key="ni_camera", disabled=view != "surface")
-    title = f"AN {an} link score — {S.describe(state, key)}"
+    title, label = f"AN {an} link score — {S.describe(state, key)}", "link score"
+    tested = state.is_group and len(subjects) > 1 and c2.toggle(
+        "group test", value=True, key="ni_group_test",
+        help="one-sample t across subjects of the AN's coupling Σₖ S[n,k]·t[k,v] (unmasked), BH-FDR")
     with S.guard(state) as g:
+        if tested:
+            grp = S.summary("an_group_map", state, key, an, tuple(subjects), state.fdr_q)
+            values = np.where(grp["significant"], grp["t"], np.nan)
+            title, label = f"AN {an} coupling, group t (q < {state.fdr_q:g}) — {S.describe(state, key)}", "group t"
         if view == "surface":
-            fig = S.brain_figure(values, state, title=title, label="link score", camera=camera)
+            fig = S.brain_figure(values, state, title=title, label=label, camera=camera)
         else:
             fig = flat_map_figure(values, title=title, networks=atlas, outlines=atlas.labels,
-                                  colorbar_title="link score", value_label="score", height=460)
+                                  colorbar_title=label, value_label=label, height=460)
     if g.failed:
         return
     with c1:
         S.plot(fig, key="ni-brain", state=state)
-    c2.caption("Σₖ S[n,k]·t[k,v] over atoms significant at the voxel (GLM q < FDR); blank: not linked.")
+    c2.caption(f"Group test: per subject the coupling Σₖ S[n,k]·t[k,v] over all atoms, one-sample t across the "
+               f"{len(subjects)} subjects (two-sided), shown where BH q < {state.fdr_q:g}; blind to atom signs."
+               if tested else
+               "Σₖ S[n,k]·t[k,v] over atoms significant at the voxel (GLM q < FDR); blank: not linked.")
     with c2:
-        S.export_buttons(fig, f"an_{an}_brain_map", table=prof.top_voxels, map_values=prof.brain_map,
-                         map_names=[f"AN {an} {key.label()} {who}"])
+        S.export_buttons(fig, f"an_{an}_brain_map", table=prof.top_voxels,
+                         map_values=np.nan_to_num(values) if tested else prof.brain_map,
+                         map_names=[f"AN {an} {key.label()} {who}" + (" group t (significant)" if tested else "")])
 
 
 brain_view()

@@ -9,13 +9,17 @@ stage            arrays                                                         
 ``ceiling``      noise ceiling from the repeated segment: ``ceiling`` (V,)          ceiling
 ``atoms``        sparse dictionary: ``codes`` (N, K), ``atoms`` (K, T),             (input)
                  ``regressors`` (T, K)
-``glm``          AR(1) GLM of the atoms: ``t``, ``beta``, ``q`` (K, V)              neuron_mapping
+``glm``          joint AR(5) GLM of the atoms: ``t``, ``beta``, ``q`` (K, V)        neuron_mapping
 ``variance``     banded ridge per branch: ``r2``, ``shared`` (V,), ``unique`` (B,   variance_partition
                  V)
 ``integration``  VLM layer vs joint baseline: ``r_vlm``, ``r_joint``, ``diff``,   integration
                  ``p``, ``q``, ``sites`` (V,)
 ``lesion``       cross-validated lesion curves: ``random_mean``, ``ranked`` (F,),   lesion
                  ``rankings`` (L, N)
+``crossmodal``   fusion layer under 3 conditions, tested: ``gain``, ``p_gain``,    crossmodal
+                 ``dz_unified``, ``p_unified``, ``q_*`` (V,)
+``specialization`` branches at one depth, tested: ``p_unique`` (B, V); image vs    specialization
+                 text: ``dz_si``, ``p_si``, ``q_si`` (V,)
 ===============  ================================================================  ===========
 
 A new analysis is one module that defines its compute function and calls :func:`register`;
@@ -24,6 +28,7 @@ import it once (e.g. from here) and ``Study.get``, run configs and the catalog k
 
 from alignment.stages.base import (STAGES, Stage, Unit, analyses, default_analyses, register, stage,
                                    target_dict)
-from alignment.stages import features, encoding, ceiling, mapping, variance, integration, lesion  # noqa: F401,E402
+from alignment.stages import (features, encoding, ceiling, mapping, variance, integration, lesion,  # noqa: F401,E402
+                               modality)
 
 __all__ = ["STAGES", "Stage", "Unit", "analyses", "default_analyses", "register", "stage", "target_dict"]
