@@ -25,7 +25,7 @@ ss = st.session_state
 state = S.page("Neuron inspector",
                caption="One artificial neuron: its time course, what drives it, its atoms and where it maps in "
                        "the brain. Model, branch, layer, AN kind and condition come from the sidebar.",
-               methods_of=('Neuron-level mapping', 'Polarity'))
+               methods_of=('Neuron-level mapping', 'Polarity', 'Group maps'))
 state = S.apply_intent(state, INTENT)
 study, avail = S.open_or_stop(state)
 key = state.layer_key()
