@@ -41,8 +41,9 @@ def demo_plans(full: bool = False) -> tuple[ModelPlan, ...]:
     The core plan (default) covers the layers the ground truth was planted in plus layer 0 of
     each planted branch as a distractor: encoding and neuron mapping (Overview, Layers,
     Polarity, Redundancy, inspectors), the fusion model's planted cross-modal layers also under
-    the single-modality conditions (Modality), one variance partition of the dual encoder at
-    its planted depth and the integration test of the fusion layer against
+    the single-modality conditions with their tested contrasts (Modality: ``crossmodal``), one
+    variance partition of the dual encoder at its planted depth with its tests
+    (``specialization``) and the integration test of the fusion layer against
     :data:`INTEGRATION_BASELINES`; the baselines ViT and RoBERTa at every layer (integration
     compares with their best) and MiniLM at :data:`MINILM_CORE_LAYERS`.
 
@@ -67,13 +68,17 @@ def demo_plans(full: bool = False) -> tuple[ModelPlan, ...]:
              for (model, branch, kind), ls in layers.items()]
     plans += [ModelPlan(model, (branch,), tuple(sorted(ls)), (kind,), ("image", "text"), analyses=("encoding",))
               for (model, branch, kind), ls in layers.items() if model == METER_SPEC]
+    # the tested contrasts of the Modality page (unified BNs, gain > 0) at the planted fusion layers
+    plans += [ModelPlan(model, (branch,), tuple(sorted(ls - {0})), (kind,), ("image+text", "image", "text"),
+                        analyses=("crossmodal",))
+              for (model, branch, kind), ls in layers.items() if model == METER_SPEC and ls - {0}]
     depth = min({p.layer for p in VLM_PLANTING if p.model == CLIP_SPEC and p.branch == "image"}
                 & {p.layer for p in VLM_PLANTING if p.model == CLIP_SPEC and p.branch == "text"})
     fused = sorted({p.layer for p in VLM_PLANTING if p.model == METER_SPEC and p.branch == "cross_image"})
     plans += [ModelPlan(INTEGRATION_BASELINES.image, analyses=("encoding",)),
               ModelPlan(INTEGRATION_BASELINES.text, analyses=("encoding",)),
               ModelPlan("minilm", layers=MINILM_CORE_LAYERS, analyses=("encoding",)),
-              ModelPlan(CLIP_SPEC, ("image", "text"), (depth,), analyses=("variance_partition",)),
+              ModelPlan(CLIP_SPEC, ("image", "text"), (depth,), analyses=("variance_partition", "specialization")),
               ModelPlan(METER_SPEC, ("cross_image",), tuple(fused), analyses=("integration",))]
     return tuple(plans)
 
@@ -84,7 +89,7 @@ def validation_plans(full: bool = False) -> tuple[ModelPlan, ...]:
     additive patches, are encoded at every layer) and the integration test of the fusion layer
     (:func:`run_demo` adds the mapping of the planted layers under :data:`STABILITY_SEEDS`)."""
     planted = {p.model for p in PLANTING} | {p.partner[0] for p in PLANTING if p.partner}
-    keep = set(MAPPING) | {"integration"}
+    keep = set(MAPPING) | {"integration", "crossmodal"}
     return tuple(replace(plan, analyses=tuple(a for a in plan.analyses if a in keep))
                  for plan in demo_plans(full) if plan.spec in planted and set(plan.analyses) & keep)
 
@@ -423,8 +428,8 @@ def _link_hits(study: Study, truth, subject: str, patches: list[dict], mapped: l
 def _modality_hits(study: Study, subject: str, patches: list[dict], patch_of: np.ndarray, detected: np.ndarray,
                    enc: dict) -> int:
     """Detected VLM voxels labelled with their planted modality: image / text from the dual
-    encoder's branches, unified from the fusion model's conditions."""
-    from alignment.analyses.modality import modality_labels
+    encoder's branches; unified by the fusion layer's tested contrast (``crossmodal``)."""
+    from alignment.analyses.modality import modality_labels, unified_by_test
 
     q_level = study.options.fdr_q
     clip_keys = [k for k in enc if k.model == CLIP_SPEC and k.kind == "attn"]
@@ -437,14 +442,12 @@ def _modality_hits(study: Study, subject: str, patches: list[dict], patch_of: np
     correct = 0
     for p in patches:
         voxels = (patch_of == int(p["patch"])) & detected
-        if p["modality"] == "unified":
-            fits = {c: study.get("encoding", LayerKey(p["model"], p["branch"], int(p["layer"]), p["kind"], c), subject)
-                    for c in ("image+text", "image", "text")}
-            s = {c: np.asarray(e["q"]) < q_level for c, e in fits.items()}
-            rr = {c: np.asarray(e["scores"]) for c, e in fits.items()}
-            fused = modality_labels(s["image"], s["text"], s["image+text"],
-                                    r_image=rr["image"], r_text=rr["text"], r_both=rr["image+text"])
-            correct += int(np.sum(fused[voxels] == "unified"))
+        if p["modality"] == "unified":  # the tested contrast: image+text adds to the additive model
+            key = LayerKey(p["model"], p["branch"], int(p["layer"]), p["kind"])
+            both = np.asarray(study.get("encoding", key, subject)["q"]) < q_level
+            cross = study.get("crossmodal", key, subject)
+            fused = unified_by_test(np.asarray(cross["q_unified"]), np.asarray(cross["dz_unified"]), both, q_level)
+            correct += int(np.sum(fused[voxels]))
         else:
             correct += int(np.sum(dual[voxels] == p["modality"]))
     return correct
