@@ -92,7 +92,7 @@ def lesion_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
 
 register(Stage(
-    name="lesion", version=3, target=LesionKey, inputs=lesion_inputs, params=lesion_params,
+    name="lesion", version=4, target=LesionKey, inputs=lesion_inputs, params=lesion_params,
     compute=lesion_compute, options=("seed", "hrf", "n_atoms", "sparsity", "glm", "glm_noise"), analysis="lesion",
     expand=lambda keys, plan, baselines: [LesionKey(k) for k in keys],
     doc="cross-validated lesion curves: fractions, random_mean, random_sd, ranked (F,), rankings (L, N), n_voxels",

@@ -124,7 +124,7 @@ register(Stage(
     doc="sparse dictionary of a layer's ANs: codes (N, K), atoms (K, T), regressors (T, K), max_corr and vif (K,)",
 ))
 register(Stage(
-    name="glm", version=3, target=LayerKey, inputs=glm_inputs, params=glm_params, compute=glm_compute,
+    name="glm", version=4, target=LayerKey, inputs=glm_inputs, params=glm_params, compute=glm_compute,
     options=("glm", "glm_noise"), analysis="neuron_mapping", default=True,
     expand=lambda keys, plan, baselines: list(keys),
     doc="voxel-wise AR(p) GLM of the atoms (joint, or marginal: one GLM per atom): t, beta, q (K, V)",
