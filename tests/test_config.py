@@ -81,7 +81,7 @@ def test_bad_configs(tmp_path, body, match):
          ["analyses must be an [analyses] table of analysis = true/false", "got ['encoding']"]),
         (BASE + 'analyses = ["encodng"]\n',
          ["[[models]] #1 analyses: unknown analyses ['encodng']", "did you mean 'encoding'",
-          "known: encoding, neuron_mapping"]),
+          "known: encoding, ceiling, neuron_mapping"]),
         ('[[models]]\nspec = "a"\n', ["missing [study] table (keys: dataset, subjects, device)"]),
         (STUDY + '[models]\nspec = "a"\n', ["models must be one or more [[models]] tables, got a table"]),
     ],
@@ -111,7 +111,7 @@ def test_values_pass_through_as_written_and_defaults_come_from_the_dataclasses(t
     assert config == RunConfig(
         dataset="/data/x", subjects=("01", "100307"), device="cpu",
         models=(ModelPlan("a", ("image",), (0, 2), ("mlp",), ("image",), ("integration",)),),
-        analyses=("encoding", "variance_partition"), baselines=Baselines("v", "t", image_layer=3),
+        analyses=("encoding", "ceiling", "variance_partition"), baselines=Baselines("v", "t", image_layer=3),
         options=Options(sparsity=1, alphas=(1.0, 10.0), glm="joint"))
     # an int stays an int (it is hashed into the cache keys as written); alphas were always floats
     assert type(config.options.sparsity) is int and all(type(a) is float for a in config.options.alphas)
@@ -139,7 +139,7 @@ def test_analysis_names_are_read_when_a_config_is_checked(tmp_path, monkeypatch)
     path = tmp_path / "run.toml"
     path.write_text(BASE + 'analyses = ["rsa"]\n[analyses]\nrsa = true\n')
     config = RunConfig.load(path)
-    assert config.analyses == ("encoding", "neuron_mapping", "rsa") and config.models[0].analyses == ("rsa",)
+    assert config.analyses == ("encoding", "ceiling", "neuron_mapping", "rsa") and config.models[0].analyses == ("rsa",)
 
 
 # ------------------------------------------------------------------ dataset.toml
