@@ -58,7 +58,8 @@ def demo_plans(full: bool = False) -> tuple[ModelPlan, ...]:
             ModelPlan(METER_SPEC, branches=CROSS, kinds=("attn", "mlp"), conditions=("image", "text"),
                       analyses=("encoding",)),
             *(ModelPlan(spec, analyses=MAPPING) for spec in BASELINES),
-            ModelPlan(CLIP_SPEC, analyses=("variance_partition",)),
+            ModelPlan(CLIP_SPEC, analyses=("variance_partition", "specialization")),
+            ModelPlan(METER_SPEC, branches=CROSS, conditions=("image+text", "image", "text"), analyses=("crossmodal",)),
             ModelPlan(METER_SPEC, branches=CROSS, analyses=("integration",)),
         )
     layers: dict = {}
