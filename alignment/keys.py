@@ -21,10 +21,11 @@ class Options:
     n_null: int = 200
     null_tail: str = "normal"  # p from a normal fitted to the null draws (see stats.p_from_null)
     n_atoms: int = 64
-    # all atoms in one GLM ("joint": each atom's effect given the others, what links count) or
-    # one GLM per atom ("separate", shown as "marginal": an atom gets the effects of every atom
-    # correlated with it)
-    glm: str = "joint"
+    # one GLM per atom ("separate", shown as "marginal": which ANs' time courses a voxel follows,
+    # the ranking of the inspectors) or all atoms in one GLM ("joint": each atom's effect given
+    # the others, the honest count of redundant links; under collinear atoms it splits an AN's
+    # effect over its atoms and loses the AN ranking, see docs/methods.md)
+    glm: str = "separate"
     glm_noise: str = "ar5"  # noise model of the atom GLM: "ols" or "ar<p>" (see stages.mapping)
     sparsity: float = 1.0
     seed: int = 0

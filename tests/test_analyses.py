@@ -418,7 +418,7 @@ def test_redundancy_across_subjects_pools_every_subject():
     pooled = redundancy_across_subjects(study, "group", key, 0.05)
     assert pooled["n_subjects"] == 3
     # which GLM the links come from, and the atoms' collinearity (absent from this dictionary)
-    assert pooled["glm"] == "joint" and pooled["vif"].shape == pooled["max_corr"].shape == (K,)
+    assert pooled["glm"] == Options().glm and pooled["vif"].shape == pooled["max_corr"].shape == (K,)
     assert np.isnan(pooled["vif"]).all()
     np.testing.assert_array_equal(pooled["links_per_voxel"], np.mean([p["links_per_voxel"] for p in per], axis=0))
     np.testing.assert_array_equal(pooled["links_per_an"], np.concatenate([p["links_per_an"] for p in per]))

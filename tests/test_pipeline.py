@@ -86,7 +86,7 @@ def test_run_computes_resumes_and_recovers_planted_voxels(planted, tmp_path, mon
     cache = tmp_path / "cache"
     config = RunConfig.load(_config(tmp_path, planted))
     done = run_config(config, cache, progress=False)
-    assert len(done.requested) == 4  # 2 layers × (encoding, neuron mapping) × 1 subject
+    assert len(done.requested) == 5  # 2 layers × (encoding, neuron mapping) × 1 subject + its noise ceiling
     study = Study(load_dataset(planted), Cache(cache), config.options)
     enc = study.get("encoding", LayerKey(SPEC, "image", 2), "01")
     scores, q = np.asarray(enc["scores"]), np.asarray(enc["q"])
@@ -107,7 +107,7 @@ def test_run_computes_resumes_and_recovers_planted_voxels(planted, tmp_path, mon
 
     monkeypatch.setattr(alignment.encoding, "fit_ridge", fail)
     monkeypatch.setattr(alignment.encoding, "fit_atoms_glm", fail)
-    assert len(run_config(config, cache, progress=False).requested) == 4
+    assert len(run_config(config, cache, progress=False).requested) == 5
 
 
 def test_nan_and_constant_voxels_are_masked_and_counted(planted, tmp_path, caplog):
@@ -165,7 +165,7 @@ def test_options_change_the_key(planted, tmp_path):
 
 def test_run_command(planted, tmp_path, capsys):
     assert main(["--cache", str(tmp_path / "c"), "run", str(_config(tmp_path, planted))]) == 0
-    assert "4 analysis units up to date" in capsys.readouterr().out
+    assert "5 analysis units up to date" in capsys.readouterr().out
 
 
 def test_missing_subject_is_reported(planted, tmp_path):
