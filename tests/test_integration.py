@@ -9,6 +9,7 @@ AR(1) φ = 0.5 + AR(1) φ = 0.9.
 """
 
 import numpy as np
+from synthetic_noise import ar1 as _ar1, noise as _noise
 import pytest
 
 from alignment.analyses.integration import integration_sites
@@ -16,32 +17,6 @@ from alignment.encoding import fit_banded_ridge, fit_ridge
 
 ALPHAS = np.logspace(-1, 4, 8)
 N_RUNS, RUN_LEN, N_FEAT = 4, 150, 8
-
-
-def _ar1(rng, shape, phi):
-    e = rng.standard_normal(shape)
-    for t in range(1, shape[0]):
-        e[t] = phi * e[t - 1] + np.sqrt(1 - phi ** 2) * e[t]
-    return e
-
-
-def _pink(rng, shape, runs):
-    """1/f noise (power ∝ 1/frequency), drawn run by run, unit variance: (T, V)."""
-    out = np.empty(shape)
-    for r in np.unique(runs):
-        idx = np.flatnonzero(runs == r)
-        f = np.fft.rfftfreq(idx.size)
-        amp = np.r_[0.0, f[1:] ** -0.5][:, None]
-        spec = amp * (rng.standard_normal((f.size, shape[1])) + 1j * rng.standard_normal((f.size, shape[1])))
-        x = np.fft.irfft(spec, n=idx.size, axis=0)
-        out[idx] = x / x.std(0)
-    return out
-
-
-def _noise(rng, kind, shape, runs):
-    if kind == "1/f":
-        return _pink(rng, shape, runs)
-    return (_ar1(rng, shape, 0.5) + _ar1(rng, shape, 0.9)) / np.sqrt(2)  # "ar1+ar0.9"
 
 
 def _z(x):
