@@ -1094,19 +1094,25 @@ def redundancy(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05) -
         ``links_per_an`` (N,) BNs reached per AN; ``dice`` (K, K) overlap of the atoms' BN
         maps; ``atom_sizes`` (K,) significant BNs per atom; the atoms' collinearity in the GLM
         design, ``max_corr`` (K,) max |corr| with another atom and ``vif`` (K,) (NaN for a
-        cached dictionary without them); ``glm`` the GLM option ("joint" or "separate").
+        cached dictionary without them); ``marginal_links_per_voxel`` (V,) the atoms significant per
+        voxel in the marginal GLMs (one per atom; None when the mapping GLM is the joint one).
+
+    All counts come from the joint GLM (every atom in one model): a voxel driven by one atom is
+    linked to that atom, not to every atom correlated with it as in the marginal GLMs.
     """
     from alignment.analyses.redundancy import ans_per_voxel, dice_overlap, links_per_an, links_per_voxel
 
     glm = study.get("glm", key, subject)
-    sig = np.asarray(glm["q"]) < fdr_q
+    sig = np.asarray(glm["q_joint"]) < fdr_q
+    marginal = links_per_voxel(np.asarray(glm["q"]) < fdr_q) if study.options.glm == "separate" else None
     atoms = study.get("atoms", key)
     codes = np.asarray(atoms["codes"])
     missing = np.full(codes.shape[1], np.nan)
     return dict(links_per_voxel=links_per_voxel(sig), ans_per_voxel=ans_per_voxel(codes, sig),
                 links_per_an=links_per_an(codes, sig), dice=dice_overlap(sig), atom_sizes=sig.sum(1),
                 max_corr=np.asarray(atoms["max_corr"]) if "max_corr" in atoms else missing,
-                vif=np.asarray(atoms["vif"]) if "vif" in atoms else missing, glm=study.options.glm)
+                vif=np.asarray(atoms["vif"]) if "vif" in atoms else missing,
+                marginal_links_per_voxel=marginal)
 
 
 def redundancy_across_subjects(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05) -> dict:
@@ -1125,7 +1131,8 @@ def redundancy_across_subjects(study: Study, subject: str, key: LayerKey, fdr_q:
         (K, K) mean over subjects of the atoms' BN-map overlap (NaN left out: a pair of atoms
         without BNs in a subject); ``atom_sizes`` (K,) mean over subjects of the significant BNs
         per atom; ``max_corr`` and ``vif`` (K,) the atoms' collinearity (one dictionary for
-        every subject); ``glm``; ``n_subjects`` (S).
+        every subject); ``marginal_links_per_voxel`` (V,) mean over subjects, or None;
+        ``n_subjects`` (S).
     """
     per = [redundancy(study, s, key, fdr_q) for s in subjects_of(study, subject)]
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -1134,7 +1141,9 @@ def redundancy_across_subjects(study: Study, subject: str, key: LayerKey, fdr_q:
     return dict(links_per_voxel=np.mean([p["links_per_voxel"] for p in per], axis=0),
                 links_per_an=np.concatenate([p["links_per_an"] for p in per]), dice=dice,
                 atom_sizes=np.mean([p["atom_sizes"] for p in per], axis=0), max_corr=per[0]["max_corr"],
-                vif=per[0]["vif"], glm=per[0]["glm"], n_subjects=len(per))
+                vif=per[0]["vif"], n_subjects=len(per),
+                marginal_links_per_voxel=None if per[0]["marginal_links_per_voxel"] is None
+                else np.mean([p["marginal_links_per_voxel"] for p in per], axis=0))
 
 
 def lesion(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.05, *, compute: bool = False,

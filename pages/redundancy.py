@@ -29,13 +29,8 @@ def maps():
     if g.failed:
         return
     n_subj = red["n_subjects"]
-    if red["glm"] == "joint":
-        st.caption("Links from the joint GLM: all atoms in one model, so an atom is linked to a voxel when it "
-                   "explains the voxel given the other atoms.")
-    else:
-        st.warning("Links from marginal GLMs (one GLM per atom, `glm = \"separate\"`): a voxel driven by one atom "
-                   "is also linked to every atom correlated with it, so links per voxel and Dice overlap "
-                   "overstate redundancy. The joint GLM (the default) counts links given the other atoms.")
+    st.caption("Links from the joint GLM: all atoms in one model, so an atom is linked to a voxel when it "
+               "explains the voxel given the other atoms.")
     lpv = red["links_per_voxel"]
     shown = np.where(lpv > 0, lpv, np.nan)
     fig = S.brain_figure(shown, state, cmap="viridis", symmetric=False, vmin=0, label="atoms",
@@ -44,6 +39,16 @@ def maps():
     S.plot(fig, key="re-map")
     S.export_buttons(fig, f"redundancy_links_per_voxel_{state.model}_{state.branch}_L{state.layer}",
                      map_values=lpv, map_names=["atoms per voxel"])
+    marginal = red["marginal_links_per_voxel"]
+    if marginal is not None:
+        linked, linked_m = lpv[lpv > 0], marginal[marginal > 0]
+        c1, c2 = st.columns(2)
+        c1.metric("Atoms per linked voxel, joint GLM", f"{float(np.mean(linked)) if linked.size else 0:.2f}",
+                  help=f"{linked.size:,} voxels linked to at least one atom")
+        c2.metric("Atoms per linked voxel, marginal GLMs", f"{float(np.mean(linked_m)) if linked_m.size else 0:.2f}",
+                  help=f"{linked_m.size:,} voxels; one GLM per atom, as the AN ranking of the other pages reads "
+                       "them: a voxel driven by one atom is also linked to every atom correlated with it, "
+                       "so this count overstates redundancy")
 
     c1, c2 = st.columns(2)
     lpa = red["links_per_an"]

@@ -408,7 +408,8 @@ def test_redundancy_across_subjects_pools_every_subject():
     q = {s: rng.random((K, V)) * (rng.random((K, V)) < 0.3) for s in ("01", "02", "03")}
     q["02"][2] = 1.0  # atom 2 reaches no BN in subject 02: its Dice pairs are NaN there
     codes = rng.normal(size=(N, K)) * (rng.random((N, K)) < 0.4)
-    results = {"glm": lambda key, s: {"q": q[s]}, "atoms": lambda key, s: {"codes": codes}}
+    marginal = {s: rng.random((K, V)) * (rng.random((K, V)) < 0.6) for s in q}
+    results = {"glm": lambda key, s: {"q_joint": q[s], "q": marginal[s]}, "atoms": lambda key, s: {"codes": codes}}
     from alignment.keys import Options
 
     study = SimpleNamespace(dataset=SimpleNamespace(subjects=list(q), root="."), options=Options(),
@@ -417,8 +418,14 @@ def test_redundancy_across_subjects_pools_every_subject():
     per = [redundancy(study, s, key, 0.05) for s in q]
     pooled = redundancy_across_subjects(study, "group", key, 0.05)
     assert pooled["n_subjects"] == 3
-    # which GLM the links come from, and the atoms' collinearity (absent from this dictionary)
-    assert pooled["glm"] == Options().glm and pooled["vif"].shape == pooled["max_corr"].shape == (K,)
+    # the links come from the joint GLM, the marginal GLMs' count stands beside them
+    for s, p in zip(q, per):
+        np.testing.assert_array_equal(p["links_per_voxel"], (q[s] < 0.05).sum(0))
+        np.testing.assert_array_equal(p["marginal_links_per_voxel"], (marginal[s] < 0.05).sum(0))
+    np.testing.assert_array_equal(pooled["marginal_links_per_voxel"],
+                                  np.mean([(marginal[s] < 0.05).sum(0) for s in q], axis=0))
+    # the atoms' collinearity (absent from this dictionary)
+    assert pooled["vif"].shape == pooled["max_corr"].shape == (K,)
     assert np.isnan(pooled["vif"]).all()
     np.testing.assert_array_equal(pooled["links_per_voxel"], np.mean([p["links_per_voxel"] for p in per], axis=0))
     np.testing.assert_array_equal(pooled["links_per_an"], np.concatenate([p["links_per_an"] for p in per]))

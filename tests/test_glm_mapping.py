@@ -52,17 +52,19 @@ def test_noise_model_errors():
 def test_default_glm_holds_its_level_under_noise_it_does_not_assume(noise):
     """Null voxels (BOLD independent of the atoms) under AR(1), AR(1) + slow AR(0.9),
     white + slow AR(0.9), 1/f and an unmodelled response through a late HRF, each with slow
-    drift: the default GLM (joint, AR(5) from bias-corrected nuisance-only residuals) stays near
-    its level, where nilearn's AR(1) does not under slow noise."""
+    drift: the mapping's GLMs (marginal, the default, and joint; AR(5) from bias-corrected
+    nuisance-only residuals) stay near their level, where nilearn's AR(1) does not under slow
+    noise."""
     rng = np.random.default_rng(1)
     runs = _runs()
     atoms = simulate_atoms(rng, runs, n_atoms=16)
     Y = simulate_noise(rng, noise, (runs.size, 400), runs)
-    fit, _ = atoms_glm(atoms, Y, runs, 1.0, Options())
-    p = fit.p.ravel()
-    # 6400 tests: binomial sd of the share at .05 is 0.003 (tests within a voxel correlate)
-    assert 0.03 <= (p < 0.05).mean() <= 0.07
-    assert (p < 0.001).mean() <= 0.003
+    for glm in ("separate", "joint"):
+        fit, _ = atoms_glm(atoms, Y, runs, 1.0, Options(glm=glm))
+        p = fit.p.ravel()
+        # 6400 tests: binomial sd of the share at .05 is 0.003 (tests within a voxel correlate)
+        assert 0.03 <= (p < 0.05).mean() <= 0.07, glm
+        assert (p < 0.001).mean() <= 0.003, glm
     if noise in ("white+slow", "pink"):
         old = fit_atoms_glm(atoms, Y, runs, noise_model="ar1", ar_residuals="model")
         assert (old.p < 0.05).mean() > 0.09  # the test can fail: the nilearn AR(1) GLM does

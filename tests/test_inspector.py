@@ -194,9 +194,11 @@ def test_an_profile_brain_map_peaks_in_its_planted_patch(demo_study, truth, attn
         assert patch_of[peak] == int(p["patch"]), p
         assert int(prof.top_voxels["voxel"].iloc[0]) == peak
         assert prof.top_voxels["network"].iloc[0] == p["network"]
-        # the planted sign shows on the patch
-        patch = patch_of == int(p["patch"])
-        assert np.mean(np.sign(prof.brain_map[patch]) == int(p["sign"])) > 0.8
+        # most of the patch is linked, and every linked patch voxel carries the planted sign
+        on_patch = prof.brain_map[patch_of == int(p["patch"])]
+        linked = on_patch != 0
+        assert linked.mean() > 0.6
+        assert np.mean(np.sign(on_patch[linked]) == int(p["sign"])) > 0.95
         assert prof.network_counts["total"].sum() == int(np.count_nonzero(prof.brain_map))
         # the time course is the planted AN's, z-scored within run
         planted = zscore_runs(np.asarray(truth["an_timeseries"][int(p["patch"])], float)[:, None],

@@ -153,6 +153,20 @@ def test_the_catalog_reads_results_written_before_units_were_recorded(planted, t
     assert catalog.of_subjects(fingerprints, ("glm",), Options(n_atoms=9, n_null=20)) == []
 
 
+def test_the_glm_stage_keeps_the_joint_fit_beside_the_marginal_one(planted, tmp_path):
+    """The mapping reads the marginal GLMs (default); the redundancy counts read the joint GLM,
+    stored beside them: the same t as a study whose mapping GLM is the joint one."""
+    from dataclasses import replace
+
+    layer = LayerKey(SPEC, "image", 1)
+    marginal = Study(load_dataset(planted), Cache(tmp_path), OPTIONS, device="cpu").get("glm", layer, "01")
+    joint = Study(load_dataset(planted), Cache(tmp_path), replace(OPTIONS, glm="joint"), device="cpu").get("glm", layer, "01")
+    assert OPTIONS.glm == "separate"
+    np.testing.assert_allclose(np.asarray(marginal["t_joint"]), np.asarray(joint["t"]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(joint["t_joint"]), np.asarray(joint["t"]))
+    assert not np.allclose(np.asarray(marginal["t"]), np.asarray(marginal["t_joint"]))
+
+
 def test_the_readme_example_stage_runs(planted, tmp_path):
     """The "Extending" section's code, executed as written, registers a working stage."""
     import re
@@ -182,6 +196,5 @@ def test_the_lesion_stage_ranks_on_training_runs_and_keys_its_options(planted, t
     n_ans = study.raw_ans(target.layer).shape[1]
     assert np.asarray(entry["rankings"]).shape == (len(load_dataset(planted).runs), n_ans)
     assert np.asarray(entry["ranked"])[0] == pytest.approx(np.asarray(entry["random_mean"])[0])
-    assert STAGES["lesion"].version == 2
     assert {"n_atoms", "sparsity", "glm", "hrf"} <= set(entry.params)
     assert not study.has("glm", target.layer, "01")  # no in-sample GLM was needed

@@ -9,7 +9,8 @@ stage            arrays                                                         
 ``ceiling``      noise ceiling from the repeated segment: ``ceiling`` (V,)          ceiling
 ``atoms``        sparse dictionary: ``codes`` (N, K), ``atoms`` (K, T),             (input)
                  ``regressors`` (T, K)
-``glm``          joint AR(5) GLM of the atoms: ``t``, ``beta``, ``q`` (K, V)        neuron_mapping
+``glm``          AR(5) GLM of the atoms, marginal by default: ``t``, ``beta``,     neuron_mapping
+                 ``q`` (K, V); the joint GLM: ``t_joint``, ``q_joint`` (K, V)
 ``variance``     banded ridge per branch: ``r2``, ``shared`` (V,), ``unique`` (B,   variance_partition
                  V)
 ``integration``  VLM layer vs joint baseline: ``r_vlm``, ``r_joint``, ``diff``,   integration

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
@@ -101,21 +101,29 @@ def atoms_glm(regressors: np.ndarray, Y: np.ndarray, runs: np.ndarray, tr: float
 
 
 def glm_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
-    """Voxel-wise AR(p) GLM of the HRF-convolved atoms: ``t``, ``beta``, ``q`` (K, V).
+    """Voxel-wise AR(p) GLM of the HRF-convolved atoms: ``t``, ``beta``, ``q`` (K, V) of the
+    GLM the mapping reads (``options.glm``), and ``t_joint``, ``q_joint`` (K, V) of the joint
+    GLM, which the redundancy counts read.
 
-    With ``glm="joint"`` (default) all atoms are in one model: t of atom k is its effect given
-    the other atoms, so a voxel driven by one atom is linked to that atom and not to every atom
-    correlated with it (the redundancy counts need this; the atoms' collinearity, ``max_corr``
-    and ``vif`` of the ``atoms`` stage, says how well the joint model can tell them apart).
-    ``glm="separate"`` (shown as "marginal") tests each atom in its own GLM with the nuisance
-    regressors. ``q`` is BH-FDR across voxels within each atom (significant BNs of atom k:
-    q < fdr_q).
+    ``glm="separate"`` (default, shown as "marginal") tests each atom in its own GLM with the
+    nuisance regressors: t of atom k is its effect alone, which ranks the ANs that drive a voxel
+    even when HRF-smoothed atoms are collinear. ``glm="joint"`` puts all atoms in one model: t of
+    atom k is its effect given the other atoms, so a voxel driven by one atom is linked to that
+    atom and not to every atom correlated with it; the links per voxel and the Dice overlap are
+    counted from this model whatever ``glm`` is (the atoms' collinearity, ``max_corr`` and
+    ``vif`` of the ``atoms`` stage, says how well it can tell them apart). ``q`` is BH-FDR
+    across voxels within each atom (significant BNs of atom k: q < fdr_q).
     """
     o = study.options
-    fit, q = atoms_glm(np.asarray(inputs["atoms"]["regressors"]), study.bold(unit.subject), study.runs,
-                       study.dataset.tr, o)
-    return ({"t": np.asarray(fit.t, np.float32), "beta": np.asarray(fit.beta, np.float32), "q": q.astype(np.float32)},
-            {"description": f"glm ({GLM_LABELS[o.glm]}, {o.glm_noise}) {unit.target.label()} sub-{unit.subject}"})
+    regressors, Y = np.asarray(inputs["atoms"]["regressors"]), study.bold(unit.subject)
+    fit, q = atoms_glm(regressors, Y, study.runs, study.dataset.tr, o)
+    out = {"t": np.asarray(fit.t, np.float32), "beta": np.asarray(fit.beta, np.float32), "q": q.astype(np.float32)}
+    if o.glm == "joint":
+        out.update(t_joint=out["t"], q_joint=out["q"])
+    else:
+        joint, q_joint = atoms_glm(regressors, Y, study.runs, study.dataset.tr, replace(o, glm="joint"))
+        out.update(t_joint=np.asarray(joint.t, np.float32), q_joint=q_joint.astype(np.float32))
+    return out, {"description": f"glm ({GLM_LABELS[o.glm]}, {o.glm_noise}) {unit.target.label()} sub-{unit.subject}"}
 
 
 register(Stage(
@@ -124,8 +132,9 @@ register(Stage(
     doc="sparse dictionary of a layer's ANs: codes (N, K), atoms (K, T), regressors (T, K), max_corr and vif (K,)",
 ))
 register(Stage(
-    name="glm", version=4, target=LayerKey, inputs=glm_inputs, params=glm_params, compute=glm_compute,
+    name="glm", version=5, target=LayerKey, inputs=glm_inputs, params=glm_params, compute=glm_compute,
     options=("glm", "glm_noise"), analysis="neuron_mapping", default=True,
     expand=lambda keys, plan, baselines: list(keys),
-    doc="voxel-wise AR(p) GLM of the atoms (joint, or marginal: one GLM per atom): t, beta, q (K, V)",
+    doc="voxel-wise AR(p) GLM of the atoms (marginal: one GLM per atom, or joint): t, beta, q (K, V); "
+        "the joint GLM's t_joint, q_joint (K, V)",
 ))
