@@ -696,7 +696,7 @@ def fit_ridge(X, Y, runs, alphas=None, *, backend="numpy", device="cpu",
 
 
 def predict_ridge(X, Y, runs, alphas, *, backend="numpy", device="cpu",
-                  voxel_chunk=_DEFAULT_VOXEL_CHUNK, dtype=None) -> np.ndarray:
+                  voxel_chunk=_DEFAULT_VOXEL_CHUNK, dtype=None, exclude=None) -> np.ndarray:
     """Leave-one-run-out ridge predictions with a given alpha per voxel (no alpha search).
 
     For every run r the model is fitted on the other runs with voxel v's penalty ``alphas[v]``
@@ -714,7 +714,7 @@ def predict_ridge(X, Y, runs, alphas, *, backend="numpy", device="cpu",
         Run label of every time point (at least 2 runs).
     alphas : float or ndarray, shape (V,)
         Penalty of every target (e.g. a cached encoding result's alphas).
-    backend, device, voxel_chunk, dtype
+    backend, device, voxel_chunk, dtype, exclude
         As in :func:`fit_ridge`.
 
     Returns
@@ -736,11 +736,11 @@ def predict_ridge(X, Y, runs, alphas, *, backend="numpy", device="cpu",
     ops = _get_ops(backend, device, _compute_dtype(dtype, X, Y))
     Xb = ops.asarray(X)
     n_runs, n_voxels = len(labels), Y.shape[1]
+    exclude = _check_exclude(exclude, n_runs, X.shape[0])
     out_dtype = np.dtype(np.float32) if _is_float32(ops) else np.dtype(np.float64)
     preds = np.empty(Y.shape, dtype=out_dtype)
     for r in range(n_runs):
-        train = np.concatenate([run_idx[i] for i in range(n_runs) if i != r])
-        dec = _Decomposition(ops, Xb, train, [run_idx[r]], grid)
+        dec = _Decomposition(ops, Xb, _training_rows(run_idx, (r,), exclude), [run_idx[r]], grid)
         for start in range(0, n_voxels, voxel_chunk):
             cols = slice(start, min(start + voxel_chunk, n_voxels))
             UtY, ymean = _chunk_projection(ops, dec, Y, cols)
@@ -995,10 +995,11 @@ def _is_float32(ops):
 # --------------------------------------------------------------------------------------------
 
 
-def _banded_outer(Xs, Y, run_idx, alphas, gammas, voxel_chunk, ops, joint=None):
+def _banded_outer(Xs, Y, run_idx, alphas, gammas, voxel_chunk, ops, joint=None, exclude=None):
     """Outer leave-one-run-out loop of a banded ridge; per fold per band held-out R² split
     (L, B, V) and joint Pearson r (L, V). ``joint`` (T, V), when given, receives the joint
-    held-out prediction (bands summed, training mean of Y added).
+    held-out prediction (bands summed, training mean of Y added). ``exclude`` (L, T): as in
+    :func:`fit_ridge`.
 
     Per outer fold, every band weighting ``gammas[g]`` (features of band b scaled by
     sqrt(gamma_b)) and alpha is scored by leave-one-run-out CV on the training runs; each voxel
@@ -1023,7 +1024,7 @@ def _banded_outer(Xs, Y, run_idx, alphas, gammas, voxel_chunk, ops, joint=None):
     best_alpha = np.zeros((n_runs, n_voxels), dtype=np.int64)
     for g, gamma in enumerate(gammas):
         Xg = ops.asarray(X * np.repeat(np.sqrt(gamma), widths))
-        loss = _inner_losses(ops, Xg, Y, run_idx, alphas, chunks, exact=True)
+        loss = _inner_losses(ops, Xg, Y, run_idx, alphas, chunks, exact=True, exclude=exclude)
         for r in range(n_runs):
             score = -loss[r] / (n_runs - 1) + slope
             arg = np.argmax(score, axis=0)
@@ -1040,7 +1041,7 @@ def _banded_outer(Xs, Y, run_idx, alphas, gammas, voxel_chunk, ops, joint=None):
             if not len(chosen):
                 continue
             Xg = ops.asarray(X * np.repeat(np.sqrt(gamma), widths))
-            dec = _Decomposition(ops, Xg, np.concatenate([run_idx[i] for i in range(n_runs) if i != r]), [test], alphas)
+            dec = _Decomposition(ops, Xg, _training_rows(run_idx, (r,), exclude), [test], alphas)
             Xte = Xg[ops.index(test)] - dec.mean
             for start in range(0, len(chosen), voxel_chunk):
                 cols = chosen[start:start + voxel_chunk]
@@ -1093,7 +1094,7 @@ def _r2_split(y, preds):
 def fit_banded_ridge(Xs: Sequence, Y, runs, alphas=None, *, n_iter=20,
                      concentration=(0.1, 1.0), backend="numpy", device="cpu",
                      voxel_chunk=_DEFAULT_VOXEL_CHUNK, compute_unique=True, band_names=None,
-                     random_state=0, dtype=None, return_predictions=False) -> BandedRidgeResult:
+                     random_state=0, dtype=None, return_predictions=False, exclude=None) -> BandedRidgeResult:
     """Joint banded ridge over several feature spaces with leave-one-run-out evaluation.
 
     Each outer fold fits a banded ridge as ``himalaya.ridge.BandedRidgeCV`` does (random
@@ -1134,6 +1135,9 @@ def fit_banded_ridge(Xs: Sequence, Y, runs, alphas=None, *, n_iter=20,
     return_predictions : bool
         Also return the joint model's held-out predictions (T, V) (e.g. to compare it with
         another model over time blocks); the other results do not change.
+    exclude : ndarray of bool, shape (L, T), optional
+        As in :func:`fit_ridge`: ``exclude[i, t]`` never trains a model (outer refit, inner
+        search folds, reduced models) that predicts run ``i``.
 
     Returns
     -------
@@ -1166,12 +1170,13 @@ def fit_banded_ridge(Xs: Sequence, Y, runs, alphas=None, *, n_iter=20,
     if int(n_iter) < 1:
         raise ValueError(f"n_iter must be >= 1, got {n_iter}.")
     dt = _compute_dtype(dtype, Y, *Xs)
+    exclude = _check_exclude(exclude, len(labels), Y.shape[0])
 
     ops = _get_ops(backend, device, dt)
 
     def run(spaces, joint=None):
         gammas = _band_weightings(len(spaces), n_iter, concentration, random_state)
-        return _banded_outer(spaces, Y, run_idx, alphas, gammas, int(voxel_chunk), ops, joint)
+        return _banded_outer(spaces, Y, run_idx, alphas, gammas, int(voxel_chunk), ops, joint, exclude)
 
     out_dtype = np.dtype(np.float32) if _is_float32(ops) else np.dtype(np.float64)
     preds = np.zeros(Y.shape, dtype=out_dtype) if return_predictions else None

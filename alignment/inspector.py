@@ -31,6 +31,7 @@ from alignment.conventions import GROUP, subjects_of
 from alignment.encoding import predict_ridge
 from alignment.pipeline import LayerKey, ModelPlan, Study
 from alignment.plan import plan_layers
+from alignment.stages.encoding import repeat_exclusion
 from alignment.timing import zscore_runs
 
 __all__ = [
@@ -395,7 +396,7 @@ def _check_voxels(study: Study, voxels) -> np.ndarray:
     return np.unique(v.astype(np.int64).ravel())
 
 
-def loro_ridge_predict(X, Y, runs, alphas) -> np.ndarray:
+def loro_ridge_predict(X, Y, runs, alphas, exclude=None) -> np.ndarray:
     """Leave-one-run-out ridge predictions with a fixed alpha per voxel, in float64.
 
     For every run r, X and Y are centered with the means of the other runs, the ridge weights
@@ -411,6 +412,9 @@ def loro_ridge_predict(X, Y, runs, alphas) -> np.ndarray:
         Run label of every TR (at least two runs).
     alphas : ndarray, shape (M,)
         Alpha of every column of Y.
+    exclude : ndarray of bool, shape (L, T), optional
+        TRs that never train the model of a held-out run (the repeated segment, as the
+        encoding stage leaves it out: :func:`alignment.stages.encoding.repeat_exclusion`).
 
     Returns
     -------
@@ -419,7 +423,7 @@ def loro_ridge_predict(X, Y, runs, alphas) -> np.ndarray:
     runs = np.asarray(runs)
     if len(np.unique(runs)) < 2:
         raise ValueError("leave-one-run-out prediction needs at least two runs")
-    return predict_ridge(X, Y, runs, alphas, dtype="float64")
+    return predict_ridge(X, Y, runs, alphas, dtype="float64", exclude=exclude)
 
 
 def _pearson(a, b) -> float:
@@ -456,7 +460,7 @@ def roi_timecourse(study: Study, subject: str, key: LayerKey, voxels) -> Timecou
     enc = study.get("encoding", key, sid)
     alphas = np.asarray(enc["alphas"], np.float64)[vox]
     Y = study.bold(sid)[:, vox]
-    pred = loro_ridge_predict(study.design(key), Y, study.runs, alphas)
+    pred = loro_ridge_predict(study.design(key), Y, study.runs, alphas, repeat_exclusion(study))
     measured = np.asarray(Y, np.float64).mean(1)
     predicted = pred.mean(1)
     segments, runs = run_segments(study)

@@ -219,6 +219,32 @@ def test_repeat_alone_gives_no_significant_voxels():
     assert not fdr_bh(p)[0].any()
 
 
+def test_banded_ridge_and_fixed_alpha_predictions_keep_the_repeat_out_of_training():
+    """The same leak through the banded ridge (variance, integration, modality stages) and the
+    fixed-alpha predictions (the inspectors): held-out r well above 0 when the repeat trains
+    the folds, near 0 once it is kept out."""
+    from alignment.encoding import fit_banded_ridge, predict_ridge
+    from alignment.stats import pearson_r
+
+    rng = np.random.default_rng(6)
+    n_runs, T, V, N = 4, 60, 60, 10
+    seg, runs = _layout(n_runs, T, (36, 48))
+    X = _features(rng, n_runs, T, N)
+    Y = _noise(rng, "ar1", n_runs, T, V)
+    is_rep = seg == "repeat"
+    clip_x = rng.standard_normal((12, N))
+    X[is_rep] = np.tile(clip_x, (n_runs, 1))
+    Y[is_rep] += np.tile(clip_x @ rng.standard_normal((N, V)) / np.sqrt(N), (n_runs, 1))
+    exclude = repeated_segment_exclusion(seg, runs, 8)
+    bands = [X[:, :5], X[:, 5:]]
+    for ex, low, high in ((None, 0.1, 1.0), (exclude, -0.03, 0.03)):
+        banded = fit_banded_ridge(bands, Y, runs, n_iter=3, compute_unique=False, return_predictions=True,
+                                  exclude=ex)
+        fixed = predict_ridge(X, Y, runs, 10.0, exclude=ex)
+        r_fixed = np.mean([pearson_r(fixed[runs == r], Y[runs == r]) for r in range(n_runs)], axis=0)
+        assert low < banded.scores.mean() < high and low < r_fixed.mean() < high, ex is None
+
+
 # ---------------------------------------------------------------------------------------------
 # noise ceiling
 # ---------------------------------------------------------------------------------------------

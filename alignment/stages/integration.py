@@ -8,6 +8,7 @@ import numpy as np
 
 from alignment.keys import IntegrationKey, LayerKey
 from alignment.stages.base import Stage, Unit, register
+from alignment.stages.encoding import repeat_exclusion
 from alignment.stages.features import ans_unit
 
 BASELINE_ROLES = ("image", "text")
@@ -62,7 +63,8 @@ def integration_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     over the image baseline layer's and the text baseline layer's features (one band each,
     himalaya's random search over band weights, alpha per voxel), both leave-one-run-out,
     compared by :func:`alignment.analyses.integration.integration_sites` over time blocks of
-    ``options.block_len`` TRs. Everything is cross-validated; nothing is in-sample.
+    ``options.block_len`` TRs. Everything is cross-validated; nothing is in-sample; the repeated
+    segment never trains a model that scores it (:func:`alignment.stages.encoding.repeat_exclusion`).
 
     Arrays (V,): ``r_vlm``, ``r_joint`` (held-out r), ``diff`` = r_vlm − r_joint, ``p``
     (one-sided, VLM better than the joint baseline), ``q`` (BH-FDR), ``sites`` (1 where
@@ -77,11 +79,13 @@ def integration_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     Y = study.bold(unit.subject)
     alphas = np.asarray(o.alphas)
     designs = {"vlm": study.design(unit.target.vlm), "image": study.design(image), "text": study.design(text)}
-    preds = {k: fit_ridge(X, Y, study.runs, alphas=alphas, return_predictions=True, **study.fit_backend).predictions
+    exclude = repeat_exclusion(study)
+    preds = {k: fit_ridge(X, Y, study.runs, alphas=alphas, return_predictions=True, exclude=exclude,
+                          **study.fit_backend).predictions
              for k, X in designs.items()}
     joint = fit_banded_ridge([designs["image"], designs["text"]], Y, study.runs, alphas=alphas, n_iter=o.banded_iter,
                              band_names=BASELINE_ROLES, random_state=o.seed, compute_unique=False,
-                             return_predictions=True, **study.fit_backend).predictions
+                             return_predictions=True, exclude=exclude, **study.fit_backend).predictions
     res = integration_sites(Y, preds["vlm"], joint, runs=study.runs, block_len=o.block_len, q=o.fdr_q,
                             pred_image=preds["image"], pred_text=preds["text"])
     arrays = {name: np.asarray(getattr(res, name), np.float32)
@@ -101,7 +105,7 @@ def integration_targets(keys, plan, baselines) -> list[IntegrationKey]:
 
 
 register(Stage(
-    name="integration", version=2, target=IntegrationKey, inputs=integration_inputs, params=integration_params,
+    name="integration", version=3, target=IntegrationKey, inputs=integration_inputs, params=integration_params,
     compute=integration_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len", "fdr_q"),
     analysis="integration", expand=integration_targets,
     doc="integration sites vs a joint image+text baseline: r_vlm, r_joint, diff, p, q, sites (V,)",

@@ -6,6 +6,7 @@ import numpy as np
 
 from alignment.keys import LesionKey
 from alignment.stages.base import Stage, Unit, register
+from alignment.stages.encoding import repeat_exclusion
 
 
 def lesion_inputs(study, unit: Unit, resolve) -> dict:
@@ -83,7 +84,7 @@ def lesion_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
     Y = Y_all[:, vox]
     common = dict(an_index=design_an_index(A.shape[1], X.shape[1]),
-                  fit_kwargs={"alphas": np.asarray(o.alphas), **study.fit_backend})
+                  fit_kwargs={"alphas": np.asarray(o.alphas), "exclude": repeat_exclusion(study), **study.fit_backend})
     rnd = lesion_curve(X, Y, runs, "random", t.fractions, seed=o.seed, n_repeats=t.n_repeats, **common)
     rk = lesion_curve(X, Y, runs, "ranked", t.fractions, ranking=ranking, **common)
     return ({"fractions": np.asarray(t.fractions, np.float64), "random_mean": rnd.mean_r, "random_sd": rnd.sd_r,
@@ -92,7 +93,7 @@ def lesion_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
 
 register(Stage(
-    name="lesion", version=4, target=LesionKey, inputs=lesion_inputs, params=lesion_params,
+    name="lesion", version=5, target=LesionKey, inputs=lesion_inputs, params=lesion_params,
     compute=lesion_compute, options=("seed", "hrf", "n_atoms", "sparsity", "glm", "glm_noise"), analysis="lesion",
     expand=lambda keys, plan, baselines: [LesionKey(k) for k in keys],
     doc="cross-validated lesion curves: fractions, random_mean, random_sd, ranked (F,), rankings (L, N), n_voxels",

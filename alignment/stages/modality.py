@@ -24,6 +24,7 @@ import numpy as np
 from alignment.conventions import CONDITIONS
 from alignment.keys import BandsKey, LayerKey
 from alignment.stages.base import Stage, Unit, register
+from alignment.stages.encoding import repeat_exclusion
 from alignment.stages.features import ans_unit
 from alignment.stages.variance import plan_bands
 
@@ -69,13 +70,15 @@ def crossmodal_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     Y = study.bold(unit.subject)
     alphas = np.asarray(o.alphas)
     X = {c: study.design(_condition_key(key, c)) for c in CONDITIONS}
-    preds = {c: fit_ridge(X[c], Y, study.runs, alphas=alphas, return_predictions=True, **study.fit_backend).predictions
+    exclude = repeat_exclusion(study)
+    preds = {c: fit_ridge(X[c], Y, study.runs, alphas=alphas, return_predictions=True, exclude=exclude,
+                          **study.fit_backend).predictions
              for c in CONDITIONS}
 
     def banded(conditions):
         return fit_banded_ridge([X[c] for c in conditions], Y, study.runs, alphas=alphas, n_iter=o.banded_iter,
                                 band_names=conditions, random_state=o.seed, compute_unique=False,
-                                return_predictions=True, **study.fit_backend).predictions
+                                return_predictions=True, exclude=exclude, **study.fit_backend).predictions
 
     res = crossmodal_tests(Y, preds[BOTH], preds["image"], preds["text"], banded(CONDITIONS),
                            banded(CONDITIONS[1:]), study.runs, block_len=o.block_len)
@@ -124,12 +127,13 @@ def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     o, bands = study.options, unit.target
     Y = study.bold(unit.subject)
     Xs = [study.design(bands.band(b)) for b in bands.branches]
+    exclude = repeat_exclusion(study)
 
     def predict(idx):
         return fit_banded_ridge([Xs[i] for i in idx], Y, study.runs, alphas=np.asarray(o.alphas),
                                 n_iter=o.banded_iter, band_names=[bands.branches[i] for i in idx],
                                 random_state=o.seed, compute_unique=False, return_predictions=True,
-                                **study.fit_backend).predictions
+                                exclude=exclude, **study.fit_backend).predictions
 
     B = len(Xs)
     joint = predict(range(B))
@@ -148,13 +152,13 @@ def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
 
 register(Stage(
-    name="crossmodal", version=1, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
+    name="crossmodal", version=2, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
     compute=crossmodal_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len"),
     analysis="crossmodal", expand=lambda keys, plan, baselines: crossmodal_targets(keys, plan, baselines),
     doc="fusion layer, tested: r_both, r_image, r_text, r_additive, r_full, gain, p/q_gain, dz/p/q_unified (V,)",
 ))
 register(Stage(
-    name="specialization", version=1, target=BandsKey, inputs=specialization_inputs,
+    name="specialization", version=2, target=BandsKey, inputs=specialization_inputs,
     params=specialization_params, compute=specialization_compute,
     options=("hrf", "alphas", "banded_iter", "seed", "block_len"), analysis="specialization",
     expand=lambda keys, plan, baselines: plan_bands(keys),

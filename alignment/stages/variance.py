@@ -9,6 +9,7 @@ import numpy as np
 
 from alignment.keys import BandsKey, LayerKey
 from alignment.stages.base import Stage, Unit, register
+from alignment.stages.encoding import repeat_exclusion
 from alignment.stages.features import ans_unit
 
 
@@ -47,7 +48,7 @@ def variance_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     Xs = [study.design(bands.band(b)) for b in bands.branches]
     fit = fit_banded_ridge(Xs, study.bold(unit.subject), study.runs, alphas=np.asarray(o.alphas),
                            n_iter=o.banded_iter, band_names=bands.branches, random_state=o.seed,
-                           dtype="float32", **study.fit_backend)
+                           dtype="float32", exclude=repeat_exclusion(study), **study.fit_backend)
     arrays = {"r2": fit.r2, "r2_split": fit.r2_split, "r2_without": fit.r2_without,
               "unique": fit.unique, "shared": fit.shared, "scores": fit.scores}
     return ({k: np.asarray(v, np.float32) for k, v in arrays.items()},
@@ -55,7 +56,7 @@ def variance_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
 
 register(Stage(
-    name="variance", version=1, target=BandsKey, inputs=variance_inputs, params=variance_params,
+    name="variance", version=2, target=BandsKey, inputs=variance_inputs, params=variance_params,
     compute=variance_compute, options=("hrf", "alphas", "banded_iter", "seed"),
     analysis="variance_partition", expand=lambda keys, plan, baselines: plan_bands(keys),
     doc="banded ridge, one band per branch: r2, shared (V,), unique, r2_without (B, V)",
