@@ -18,7 +18,8 @@ from alignment.cache import Cache, Entry
 from alignment.timing import fir_delay_trs, fir_delays, spm_hrf_convolve, zscore_runs
 
 STAGE = "ans"
-STAGE_VERSION = 1
+#: 2: frames resized and cropped as torchvision does (the long side truncated, not rounded)
+STAGE_VERSION = 2
 
 
 @dataclass(frozen=True)

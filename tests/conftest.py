@@ -11,6 +11,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Every test that reads the simulated demo is slow: building it takes minutes."""
+    for item in items:
+        if "demo_cache" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def demo_cache(tmp_path_factory) -> str:
     """Root of a cache holding the small demo (seed 0), built once per session and shared by the

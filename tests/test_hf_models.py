@@ -341,3 +341,25 @@ def test_image_normalisation_from_processor_config(adapters, tmp_path):
     (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.1, 0.2, 0.3], "image_std": [0.9, 0.8, 0.7]}))
     loaded = load_model(f"vit:{folder}")
     assert loaded.image_mean == (0.1, 0.2, 0.3) and loaded.image_std == (0.9, 0.8, 0.7)
+
+
+@pytest.mark.parametrize("size_wh", [(300, 451), (451, 300), (97, 64), (64, 64), (640, 360)])
+def test_frames_are_resized_and_cropped_as_torchvision_does(size_wh):
+    """The frame every model sees is torchvision's Resize(size, BICUBIC) + CenterCrop(size) (CLIP's
+    and METER's official transform) to the pixel: the long side is truncated, not rounded."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from alignment.models.base import preprocess_images
+
+    rng = np.random.default_rng(sum(size_wh))
+    image = Image.fromarray(rng.integers(0, 256, (size_wh[1], size_wh[0], 3), dtype=np.uint8))
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    size = 288 if max(size_wh) > 200 else 32
+    reference = T.Compose([T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size),
+                           T.ToTensor(), T.Normalize(mean, std)])(image)
+    ours = preprocess_images([image], size, mean, std)[0]
+    assert ours.shape == reference.shape == (3, size, size)
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), atol=1e-5)
+    if size_wh == (300, 451):  # torchvision's resize gives 432 rows here, where rounding gives 433
+        assert T.Resize(size)(image).size == (288, 432)

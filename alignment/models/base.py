@@ -199,7 +199,10 @@ class Adapter(ABC):
 def preprocess_images(images, size: int, mean, std) -> torch.Tensor:
     """PIL images → normalised float tensor (B, 3, size, size).
 
-    Resize the short side to ``size`` (bicubic) and centre-crop, as CLIP-style models expect.
+    torchvision's ``Resize(size, BICUBIC)`` then ``CenterCrop(size)``, the transform of CLIP
+    (OpenAI, open_clip) and of METER's official code, to the pixel: the short side becomes
+    ``size`` and the long side ``int(size · long / short)`` (truncated, not rounded: a 300 × 451
+    frame at 288 is 288 × 432); the crop starts at ``int(round((side − size) / 2))``.
     """
     from PIL import Image
 
@@ -207,10 +210,11 @@ def preprocess_images(images, size: int, mean, std) -> torch.Tensor:
     for i, image in enumerate(images):
         image = image.convert("RGB")
         w, h = image.size
-        scale = size / min(w, h)
-        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+        short, long = min(w, h), max(w, h)
+        new_long = int(size * long / short)
+        image = image.resize((size, new_long) if w <= h else (new_long, size), Image.BICUBIC)
         w, h = image.size
-        left, top = (w - size) // 2, (h - size) // 2
+        left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
         image = image.crop((left, top, left + size, top + size))
         out[i] = (np.asarray(image, dtype=np.float32) / 255.0).transpose(2, 0, 1)
     out -= np.asarray(mean, dtype=np.float32)[None, :, None, None]
