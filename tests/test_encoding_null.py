@@ -128,7 +128,6 @@ def test_refit_null_is_calibrated_on_short_runs(kind):
     assert np.mean(p < 0.001) <= _rate_bounds(V, 0.001)[1]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ar1", "ar1+slow", "pink"])
 @pytest.mark.parametrize("method", ["circular", "block"])
 def test_refit_null_is_calibrated_on_typical_runs(kind, method):

@@ -147,7 +147,6 @@ def test_fir_encoding_is_blind_to_an_ans_sign():
     np.testing.assert_allclose(_held_out_r(flipped, Y, "fir"), _held_out_r(A, Y, "fir"), atol=1e-6)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["1/f", "drift", "ar1+ar0.9", "hrf mismatch"])
 def test_fir_encoding_holds_its_level_on_noise(kind):
     """Pure noise (no AN drives it): the share of voxels with p < .05 (circular-shift null,

@@ -48,7 +48,7 @@ def test_noise_model_errors():
         fit_atoms_glm(atoms, Y, runs, ar_residuals="full")
 
 
-@pytest.mark.parametrize("noise", [n if n == "ar1+slow" else pytest.param(n, marks=pytest.mark.slow) for n in NOISES])
+@pytest.mark.parametrize("noise", NOISES)
 def test_default_glm_holds_its_level_under_noise_it_does_not_assume(noise):
     """Null voxels (BOLD independent of the atoms) under AR(1), AR(1) + slow AR(0.9),
     white + slow AR(0.9), 1/f and an unmodelled response through a late HRF, each with slow

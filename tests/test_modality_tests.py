@@ -69,7 +69,6 @@ def _crossmodal(Y, runs, layer):
 
 
 # ------------------------------------------------------------------------------ unified / gain
-@pytest.mark.slow  # fitted models: 10-30 s each on two cores
 @pytest.mark.parametrize("noise", ["1/f", "ar1+ar0.9"])
 def test_additive_voxels_have_gain_but_are_not_unified_interactive_ones_are(noise):
     """Additive voxels, with any mix of image and text: gain > 0 is found (both modalities
@@ -99,7 +98,6 @@ def test_additive_voxels_have_gain_but_are_not_unified_interactive_ones_are(nois
     assert res.dz_unified[V:].mean() > 0.1 > res.dz_unified[:V].mean()
 
 
-@pytest.mark.slow  # fitted models: 10-30 s each on two cores
 @pytest.mark.parametrize("noise", ["1/f", "ar1+ar0.9"])
 def test_crossmodal_p_hold_their_level_on_noise(noise):
     """Pure noise: p_unified < .05 at about 5 % or fewer (conservative: cross-fitting bound),
@@ -200,7 +198,6 @@ def _subject_glm(rng, runs, regressors, hit, noise):
     return fit_atoms_glm(regressors, Y, runs, tr=1.0).t
 
 
-@pytest.mark.slow  # fitted models: 10-30 s each on two cores
 @pytest.mark.parametrize("noise", ["1/f", "ar1+ar0.9"])
 def test_coupling_group_test_recovers_hit_voxels_holds_level_and_ignores_atom_signs(noise):
     rng, runs, *_ = _world(8)
@@ -240,7 +237,6 @@ def test_coupling_checks_shapes():
 
 
 # ------------------------------------------------------------------------------ stages
-@pytest.mark.slow  # extracts ANs under three conditions and fits 3 ridges + 4 banded ridges
 def test_crossmodal_and_specialization_stages_run_and_key_their_options(planted, tmp_path):
     from alignment.cache import Cache
     from alignment.data import load_dataset

@@ -188,7 +188,6 @@ def test_the_readme_example_stage_runs(planted, tmp_path):
         STAGES.pop("pc_encoding", None)
 
 
-@pytest.mark.slow
 def test_the_lesion_stage_ranks_on_training_runs_and_keys_its_options(planted, tmp_path):
     study = Study(load_dataset(planted), Cache(tmp_path), OPTIONS, device="cpu")
     target = LesionKey(LayerKey(SPEC, "image", 2), fractions=(0.0, 0.1), n_repeats=2, max_voxels=200)
