@@ -116,7 +116,8 @@ class Stimulus:
     Attributes
     ----------
     frame : str or None
-        Absolute path of the image (None: none shown).
+        The dataset's reference of the image (a file for a folder dataset, a movie frame for
+        HCP data; None: none shown): ``dataset.load_frame(frame)`` opens it.
     caption : str
     run : str
         Run id.

@@ -45,6 +45,7 @@ __all__ = [
     "encoding_maps",
     "group_map",
     "metric_map",
+    "encoding_notes",
     "best_layer_map",
     "network_table",
     "layer_curves",
@@ -384,6 +385,21 @@ def _r_q(study: Study, subject: str, key: LayerKey) -> tuple[np.ndarray, np.ndar
         return g.r, g.q
     e = study.get("encoding", key, subject)
     return np.asarray(e["scores"], np.float32), np.asarray(e["q"], np.float32)
+
+
+def encoding_notes(study: Study, subject: str, key: LayerKey) -> list[str]:
+    """What the ``encoding`` stage warned about for the subjects of a view (runs too short for
+    a calibrated null; masked voxels), each line once with the subjects it concerns. Cached
+    results only; a subject without one adds nothing."""
+    by_text: dict[str, list[str]] = {}
+    for sub in subjects_of(study, subject):
+        try:
+            entry = study.get("encoding", key, sub, compute=False)
+        except NotCached:
+            continue
+        for note in entry.meta.get("warnings") or []:
+            by_text.setdefault(note, []).append(f"sub-{sub}")
+    return [f"{', '.join(subs)}: {note}" for note, subs in by_text.items()]
 
 
 #: Noise ceilings below this are not divided by (r / ceiling would amplify noise without bound).

@@ -114,8 +114,8 @@ cols = st.columns(max(len(prof.top_stimuli), 1))
 for col, s in zip(cols, prof.top_stimuli):
     with col:
         if s.frame:
-            with S.guard(state):  # a missing / unreadable frame file: a readable error in its cell
-                st.image(s.frame, width="stretch")
+            with S.guard(state):  # a missing / unreadable frame: a readable error in its cell
+                st.image(study.dataset.load_frame(s.frame), width="stretch")
         st.markdown(f"*{s.caption or '(no caption)'}*")
         st.caption(f"{s.run} · TR {s.tr} · z = {s.value:.2f}")
 

@@ -22,6 +22,9 @@ def surface_view():
         fig = S.brain_figure(m.values, state, cmap=m.cmap, symmetric=m.symmetric, vmin=m.vmin, vmax=m.vmax,
                              label=m.label, camera=camera,
                              title=f"{state.metric} — {S.describe(state)}")
+    with S.guard(state):  # notes about the data: shown even without a map
+        for note in S.summary("encoding_notes", state, state.subject, key):
+            c2.warning(note)
     if g.failed:
         return
     with c1:

@@ -280,8 +280,8 @@ def peaks_view():
             with col:
                 label = f"{s.run} · TR {s.tr} → peak z = {s.value:.2f}"
                 if s.frame:
-                    with S.guard(state):  # a missing / unreadable frame file: a readable error
-                        st.image(s.frame, width="stretch")
+                    with S.guard(state):  # a missing / unreadable frame: a readable error
+                        st.image(study.dataset.load_frame(s.frame), width="stretch")
                 st.markdown(f"*{s.caption or '(no caption)'}*")
                 st.caption(label)
 

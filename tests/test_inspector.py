@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from alignment import inspector as insp
+from alignment.stages.encoding import repeat_exclusion
 from alignment.cache import Cache
 from alignment.simulation import load_ground_truth
 from alignment.demo import demo_plans, run_demo
@@ -108,7 +109,7 @@ def test_predicted_timecourse_is_the_held_out_ridge_prediction(demo_study, truth
     X = np.asarray(demo_study.design(key), np.float64)
     # independent: fit_ridge's own alpha search over the study's grid, every fold with that alpha
     ref = fit_ridge(X, Y, demo_study.runs, alphas=np.asarray(demo_study.options.alphas),
-                    inner_cv=False, return_predictions=True)
+                    inner_cv=False, return_predictions=True, exclude=repeat_exclusion(demo_study))
     cached_alpha = float(demo_study.get("encoding", key, SUBJECT)["alphas"][voxel])
     assert ref.best_alphas[0] == pytest.approx(cached_alpha, rel=1e-5)
     np.testing.assert_allclose(tc.predicted, ref.predictions[:, 0], rtol=1e-5, atol=1e-5)

@@ -131,6 +131,11 @@ def test_nan_and_constant_voxels_are_masked_and_counted(planted, tmp_path, caplo
     assert (scores[masked] == 0).all() and not (q[masked] < 0.05).any()
     planted_left = np.setdiff1d(np.arange(200), np.flatnonzero(masked))
     assert (q[planted_left] < 0.05).mean() > 0.95  # the rest of the map is untouched
+    # the result says so, and the app shows it beside the map
+    from alignment.summaries import encoding_notes
+
+    (note,) = encoding_notes(study, "01", LayerKey(SPEC, "image", 2))
+    assert note.startswith("sub-01: 11 of 20,484 voxels masked")
 
 
 def test_interrupted_run_resumes_where_it_stopped(planted, tmp_path, monkeypatch):

@@ -53,6 +53,15 @@ def null_warning(runs) -> str:
             "was not shown to be calibrated there -- treat p and q as approximate")
 
 
+def masked_note(masked: np.ndarray) -> str:
+    """One line when some voxels (V,) bool are masked (NaN / infinite or constant BOLD), else ''."""
+    n = int(np.count_nonzero(masked))
+    if not n:
+        return ""
+    return (f"{n:,} of {masked.size:,} voxels masked (NaN/infinite or constant BOLD in some run): they score 0 "
+            "and are never significant")
+
+
 def encoding_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     """Arrays (V,): ``scores`` held-out r (mean over leave-one-run-out folds; the repeated
     segments of the held-out run never train its model), ``alphas`` the per-voxel ridge
@@ -75,10 +84,11 @@ def encoding_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     arrays = {"scores": fit.scores, "alphas": fit.best_alphas, "p": p, "q": q}
     meta = {"description": f"encoding {unit.target.label()} sub-{unit.subject}",
             "repeat_excluded_trs": int(exclude.any(0).sum())}
-    warning = null_warning(runs)
-    if warning:
-        warnings.warn(warning, stacklevel=2)
-        meta["warnings"] = [warning]
+    notes = [note for note in (null_warning(runs), masked_note(study.masked_voxels(unit.subject))) if note]
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    if notes:
+        meta["warnings"] = notes
     return {k: np.asarray(v, np.float32) for k, v in arrays.items()}, meta
 
 
