@@ -273,9 +273,12 @@ def test_refuses_1p6mm_grayordinates_under_the_2mm_name(hcp, tmp_path):
                           nvertices={"CIFTI_STRUCTURE_CORTEX_LEFT": n})
     path = bold_folder(root, "200311", r.scan) / f"{r.scan}_Atlas_MSMAll_hp2000_clean.dtseries.nii"
     write_cifti_dtseries(path, np.zeros((8, n), np.float32), tr=1.0, brain_models=axis)
+    ds = HCPMovieDataset(root, hcp[1])
+    assert ds.n_trs["MOVIE1_AP"] == 921  # nothing readable: HCP's count
     with pytest.raises(DatasetError) as err:
-        HCPMovieDataset(root, hcp[1])
+        ds.bold("200311", "MOVIE1_AP")
     assert "1.6 mm grayordinates (170494)" in one_line(err)
+    assert any("1.6 mm grayordinates" in p for p in ds.validate(check_bold=False))
 
 
 def test_missing_run_and_tr_mismatch(hcp, tmp_path):
@@ -332,3 +335,19 @@ def test_timing_parser(tmp_path):
     p.write_text("nothing here\n")
     with pytest.raises(DatasetError, match="no 7T_MOVIE<n> section"):
         clip_timing(p)
+
+
+def test_cli_validate(hcp, tmp_path, capsys):
+    from alignment.cli import main
+
+    root, stim, _ = hcp
+    (tmp_path / POINTER_FILE).write_text(f'[hcp7t]\nhcp_root = "{root}"\nstimuli = "{stim}"\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["validate", "--dataset", str(tmp_path / POINTER_FILE)]) == 0
+        assert "dataset OK" in capsys.readouterr().out
+        (tmp_path / POINTER_FILE).write_text(f'[hcp7t]\nhcp_root = "{root}"\nstimuli = "{stim}"\n'
+                                             'stimulus_version = "pre"\n')
+        assert main(["validate", "--dataset", str(tmp_path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert any("movie of run MOVIE2_PA not found" in line for line in out)

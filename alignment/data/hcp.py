@@ -508,7 +508,8 @@ class HCPMovieDataset:
                                "stimuli)", path)
 
     def _run_lengths(self) -> dict[str, int]:
-        """T_r of every run: the BOLD of the first subject that has it, else HCP's count."""
+        """T_r of every run: the BOLD of the first subject with a readable 2 mm file, else HCP's
+        count."""
         n_trs = {}
         subjects = self.subjects
         for r in HCP_RUNS:
@@ -516,10 +517,10 @@ class HCPMovieDataset:
             for sid in subjects:
                 try:
                     path = self.bold_path(sid, r.id)
+                    shape, _ = self._header_shape(path)
+                    self._check_shape(path, shape, r, sid, None)
                 except DatasetError:
-                    continue
-                shape, _ = self._header_shape(path)
-                self._check_shape(path, shape, r, sid, None)
+                    continue  # bold() and validate() say what is wrong with it
                 n = int(shape[0])
                 break
             if n is None:
@@ -802,16 +803,20 @@ class HCPMovieDataset:
 
     # ---------------------------------------------------------------- validation
     def validate(self, subjects=None, *, check_bold: bool = True,
-                 check_frames: bool = False) -> list[str]:
-        """Every problem found, one line each: stimulus files and their agreement with the BOLD
-        (``timeline``), optionally the first and last frame of every run decoded
-        (``check_frames``), and for every subject and run the BOLD file (present, 2 mm, T × V,
-        fsLR32k layout; with ``check_bold`` also NaN/infinite values and constant columns)."""
+                 check_images: bool = False) -> list[str]:
+        """Every problem found, one line each; computes nothing.
+
+        Checks the stimulus files and their agreement with the BOLD (:meth:`timeline`: WordNet
+        rows, timing sheet and movie length against each run's TRs), optionally decodes the
+        first and last frame of every run (``check_images``: a sample, decoding all ~3600 would
+        take minutes), and for every subject and run the BOLD file: present, 2 mm, T × V,
+        fsLR32k layout, and with ``check_bold`` (reads every file) NaN/infinite values, constant
+        columns and the series step."""
         problems: list[str] = []
         for run in self.runs:
             try:
                 tl = self.timeline(run)
-                if check_frames:
+                if check_images:
                     refs = [f for f in tl.frame if f]
                     for ref in refs[:1] + refs[-1:]:
                         self.load_frame(ref)
@@ -924,8 +929,8 @@ def open_hcp7t(path) -> HCPMovieDataset:
         raise DatasetError(str(exc), pointer) from None
     base = os.path.dirname(pointer)
     opts = cfg.model_dump()
-    return HCPMovieDataset(os.path.join(base, opts.pop("hcp_root")),
-                           os.path.join(base, opts.pop("stimuli")), **opts)
+    return HCPMovieDataset(os.path.join(base, os.path.expanduser(opts.pop("hcp_root"))),
+                           os.path.join(base, os.path.expanduser(opts.pop("stimuli"))), **opts)
 
 
 register_dataset_kind(KIND, _detect, open_hcp7t)
