@@ -351,3 +351,22 @@ def test_cli_validate(hcp, tmp_path, capsys):
         assert main(["validate", "--dataset", str(tmp_path)]) == 1
     out = capsys.readouterr().out.splitlines()
     assert any("movie of run MOVIE2_PA not found" in line for line in out)
+
+
+def test_nan_policies_and_validate_report(hcp, tmp_path):
+    root = tmp_path / "hcp"
+    data = write_bold(root, "200311", HCP_RUNS[3], N_TRS["MOVIE4_AP"])
+    data[2, 5] = np.nan
+    data[:, 7] = 1.0
+    path = bold_folder(root, "200311", HCP_RUNS[3].scan) / f"{HCP_RUNS[3].scan}_Atlas_MSMAll_hp2000_clean.dtseries.nii"
+    write_cifti_dtseries(path, data, tr=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = HCPMovieDataset(root, hcp[1])
+    with pytest.raises(DatasetError) as err:
+        ds.bold("200311", "MOVIE4_AP")
+    assert "1 NaN/infinite values in 1 columns" in one_line(err)
+    Y = ds.bold("200311", "MOVIE4_AP", nan_policy="mask")
+    assert np.all(Y[:, 5] == 0) and np.isfinite(Y).all()
+    problems = [p for p in ds.validate() if "MOVIE4_AP" in p]
+    assert any("NaN" in p for p in problems) and any("1 of 91282 columns are constant" in p for p in problems)

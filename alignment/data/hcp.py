@@ -72,8 +72,13 @@ Verified from public sources, and what is not
   (label ``0`` = a 20 s REST block, ``N.M`` = clip M of run N), possibly ``\\r``-terminated. The
   exact header words were not verified: a header row naming ``start`` and ``stop``/``end``
   columns is used when present, otherwise columns 2 and 3 are start and stop.
-- That movie time equals run time (the movie starts with the first TR) is assumed, not verified:
-  ``movie_start_s`` shifts it.
+- The test-retest clip: each run ends with the same montage of short clips, identical in all four
+  runs (HCP 7T protocol overview; Communications Biology 2026, above); the loader takes the last
+  clip of each run in the timing sheet for it.
+- Movie time equals run-local time (the movie, REST cards included, starts with the first TR):
+  the public code that parses the sheet cuts the clips out of the full movies at the sheet's
+  run-local times, and the first clip starts after a 20 s REST block as the runs do. Not
+  confirmed by HCP's documentation: ``movie_start_s`` shifts it.
 
 Pointing the tool at the data
 -----------------------------
@@ -708,8 +713,8 @@ class HCPMovieDataset:
                 captions.append("")
                 segments.append(REST)
                 continue
-            idx = [min(i, max(int(movie.duration * movie.fps) - 1, 0))
-                   for i in self.frame_indices(t, movie.fps)]
+            last = max(int(movie.duration * movie.fps) - 1, 0)
+            idx = [min(max(i, 0), last) for i in self.frame_indices(t, movie.fps)]
             frames.append(f"{rel}#f={','.join(str(i) for i in sorted(set(idx)))}")
             active = np.flatnonzero(W[t])
             if implied is not None and active.size:
