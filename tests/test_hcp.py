@@ -368,5 +368,5 @@ def test_nan_policies_and_validate_report(hcp, tmp_path):
     assert "1 NaN/infinite values in 1 columns" in one_line(err)
     Y = ds.bold("200311", "MOVIE4_AP", nan_policy="mask")
     assert np.all(Y[:, 5] == 0) and np.isfinite(Y).all()
-    problems = [p for p in ds.validate() if "MOVIE4_AP" in p]
+    problems = [p for p in ds.validate() if "tfMRI_MOVIE4_7T_AP" in p]
     assert any("NaN" in p for p in problems) and any("1 of 91282 columns are constant" in p for p in problems)
