@@ -370,3 +370,22 @@ def test_nan_policies_and_validate_report(hcp, tmp_path):
     assert np.all(Y[:, 5] == 0) and np.isfinite(Y).all()
     problems = [p for p in ds.validate() if "tfMRI_MOVIE4_7T_AP" in p]
     assert any("NaN" in p for p in problems) and any("1 of 91282 columns are constant" in p for p in problems)
+
+
+def test_model_features_from_hcp_stimuli(hcp, tmp_path):
+    """The feature stage reads frames and captions through the protocol: one row per TR."""
+    from alignment.cache import Cache
+    from alignment.features import FeatureRequest, an_timeseries, array_name
+    from alignment.models import load_model
+
+    ds = open_ds(hcp)
+    spec = "random:clip:demo-tiny"
+    request = FeatureRequest.make(spec, {"image": [0], "text": [0]})
+    entry = an_timeseries(ds, request, Cache(tmp_path), adapter=load_model(spec))
+    image, text = entry[array_name("image", 0)], entry[array_name("text", 0)]
+    assert image.shape[0] == text.shape[0] == sum(N_TRS.values()) and np.isfinite(image).all()
+    np.testing.assert_array_equal(entry["runs"], ds.run_index())
+    tl = ds.timeline("MOVIE1_AP")  # TRs 4 and 6 show different frames with the same caption
+    assert tl.caption[4] == tl.caption[6] and tl.frame[4] != tl.frame[6]
+    assert not np.allclose(image[4], image[6])
+    np.testing.assert_array_equal(text[4], text[6])
