@@ -105,7 +105,7 @@ import threading
 import tomllib
 import warnings
 from collections import OrderedDict
-from typing import Iterable, Literal, NamedTuple
+from typing import ClassVar, Iterable, Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field, PositiveInt
@@ -424,6 +424,7 @@ class HCPMovieDataset:
         self._frame_cache: OrderedDict[str, object] = OrderedDict()
         self._timelines: dict[str, Timeline] = {}
         self._wordnet = None
+        self._implied_cache = None
         self._timing = None
         self.n_trs = self._run_lengths()
 
@@ -654,13 +655,16 @@ class HCPMovieDataset:
     def _implied(self) -> np.ndarray:
         """implied[b, a]: labels a and b have the same part of speech (WordNet's hypernyms do) and
         a occurs wherever b does, at strictly more seconds; shape (S, S)."""
+        if self._implied_cache is not None:
+            return self._implied_cache
         labels, synsets, _ = self._load_wordnet()
         occ = np.concatenate([labels[r.movie] for r in HCP_RUNS]).astype(np.float32)
         inter = occ.T @ occ
         count = np.diag(inter)
         pos = np.array([_synset_pos(s) for s in synsets])
-        return ((inter == count[:, None]) & (count[None, :] > count[:, None]) & (count[:, None] > 0)
-                & (pos[:, None] == pos[None, :]))
+        self._implied_cache = ((inter == count[:, None]) & (count[None, :] > count[:, None])
+                               & (count[:, None] > 0) & (pos[:, None] == pos[None, :]))
+        return self._implied_cache
 
     # ---------------------------------------------------------------- timelines
     def frame_indices(self, t: int, fps: float) -> list[int]:
@@ -873,7 +877,7 @@ class _PointerTable(Table):
 
 
 class _PointerToml(Table):
-    noun = "tables"
+    noun: ClassVar[str] = "tables"
     hcp7t: _PointerTable
 
 
