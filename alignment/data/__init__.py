@@ -1,6 +1,6 @@
 """Datasets: the protocol every dataset implements, the registry that opens one by kind
 (:mod:`alignment.data.protocol`), the custom folder format and the demo kind, and CIFTI-2
-helpers (:mod:`alignment.data.dataset`).
+helpers (:mod:`alignment.data.dataset`), the HCP 7T movie release (:mod:`alignment.data.hcp`).
 
 Nothing here imports models, features or analyses: datasets sit below them.
 
@@ -16,6 +16,7 @@ from alignment.data.dataset import (
     read_cifti_dtseries,
     write_cifti_dtseries,
 )
+from alignment.data.hcp import HCPMovieDataset
 from alignment.data.protocol import (
     TR,
     Dataset,
@@ -34,6 +35,7 @@ __all__ = [
     "DatasetError",
     "DemoDataset",
     "FolderDataset",
+    "HCPMovieDataset",
     "TimeSeriesDataset",
     "dataset_kinds",
     "detect_kind",

@@ -10,8 +10,9 @@ recognises a path (or the one asked for) and checks that what the loader returns
 >>> register_dataset_kind("mine", detect=is_mine, loader=MyDataset)     # doctest: +SKIP
 >>> ds = load_dataset("path/to/data")                                  # doctest: +SKIP
 
-Built-in kinds (:mod:`alignment.data.dataset`): ``folder``, the custom folder format, and
-``demo``, the same format plus the ground truth of the simulated demo.
+Built-in kinds: ``folder``, the custom folder format, and ``demo``, the same format plus the
+ground truth of the simulated demo (:mod:`alignment.data.dataset`); ``hcp7t``, the HCP 7T movie
+release as HCP distributes it (:mod:`alignment.data.hcp`).
 """
 
 from __future__ import annotations
