@@ -296,6 +296,31 @@ def _folder_root(path) -> str:
     return os.path.abspath(path)
 
 
+def check_fslr_cortex(index_map, path) -> None:
+    """The first 59412 grayordinates of a CIFTI brain-model axis must be the HCP cortex vertices,
+    in HCP order; otherwise a :class:`DatasetError` naming ``path``."""
+    grayl, grayr = cortex_vertices()
+    ok = False
+    try:
+        bms = list(index_map.brain_models)[:2]
+        expected = [("CIFTI_STRUCTURE_CORTEX_LEFT", 0, grayl),
+                    ("CIFTI_STRUCTURE_CORTEX_RIGHT", len(grayl), grayr)]
+        ok = len(bms) == 2 and all(
+            b.brain_structure == name and int(b.index_offset) == offset
+            and int(b.surface_number_of_vertices) == N_MESH_32K
+            and np.array_equal(np.asarray(b.vertex_indices), vert)
+            for b, (name, offset, vert) in zip(bms, expected)
+        )
+    except Exception:
+        ok = False
+    if not ok:
+        raise DatasetError(
+            f"{path}: the grayordinates are not the standard HCP fsLR32k layout (the first "
+            "59412 must be the left and right cortex vertices of the 32k meshes, medial wall "
+            "excluded, in HCP order)", path
+        )
+
+
 class FolderDataset:
     """A dataset in the custom folder format (see module docstring); a
     :class:`~alignment.data.protocol.TimeSeriesDataset`.
@@ -573,31 +598,6 @@ class FolderDataset:
                 f"{'grayordinates' if self.space == 'fsLR32k' else 'vertices'}", path
             )
 
-    def _check_fslr_cortex(self, index_map, path):
-        """The first 59412 grayordinates must be the HCP cortex vertices, in HCP order."""
-        if self.space != "fsLR32k":
-            return
-        grayl, grayr = cortex_vertices()
-        ok = False
-        try:
-            bms = list(index_map.brain_models)[:2]
-            expected = [("CIFTI_STRUCTURE_CORTEX_LEFT", 0, grayl),
-                        ("CIFTI_STRUCTURE_CORTEX_RIGHT", len(grayl), grayr)]
-            ok = len(bms) == 2 and all(
-                b.brain_structure == name and int(b.index_offset) == offset
-                and int(b.surface_number_of_vertices) == N_MESH_32K
-                and np.array_equal(np.asarray(b.vertex_indices), vert)
-                for b, (name, offset, vert) in zip(bms, expected)
-            )
-        except Exception:
-            ok = False
-        if not ok:
-            raise DatasetError(
-                f"{path}: the grayordinates are not the standard HCP fsLR32k layout (the first "
-                "59412 must be the left and right cortex vertices of the 32k meshes, medial wall "
-                "excluded, in HCP order)", path
-            )
-
     def _load_bold_raw(self, sid: str, run: str, path: str) -> tuple[np.ndarray, float | None]:
         if path.endswith(".npy"):
             try:
@@ -621,7 +621,8 @@ class FolderDataset:
             return data, None
         img, (step, _), index_map = _open_cifti(path)
         self._bold_shape_check(sid, run, path, img.shape)
-        self._check_fslr_cortex(index_map, path)
+        if self.space == "fsLR32k":
+            check_fslr_cortex(index_map, path)
         return _read_cifti_data(img, path), step
 
     def bold(self, subject, run, nan_policy: str = "raise") -> np.ndarray:

@@ -110,7 +110,7 @@ from typing import ClassVar, Iterable, Literal, NamedTuple
 import numpy as np
 from pydantic import Field, PositiveInt
 
-from alignment.data.dataset import NAN_POLICIES, FolderDataset, _open_cifti, _read_cifti_data
+from alignment.data.dataset import NAN_POLICIES, _open_cifti, _read_cifti_data, check_fslr_cortex
 from alignment.data.protocol import TR, DatasetError, register_dataset_kind
 from alignment.schema import ConfigError, Table, check
 from alignment.spaces import SPACE_SIZES
@@ -562,7 +562,7 @@ class HCPMovieDataset:
     def _load_bold_raw(self, sid: str, r: HCPRun, path: str) -> tuple[np.ndarray, float]:
         img, (step, _), index_map = _open_cifti(path)
         self._check_shape(path, img.shape, r, sid, self.n_trs[r.id])
-        FolderDataset._check_fslr_cortex(self, index_map, path)
+        check_fslr_cortex(index_map, path)
         return _read_cifti_data(img, path), step
 
     def bold_all(self, subject, runs: Iterable[str] | None = None,
