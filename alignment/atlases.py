@@ -14,6 +14,11 @@ files on the full 32492-vertex meshes or on the 59412 HCP cortex grayordinates b
 ``.npy`` of int labels with a labels TSV (columns ``id``, ``name``, optional ``color``), or for
 fsaverage5 a FreeSurfer ``.annot`` / GIFTI ``.label.gii`` pair (left, right hemisphere).
 
+A dataset folder may bring its own atlases in ``DATASET/atlases/`` (:data:`DATASET_ATLAS_DIR`):
+every ``.dlabel.nii``, ``.npy`` (with its ``.tsv``) or left-hemisphere ``.annot`` /
+``.label.gii`` there is offered by name (:func:`atlas_choices`, :func:`open_atlas`). A space
+without any atlas is summarised as one region, :data:`WHOLE_BRAIN`.
+
 Network groups and per-network summaries are in :mod:`alignment.networks`.
 """
 
@@ -39,7 +44,11 @@ __all__ = [
     "Atlas",
     "AtlasError",
     "BUILTIN_ATLASES",
+    "DATASET_ATLAS_DIR",
+    "WHOLE_BRAIN",
+    "atlas_choices",
     "load_atlas",
+    "open_atlas",
     "name_key",
     "network_colors",
 ]
@@ -48,6 +57,13 @@ BUILTIN_ATLASES = {
     "ca": "ca_network", "cole-anticevic": "ca_network", "ca_network": "ca_network",
     "yeo7": "yeo7", "yeo17": "yeo17", "mmp": "mmp", "glasser": "mmp",
 }
+
+#: the built-in atlases a view offers (fsLR32k), with their labels; the first is the default
+BUILTIN_CHOICES = {"ca": "Cole-Anticevic (12)", "yeo7": "Yeo 7", "yeo17": "Yeo 17"}
+#: a dataset's own atlases: files in this subfolder of the dataset folder
+DATASET_ATLAS_DIR = "atlases"
+#: no atlas: every voxel in one region (network summaries become whole-brain summaries)
+WHOLE_BRAIN = "none"
 
 
 class AtlasError(ValueError):
@@ -449,3 +465,70 @@ def _load_hemi_pair(paths: list[str], space: str) -> Atlas:
     return Atlas(base, np.concatenate(parts), names, colors, space)
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# the atlases of a dataset
+# --------------------------------------------------------------------------------------------
+_RIGHT_MARKERS = tuple(right for _, right in _HEMI_PATTERNS)
+
+
+def _dataset_atlas_files(root) -> dict[str, str]:
+    """name → file of the atlases in ``root/atlases`` (a hemisphere pair by its left file)."""
+    folder = os.path.join(os.fspath(root), DATASET_ATLAS_DIR) if root else None
+    if not folder or not os.path.isdir(folder):
+        return {}
+    found = {}
+    for entry in sorted(os.listdir(folder)):
+        low = entry.lower()
+        if low.endswith((".annot", ".label.gii")):
+            if any(m in entry for m in _RIGHT_MARKERS):
+                continue
+            name = entry
+            for left, _ in _HEMI_PATTERNS:
+                if left in name:  # "lh.nets.annot" and "nets.L.label.gii" are atlas "nets"
+                    name = name.replace(left, "." if left == ".L." else "", 1)
+                    break
+            for suffix in (".annot", ".label.gii"):
+                name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
+        elif low.endswith(".dlabel.nii"):
+            name = entry[: -len(".dlabel.nii")]
+        elif low.endswith(".npy"):
+            name = entry[: -len(".npy")]
+        else:
+            continue
+        found.setdefault(name.strip("._-") or entry, os.path.join(folder, entry))
+    return found
+
+
+def atlas_choices(space: str, dataset_root=None) -> dict[str, str]:
+    """The atlases a view of a dataset can use: name → label, the default first.
+
+    The built-in atlases when ``space`` is fsLR32k, then the dataset's own
+    (``dataset_root/atlases/``, labelled "(dataset)"), then :data:`WHOLE_BRAIN`.
+    """
+    choices = dict(BUILTIN_CHOICES) if space == "fsLR32k" else {}
+    for name in _dataset_atlas_files(dataset_root):
+        choices.setdefault(name, f"{name} (dataset)")
+    choices[WHOLE_BRAIN] = "none (whole brain)"
+    return choices
+
+
+def open_atlas(name: str, space: str, dataset_root=None) -> Atlas:
+    """The atlas ``name`` of :func:`atlas_choices` (never a path: a view only opens the
+    built-ins and the dataset's own files).
+
+    Returns
+    -------
+    Atlas
+        ``labels`` of shape (V,) for ``space``; :data:`WHOLE_BRAIN` labels every voxel 1.
+    """
+    if name == WHOLE_BRAIN:
+        return Atlas(WHOLE_BRAIN, np.ones(SPACE_SIZES[space], dtype=np.int64), {1: "whole brain"},
+                     {1: "#7f7f7f"}, space)
+    files = _dataset_atlas_files(dataset_root)
+    if name in files:
+        return load_atlas(files[name], space=space)
+    if space == "fsLR32k" and name.lower() in BUILTIN_ATLASES:
+        return load_atlas(name, space=space)
+    raise AtlasError(f"no atlas {name!r} for this {space} dataset; have {', '.join(atlas_choices(space, dataset_root))}")

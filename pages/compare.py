@@ -75,7 +75,7 @@ def view():
     S.plot(fd, key="cmp-diff")
     S.export_buttons(fd, "compare_difference", map_values=np.stack([ma.values, mb.values, diff]),
                      map_names=[f"A {S.describe(state, a[1], a[0])}", f"B {S.describe(state, b[1], b[0])}", "A - B"])
-    atlas = S.get_atlas(state.atlas)
+    atlas = S.get_atlas(state)
     from alignment.networks import network_summary
 
     rows = []

@@ -29,7 +29,7 @@ state = S.page("Neuron inspector",
 state = S.apply_intent(state, INTENT)
 study, avail = S.open_or_stop(state)
 key = state.layer_key()
-atlas = S.get_atlas(state.atlas)
+atlas = S.get_atlas(state)
 sk = S.study_key(state)
 
 

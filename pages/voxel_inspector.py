@@ -30,8 +30,8 @@ state = S.page("Voxel inspector",
 state = S.apply_intent(state, INTENT)
 study, avail = S.open_or_stop(state)
 key = state.layer_key()
-atlas = S.get_atlas(state.atlas)
-parcels = S.get_atlas("mmp") if study.dataset.space == "fsLR32k" else None  # HCP-MMP1.0
+atlas = S.get_atlas(state)
+parcels = S.get_atlas(state, "mmp") if study.dataset.space == "fsLR32k" else None  # HCP-MMP1.0
 sk = S.study_key(state)
 
 

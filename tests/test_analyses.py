@@ -229,6 +229,35 @@ def test_fsaverage5_annot_and_gifti(tmp_path):
         load_atlas(tmp_path / "lh.bad.annot", space="fsaverage5")
 
 
+def test_a_dataset_offers_its_own_atlases_and_the_whole_brain(tmp_path):
+    """``DATASET/atlases/`` files are offered by name (a hemisphere pair once); fsaverage5 has no
+    built-in atlas, so a view of it is summarised over the whole brain unless the dataset brings one."""
+    import nibabel as nib
+
+    from alignment.atlases import WHOLE_BRAIN, atlas_choices, open_atlas
+
+    n = 10242
+    folder = tmp_path / "atlases"
+    folder.mkdir()
+    ctab = np.array([[25, 5, 25, 0, 0], [255, 0, 0, 0, 0]], dtype=np.int32)
+    lab = (np.arange(n) < 300).astype(np.int32)
+    for hemi in ("lh", "rh"):
+        nib.freesurfer.write_annot(str(folder / f"{hemi}.nets.annot"), lab, ctab, [b"unknown", b"Visual1"],
+                                   fill_ctab=True)
+    (folder / "notes.txt").write_text("not an atlas")
+    assert atlas_choices("fsaverage5", tmp_path) == {"nets": "nets (dataset)", WHOLE_BRAIN: "none (whole brain)"}
+    assert list(atlas_choices("fsaverage5")) == [WHOLE_BRAIN]
+    assert list(atlas_choices("fsLR32k"))[:3] == ["ca", "yeo7", "yeo17"]
+    at = open_atlas("nets", "fsaverage5", tmp_path)
+    assert at.names == {1: "Visual1"} and (at.labels == 1).sum() == 600
+    whole = open_atlas(WHOLE_BRAIN, "fsaverage5")
+    assert whole.n_voxels == 2 * n and set(whole.labels.tolist()) == {1}
+    with pytest.raises(AtlasError, match="no atlas 'ca' for this fsaverage5 dataset; have nets, none"):
+        open_atlas("ca", "fsaverage5", tmp_path)
+    with pytest.raises(AtlasError, match="no atlas"):
+        open_atlas(str(folder / "lh.nets.annot"), "fsaverage5", tmp_path)  # a name, never a path
+
+
 # --------------------------------------------------------------------------------------------
 # polarity
 # --------------------------------------------------------------------------------------------

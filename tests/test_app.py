@@ -552,7 +552,7 @@ def test_shared_app_refuses_a_folder_outside_the_data_roots(app_env, tmp_path, m
 
 def test_overview_warns_about_masked_voxels(planted, tmp_path, monkeypatch):
     """Voxels masked for NaN BOLD are counted beside the map (not a custom-folder error). The
-    dataset is fsaverage5, whose maps the app does not draw yet: the note shows all the same."""
+    dataset is fsaverage5."""
     from alignment.cache import Cache
     from alignment.data import load_dataset
     from alignment.pipeline import LayerKey, Options, Study
@@ -569,3 +569,47 @@ def test_overview_warns_about_masked_voxels(planted, tmp_path, monkeypatch):
     at = new_app({"dataset": str(root), "subject": "01"}).run()
     assert_clean(at)
     assert any("sub-01: 5 of 20,484 voxels masked" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+def test_an_fsaverage5_dataset_draws_on_its_own_meshes_and_atlases(planted, tmp_path, monkeypatch):
+    """fsaverage5 has no built-in atlas: the app summarises the whole brain, offers the dataset's
+    own atlases (``atlases/``) and fsaverage5's surfaces, and every page runs."""
+    import nibabel as nib
+
+    from alignment.cache import Cache
+    from alignment.data import load_dataset
+    from alignment.pipeline import LayerKey, Options, Study
+
+    root = shutil.copytree(planted, tmp_path / "ds")
+    study = Study(load_dataset(root), Cache(tmp_path / "cache"), Options(n_null=20, n_atoms=4), device="cpu")
+    key = LayerKey(SPEC, "image", 2)
+    study.get("encoding", key, "01")
+    study.get("glm", key, "01")
+    monkeypatch.setenv("ALIGNMENT_CACHE", str(tmp_path / "cache"))
+    at = new_app({"dataset": str(root)}).run()
+    assert_clean(at)
+    assert not at.error, error_text(at)
+    atlas, surface = at.sidebar.selectbox(key="vs_atlas"), at.sidebar.selectbox(key="vs_surface")
+    assert (atlas.options, atlas.value) == (["none (whole brain)"], "none")
+    assert surface.options == ["inflated", "flat"]
+    meta = chart_spec(at)["layout"]["meta"]
+    assert (meta["space"], meta["surface"]) == ("fsaverage5", "inflated")
+    assert any("whole brain" in str(df.value.to_dict()) for df in at.dataframe)
+    for page in ("layers", "polarity", "redundancy", "voxel_inspector", "neuron_inspector", "compare"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert_clean(at)
+        assert not at.error, (page, error_text(at))
+
+    (root / "atlases").mkdir()
+    n = 10242
+    lab = (np.arange(n) < 200).astype(np.int32)  # the planted voxels: the first 200 of the left hemisphere
+    ctab = np.array([[25, 5, 25, 0, 0], [255, 0, 0, 0, 0]], dtype=np.int32)
+    for hemi in ("lh", "rh"):
+        nib.freesurfer.write_annot(str(root / "atlases" / f"{hemi}.patch.annot"), lab if hemi == "lh" else 0 * lab,
+                                   ctab, [b"unknown", b"Patch"], fill_ctab=True)
+    at = new_app({"dataset": str(root), "atlas": "patch", "surface": "flat"}).run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="vs_atlas").value == "patch"
+    assert at.sidebar.selectbox(key="vs_surface").value == "flat"
+    assert chart_spec(at)["layout"]["meta"]["surface"] == "flat"
+    assert any("Patch" in str(df.value.to_dict()) for df in at.dataframe)

@@ -551,3 +551,50 @@ def test_no_subjects(tmp_path):
     ds = load_dataset(root)
     assert ds.subjects == []
     assert ds.validate() == [f"{ds.root}: no subject folders (sub-<id>/) found"]
+
+
+# ------------------------------------------------------------------------------ GIfTI BOLD
+def test_gifti_bold_pair_reads_as_the_npy_it_was_written_from(ds_root):
+    """fsaverage5 BOLD as a per-hemisphere .func.gii pair (the export's writer, read back through
+    nibabel by the dataset) gives the same (T, 20484) array, left hemisphere first."""
+    from alignment.export import write_gifti
+
+    folder = os.path.join(ds_root, "sub-01")
+    Y = np.load(os.path.join(folder, "r1.npy"))
+    fp_npy = load_dataset(ds_root).fingerprint("01")
+    os.remove(os.path.join(folder, "r1.npy"))
+    left, right = write_gifti(os.path.join(folder, "r1"), Y)
+    assert (left, right) == (os.path.join(folder, "r1.L.func.gii"), os.path.join(folder, "r1.R.func.gii"))
+    ds = load_dataset(ds_root)
+    assert ds.bold_path("01", "r1") == left
+    np.testing.assert_array_equal(ds.bold("01", "r1"), Y)
+    assert ds.validate(["01"]) == []
+    fp = ds.fingerprint("01")
+    assert fp != fp_npy
+    os.utime(right, ns=(1, 1))  # the right hemisphere is part of the BOLD's fingerprint
+    assert load_dataset(ds_root).fingerprint("01") != fp
+
+
+def test_gifti_bold_problems_are_one_line_each(ds_root):
+    from alignment.export import write_gifti
+
+    folder = os.path.join(ds_root, "sub-01")
+    Y = np.load(os.path.join(folder, "r1.npy"))
+    os.remove(os.path.join(folder, "r1.npy"))
+    left, right = write_gifti(os.path.join(folder, "r1"), Y)
+    os.remove(right)
+    ds = load_dataset(ds_root)
+    with pytest.raises(DatasetError, match=r"r1.R.func.gii: missing \(a GIfTI run needs both"):
+        ds.bold("01", "r1")
+    os.remove(left)
+    write_gifti(os.path.join(folder, "r1"), Y)
+    os.remove(left)
+    with pytest.raises(DatasetError, match=r"its left hemisphere .*r1.L.func.gii is missing"):
+        ds.bold_path("01", "r1")
+    write_gifti(os.path.join(folder, "r1"), Y[:3])
+    assert any("run r1 of sub-01 has 3 TRs, dataset.toml says 5" in p for p in ds.validate(["01"]))
+    np.save(os.path.join(folder, "r1.npy"), Y)
+    with pytest.raises(DatasetError, match="both .*r1.npy and .*r1.L.func.gii exist"):
+        ds.bold_path("01", "r1")
+    write_gifti(os.path.join(folder, "stray"), Y)
+    assert any("stray.L.func.gii: matches no run" in p for p in ds.validate(["01"]))

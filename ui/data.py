@@ -25,6 +25,7 @@ __all__ = [
     "dataset_refusal",
     "clear_caches",
     "demo_small",
+    "atlas_choices",
     "get_atlas",
     "get_available",
     "get_study",
@@ -102,11 +103,17 @@ def _available(dataset: str, root: str, small: bool):
     return summaries.available(_open_study(dataset, root, small), demo=dataset == "demo")
 
 
-@st.cache_resource(show_spinner=False)
-def _atlas(name: str):
-    from alignment.atlases import load_atlas
+def _atlas_context(sk: tuple) -> tuple[str, str]:
+    """(space, dataset folder) of the study ``sk``: where its atlases come from."""
+    dataset = _open_study(*sk).dataset
+    return dataset.space, str(dataset.root)
 
-    return load_atlas(name)
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _atlas(name: str, space: str, root: str):
+    from alignment.atlases import open_atlas
+
+    return open_atlas(name, space, root)
 
 
 def _ensure_demo(root: str, small: bool) -> None:
@@ -166,7 +173,7 @@ def _summary(name: str, sk: tuple, args: tuple, kw: tuple, atlas: str | None, wi
     study = _open_study(*sk)
     kwargs = dict(kw)
     if atlas is not None:
-        kwargs["atlas"] = _atlas(atlas)
+        kwargs["atlas"] = _atlas(atlas, *_atlas_context(sk))
     if with_avail:
         kwargs["avail"] = _available(*sk)
     return getattr(summaries, name)(study, *args, **kwargs)
@@ -183,9 +190,17 @@ def summary(name: str, state: ViewState, *args, atlas: str | None = None, with_a
     return _summary(name, study_key(state), tuple(args), tuple(sorted(kwargs.items())), atlas, with_avail)
 
 
-def get_atlas(name: str = "ca"):
-    """:class:`alignment.atlases.Atlas` (memoised)."""
-    return _atlas(name)
+def get_atlas(state: ViewState, name: str | None = None):
+    """The :class:`alignment.atlases.Atlas` ``name`` (default ``state.atlas``) of the state's
+    dataset (memoised); the study must be open."""
+    return _atlas(state.atlas if name is None else name, *_atlas_context(study_key(state)))
+
+
+def atlas_choices(state: ViewState) -> dict[str, str]:
+    """name → label of the atlases the state's dataset offers (:func:`alignment.atlases.atlas_choices`)."""
+    from alignment.atlases import atlas_choices as choices
+
+    return choices(*_atlas_context(study_key(state)))
 
 
 def clear_caches() -> None:

@@ -98,7 +98,7 @@ def brain_figure(values, state: ViewState, *, title: str = "", cmap="RdBu_r", sy
     """:func:`alignment.figures.surface_figure` of a (V,) map on the view's surface and atlas outlines."""
     from alignment.figures import surface_figure
 
-    lab = get_atlas(state.atlas).labels if outlines else None
+    lab = get_atlas(state).labels if outlines else None
     return surface_figure(values, surface or state.surface, cmap=cmap, symmetric=symmetric, vmin=vmin, vmax=vmax,
                           title=title, outlines=lab, colorbar_title=label, height=height, hover=hover,
                           camera=camera)

@@ -16,10 +16,10 @@ from typing import Any
 import streamlit as st
 
 from alignment.conventions import GROUP, MAP_METRICS, nearest_layer
-from ui.data import get_available
+from ui.data import atlas_choices, get_available, get_study
 from ui.errors import message
 from ui.style import presentation_css
-from ui.view import ATLAS_NAMES, ATLAS_CHOICES, PAGES, SURFACE_CHOICES, ViewState, parse_query
+from ui.view import PAGES, SURFACE_CHOICES, ViewState, parse_query
 
 __all__ = ["SIDEBAR_FIELDS", "apply_intent", "current", "page_menu", "set_view", "sidebar"]
 
@@ -52,6 +52,11 @@ def _sync_query(state: ViewState) -> None:
     for f in fields(ViewState):
         if f.name not in q and f.name in qp:
             del qp[f.name]
+
+
+def _atlases_and_space(state: ViewState) -> tuple[dict[str, str], str]:
+    """The atlases (name → label) the state's dataset offers, and its space."""
+    return atlas_choices(state), get_study(state).dataset.space
 
 
 def _choose(key: str, options: list, fallback=None, *, from_url: bool, what: str, warns: list) -> None:
@@ -195,8 +200,11 @@ def sidebar() -> ViewState:
     sb.selectbox("Map metric", MAP_METRICS, key=_PREFIX + "metric",
                  help="r: encoding accuracy; significant r: r where q < FDR; best layer: layer with the "
                       "highest r; SI: image vs text branch; cross-modal gain: fusion layers")
-    _choose(_PREFIX + "atlas", list(ATLAS_CHOICES), from_url=False, what="atlas", warns=warns)
-    sb.selectbox("Atlas", ATLAS_CHOICES, key=_PREFIX + "atlas", format_func=lambda a: ATLAS_NAMES.get(a, a))
+    atlases, space = _atlases_and_space(base) if avail is not None else ({"ca": "ca"}, "fsLR32k")
+    _choose(_PREFIX + "atlas", list(atlases), from_url=from_link("atlas"), what="atlas", warns=warns)
+    sb.selectbox("Atlas", list(atlases), key=_PREFIX + "atlas", format_func=lambda a: atlases.get(a, a),
+                 help="network atlas of the summaries and map outlines; a dataset folder's own atlases "
+                      "(atlases/*.annot, *.label.gii, *.dlabel.nii) are listed too")
     fq = ss.get(_PREFIX + "fdr_q")
     if not isinstance(fq, (int, float)) or not (0 < float(fq) < 1):
         ss[_PREFIX + "fdr_q"] = 0.05
@@ -204,8 +212,9 @@ def sidebar() -> ViewState:
         ss[_PREFIX + "fdr_q"] = float(min(max(fq, 0.0001), 0.5))
     sb.number_input("FDR threshold q", min_value=0.0001, max_value=0.5, step=0.01, format="%.4f",
                     key=_PREFIX + "fdr_q", help="Benjamini-Hochberg q below which a voxel counts as significant")
-    _choose(_PREFIX + "surface", list(SURFACE_CHOICES), from_url=False, what="surface", warns=warns)
-    sb.selectbox("Surface", SURFACE_CHOICES, key=_PREFIX + "surface", format_func=lambda s: s.replace("_", " "))
+    surfaces = list(SURFACE_CHOICES[space])
+    _choose(_PREFIX + "surface", surfaces, from_url=from_link("surface"), what="surface", warns=warns)
+    sb.selectbox("Surface", surfaces, key=_PREFIX + "surface", format_func=lambda s: s.replace("_", " "))
     ss.setdefault(_PREFIX + "presentation", False)
     sb.toggle("Presentation mode", key=_PREFIX + "presentation",
               help="large fonts, no Streamlit chrome: for projecting at lab meetings")

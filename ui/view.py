@@ -16,8 +16,6 @@ from typing import Any, Mapping
 from alignment.conventions import AN_KINDS, CONDITIONS, GROUP, MAP_METRICS
 
 __all__ = [
-    "ATLAS_CHOICES",
-    "ATLAS_NAMES",
     "METHODS_FILE",
     "PAGES",
     "SURFACE_CHOICES",
@@ -28,11 +26,8 @@ __all__ = [
     "set_label",
 ]
 
-#: the built-in atlases (:data:`alignment.atlases.BUILTIN_ATLASES`) the sidebar offers, and their labels
-ATLAS_CHOICES = ("ca", "yeo7", "yeo17")
-ATLAS_NAMES = {"ca": "Cole-Anticevic (12)", "yeo7": "Yeo 7", "yeo17": "Yeo 17"}
-#: the fsLR32k surfaces (:data:`alignment.spaces.SURFACES`) the sidebar offers
-SURFACE_CHOICES = ("inflated", "very_inflated", "flat")
+#: the surfaces (:data:`alignment.spaces.SURFACES`) the sidebar offers, per space; the first is the default
+SURFACE_CHOICES = {"fsLR32k": ("inflated", "very_inflated", "flat"), "fsaverage5": ("inflated", "flat")}
 #: the app's pages by menu section: (script, title, icon); the first one is the default page
 PAGES = {
     "Explore": (("pages/overview.py", "Overview", ":material/neurology:"),
@@ -148,15 +143,16 @@ def parse_query(params: Mapping[str, Any]) -> tuple[ViewState, list[str]]:
         warns.append(f"URL parameter {name}={raw!r} is not valid{(' (' + why + ')') if why else ''}; "
                      f"using {getattr(d, name)!r}")
 
-    for name in ("dataset", "subject", "model", "branch"):
+    for name in ("dataset", "subject", "model", "branch", "atlas"):  # checked against the dataset later
         if name in p:
             raw = str(p[name]).strip()
             if raw or name in ("model", "branch"):
                 vals[name] = raw
             else:
                 bad(name, p[name])
-    for name, allowed in (("condition", CONDITIONS), ("kind", AN_KINDS), ("atlas", ATLAS_CHOICES),
-                          ("surface", SURFACE_CHOICES), ("metric", MAP_METRICS)):
+    surfaces = tuple(dict.fromkeys(s for per_space in SURFACE_CHOICES.values() for s in per_space))
+    for name, allowed in (("condition", CONDITIONS), ("kind", AN_KINDS), ("surface", surfaces),
+                          ("metric", MAP_METRICS)):
         if name in p:
             raw = str(p[name]).strip()
             if raw in allowed:

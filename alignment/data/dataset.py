@@ -7,7 +7,9 @@ A dataset is a folder::
     DATASET/stimuli/<run>.tsv     columns: tr (0-based int), frame (path relative to DATASET,
                                   or empty), caption (text, or empty), segment (label)
     DATASET/frames/...            images referenced by the TSVs
-    DATASET/sub-<id>/<run>.dtseries.nii   CIFTI-2 dtseries (fsLR32k), or <run>.npy (T × V)
+    DATASET/sub-<id>/<run>.dtseries.nii   CIFTI-2 dtseries (fsLR32k), or <run>.npy (T × V),
+                                  or <run>.L.func.gii + <run>.R.func.gii (fsaverage5: one
+                                  data array per TR, 10242 vertices per hemisphere)
 
 Example ``dataset.toml``::
 
@@ -66,6 +68,10 @@ __all__ = [
 
 #: run ids name files (stimuli/<run>.tsv, sub-<id>/<run>.npy)
 SAFE_ID = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
+#: the BOLD file of a run, by format: ``sub-<id>/<run><suffix>``; a GIfTI run is a pair of
+#: files named by its left hemisphere (the right one ends in :data:`GIFTI_RIGHT`)
+BOLD_SUFFIXES = (".dtseries.nii", ".npy", ".L.func.gii")
+GIFTI_RIGHT = ".R.func.gii"
 
 
 class DatasetTable(Table):
@@ -254,6 +260,21 @@ def _read_cifti_data(img, path) -> np.ndarray:
             f"corrupt ({type(exc).__name__}: {exc})", path
         ) from exc
     return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _read_gifti_series(path: str) -> np.ndarray:
+    """Time series of one hemisphere's ``.func.gii`` (one data array per TR), shape (T, n)."""
+    import nibabel as nib
+
+    if not os.path.isfile(path):
+        raise DatasetError(f"{path}: missing (a GIfTI run needs both hemispheres' files)", path)
+    try:
+        arrays = [np.asarray(d.data, dtype=np.float32) for d in nib.load(path).darrays]
+    except Exception as exc:
+        raise DatasetError(f"{path}: cannot read the GIfTI file ({type(exc).__name__}: {exc})", path) from exc
+    if not arrays or any(a.ndim != 1 or a.shape != arrays[0].shape for a in arrays):
+        raise DatasetError(f"{path}: expected one 1-D data array of vertex values per TR", path)
+    return np.stack(arrays)
 
 
 def read_cifti_dtseries(path) -> CiftiDtseries:
@@ -562,22 +583,33 @@ class FolderDataset:
         return sid, folder
 
     def bold_path(self, subject, run) -> str:
-        """Path of the BOLD file of a subject and run (``.dtseries.nii`` or ``.npy``)."""
+        """Path of the BOLD file of a subject and run (``.dtseries.nii``, ``.npy``, or the left
+        file of a ``.L.func.gii`` / ``.R.func.gii`` pair)."""
         run = self._check_run(run)
         sid, folder = self._subject_dir(subject)
-        cands = [os.path.join(folder, f"{run}{ext}") for ext in (".dtseries.nii", ".npy")]
+        cands = [os.path.join(folder, f"{run}{ext}") for ext in BOLD_SUFFIXES]
         found = [c for c in cands if os.path.isfile(c)]
+        right = os.path.join(folder, f"{run}{GIFTI_RIGHT}")
+        if not found and os.path.isfile(right):
+            raise DatasetError(f"{right}: its left hemisphere {cands[2]} is missing", folder)
         if not found:
             raise DatasetError(
-                f"no BOLD file for run {run!r} of sub-{sid}: expected {cands[0]} or {cands[1]}",
-                folder,
+                f"no BOLD file for run {run!r} of sub-{sid}: expected {cands[0]}, {cands[1]} or "
+                f"{cands[2]} with {os.path.basename(right)}", folder,
             )
-        if len(found) == 2:
+        if len(found) > 1:
             raise DatasetError(
                 f"both {found[0]} and {found[1]} exist for run {run!r} of sub-{sid}; keep one",
                 folder,
             )
         return found[0]
+
+    @staticmethod
+    def bold_files(path: str) -> list[str]:
+        """The files of the BOLD at ``path`` (:meth:`bold_path`): itself, or a GIfTI pair."""
+        if path.endswith(BOLD_SUFFIXES[2]):
+            return [path, path[: -len(BOLD_SUFFIXES[2])] + GIFTI_RIGHT]
+        return [path]
 
     def _bold_shape_check(self, sid, run, path, shape):
         T_expected, V_expected = self.n_trs[run], self.n_vertices
@@ -618,6 +650,13 @@ class FolderDataset:
                 raise DatasetError(
                     f"{path}: cannot read .npy data ({type(exc).__name__}: {exc})", path
                 ) from exc
+            return data, None
+        if path.endswith(BOLD_SUFFIXES[2]):
+            if self.space != "fsaverage5":
+                raise DatasetError(f"{path}: GIfTI BOLD is read for space fsaverage5, this dataset is "
+                                   f"{self.space} (use a .dtseries.nii)", path)
+            data = np.concatenate([_read_gifti_series(p) for p in self.bold_files(path)], axis=1)
+            self._bold_shape_check(sid, run, path, data.shape)
             return data, None
         img, (step, _), index_map = _open_cifti(path)
         self._bold_shape_check(sid, run, path, img.shape)
@@ -771,7 +810,7 @@ class FolderDataset:
                 subs = sorted(_strip_sub(s) for s in subjects)
             for sid in subs:
                 for run in self.runs:
-                    for ext in (".dtseries.nii", ".npy"):
+                    for ext in (*BOLD_SUFFIXES, GIFTI_RIGHT):
                         p = os.path.join(self.root, f"sub-{sid}", f"{run}{ext}")
                         if os.path.exists(p):
                             add_file(p)
@@ -824,10 +863,10 @@ class FolderDataset:
             if not os.path.isdir(folder):
                 problems.append(f"{folder}: subject folder not found")
                 continue
-            known = {f"{r}{ext}" for r in self.runs for ext in (".dtseries.nii", ".npy")}
+            suffixes = (*BOLD_SUFFIXES, GIFTI_RIGHT)
+            known = {f"{r}{ext}" for r in self.runs for ext in suffixes}
             for entry in sorted(os.listdir(folder)):
-                if (entry.endswith(".npy") or entry.endswith(".dtseries.nii")) and \
-                        entry not in known:
+                if entry.endswith(suffixes) and entry not in known:
                     problems.append(
                         f"{os.path.join(folder, entry)}: matches no run of dataset.toml "
                         f"({', '.join(self.runs)})"
