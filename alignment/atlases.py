@@ -33,6 +33,7 @@ import numpy as np
 
 from alignment.spaces import (
     HCP_STRUCTURES,
+    fslr32k_to_fsaverage5,
     N_CORTEX,
     N_MESH_32K,
     SPACE_SIZES,
@@ -47,6 +48,7 @@ __all__ = [
     "DATASET_ATLAS_DIR",
     "WHOLE_BRAIN",
     "atlas_choices",
+    "fsaverage5_from_fslr32k",
     "load_atlas",
     "open_atlas",
     "name_key",
@@ -532,3 +534,19 @@ def open_atlas(name: str, space: str, dataset_root=None) -> Atlas:
     if space == "fsLR32k" and name.lower() in BUILTIN_ATLASES:
         return load_atlas(name, space=space)
     raise AtlasError(f"no atlas {name!r} for this {space} dataset; have {', '.join(atlas_choices(space, dataset_root))}")
+
+
+def fsaverage5_from_fslr32k(atlas: Atlas) -> Atlas:
+    """An fsLR32k atlas carried to fsaverage5 by nearest vertex in MNI space
+    (:func:`alignment.spaces.fslr32k_to_fsaverage5`): approximate, good for networks (large
+    regions), not for small parcels; medial-wall vertices are unlabelled.
+
+    Returns
+    -------
+    Atlas
+        ``labels`` of shape (20484,), the same names and colours, space ``"fsaverage5"``.
+    """
+    atlas.check(SPACE_SIZES["fsLR32k"], f"atlas {atlas.name!r}")
+    nearest = fslr32k_to_fsaverage5()
+    labels = np.where(nearest >= 0, atlas.labels[np.maximum(nearest, 0)], 0)
+    return Atlas(atlas.name, labels, atlas.names, atlas.colors, "fsaverage5")

@@ -68,7 +68,7 @@ def cmd_demo(args) -> int:
 
     start = time.perf_counter()
     study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, full=args.full,
-                     n_subjects=args.subjects)
+                     n_subjects=args.subjects, space=args.space)
     print(f"demo ready in {time.perf_counter() - start:.1f} s: dataset {study.dataset.root}, results in {study.cache.root}")
     return 0
 
@@ -81,7 +81,7 @@ def cmd_validate(args) -> int:
     from alignment.demo import run_demo, validate_demo, validation_plans
 
     study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, progress=not args.json,
-                     plans=validation_plans(args.full), n_subjects=args.subjects)
+                     plans=validation_plans(args.full), n_subjects=args.subjects, space=args.space)
     result = validate_demo(study)
     if args.json:
         print(json.dumps(result.as_dict()))
@@ -180,12 +180,15 @@ def cmd_export(args) -> int:
 
 
 def _demo_options(p) -> None:
-    from alignment.simulation import DEFAULT_SNR
+    from alignment.simulation import DEFAULT_SNR, DEMO_SPACES
 
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated experiment (default 0)")
     p.add_argument("--snr", type=float, default=DEFAULT_SNR, help=f"signal-to-noise of planted voxels (default {DEFAULT_SNR}; 0 plants nothing)")
     p.add_argument("--small", action="store_true", help="a small, fast dataset (fewer TRs and subjects; for tests)")
     p.add_argument("--subjects", type=int, default=None, help="number of simulated subjects (default 3; 2 with --small)")
+    p.add_argument("--space", choices=DEMO_SPACES, default=DEMO_SPACES[0],
+                   help="surface space of the simulated BOLD (fsaverage5: GIfTI, with its network atlas in the "
+                        "dataset folder)")
     p.add_argument("--full", action="store_true",
                    help="every layer of every demo model (several times longer; default: the planted layers, "
                         "a distractor layer and the baselines)")

@@ -15,7 +15,7 @@ import numpy as np
 from alignment.cache import Cache
 from alignment.pipeline import Baselines, LayerKey, ModelPlan, Options, Study
 from alignment.plan import compute
-from alignment.simulation import (CLIP_SPEC, DEFAULT_SNR, METER_SPEC, PLANTING, ROBERTA_SPEC, VIT_SPEC, build_demo,
+from alignment.simulation import (CLIP_SPEC, DEFAULT_SNR, DEMO_SPACES, METER_SPEC, PLANTING, ROBERTA_SPEC, VIT_SPEC, build_demo,
                                   load_ground_truth)
 
 BASELINES = (VIT_SPEC, ROBERTA_SPEC, "minilm")
@@ -110,24 +110,26 @@ def demo_options(seed: int = 0) -> Options:
 
 
 def demo_root(cache: Cache, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False,
-              n_subjects: int | None = None) -> Path:
+              n_subjects: int | None = None, space: str = DEMO_SPACES[0]) -> Path:
     """Folder of the demo dataset with these parameters, inside the cache folder."""
     subjects = "" if n_subjects is None else f"_sub-{n_subjects}"
-    return cache.root / "datasets" / f"demo_seed-{seed}_snr-{snr:g}{'_small' if small else ''}{subjects}"
+    in_space = "" if space == DEMO_SPACES[0] else f"_{space}"
+    return cache.root / "datasets" / f"demo_seed-{seed}_snr-{snr:g}{'_small' if small else ''}{subjects}{in_space}"
 
 
 def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False,
              progress: bool | Callable[[int, int, str], None] = True, full: bool = False,
-             plans: tuple[ModelPlan, ...] | None = None, n_subjects: int | None = None) -> Study:
+             plans: tuple[ModelPlan, ...] | None = None, n_subjects: int | None = None,
+             space: str = DEMO_SPACES[0]) -> Study:
     """Build the demo dataset (if absent; ``small``: test-sized; ``n_subjects``: other than the
-    default number) and compute ``plans`` (default the demo plan, :func:`demo_plans`; ``full``:
+    default number; ``space``: one of :data:`DEMO_SPACES`) and compute ``plans`` (default the demo plan, :func:`demo_plans`; ``full``:
     every layer) into the cache, and, when something is planted, the neuron mapping of the
     planted layers under the other :data:`STABILITY_SEEDS` for the first subject."""
     from alignment.data import load_dataset
 
     cache = cache if isinstance(cache, Cache) else Cache(cache)
-    root = build_demo(demo_root(cache, seed, snr, small, n_subjects), seed=seed, snr=snr, small=small,
-                      n_subjects=n_subjects)
+    root = build_demo(demo_root(cache, seed, snr, small, n_subjects, space), seed=seed, snr=snr, small=small,
+                      n_subjects=n_subjects, space=space)
     study = Study(load_dataset(root), cache, demo_options(seed), device="cpu",
                   progress=progress is True)
     compute(study, plans or demo_plans(full), study.dataset.subjects, progress=progress, baselines=INTEGRATION_BASELINES)
@@ -391,11 +393,11 @@ def _link_hits(study: Study, truth, subject: str, patches: list[dict], mapped: l
     """Detected VLM voxels with the right top AN, with the right link polarity, and patches whose
     AN's brain map falls mostly in their network (undetected voxels are not looked up)."""
     from alignment.analyses.polarity import voxel_polarity
-    from alignment.atlases import load_atlas
+    from alignment.atlases import open_atlas
 
     patch_of = np.asarray(truth.subject_maps(subject)["patch"])
     sign_of = np.asarray(truth.subject_maps(subject)["sign"])
-    names = load_atlas("ca").voxel_names()
+    names = open_atlas("ca", study.dataset.space, study.dataset.root).voxel_names()
     top_hits, polarity_hits, network_hits = 0, 0, 0
     for kind in sorted({p["kind"] for p in patches}):
         # the Voxel inspector's ranking over all layers and branches of one kind

@@ -41,6 +41,7 @@ __all__ = [
     "write_csv",
     "write_dscalar",
     "write_gifti",
+    "write_label_gifti",
 ]
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
@@ -201,6 +202,44 @@ def write_gifti(path_prefix, values, names=None, space: str | None = None) -> li
                          meta=GiftiMetaData({"AnatomicalStructurePrimary": structure}))
         path = f"{prefix}.{hemi}.func.gii"
         out.append(_atomic_write(path, lambda tmp, img=img: nib.save(img, tmp), ".func.gii"))
+    return out
+
+
+def write_label_gifti(path_prefix, atlas) -> list[str]:
+    """Write an fsaverage5 atlas as per-hemisphere GIfTI label files (``.label.gii``), which
+    :func:`alignment.atlases.load_atlas` reads back.
+
+    Parameters
+    ----------
+    path_prefix : str or PathLike
+        Files ``{path_prefix}.L.label.gii`` and ``{path_prefix}.R.label.gii``.
+    atlas : alignment.atlases.Atlas
+        Space fsaverage5 (``labels`` of shape (20484,)).
+
+    Returns
+    -------
+    list of str
+        ``[left, right]`` paths.
+    """
+    import nibabel as nib
+    from nibabel.gifti import GiftiDataArray, GiftiImage, GiftiLabel, GiftiLabelTable, GiftiMetaData
+
+    if atlas.space != "fsaverage5":
+        raise ValueError(f"label GIfTI files are written for fsaverage5 atlases, not {atlas.space}")
+    table = GiftiLabelTable()
+    for key, name, color in [(0, "???", "#000000")] + [(k, n, atlas.colors[k]) for k, n in atlas.names.items()]:
+        rgb = [int(color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        label = GiftiLabel(key=key, red=rgb[0], green=rgb[1], blue=rgb[2], alpha=float(key > 0))
+        label.label = name
+        table.labels.append(label)
+    left, right = hemisphere_values(atlas.labels, "fsaverage5", fill=0)
+    out = []
+    for hemi, arr, structure in (("L", left, "CortexLeft"), ("R", right, "CortexRight")):
+        img = GiftiImage(labeltable=table, meta=GiftiMetaData({"AnatomicalStructurePrimary": structure}),
+                         darrays=[GiftiDataArray(np.asarray(arr, np.int32), intent="NIFTI_INTENT_LABEL",
+                                                 datatype="NIFTI_TYPE_INT32")])
+        path = f"{os.fspath(path_prefix)}.{hemi}.label.gii"
+        out.append(_atomic_write(path, lambda tmp, img=img: nib.save(img, tmp), ".label.gii"))
     return out
 
 

@@ -418,13 +418,51 @@ def test_snr0_noise_is_unit_variance_long_memory_and_smooth(noise_only):
     assert r1 > DEFAULT_RHO and r8 > 10 * max(r1, 0) ** 8 and r8 > 0.05
     # spatially smooth on the cortex (neighbouring vertices correlate), not in the subcortex
     import scipy.sparse as sp
-    from alignment.simulation.experiment import _hcp_cortex_graph
 
-    adj, _ = _hcp_cortex_graph()
-    i, j = sp.triu(adj, k=1).nonzero()
+    from alignment.spaces import cortical_adjacency
+
+    i, j = sp.triu(cortical_adjacency(), k=1).nonzero()
     pick = np.random.default_rng(0).choice(len(i), 3000, replace=False)
     Z = (Y - Y.mean(0)) / Y.std(0)
     neighbour_r = (Z[:, i[pick]] * Z[:, j[pick]]).mean(0).mean()
     assert neighbour_r > 0.4
     sub = Z[:, 59412:]
     assert abs((sub[:, :-1] * sub[:, 1:]).mean(0).mean()) < 0.05
+
+
+# ------------------------------------------------------------------------------ fsaverage5
+@pytest.fixture(scope="module")
+def demo_fsaverage5(tmp_path_factory):
+    """An fsaverage5 demo: one subject, 4 runs × 48 TRs, high SNR."""
+    return build_demo(tmp_path_factory.mktemp("fs5") / "a", seed=0, snr=HIGH_SNR, small=True, n_subjects=1,
+                      n_trs=48, space="fsaverage5")
+
+
+def test_fsaverage5_demo_is_gifti_with_its_own_network_atlas(demo_fsaverage5):
+    """BOLD as GIfTI pairs, the Cole-Anticevic networks carried to fsaverage5 in the dataset's
+    atlases/ folder, every patch inside its network and hemisphere, and the planted voxels
+    following their AN's response with the planted sign."""
+    from alignment.atlases import atlas_choices, open_atlas
+    from alignment.simulation.experiment import _bold_response, _drive
+
+    ds = load_dataset(demo_fsaverage5)
+    assert (ds.kind, ds.space, ds.n_vertices) == ("demo", "fsaverage5", 20484)
+    assert ds.validate(check_images=False) == []
+    assert ds.bold_path("01", "MOVIE1").endswith("MOVIE1.L.func.gii")
+    assert list(atlas_choices(ds.space, ds.root)) == ["ca", "none"]
+    names = open_atlas("ca", ds.space, ds.root).voxel_names()
+    gt = load_ground_truth(demo_fsaverage5)
+    assert gt.meta["dataset"]["space"] == "fsaverage5" and gt.patch.shape == (20484,)
+    Y, runs = ds.bold_all("01")
+    assert abs(float(Y[:, ~gt.subject_planted[0]].std()) - 1.0) < 0.05
+    maps, peaks = gt.subject_maps("01"), gt.subject_hrf_peak[0]
+    for k, row in enumerate(gt.patches):
+        vox = np.flatnonzero(maps["patch"] == k)
+        assert len(vox) > 30 and set(names[vox]) == {row["network"]}
+        assert ((vox < 10242).all() if row["hemisphere"] == "L" else (vox >= 10242).all())
+        drive = _drive(gt.an_timeseries[k], runs)
+        if row["modality"] == "additive":
+            drive = drive + _drive(gt.an_partner[k], runs)
+        r = [float(_corr(_bold_response(drive, runs, 1.0, float(peaks[v])).astype(np.float64),
+                         Y[:, [v]].astype(np.float64))[0]) for v in vox]
+        assert np.sign(np.median(r)) == row["sign"]

@@ -130,3 +130,27 @@ def test_fsaverage5_brain_models():
     bm = S.fsaverage5_brain_models()
     assert len(bm) == 20484 and bm.nvertices["CIFTI_STRUCTURE_CORTEX_LEFT"] == 10242
     np.testing.assert_array_equal(bm.vertex[:10242], np.arange(10242))
+
+
+def test_fsaverage5_adjacency_is_the_mesh_graph():
+    A = S.fsaverage5_adjacency()
+    assert A.shape == (20484, 20484) and (A != A.T).nnz == 0
+    degree = np.asarray(A.sum(1)).ravel()
+    assert set(np.unique(degree)) == {5, 6}  # an icosahedral mesh: 12 degree-5 vertices per hemisphere
+    assert A[:10242, 10242:].nnz == 0  # no edge between the hemispheres
+
+
+def test_fslr32k_to_fsaverage5_matches_the_folding():
+    """The nearest-vertex correspondence maps sulci to sulci: sulcal depth (read from each
+    template's own file) agrees across it, and each hemisphere stays on its side."""
+    nearest = S.fslr32k_to_fsaverage5()
+    assert nearest.shape == (20484,)
+    assert (nearest[:10242] < S.N_LEFT_32K).all() and (nearest[10242:][nearest[10242:] >= 0] >= S.N_LEFT_32K).all()
+    assert 0.04 < (nearest < 0).mean() < 0.15  # the medial wall
+    for h, part in (("left", slice(0, 10242)), ("right", slice(10242, None))):
+        fslr = np.full(S.N_CORTEX, np.nan)
+        grey = S.vertex_grayordinates("fsLR32k", h)
+        fslr[grey[grey >= 0]] = S.sulcal_depth(h, "fsLR32k")[grey >= 0]
+        ok = nearest[part] >= 0
+        r = np.corrcoef(fslr[nearest[part][ok]], S.sulcal_depth(h, "fsaverage5")[ok])[0, 1]
+        assert r > 0.85, (h, r)

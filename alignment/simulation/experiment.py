@@ -2,11 +2,13 @@
 
 :func:`build_demo` writes a dataset folder in the custom format (DESIGN §3)::
 
-    ROOT/dataset.toml                 [dataset] name/tr/space = "fsLR32k"; [[runs]] id/n_trs
+    ROOT/dataset.toml                 [dataset] name/tr/space; [[runs]] id/n_trs
     ROOT/stimuli/MOVIE<k>.tsv         tr, frame, caption, segment
     ROOT/frames/MOVIE<k>/<tr>.png     one procedurally drawn frame per stimulus TR
     ROOT/frames/repeat/<i>.png        the test-retest segment, shared by every run
-    ROOT/sub-<id>/MOVIE<k>.dtseries.nii   CIFTI-2, 91282 grayordinates, float32
+    ROOT/sub-<id>/MOVIE<k>.dtseries.nii   CIFTI-2, 91282 grayordinates, float32 (fsLR32k, default)
+    ROOT/sub-<id>/MOVIE<k>.{L,R}.func.gii GIfTI, 10242 vertices per hemisphere (fsaverage5)
+    ROOT/atlases/ca.{L,R}.label.gii   fsaverage5: the networks the patches were placed in
     ROOT/ground_truth.npz             voxel maps and planted time series (no pickles)
     ROOT/ground_truth.json            parameters and the table of planted patches
 
@@ -112,12 +114,14 @@ import numpy as np
 from alignment.data import GROUND_TRUTH_FILE, load_dataset, write_cifti_dtseries
 from alignment.encoding import fit_ridge
 from alignment.simulation import scenes
-from alignment.spaces import N_CORTEX, N_GRAYORDINATES, N_LEFT_32K
+from alignment.atlases import DATASET_ATLAS_DIR
+from alignment.spaces import N_FSAVG5_HEMI, N_LEFT_32K
 
 __all__ = [
     "DEFAULT_RHO",
     "DEFAULT_SNR",
     "DEMO_MODELS",
+    "DEMO_SPACES",
     "DEMO_VERSION",
     "GroundTruth",
     "PLANTING",
@@ -130,6 +134,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEMO_VERSION = 2
+#: the spaces a demo can be built in; the first is the default
+DEMO_SPACES = ("fsLR32k", "fsaverage5")
 DEMO_NAME = "alignment-demo"
 CLIP_SPEC = "random:clip:demo-tiny"
 METER_SPEC = "random:meter:tiny?attn_std=0.5"  # peaked co-attention: cross-modal ANs that need both inputs
@@ -227,6 +233,7 @@ def build_demo(
     spatial_steps: int = 2,
     frame_size: int | None = None,
     small: bool = False,
+    space: str = "fsLR32k",
     overwrite: bool = False,
     device: str = "cpu",
     progress: Callable[[float, str], None] | None = None,
@@ -260,6 +267,11 @@ def build_demo(
         Frame width and height in pixels (default 96; 64 when ``small``).
     small : bool
         Test-sized defaults (fewer TRs and subjects, smaller frames).
+    space : {"fsLR32k", "fsaverage5"}
+        Surface space of the BOLD: fsLR32k CIFTI-2 dtseries (91282 grayordinates), or fsaverage5
+        GIfTI pairs (20484 vertices) with the Cole-Anticevic networks carried over to fsaverage5
+        (:func:`alignment.atlases.fsaverage5_from_fslr32k`) in ``atlases/ca.{L,R}.label.gii``:
+        the patches are placed in those networks.
     device : str
         Torch device for the AN extraction ("cpu" is bitwise reproducible).
     progress : callable(fraction, message), optional
@@ -271,7 +283,8 @@ def build_demo(
         The dataset folder; open it with :func:`alignment.data.load_dataset` and its ground
         truth with :func:`load_ground_truth`.
 
-    Shapes: T = n_runs × n_trs TRs, V = 91282 grayordinates; every BOLD file is (n_trs, V).
+    Shapes: T = n_runs × n_trs TRs, V = 91282 grayordinates (20484 vertices in fsaverage5); every
+    BOLD run is (n_trs, V).
     """
     n_subjects = (2 if small else 3) if n_subjects is None else int(n_subjects)
     n_trs = (64 if small else 150) if n_trs is None else int(n_trs)
@@ -294,6 +307,8 @@ def build_demo(
         raise ValueError(f"spatial_steps must be >= 0, got {spatial_steps}")
     if frame_size < 32:
         raise ValueError(f"frame_size must be at least 32 pixels, got {frame_size}")
+    if space not in DEMO_SPACES:
+        raise ValueError(f"space must be one of {', '.join(DEMO_SPACES)}, got {space!r}")
     params = {
         "version": DEMO_VERSION, "seed": seed, "snr": snr, "n_subjects": n_subjects, "n_runs": n_runs,
         "n_trs": n_trs, "rho": rho, "long_memory": long_memory, "drift": drift,
@@ -302,6 +317,8 @@ def build_demo(
         "hrf_peak_range": list(HRF_PEAK_RANGE), "hrf_patch_peak": list(HRF_PATCH_PEAK),
         "hrf_voxel_jitter": HRF_VOXEL_JITTER, "hrf_peak_step": HRF_PEAK_STEP, "saturation": SATURATION,
     }
+    if space != DEMO_SPACES[0]:  # fsLR32k demos keep the parameters (and the caches) they always had
+        params["space"] = space
     root = Path(root).expanduser()
     if root.exists() and not overwrite and _existing_params(root) == params:
         return root
@@ -322,7 +339,13 @@ def build_demo(
         (tmp / ".alignment-demo").write_text("a simulated dataset written by alignment.data.demo\n")
         report(0.0, "drawing stimuli")
         run_ids = [f"MOVIE{k + 1}" for k in range(n_runs)]
-        _write_stimuli(tmp, run_ids, n_trs, frame_size, np.random.default_rng([seed, 1]))
+        _write_stimuli(tmp, run_ids, n_trs, frame_size, np.random.default_rng([seed, 1]), space)
+        geometry = _Cortex.get(int(spatial_steps), space)
+        if space == "fsaverage5":
+            from alignment.export import write_label_gifti
+
+            (tmp / DATASET_ATLAS_DIR).mkdir()
+            write_label_gifti(tmp / DATASET_ATLAS_DIR / "ca", geometry.atlas)
         ds = load_dataset(tmp)
         runs = ds.run_index()
         sub_ids = [f"{k + 1:02d}" for k in range(n_subjects)]
@@ -331,20 +354,19 @@ def build_demo(
         report(0.1, "extracting the planted artificial neurons")
         chosen = _choose_ans(ds, planting, np.random.default_rng([seed, 3]), device, report)
         report(0.55, "placing patches on the cortex")
-        geometry = _Cortex.get(int(spatial_steps))
         patches = _place_patches(geometry, planting, np.random.default_rng([seed, 2]))
         subj_patches = [
             _jitter_patches(geometry, patches, np.random.default_rng([seed, 100 + s]))
             for s in range(n_subjects)
         ]
-        truth = _truth_arrays(planting, chosen, patches, subj_patches, snr, sub_ids, runs, run_ids)
+        truth = _truth_arrays(planting, chosen, patches, subj_patches, snr, sub_ids, runs, run_ids, geometry.n_total)
         _draw_hrf_peaks(truth, np.random.default_rng([seed, 4]))
         drives = [c.drive for c in chosen]
         truth["regressor"] = np.stack([_bold_response(d, runs, ds.tr, pk) for d, pk in
                                        zip(drives, truth["patch_hrf_peak"])]) if planting \
             else np.zeros((0, len(runs)), np.float32)
 
-        writer = _DtseriesWriter(ds.tr)
+        writer = _DtseriesWriter(ds.tr) if space == "fsLR32k" else _GiftiWriter()
         for s, sid in enumerate(sub_ids):
             report(0.6 + 0.38 * s / n_subjects, f"simulating BOLD of sub-{sid}")
             folder = tmp / f"sub-{sid}"
@@ -354,10 +376,10 @@ def build_demo(
                 Y = _noise(geometry, n_trs, rho, long_memory, drift, ds.tr,
                            np.random.default_rng([seed, 200 + s, r]))
                 Y[:, signal.voxels] += signal.values[runs == r]
-                writer.write(folder / f"{run}.dtseries.nii", Y)
+                writer.write(folder / run, Y)
                 del Y
 
-        meta = _truth_meta(params, planting, chosen, patches, subj_patches, truth, sub_ids, run_ids, n_trs)
+        meta = _truth_meta(params, planting, chosen, patches, subj_patches, truth, sub_ids, run_ids, n_trs, geometry)
         _save_npz(tmp / "ground_truth.npz", truth)
         # written last: its presence with matching params marks a complete build
         (tmp / GROUND_TRUTH_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
@@ -421,7 +443,7 @@ def _run_layout(rng, n_trs: int, repeat_len: int) -> list[tuple[str, int]]:
     return blocks
 
 
-def _write_stimuli(root: Path, run_ids: list[str], n_trs: int, size: int, rng) -> None:
+def _write_stimuli(root: Path, run_ids: list[str], n_trs: int, size: int, rng, space: str) -> None:
     (root / "stimuli").mkdir()
     (root / "frames" / "repeat").mkdir(parents=True)
     repeat_len = 10 if n_trs >= 100 else 6
@@ -441,7 +463,7 @@ def _write_stimuli(root: Path, run_ids: list[str], n_trs: int, size: int, rng) -
     toml = [  # the comment names the module as it was when the demo format was fixed (see build_demo)
         "# A simulated HCP-like movie experiment with a known ground truth (alignment.data.demo).",
         "# See ground_truth.json for what was planted where.",
-        "[dataset]", f'name = "{DEMO_NAME}"', "tr = 1.0", 'space = "fsLR32k"', "",
+        "[dataset]", f'name = "{DEMO_NAME}"', "tr = 1.0", f'space = "{space}"', "",
     ]
     n_clip = 0
     for run in run_ids:
@@ -742,23 +764,37 @@ def _run_dummies(runs: np.ndarray) -> np.ndarray:
 # cortex geometry, patches
 # ==========================================================================================
 class _Cortex:
-    """Cortical mesh graph (59412 grayordinates), network labels and the noise smoother."""
+    """Cortical mesh graph of a space (fsLR32k: its 59412 cortex grayordinates, which come first
+    of 91282; fsaverage5: all 20484 vertices), the Cole-Anticevic networks on it (``atlas``) and
+    the noise smoother."""
 
     _cache: dict = {}
 
-    def __init__(self, steps: int):
+    def __init__(self, steps: int, space: str):
         import scipy.sparse as sp
 
-        adjacency, labels = _hcp_cortex_graph()
+        from alignment.atlases import fsaverage5_from_fslr32k, load_atlas
+        from alignment.spaces import SPACE_SIZES, cortical_adjacency, fsaverage5_adjacency
+
+        ca = load_atlas("ca")
+        for name, i in NETWORK_IDS.items():
+            if ca.names.get(i) != name:
+                raise RuntimeError(f"Cole-Anticevic network id {i} is {ca.names.get(i)!r}, expected {name!r}")
+        if space == "fsLR32k":
+            adjacency, self.atlas, n_left = cortical_adjacency(), ca, N_LEFT_32K
+        else:
+            adjacency, self.atlas, n_left = fsaverage5_adjacency(), fsaverage5_from_fslr32k(ca), N_FSAVG5_HEMI
+        self.n_total = SPACE_SIZES[space]  # V
+        self.n = n = adjacency.shape[0]  # the cortex: the first n of V
         A = sp.csr_matrix(adjacency, dtype=np.float32)
         A.data[:] = 1.0
         self.adj = A
-        self.labels = labels
-        self.hemi = np.where(np.arange(N_CORTEX) < N_LEFT_32K, "L", "R")
+        self.labels = self.atlas.labels[:n]
+        self.hemi = np.where(np.arange(n) < n_left, "L", "R")
         # neighbour averaging (I + A) / (deg + 1), applied ``steps`` times
-        M = (A + sp.identity(N_CORTEX, dtype=np.float32, format="csr")).tocsr()
+        M = (A + sp.identity(n, dtype=np.float32, format="csr")).tocsr()
         M = sp.diags(1.0 / np.asarray(M.sum(1)).ravel()).astype(np.float32) @ M
-        S = sp.identity(N_CORTEX, dtype=np.float32, format="csr")
+        S = sp.identity(n, dtype=np.float32, format="csr")
         for _ in range(steps):
             S = (M @ S).tocsr()
         self.smoother = S.astype(np.float32)
@@ -767,15 +803,15 @@ class _Cortex:
         self._depth: dict[int, np.ndarray] = {}
 
     @classmethod
-    def get(cls, steps: int) -> "_Cortex":
-        if steps not in cls._cache:
-            cls._cache[steps] = cls(steps)
-        return cls._cache[steps]
+    def get(cls, steps: int, space: str = "fsLR32k") -> "_Cortex":
+        if (steps, space) not in cls._cache:
+            cls._cache[steps, space] = cls(steps, space)
+        return cls._cache[steps, space]
 
     def hops(self, sources, mask: np.ndarray | None = None, max_hops: int = 64) -> np.ndarray:
         """Mesh distance in hops from ``sources`` (inside ``mask`` only); -1 = not reached."""
-        dist = np.full(N_CORTEX, -1, dtype=np.int64)
-        frontier = np.zeros(N_CORTEX, dtype=bool)
+        dist = np.full(self.n, -1, dtype=np.int64)
+        frontier = np.zeros(self.n, dtype=bool)
         frontier[np.atleast_1d(sources)] = True
         if mask is not None:
             frontier &= mask
@@ -818,7 +854,7 @@ def _grow(geo: _Cortex, seed: int, radius: int, network_id: int) -> _Patch:
 def _place_patches(geo: _Cortex, planting: Sequence[PlantSpec], rng) -> list[_Patch]:
     """Template patch of every PlantSpec: seeds deep inside the network, far from each other."""
     patches: list[_Patch] = []
-    taken = np.zeros(N_CORTEX, dtype=bool)  # too close to an earlier seed
+    taken = np.zeros(geo.n, dtype=bool)  # too close to an earlier seed
     for p in planting:
         net = NETWORK_IDS[p.network]
         depth = geo.depth(net)
@@ -852,29 +888,16 @@ def _falloff(hops: np.ndarray, radius: int) -> np.ndarray:
     return w / w.mean()
 
 
-def _hcp_cortex_graph():
-    """Mesh adjacency of the cortical grayordinates (59412 × 59412 sparse) and the
-    Cole-Anticevic network of every cortical grayordinate."""
-    from alignment.atlases import load_atlas
-    from alignment.spaces import cortical_adjacency
-
-    ca = load_atlas("ca")
-    for name, i in NETWORK_IDS.items():
-        if ca.names.get(i) != name:
-            raise RuntimeError(f"Cole-Anticevic network id {i} is {ca.names.get(i)!r}, expected {name!r}")
-    return cortical_adjacency(), ca.labels[:N_CORTEX]
-
-
 # ==========================================================================================
 # noise and BOLD files
 # ==========================================================================================
 def _noise(geo: _Cortex, n: int, rho: float, long_memory: float, drift: float, tr: float, rng) -> np.ndarray:
-    """(n, 91282) float32 noise of one run, unit variance at every grayordinate: in time the sum
+    """(n, V) float32 noise of one run, unit variance at every grayordinate: in time the sum
     of an AR(1) part (stationary start), a long-memory part (:func:`_long_memory_noise`) and a
     slow drift (:func:`_drift_noise`) with variance shares 1 − long_memory − drift,
     long_memory and drift, independent per grayordinate; then smoothed over the cortical mesh
     and rescaled to unit variance per vertex."""
-    E = rng.standard_normal((n, N_GRAYORDINATES), dtype=np.float32)
+    E = rng.standard_normal((n, geo.n_total), dtype=np.float32)
     innov = np.float32(np.sqrt(1.0 - rho**2))
     r32 = np.float32(rho)
     for t in range(1, n):
@@ -882,12 +905,12 @@ def _noise(geo: _Cortex, n: int, rho: float, long_memory: float, drift: float, t
         E[t] += r32 * E[t - 1]
     E *= np.float32(np.sqrt(1.0 - long_memory - drift))
     if long_memory > 0:
-        E += np.float32(np.sqrt(long_memory)) * _long_memory_noise(n, N_GRAYORDINATES, rng)
+        E += np.float32(np.sqrt(long_memory)) * _long_memory_noise(n, geo.n_total, rng)
     if drift > 0:
-        E += np.float32(np.sqrt(drift)) * _drift_noise(n, N_GRAYORDINATES, tr, rng)
-    ctx = geo.smoother @ np.ascontiguousarray(E[:, :N_CORTEX].T)  # (N_CORTEX, n)
+        E += np.float32(np.sqrt(drift)) * _drift_noise(n, geo.n_total, tr, rng)
+    ctx = geo.smoother @ np.ascontiguousarray(E[:, :geo.n].T)  # (cortex, n)
     ctx *= geo.noise_scale[:, None]
-    E[:, :N_CORTEX] = ctx.T
+    E[:, :geo.n] = ctx.T
     return E
 
 
@@ -940,7 +963,8 @@ class _DtseriesWriter:
         self.tr = tr
         self.templates: dict[int, tuple[bytes, str] | None] = {}
 
-    def write(self, path: Path, data: np.ndarray) -> None:
+    def write(self, stem: Path, data: np.ndarray) -> None:
+        path = stem.with_name(f"{stem.name}.dtseries.nii")
         data = np.asarray(data, dtype=np.float32)
         n = data.shape[0]
         template = self.templates.get(n)
@@ -974,11 +998,21 @@ class _DtseriesWriter:
         return None
 
 
+class _GiftiWriter:
+    """Writes (T, 20484) fsaverage5 runs as ``<run>.L.func.gii`` / ``<run>.R.func.gii``."""
+
+    @staticmethod
+    def write(stem: Path, data: np.ndarray) -> None:
+        from alignment.export import write_gifti
+
+        write_gifti(stem, data, names=[f"TR {t}" for t in range(len(data))], space="fsaverage5")
+
+
 # ==========================================================================================
 # ground truth
 # ==========================================================================================
-def _truth_arrays(planting, chosen, patches, subj_patches, snr, sub_ids, runs, run_ids) -> dict:
-    V, S, P, T = N_GRAYORDINATES, len(sub_ids), len(planting), len(runs)
+def _truth_arrays(planting, chosen, patches, subj_patches, snr, sub_ids, runs, run_ids, V: int) -> dict:
+    S, P, T = len(sub_ids), len(planting), len(runs)
 
     def maps(patch_list):
         patch = np.full(V, -1, dtype=np.int16)
@@ -1052,7 +1086,7 @@ def _save_npz(path: Path, arrays: dict) -> None:
                 np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
 
 
-def _truth_meta(params, planting, chosen, patches, subj_patches, truth, sub_ids, run_ids, n_trs) -> dict:
+def _truth_meta(params, planting, chosen, patches, subj_patches, truth, sub_ids, run_ids, n_trs, geo) -> dict:
     table = []
     for k, (spec, c, pt) in enumerate(zip(planting, chosen, patches)):
         amp = truth["amplitude"][pt.vertices]
@@ -1072,8 +1106,8 @@ def _truth_meta(params, planting, chosen, patches, subj_patches, truth, sub_ids,
     return {
         "format": "alignment-demo-ground-truth",
         "params": params,
-        "dataset": {"name": DEMO_NAME, "tr": 1.0, "space": "fsLR32k", "runs": run_ids, "n_trs": n_trs,
-                    "subjects": sub_ids, "n_grayordinates": N_GRAYORDINATES, "n_cortex": N_CORTEX},
+        "dataset": {"name": DEMO_NAME, "tr": 1.0, "space": params.get("space", DEMO_SPACES[0]), "runs": run_ids,
+                    "n_trs": n_trs, "subjects": sub_ids, "n_grayordinates": geo.n_total, "n_cortex": geo.n},
         "models": list(DEMO_MODELS),
         "planted_models": sorted({p.model for p in planting} | {p.partner[0] for p in planting if p.partner}),
         "patches": table,
