@@ -116,7 +116,6 @@ def cmd_export(args) -> int:
     from alignment import summaries
     from alignment.data import DatasetError
     from alignment.export import StaticExportUnavailable, write_csv, write_dscalar, write_figure, write_gifti
-    from alignment.atlases import load_atlas
     from alignment.pipeline import LayerKey
 
     # checked before anything is read, so a typo fails at once and in one line
@@ -155,7 +154,7 @@ def cmd_export(args) -> int:
     name = f"{args.metric} {key.label()} {'group' if subject == GROUP else 'sub-' + subject}"
     try:
         if fmt == "csv":
-            atlas = load_atlas(args.atlas, space=study.dataset.space)
+            atlas = _export_atlas(args.atlas, study.dataset)
             table = summaries.network_table(study, subject, key, args.metric, args.fdr_q, atlas, avail)
             written = [write_csv(args.out, table)]
         else:
@@ -167,7 +166,7 @@ def cmd_export(args) -> int:
             else:
                 from alignment.figures import surface_figure
 
-                atlas = load_atlas(args.atlas, space=study.dataset.space)
+                atlas = _export_atlas(args.atlas, study.dataset)
                 fig = surface_figure(m.values, cmap=m.cmap, symmetric=m.symmetric, vmin=m.vmin, vmax=m.vmax,
                                      title=name, outlines=atlas.labels, colorbar_title=m.label)
                 written = [write_figure(args.out, fig, fmt)]  # html: standalone, plotly.js embedded
@@ -177,6 +176,18 @@ def cmd_export(args) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _export_atlas(name: str | None, dataset):
+    """The atlas ``name`` for a dataset: one it offers (:func:`alignment.atlases.atlas_choices`,
+    the first by default), another built-in, or a file."""
+    from alignment.atlases import atlas_choices, load_atlas, open_atlas
+
+    choices = atlas_choices(dataset.space, dataset.root)
+    name = next(iter(choices)) if name is None else name
+    if name in choices:
+        return open_atlas(name, dataset.space, dataset.root)
+    return load_atlas(name, space=dataset.space)
 
 
 def _demo_options(p) -> None:
@@ -255,8 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="subject id or 'group' (default: group with >= 3 subjects, else the first subject)")
     p.add_argument("--metric", default="r", help=f"one of: {', '.join(repr(m) for m in MAP_METRICS)} (default r)")
     p.add_argument("--fdr-q", type=float, default=0.05, help="FDR level for significance (default 0.05)")
-    p.add_argument("--atlas", default="ca",
-                   help="networks of the csv table and figure outlines: ca, yeo7, yeo17, mmp (HCP-MMP1.0 parcels) or a file (default ca)")
+    p.add_argument("--atlas", default=None,
+                   help="networks of the csv table and figure outlines: ca, yeo7, yeo17, mmp (HCP-MMP1.0 parcels; "
+                        "fsLR32k), an atlas of the dataset's atlases/ folder, none (whole brain) or a file "
+                        "(default: ca, or the dataset's first atlas)")
     p.add_argument("--format", required=True, help=f"one of: {', '.join(EXPORT_FORMATS)}")
     p.add_argument("--out", required=True, metavar="PATH",
                    help="output file, replaced if it exists (gifti: prefix of PATH.L.func.gii and PATH.R.func.gii)")

@@ -25,6 +25,7 @@ from alignment.conventions import GROUP
 from alignment.simulation import CLIP_SPEC, METER_SPEC
 from alignment.export import find_chromium
 from alignment.pipeline import LayerKey
+from test_pipeline import planted  # noqa: F401 - the planted fsaverage5 dataset fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_IMAGE_1 = LayerKey(CLIP_SPEC, "image", 1)
@@ -195,3 +196,41 @@ def test_demo_not_built(tmp_path, capsys):
     assert main(argv) == 1
     assert "`python -m alignment demo --small`" in one_line_error(capsys)
     assert os.listdir(tmp_path) == []  # nothing written, not even a cache folder
+
+
+def test_fsaverage5_exports_gifti_and_whole_brain_or_dataset_atlas_tables(planted, tmp_path, capsys):
+    """An fsaverage5 dataset: the GIfTI pair reads back through nibabel as the cached map, the
+    CSV table defaults to the whole brain (no built-in fsaverage5 atlas), a dataset atlas is
+    taken by name, and a built-in fsLR32k atlas is refused in one line."""
+    import shutil
+
+    from alignment.cache import Cache
+    from alignment.data import load_dataset
+    from alignment.export import write_label_gifti
+    from alignment.atlases import Atlas
+    from alignment.pipeline import Options, Study
+    from test_pipeline import SPEC
+
+    root = shutil.copytree(planted, tmp_path / "ds")
+    study = Study(load_dataset(root), Cache(tmp_path / "cache"), Options(n_null=20), device="cpu")
+    key = LayerKey(SPEC, "image", 2)
+    r = study.get("encoding", key, "01")["scores"]
+
+    def run(fmt, out, *extra):
+        return main(["--cache", str(tmp_path / "cache"), "export", "--dataset", str(root), "--model", SPEC,
+                     "--branch", "image", "--layer", "2", "--format", fmt, "--out", str(out), *extra])
+
+    assert run("gifti", tmp_path / "r") == 0
+    left, right = (nib.load(tmp_path / f"r.{h}.func.gii").darrays[0].data for h in "LR")
+    np.testing.assert_allclose(np.concatenate([left, right]), r, rtol=1e-6)
+    assert run("csv", tmp_path / "whole.csv") == 0
+    networks = lambda path: pd.read_csv(path).query("level == 'network'")["name"].tolist()  # noqa: E731
+    assert networks(tmp_path / "whole.csv") == ["whole brain"]
+    (root / "atlases").mkdir()
+    write_label_gifti(root / "atlases" / "half", Atlas("half", (np.arange(20484) >= 10242).astype(int) + 1,
+                                                       {1: "left", 2: "right"}, space="fsaverage5"))
+    assert run("csv", tmp_path / "half.csv", "--atlas", "half") == 0
+    assert sorted(networks(tmp_path / "half.csv")) == ["left", "right"]
+    capsys.readouterr()
+    assert run("csv", tmp_path / "ca.csv", "--atlas", "ca") != 0
+    assert "exists for fsLR32k only" in one_line_error(capsys)
