@@ -613,3 +613,9 @@ def test_an_fsaverage5_dataset_draws_on_its_own_meshes_and_atlases(planted, tmp_
     assert at.sidebar.selectbox(key="vs_surface").value == "flat"
     assert chart_spec(at)["layout"]["meta"]["surface"] == "flat"
     assert any("Patch" in str(df.value.to_dict()) for df in at.dataframe)
+    (root / "atlases" / "lh.broken.annot").write_bytes(b"not an annot file")
+    (root / "atlases" / "rh.broken.annot").write_bytes(b"not an annot file")
+    at = new_app({"dataset": str(root), "atlas": "broken"}).run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="vs_atlas").value == "none"
+    assert any("atlas 'broken' cannot be used" in w.value for w in at.warning), [w.value for w in at.warning]

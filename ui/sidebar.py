@@ -16,7 +16,7 @@ from typing import Any
 import streamlit as st
 
 from alignment.conventions import GROUP, MAP_METRICS, nearest_layer
-from ui.data import atlas_choices, get_available, get_study
+from ui.data import atlas_choices, get_atlas, get_available, get_study
 from ui.errors import message
 from ui.style import presentation_css
 from ui.view import PAGES, SURFACE_CHOICES, ViewState, parse_query
@@ -57,6 +57,21 @@ def _sync_query(state: ViewState) -> None:
 def _atlases_and_space(state: ViewState) -> tuple[dict[str, str], str]:
     """The atlases (name → label) the state's dataset offers, and its space."""
     return atlas_choices(state), get_study(state).dataset.space
+
+
+def _readable_atlas(state: ViewState, atlases: dict, warns: list) -> None:
+    """Fall back to the whole brain when the chosen atlas (a dataset's file) cannot be read."""
+    from alignment.atlases import WHOLE_BRAIN, AtlasError
+
+    ss = _ss()
+    name = ss.get(_PREFIX + "atlas")
+    if name not in atlases or name == WHOLE_BRAIN:
+        return
+    try:
+        get_atlas(state, name)
+    except AtlasError as exc:
+        warns.append(f"atlas {name!r} cannot be used ({exc}); showing the whole brain")
+        ss[_PREFIX + "atlas"] = WHOLE_BRAIN
 
 
 def _choose(key: str, options: list, fallback=None, *, from_url: bool, what: str, warns: list) -> None:
@@ -201,6 +216,7 @@ def sidebar() -> ViewState:
                  help="r: encoding accuracy; significant r: r where q < FDR; best layer: layer with the "
                       "highest r; SI: image vs text branch; cross-modal gain: fusion layers")
     atlases, space = _atlases_and_space(base) if avail is not None else ({"ca": "ca"}, "fsLR32k")
+    _readable_atlas(base, atlases, warns)
     _choose(_PREFIX + "atlas", list(atlases), from_url=from_link("atlas"), what="atlas", warns=warns)
     sb.selectbox("Atlas", list(atlases), key=_PREFIX + "atlas", format_func=lambda a: atlases.get(a, a),
                  help="network atlas of the summaries and map outlines; a dataset folder's own atlases "
