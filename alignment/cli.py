@@ -78,7 +78,8 @@ def cmd_validate(args) -> int:
 
     if args.dataset != "demo":
         return _validate_folder(args.dataset, args.json)
-    from alignment.demo import run_demo, validate_demo, validation_plans
+    from alignment.demo import run_demo, validation_plans
+    from alignment.validation import validate_demo
 
     study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, progress=not args.json,
                      plans=validation_plans(args.full), n_subjects=args.subjects, space=args.space)

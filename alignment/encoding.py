@@ -65,6 +65,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as _sps
 
+from alignment.timing import repeated_segments
+
 __all__ = [
     "DEFAULT_ALPHAS",
     "RidgeResult",
@@ -76,7 +78,6 @@ __all__ = [
     "make_glm_design",
     "predict_ridge",
     "REPEAT_MARGIN_S",
-    "repeated_segments",
     "repeated_segment_exclusion",
     "ridge_permutation_null",
     "ridge_null_p",
@@ -755,32 +756,6 @@ def predict_ridge(X, Y, runs, alphas, *, backend="numpy", device="cpu",
 #: features last that long (the canonical HRF's positive lobe ends ~12 s after onset, its
 #: undershoot is a fraction of the peak).
 REPEAT_MARGIN_S = 12.0
-
-#: Segment labels that never count as a repeat (no stimulus).
-NON_STIMULUS_SEGMENTS = ("", "rest")
-
-
-def repeated_segments(segments, runs) -> list:
-    """Segment labels shown in more than one run (test-retest clips), sorted.
-
-    Parameters
-    ----------
-    segments : sequence of str, shape (T,)
-        Segment label of every TR (``Timeline.segment`` of the runs, concatenated).
-    runs : ndarray, shape (T,)
-        Run label of every TR.
-    """
-    segments = np.asarray(segments, dtype=object)
-    runs = np.asarray(runs)
-    if segments.shape != runs.shape:
-        raise ValueError(f"segments ({segments.shape}) and runs ({runs.shape}) must both have one "
-                         "entry per time point.")
-    seen: dict = {}
-    for lab, run in zip(segments, runs):
-        if lab not in NON_STIMULUS_SEGMENTS:
-            seen.setdefault(lab, set()).add(run)
-    return sorted(lab for lab, rs in seen.items() if len(rs) > 1)
-
 
 def repeated_segment_exclusion(segments, runs, margin=0) -> np.ndarray:
     """Training time points to drop for each held-out run so no repeated segment leaks.

@@ -628,7 +628,7 @@ def noise_ceiling(Y_repeats, method="signal_power", n_average=1, n_splits=100, s
 def repeat_windows(Y, segments, runs, margin=0):
     """Cut the repeated segment out of every run that shows it, for :func:`noise_ceiling`.
 
-    The repeated labels are those of :func:`alignment.encoding.repeated_segments` (shown in
+    The repeated labels are those of :func:`alignment.timing.repeated_segments` (shown in
     more than one run, ``rest``/empty excluded). Each window runs from a segment's first TR to
     ``margin`` TRs after its last one (the delayed BOLD response; stopped at the run's end) and
     all windows are cut to the shortest. Labels shown in the same runs as the most repeated one
@@ -653,7 +653,7 @@ def repeat_windows(Y, segments, runs, margin=0):
     ValueError
         When no segment is repeated across runs.
     """
-    from alignment.encoding import repeated_segments
+    from alignment.timing import repeated_segments
 
     Y = np.asarray(Y)
     segments = np.asarray(segments, dtype=object)

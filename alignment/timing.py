@@ -31,6 +31,7 @@ __all__ = [
     "fir_delay_trs",
     "fir_delays",
     "hrf_matrix",
+    "repeated_segments",
     "run_slices",
     "spm_hrf",
     "spm_hrf_convolve",
@@ -502,3 +503,29 @@ def spm_hrf_convolve(A, tr: float, runs=None, oversampling: int = 16, onset: flo
         K = hrf_matrix(len(idx), tr, oversampling, onset, min_onset)
         out[idx] = K @ A2[idx].astype(np.float64)
     return out.reshape(A_in.shape)
+
+
+#: Segment labels that never count as a repeat (no stimulus).
+NON_STIMULUS_SEGMENTS = ("", REST)
+
+
+def repeated_segments(segments, runs) -> list:
+    """Segment labels shown in more than one run (test-retest clips), sorted.
+
+    Parameters
+    ----------
+    segments : sequence of str, shape (T,)
+        Segment label of every TR (``Timeline.segment`` of the runs, concatenated).
+    runs : ndarray, shape (T,)
+        Run label of every TR.
+    """
+    segments = np.asarray(segments, dtype=object)
+    runs = np.asarray(runs)
+    if segments.shape != runs.shape:
+        raise ValueError(f"segments ({segments.shape}) and runs ({runs.shape}) must both have one "
+                         "entry per time point.")
+    seen: dict = {}
+    for lab, run in zip(segments, runs):
+        if lab not in NON_STIMULUS_SEGMENTS:
+            seen.setdefault(lab, set()).add(run)
+    return sorted(lab for lab, rs in seen.items() if len(rs) > 1)

@@ -7,7 +7,8 @@ import pytest
 
 from alignment.cache import Cache
 from alignment.cli import main
-from alignment.demo import THRESHOLDS, noise_plans, run_demo, validate_demo, validation_plans
+from alignment.demo import noise_plans, run_demo, validation_plans
+from alignment.validation import THRESHOLDS, validate_demo
 
 pytestmark = pytest.mark.slow
 
@@ -168,13 +169,13 @@ def test_polarity_is_blind_to_atom_signs_and_a_sign_arbitrary_polarity_fails(see
 def test_integration_against_each_baseline_separately_fails(seed0, monkeypatch):
     """Sites declared where the VLM beats the image and the text baseline each (BH over the
     stage's ``p_each``) include additive voxels: the additive false-positive check fails."""
-    import alignment.demo
+    import alignment.validation
     from alignment.stats import fdr_bh
 
     result = validate_demo(seed0)
     assert not {"integration_sensitivity", "integration_additive_false_positive_rate"} & set(result.failed())
     q = seed0.options.fdr_q
-    monkeypatch.setattr(alignment.demo, "integration_sites",
+    monkeypatch.setattr(alignment.validation, "integration_sites",
                         lambda entry: fdr_bh(np.asarray(entry["p_each"], np.float64), q)[0])
     broken = validate_demo(seed0)
     assert "integration_additive_false_positive_rate" in broken.failed()

@@ -6,7 +6,8 @@ import pytest
 from scipy import stats
 from scipy.signal import lfilter
 
-from alignment.encoding import (_training_rows, fit_ridge, repeated_segment_exclusion, repeated_segments,
+from alignment.timing import repeated_segments
+from alignment.encoding import (_training_rows, fit_ridge, repeated_segment_exclusion,
                                 ridge_null_p, ridge_permutation_null)
 from alignment.stats import noise_ceiling, p_from_null, repeat_windows, run_permutations
 from test_pipeline import planted  # noqa: F401 - the planted dataset fixture

@@ -14,7 +14,7 @@ h5py = pytest.importorskip("h5py")
 from alignment.data import DatasetError, TimeSeriesDataset, load_dataset, write_cifti_dtseries
 from alignment.data.hcp import (HCP_RUNS, POINTER_FILE, REPEAT_LABEL, HCPMovieDataset, clip_timing,
                                 wordnet_caption)
-from alignment.encoding import repeated_segments
+from alignment.timing import repeated_segments
 from alignment.spaces import N_GRAYORDINATES
 
 FPS = 24

@@ -55,7 +55,7 @@ def _attn_patches(truth):
 
     The fusion model's "unified" patches are left out: its cross-modal ANs share atoms, so which
     of them a voxel links to first is a property of the mapping (checked by
-    ``alignment.demo.validate_demo`` with tolerances), not of these lookups.
+    ``alignment.validation.validate_demo`` with tolerances), not of these lookups.
     """
     patches = [p for p in truth.patches if p["kind"] == "attn" and p["modality"] in ("image", "text")]
     assert patches
