@@ -80,18 +80,28 @@ def test_second_demo_run_computes_nothing(demo_cache, monkeypatch):
     run_demo(cache, seed=0, small=True, progress=False)
 
 
-@pytest.mark.xfail(reason="measured: on the pure-noise small demo (v2 noise: AR(1) + 1/f + drift, 64-TR runs) 8 of "
-                          "9 encoding maps declare voxels at q < .05 (false-discovery check 0.89 > 0.1): the "
-                          "encoding null is anti-conservative under long-memory noise", strict=False)
-def test_pure_noise_demo_declares_almost_nothing(cache):
-    """Nothing planted: only the checks that need no planting apply (calibration of the
-    uncorrected p, false discoveries), read from the encoding maps (no mapping needed)."""
+@pytest.fixture(scope="module")
+def pure_noise(cache):
+    """Validation of the pure-noise small demo (seed 2, one subject): only the checks that need
+    no planting apply (calibration of the uncorrected p, false discoveries), read from the
+    encoding maps (no mapping needed)."""
     study = run_demo(cache, seed=2, snr=0.0, small=True, progress=False, plans=noise_plans(), n_subjects=1)
-    result = validate_demo(study)
-    assert not result.planted and result.metrics["encoded_layers"] > 0
-    assert set(result.checks()) == {k for k, c in THRESHOLDS.items() if not c.planted}
-    assert result.metrics["null_false_positive_rate"] <= THRESHOLDS["null_false_positive_rate"].limit
-    assert result.passed, result.failed()
+    return validate_demo(study)
+
+
+def test_pure_noise_demo_declares_nothing(pure_noise):
+    """Measured: no map declares a voxel (false-discovery check 0), p < .05 on 3.4 % of voxels."""
+    assert not pure_noise.planted and pure_noise.metrics["encoded_layers"] > 0
+    assert set(pure_noise.checks()) == {k for k, c in THRESHOLDS.items() if not c.planted}
+    for name in ("null_false_positive_rate", "calibration_p05"):
+        assert THRESHOLDS[name].meets(pure_noise.metrics[name]), (name, pure_noise.metrics[name])
+
+
+@pytest.mark.xfail(reason="measured: p < .01 on 0.34 % of the pure-noise voxels, below the check's 0.4 %: the "
+                          "encoding null is slightly conservative on 64-TR runs of AR(1) + 1/f + drift noise",
+                   strict=False)
+def test_pure_noise_demo_passes_validate(pure_noise):
+    assert pure_noise.passed, pure_noise.failed()
 
 
 # ------------------------------------------------------------------ validate can fail
