@@ -68,7 +68,7 @@ def cmd_demo(args) -> int:
 
     start = time.perf_counter()
     study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, full=args.full,
-                     n_subjects=args.subjects, space=args.space)
+                     n_subjects=args.subjects, space=args.space, n_trs=args.trs)
     print(f"demo ready in {time.perf_counter() - start:.1f} s: dataset {study.dataset.root}, results in {study.cache.root}")
     return 0
 
@@ -82,7 +82,8 @@ def cmd_validate(args) -> int:
     from alignment.validation import validate_demo
 
     study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, progress=not args.json,
-                     plans=validation_plans(args.full), n_subjects=args.subjects, space=args.space)
+                     plans=validation_plans(args.full), n_subjects=args.subjects, space=args.space,
+                     n_trs=args.trs)
     result = validate_demo(study)
     if args.json:
         print(json.dumps(result.as_dict()))
@@ -198,6 +199,8 @@ def _demo_options(p) -> None:
     p.add_argument("--snr", type=float, default=DEFAULT_SNR, help=f"signal-to-noise of planted voxels (default {DEFAULT_SNR}; 0 plants nothing)")
     p.add_argument("--small", action="store_true", help="a small, fast dataset (fewer TRs and subjects; for tests)")
     p.add_argument("--subjects", type=int, default=None, help="number of simulated subjects (default 3; 2 with --small)")
+    p.add_argument("--trs", type=int, default=None, metavar="N",
+                   help="TRs per run (default 150; 64 with --small; at least 40)")
     p.add_argument("--space", choices=DEMO_SPACES, default=DEMO_SPACES[0],
                    help="surface space of the simulated BOLD (fsaverage5: GIfTI, with its network atlas in the "
                         "dataset folder)")

@@ -109,9 +109,10 @@ def demo_options(seed: int = 0) -> Options:
 
 
 def demo_root(cache: Cache, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False,
-              n_subjects: int | None = None, space: str = DEMO_SPACES[0]) -> Path:
+              n_subjects: int | None = None, space: str = DEMO_SPACES[0], n_trs: int | None = None) -> Path:
     """Folder of the demo dataset with these parameters, inside the cache folder."""
     subjects = "" if n_subjects is None else f"_sub-{n_subjects}"
+    subjects += "" if n_trs is None else f"_trs-{n_trs}"
     in_space = "" if space == DEMO_SPACES[0] else f"_{space}"
     return cache.root / "datasets" / f"demo_seed-{seed}_snr-{snr:g}{'_small' if small else ''}{subjects}{in_space}"
 
@@ -119,16 +120,16 @@ def demo_root(cache: Cache, seed: int = 0, snr: float = DEFAULT_SNR, small: bool
 def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False,
              progress: bool | Callable[[int, int, str], None] = True, full: bool = False,
              plans: tuple[ModelPlan, ...] | None = None, n_subjects: int | None = None,
-             space: str = DEMO_SPACES[0]) -> Study:
-    """Build the demo dataset (if absent; ``small``: test-sized; ``n_subjects``: other than the
-    default number; ``space``: one of :data:`DEMO_SPACES`) and compute ``plans`` (default the demo plan, :func:`demo_plans`; ``full``:
+             space: str = DEMO_SPACES[0], n_trs: int | None = None) -> Study:
+    """Build the demo dataset (if absent; ``small``: test-sized; ``n_subjects`` and ``n_trs`` per
+    run: other than the default; ``space``: one of :data:`DEMO_SPACES`) and compute ``plans`` (default the demo plan, :func:`demo_plans`; ``full``:
     every layer) into the cache, and, when something is planted, the neuron mapping of the
     planted layers under the other :data:`STABILITY_SEEDS` for the first subject."""
     from alignment.data import load_dataset
 
     cache = cache if isinstance(cache, Cache) else Cache(cache)
-    root = build_demo(demo_root(cache, seed, snr, small, n_subjects, space), seed=seed, snr=snr, small=small,
-                      n_subjects=n_subjects, space=space)
+    root = build_demo(demo_root(cache, seed, snr, small, n_subjects, space, n_trs), seed=seed, snr=snr,
+                      small=small, n_subjects=n_subjects, space=space, n_trs=n_trs)
     study = Study(load_dataset(root), cache, demo_options(seed), device="cpu",
                   progress=progress is True)
     compute(study, plans or demo_plans(full), study.dataset.subjects, progress=progress, baselines=INTEGRATION_BASELINES)
