@@ -80,6 +80,42 @@ def test_spearman_equals_scipy_and_rsatoolbox():
     assert rsa.bootstrap_concepts(a, B, n_boot=5).estimate == pytest.approx(rho, abs=1e-12)
 
 
+def _partial_reference(x, y, z):
+    """Pearson r of the residuals of rank(x) and rank(y) after regression on [1, rank(z)]."""
+    design = np.column_stack([np.ones(len(z)), sps.rankdata(z)])
+    res = [r - design @ np.linalg.lstsq(design, r, rcond=None)[0] for r in (sps.rankdata(x), sps.rankdata(y))]
+    return np.corrcoef(*res)[0, 1]
+
+
+def test_resampling_kernels_equal_explicit_recomputation():
+    """The permutation null and the concept bootstrap avoid re-ranking; each draw must equal
+    scipy's Spearman (or the partial ρ) recomputed on the relabelled / resampled pairs."""
+    rng = np.random.default_rng(14)
+    C = 15
+    brain = np.round(rsa.rdm(rng.standard_normal((C, 4))), 1)  # ties
+    models = np.stack([rsa.rdm(rng.standard_normal((C, 4))), np.round(rsa.rdm(rng.standard_normal((C, 3))), 1)])
+    control = rsa.rdm(rng.standard_normal((C, 3)))
+    iu, ju = np.triu_indices(C, 1)
+    res = rsa.permutation_test(brain, models, n_perm=15, seed=5)
+    perms = np.argsort(np.random.default_rng(5).random((15, C)), axis=1)
+    for perm, null in zip(perms, res.null):
+        relabelled = rsa.square(brain)[perm][:, perm][iu, ju]
+        assert null == pytest.approx([sps.spearmanr(relabelled, m)[0] for m in models], abs=1e-12)
+    bsq, msq, csq = rsa.square(brain), [rsa.square(m) for m in models], rsa.square(control)
+    for ctrl in (None, control):
+        boot = rsa.bootstrap_concepts(brain, models, n_boot=15, seed=6, control=ctrl)
+        draw_rng = np.random.default_rng(6)
+        for draw in boot.draws:
+            idx = draw_rng.integers(0, C, C)
+            i, j = idx[iu], idx[ju]
+            i, j = i[i != j], j[i != j]  # the self-pairs of a concept drawn twice are left out
+            if ctrl is None:
+                expected = [sps.spearmanr(bsq[i, j], m[i, j])[0] for m in msq]
+            else:
+                expected = [_partial_reference(bsq[i, j], m[i, j], csq[i, j]) for m in msq]
+            assert draw == pytest.approx(expected, abs=1e-10)
+
+
 def test_noise_ceiling_equals_rsatoolbox():
     from rsatoolbox.inference import boot_noise_ceiling
     from rsatoolbox.rdm import RDMs

@@ -139,6 +139,12 @@ def _rdms(x, name: str) -> np.ndarray:
     return x
 
 
+def _dot(A, v) -> np.ndarray:
+    """A (..., P) · v (P,). einsum rather than ``@``: a matrix-vector product through a
+    multithreaded BLAS can cost milliseconds on a busy machine, and these run per draw."""
+    return np.einsum("...p,p->...", A, v)
+
+
 def _zranks(x) -> np.ndarray:
     """Ranks (ties averaged) along the last axis, centred and scaled to unit norm: the dot
     product of two of them is Spearman's ρ. A constant RDM gives NaN."""
@@ -167,7 +173,7 @@ def spearman(a, b) -> np.ndarray | float:
     A, B = _rdms(a, "a"), _rdms(b, "b")
     if A.shape[0] != 1 or A.shape[1] != B.shape[1]:
         raise ValueError(f"spearman: a must be one RDM of the length of b's, got {A.shape} and {B.shape}")
-    rho = _zranks(B) @ _zranks(A[0])
+    rho = _dot(_zranks(B), _zranks(A[0]))
     return float(rho[0]) if np.ndim(b) == 1 else rho
 
 
@@ -184,27 +190,23 @@ class PermutationResult:
     null: np.ndarray = field(repr=False)
 
 
-def _permuted_rho(brain_z, model_sq, perms) -> np.ndarray:
-    """(n, L): ρ of the fixed brain ranks (P,) with the models' rank matrices (L, C, C)
-    relabelled by each permutation (n, C). Ranks of a relabelled RDM are the relabelled
-    ranks, so nothing is re-ranked."""
-    C = model_sq.shape[1]
+def _permuted_rho(brain_sq, model_z, perms) -> np.ndarray:
+    """(n, L): ρ of the models' ranks (L, P) with the brain's rank matrix (C, C) relabelled by
+    each permutation (n, C). Relabelling the brain is relabelling the models by the inverse
+    permutation; ranks of a relabelled RDM are the relabelled ranks, so nothing is re-ranked."""
+    C = brain_sq.shape[0]
     iu, ju = np.triu_indices(C, 1)
-    L, P = model_sq.shape[0], iu.size
-    batch = max(1, _BATCH_ELEMENTS // (L * P))
-    out = []
-    for b0 in range(0, len(perms), batch):
-        pb = perms[b0:b0 + batch]
-        vals = model_sq[:, pb[:, iu], pb[:, ju]]  # (L, n_b, P)
-        out.append(np.einsum("lnp,p->nl", vals, brain_z))
-    return np.concatenate(out, axis=0) if out else np.empty((0, L))
+    batch = max(1, _BATCH_ELEMENTS // iu.size)
+    out = [brain_sq[pb[:, iu], pb[:, ju]] @ model_z.T  # (n_b, P) @ (P, L)
+           for pb in (perms[b0:b0 + batch] for b0 in range(0, len(perms), batch))]
+    return np.concatenate(out, axis=0) if out else np.empty((0, model_z.shape[0]))
 
 
 def permutation_test(brain, models, n_perm: int = 10_000, seed: int = 0) -> PermutationResult:
     """Spearman ρ of a brain RDM with model RDMs and its concept-label permutation p.
 
-    Each draw relabels the concepts of the model RDMs (rows and columns together) by one random
-    permutation; p = (1 + #{null ≥ ρ}) / (1 + n_perm), one-sided. Exact under the null that the
+    Each draw relabels the concepts of one RDM (rows and columns together) by one random
+    permutation, the same for all models; p = (1 + #{null ≥ ρ}) / (1 + n_perm), one-sided. Exact under the null that the
     concept labels are exchangeable between the two RDMs, whatever structure each RDM has.
 
     Parameters
@@ -219,12 +221,11 @@ def permutation_test(brain, models, n_perm: int = 10_000, seed: int = 0) -> Perm
     if M.shape[1] != brain_z.size:
         raise ValueError(f"brain and model RDMs differ in length: {brain_z.size} and {M.shape[1]}")
     model_z = _zranks(M)
-    rho = model_z @ brain_z
+    rho = _dot(model_z, brain_z)
     C = n_concepts(brain_z.size)
     rng = np.random.default_rng(seed)
     perms = np.argsort(rng.random((int(n_perm), C)), axis=1)
-    model_sq = np.stack([square(m) for m in model_z])
-    null = _permuted_rho(brain_z, model_sq, perms)
+    null = _permuted_rho(square(brain_z), model_z, perms)
     return PermutationResult(rho, p_from_null(null, rho), null)
 
 
@@ -241,30 +242,57 @@ class ConceptBootstrap:
     draws: np.ndarray = field(repr=False)
 
 
-def _resampled_pairs(idx, iu, ju):
-    """Pairs of a concept resample: (rows, cols) into the original C × C matrices, without the
-    pairs of a concept with itself (a concept drawn twice): those are zero dissimilarities by
-    construction, not observations."""
+def _pair_weights(idx, iu, ju, C) -> np.ndarray:
+    """(P,) how often each pair of the original C concepts is a pair of the resample ``idx``
+    (C,) (i < j in draw order), leaving out the pairs of a concept with a copy of itself: their
+    dissimilarity is 0 by construction, not an observation."""
     i, j = idx[iu], idx[ju]
     keep = i != j
-    return i[keep], j[keep]
+    lo, hi = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
+    return np.bincount(lo * C - lo * (lo + 1) // 2 + hi - lo - 1, minlength=iu.size).astype(np.float64)
+
+
+def _dense_ranks(x) -> np.ndarray:
+    """(K, P) int: 0-based tie-group ids of each row's values, in value order."""
+    return rankdata(np.atleast_2d(x), method="dense", axis=-1).astype(np.int64) - 1
+
+
+def _weighted_zranks(dense, w) -> np.ndarray:
+    """(K, P) rank scores of the multiset in which pair p occurs w_p times: average ranks (ties
+    averaged) within the multiset, centred and scaled so that the dot product of two rows is the
+    Pearson r of the ranks over the multiset, times sqrt(w) (so least squares on these rows is
+    least squares on the multiset). Pairs with w_p = 0 get 0."""
+    K, P = dense.shape
+    G = int(dense.max()) + 1
+    counts = np.bincount((dense + G * np.arange(K)[:, None]).ravel(), weights=np.tile(w, K),
+                         minlength=K * G).reshape(K, G)
+    # running totals per row from one flat cumsum (much faster than cumsum along axis 1)
+    running = np.cumsum(counts.ravel()).reshape(K, G)
+    running -= np.concatenate([[0.0], running[:-1, -1]])[:, None]
+    group_rank = running - counts + (counts + 1) / 2
+    r = np.take_along_axis(group_rank, dense, axis=1)
+    total = w.sum()
+    r = r - (_dot(r, w) / total)[:, None]
+    r = r * np.sqrt(w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return r / np.linalg.norm(r, axis=1, keepdims=True)
 
 
 def _partial_from_z(brain_z, model_z, control_z):
-    """Partial correlation of ranks: residuals of brain (P,) and models (L, P) after least
-    squares on the controls (K, P) (ranks are centred, so no intercept is needed)."""
+    """Partial correlation of rank scores: residuals of brain (P,) and models (L, P) after
+    least squares on the controls (K, P) (all centred, so no intercept is needed)."""
     Q, _ = np.linalg.qr(control_z.T)  # (P, K) orthonormal basis of the controls
-    rb = brain_z - Q @ (Q.T @ brain_z)
-    rm = model_z - (model_z @ Q) @ Q.T
+    rb = brain_z - np.einsum("pk,k->p", Q, np.einsum("pk,p->k", Q, brain_z))
+    rm = model_z - np.einsum("lk,pk->lp", np.einsum("lp,pk->lk", model_z, Q), Q)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (rm @ rb) / (np.linalg.norm(rm, axis=-1) * np.linalg.norm(rb))
+        return _dot(rm, rb) / (np.linalg.norm(rm, axis=-1) * np.linalg.norm(rb))
 
 
 def _statistic(brain, models, control):
     """ρ (L,), or partial ρ (L,) given controls, of condensed vectors."""
     bz, mz = _zranks(brain), _zranks(models)
     if control is None:
-        return mz @ bz
+        return _dot(mz, bz)
     return _partial_from_z(bz, mz, _zranks(control))
 
 
@@ -287,16 +315,19 @@ def bootstrap_concepts(brain, models, n_boot: int = 1000, ci: float = 0.95, seed
     b = _rdms(brain, "brain")[0]
     M = _rdms(models, "models")
     K = None if control is None else _rdms(control, "control")
+    if M.shape[1] != b.size or (K is not None and K.shape[1] != b.size):
+        raise ValueError("bootstrap_concepts: brain, model and control RDMs differ in length")
     C = n_concepts(b.size)
-    bsq = square(b)
-    msq = np.stack([square(m) for m in M])
-    ksq = None if K is None else np.stack([square(k) for k in K])
+    # ranks within a resample follow from the original order and each pair's multiplicity
+    db, dm = _dense_ranks(b), _dense_ranks(M)
+    dk = None if K is None else _dense_ranks(K)
     iu, ju = np.triu_indices(C, 1)
     rng = np.random.default_rng(seed)
     draws = np.empty((int(n_boot), M.shape[0]))
     for k in range(int(n_boot)):
-        i, j = _resampled_pairs(rng.integers(0, C, C), iu, ju)
-        draws[k] = _statistic(bsq[i, j], msq[:, i, j], None if ksq is None else ksq[:, i, j])
+        w = _pair_weights(rng.integers(0, C, C), iu, ju, C)
+        bz, mz = _weighted_zranks(db, w)[0], _weighted_zranks(dm, w)
+        draws[k] = _dot(mz, bz) if dk is None else _partial_from_z(bz, mz, _weighted_zranks(dk, w))
     estimate = _statistic(b, M, K)
     low, high = _percentiles(draws, ci)
     return ConceptBootstrap(estimate, low, high, draws)
@@ -331,9 +362,9 @@ def bootstrap_participants(subject_rdms, models, n_boot: int = 1000, ci: float =
     rng = np.random.default_rng(seed)
     draws = np.empty((int(n_boot), M.shape[0]))
     for k in range(int(n_boot)):
-        draws[k] = mz @ _zranks(R[rng.integers(0, S, S)].mean(axis=0))
+        draws[k] = _dot(mz, _zranks(R[rng.integers(0, S, S)].mean(axis=0)))
     low, high = _percentiles(draws, ci)
-    return ConceptBootstrap(mz @ _zranks(R.mean(axis=0)), low, high, draws)
+    return ConceptBootstrap(_dot(mz, _zranks(R.mean(axis=0))), low, high, draws)
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,7 +442,7 @@ def best_layer(subject_rdms, layer_rdms, split: str = "participants", n_folds: i
     S, L = R.shape[0], M.shape[0]
     rng = np.random.default_rng(seed)
     mz = _zranks(M)
-    full = mz @ _zranks(R.mean(axis=0))
+    full = _dot(mz, _zranks(R.mean(axis=0)))
     chosen, train_rho, held = [], [], []
     if split == "participants":
         n_folds = S if n_folds is None else int(n_folds)
@@ -420,11 +451,11 @@ def best_layer(subject_rdms, layer_rdms, split: str = "participants", n_folds: i
                              f"n_folds={n_folds}, S={S}")
         for fold in np.array_split(rng.permutation(S), n_folds):
             train = np.setdiff1d(np.arange(S), fold)
-            rho_train = mz @ _zranks(R[train].mean(axis=0))
+            rho_train = _dot(mz, _zranks(R[train].mean(axis=0)))
             best = int(np.nanargmax(rho_train))
             chosen.append(best)
             train_rho.append(rho_train[best])
-            held.append(float(mz[best] @ _zranks(R[fold].mean(axis=0))))
+            held.append(float(_dot(mz[best], _zranks(R[fold].mean(axis=0)))))
     elif split == "concepts":
         C = n_concepts(R.shape[1])
         if C < 8:
@@ -439,11 +470,11 @@ def best_layer(subject_rdms, layer_rdms, split: str = "participants", n_folds: i
                 iu, ju = np.triu_indices(part.size, 1)
                 i, j = part[iu], part[ju]
                 scores.append((g[i, j], msq[:, i, j]))
-            rho_train = _zranks(scores[0][1]) @ _zranks(scores[0][0])
+            rho_train = _dot(_zranks(scores[0][1]), _zranks(scores[0][0]))
             best = int(np.nanargmax(rho_train))
             chosen.append(best)
             train_rho.append(rho_train[best])
-            held.append(float(_zranks(scores[1][1][best]) @ _zranks(scores[1][0])))
+            held.append(float(_dot(_zranks(scores[1][1][best]), _zranks(scores[1][0]))))
     else:
         raise ValueError(f"split must be 'participants' or 'concepts', got {split!r}")
     chosen = np.asarray(chosen)
@@ -518,7 +549,7 @@ def compare_models(brain, model_a, model_b, method: str = "bootstrap", n_boot: i
         if S < 2:
             raise ValueError("method='participants' needs the RDMs of at least 2 participants")
         rz = _zranks(R)
-        d = rz @ _zranks(A[0]) - rz @ _zranks(B[0])  # (S,)
+        d = _dot(rz, _zranks(A[0])) - _dot(rz, _zranks(B[0]))  # (S,)
         if S <= _EXACT_FLIPS:
             signs = 1 - 2 * ((np.arange(2 ** S)[:, None] >> np.arange(S)) & 1)
         else:
@@ -569,8 +600,8 @@ def noise_ceiling(subject_rdms, pool: str = "mean") -> NoiseCeiling:
     X = rankdata(R, axis=1) if pool == "rank" else R
     rz = _zranks(R)
     total = X.sum(axis=0)
-    upper = np.mean([rz[s] @ _zranks(total) for s in range(S)])
-    lower = np.mean([rz[s] @ _zranks(total - X[s]) for s in range(S)])
+    upper = np.mean([_dot(rz[s], _zranks(total)) for s in range(S)])
+    lower = np.mean([_dot(rz[s], _zranks(total - X[s])) for s in range(S)])
     return NoiseCeiling(float(lower), float(upper))
 
 
