@@ -581,8 +581,8 @@ def noise_ceiling(subject_rdms, pool: str = "mean") -> NoiseCeiling:
     with the pooled RDM of the *other* participants (leave one out; a model as good as the
     others' average reaches it).
 
-    These bound the mean per-participant ρ. ρ with the group RDM itself is higher (the group RDM
-    is less noisy); ``upper`` approximates its ceiling as well.
+    These bound the mean per-participant ρ of a model. Its ρ with the group RDM is on another
+    scale (the group RDM is less noisy) and may exceed both.
 
     Parameters
     ----------

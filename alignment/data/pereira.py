@@ -344,8 +344,8 @@ class PereiraDataset:
     sample_unit = CONCEPT
     space = "volume"
     paradigms = PARADIGMS
-    #: files held in memory at once (a participant's file is ~100-300 MB)
-    FILE_CACHE = 2
+    #: files held in memory at once: one participant's three paradigms (for their average)
+    FILE_CACHE = 3
 
     def __init__(self, root, *, name: str = "Pereira 2018", participants=None, pictures=None,
                  sentences=None, wordclouds=None, n_concepts: int = N_CONCEPTS):
