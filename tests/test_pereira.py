@@ -180,6 +180,9 @@ def test_both_formats_read_alike(tmp_path):
         np.testing.assert_array_equal(a.network_columns(sid, "visual"), b.network_columns(sid, "visual"))
     # the fingerprint does not depend on where the data lie, and changes with the data
     assert a.fingerprint(content=True) != b.fingerprint(content=True)
+    # without the brain data: the concept words only, whatever the format
+    assert PereiraDataset(tmp_path / "a").fingerprint(include_bold=False) == \
+        PereiraDataset(tmp_path / "b").fingerprint(include_bold=False)
     shutil.copytree(tmp_path / "a", tmp_path / "c")
     assert PereiraDataset(tmp_path / "c").fingerprint(content=True) == a.fingerprint(content=True)
     assert PereiraDataset(tmp_path / "c").fingerprint(include_bold=False) == a.fingerprint(include_bold=False)

@@ -562,9 +562,10 @@ class PereiraDataset:
 
     # ---------------------------------------------------------------- fingerprint, validation
     def fingerprint(self, subjects=None, *, include_bold: bool = True, content: bool = False) -> str:
-        """Hex SHA-256 of the options, the stimulus files, and (``include_bold``) the ``.mat``
-        files of ``subjects``: paths relative to their folder plus size and modification time,
-        or the bytes with ``content=True``. Location-independent."""
+        """Hex SHA-256 of the options, the concept words, the stimulus files and
+        (``include_bold``) the ``.mat`` files of ``subjects``: files by path relative to their
+        folder plus size and modification time, or their bytes with ``content=True``.
+        Location-independent."""
         h = hashlib.sha256(_FINGERPRINT_VERSION)
         h.update(repr(self.n_concepts).encode())
 
@@ -591,9 +592,14 @@ class PereiraDataset:
             for f in files:
                 if os.path.isfile(f):
                     add(f, p if os.path.isdir(p) else os.path.dirname(p))
-        # the concept words are stimuli too: the first participant's pictures file carries them
-        h.update("\0[concepts]\0".encode())
-        add(self.path(self.subjects[0], PARADIGMS[0]), self.root)
+        # the concept words are stimuli too (read alone: cheap, and blind to the brain data)
+        try:
+            words = self.concepts if self._concepts is not None else \
+                [_string(c) for c in _cells(read_mat(self.path(self.subjects[0], PARADIGMS[0]),
+                                                     ["keyConcept"]).get("keyConcept", []))]
+        except (DatasetError, ValueError):
+            words = ["<unreadable>"]
+        h.update(("\0[concepts]\0" + "\0".join(words)).encode())
         if include_bold:
             subs = self.subjects if subjects is None else [subjects] if isinstance(subjects, str) \
                 else sorted(str(s) for s in subjects)
