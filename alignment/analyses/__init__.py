@@ -9,6 +9,8 @@
 - :mod:`~alignment.analyses.integration` -- multimodal integration sites (VLM vs unimodal
   baselines, paired block test).
 - :mod:`~alignment.analyses.lookup` -- AN ↔ BN link table for interactive lookups.
+- :mod:`~alignment.analyses.rsa` -- concept RSA: RDMs, Spearman ρ, concept permutation p,
+  bootstrap CIs, out-of-sample best layer, model differences, noise ceiling, partial ρ.
 
 Network atlases and per-network summaries are in :mod:`alignment.networks`.
 """

@@ -1,6 +1,7 @@
 """Datasets: the protocol every dataset implements, the registry that opens one by kind
 (:mod:`alignment.data.protocol`), the custom folder format and the demo kind, and CIFTI-2
-helpers (:mod:`alignment.data.dataset`), the HCP 7T movie release (:mod:`alignment.data.hcp`).
+helpers (:mod:`alignment.data.dataset`), the HCP 7T movie release (:mod:`alignment.data.hcp`),
+Pereira 2018 concept data (:mod:`alignment.data.pereira`).
 
 Nothing here imports models, features or analyses: datasets sit below them.
 
@@ -17,6 +18,7 @@ from alignment.data.dataset import (
     write_cifti_dtseries,
 )
 from alignment.data.hcp import HCPMovieDataset
+from alignment.data.pereira import PereiraDataset
 from alignment.data.protocol import (
     TR,
     Dataset,
@@ -36,6 +38,7 @@ __all__ = [
     "DemoDataset",
     "FolderDataset",
     "HCPMovieDataset",
+    "PereiraDataset",
     "TimeSeriesDataset",
     "dataset_kinds",
     "detect_kind",

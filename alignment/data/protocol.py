@@ -12,7 +12,8 @@ recognises a path (or the one asked for) and checks that what the loader returns
 
 Built-in kinds: ``folder``, the custom folder format, and ``demo``, the same format plus the
 ground truth of the simulated demo (:mod:`alignment.data.dataset`); ``hcp7t``, the HCP 7T movie
-release as HCP distributes it (:mod:`alignment.data.hcp`).
+release as HCP distributes it (:mod:`alignment.data.hcp`); ``pereira2018``, the concept data of
+Pereira et al. 2018 (:mod:`alignment.data.pereira`; samples are concepts).
 """
 
 from __future__ import annotations
