@@ -1,6 +1,9 @@
 """Datasets: the protocol every dataset implements, the registry that opens one by kind
 (:mod:`alignment.data.protocol`), the custom folder format and the demo kind, and CIFTI-2
-helpers (:mod:`alignment.data.dataset`), the HCP 7T movie release (:mod:`alignment.data.hcp`).
+helpers (:mod:`alignment.data.dataset`), the HCP 7T movie release (:mod:`alignment.data.hcp`), a
+BIDS-like folder of movies and caption tables (:mod:`alignment.data.movie`), movie decoding
+(:mod:`alignment.data.video`) and the writer of any of them in the folder format
+(:mod:`alignment.data.convert`).
 
 Nothing here imports models, features or analyses: datasets sit below them.
 
@@ -17,6 +20,7 @@ from alignment.data.dataset import (
     write_cifti_dtseries,
 )
 from alignment.data.hcp import HCPMovieDataset
+from alignment.data.movie import MovieFolderDataset
 from alignment.data.protocol import (
     TR,
     Dataset,
@@ -36,6 +40,7 @@ __all__ = [
     "DemoDataset",
     "FolderDataset",
     "HCPMovieDataset",
+    "MovieFolderDataset",
     "TimeSeriesDataset",
     "dataset_kinds",
     "detect_kind",

@@ -474,7 +474,7 @@ class HCPMovieDataset:
         path = self.bold_path(sid, r.id)
         data, _ = self._load_bold_raw(sid, r, path)
         bad = ~np.isfinite(data)
-        if bad.any():
+        if bad.any() and nan_policy != "keep":
             if nan_policy == "raise":
                 raise DatasetError(f"{path}: {int(bad.sum())} NaN/infinite values in "
                                    f"{int(bad.any(axis=0).sum())} columns (run {r.id} of subject "
