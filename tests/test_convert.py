@@ -167,6 +167,22 @@ def test_movie_folder_timeline(tmp_path):
     assert ds.validate(check_images=True) == []
 
 
+def test_movie_folder_fingerprint_follows_its_stimuli(tmp_path):
+    root = make_movie_folder(tmp_path / "m")
+    ds = load_dataset(root / "movie.toml")  # the file names its folder
+    assert ds.root == str(root)
+    stimuli = ds.fingerprint(include_bold=False)
+    assert ds.fingerprint(include_bold=False) == stimuli
+    with open(root / "stimuli" / "run-2_segments.tsv", "a") as f:
+        f.write("9\t1\tlate\n")
+    assert load_dataset(root).fingerprint(include_bold=False) != stimuli
+    moved = shutil.copytree(root, tmp_path / "elsewhere", copy_function=shutil.copy2)
+    assert load_dataset(moved).fingerprint(content=True) == load_dataset(root).fingerprint(content=True)
+    write_movie(root / "stimuli" / "run-1.mp4", 5)
+    assert load_dataset(root).fingerprint(include_bold=False, content=True) != \
+        load_dataset(moved).fingerprint(include_bold=False, content=True)
+
+
 def test_movie_folder_without_segments(tmp_path):
     ds = load_dataset(make_movie_folder(tmp_path / "m", segments=False))
     tl = ds.timeline("run-1")
