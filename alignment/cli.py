@@ -110,6 +110,17 @@ def _validate_folder(path: str, as_json: bool) -> int:
     return 1 if problems else 0
 
 
+def cmd_convert(args) -> int:
+    """Write a dataset (any registered kind) in the custom folder format."""
+    from alignment.data.convert import convert
+
+    subjects = [s for s in args.subjects.split(",") if s] if args.subjects else None
+    out = convert(args.source, args.out, kind=args.kind, subjects=subjects, frame_format=args.frame_format,
+                  force=args.force, progress=True)
+    print(f"wrote {out}; check it with `python -m alignment validate --dataset {out}`")
+    return 0
+
+
 EXPORT_FORMATS = ("dscalar", "gifti", "csv", "png", "svg", "html")
 
 
@@ -256,6 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_validate)
+
+    p = command("convert", "write a dataset (HCP 7T tree, movie folder, any registered kind) in the custom folder "
+                           "format, to inspect what the models will see")
+    p.add_argument("source", help="the dataset: an HCP tree or hcp7t.toml, a movie folder (movie.toml), a folder, ...")
+    p.add_argument("out", help="the folder to write (must not exist or be empty, unless --force)")
+    p.add_argument("--kind", help="the source's registered kind: hcp7t, movie, folder, ... (default: detected)")
+    p.add_argument("--subjects", help="comma-separated subject ids (default: all)")
+    p.add_argument("--frame-format", default="png",
+                   help="image format of the frames: png (lossless, default) or jpg (smaller)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    p.set_defaults(func=cmd_convert)
 
     p = command("export", "export a cached map (CIFTI dscalar, GIfTI, PNG/SVG/HTML) or its network table (CSV)")
     p.add_argument("--dataset", default="demo",

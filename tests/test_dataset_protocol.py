@@ -146,8 +146,9 @@ def test_data_imports_nothing_above_it():
     # below datasets: surface spaces, the shared vocabulary, the TOML schema machinery
     assert loaded <= {"alignment._compat", "alignment.timing", "alignment.conventions", "alignment.spaces",
                       "alignment.schema", "alignment.data", "alignment.data.dataset", "alignment.data.protocol",
-                      "alignment.data.hcp", "alignment.data.pereira"}, loaded
-    # the video and HDF5 readers load when an HCP dataset is opened, not with the package
+                      "alignment.data.hcp", "alignment.data.movie", "alignment.data.video",
+                      "alignment.data.pereira"}, loaded
+    # the video and HDF5 readers load when an HCP, movie or Pereira dataset is opened, not with the package
     out = subprocess.run([sys.executable, "-c", "import sys, alignment.data; print('av' in sys.modules, "
                           "'h5py' in sys.modules)"], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,7 +1,9 @@
 """Datasets: the protocol every dataset implements, the registry that opens one by kind
 (:mod:`alignment.data.protocol`), the custom folder format and the demo kind, and CIFTI-2
-helpers (:mod:`alignment.data.dataset`), the HCP 7T movie release (:mod:`alignment.data.hcp`),
-Pereira 2018 concept data (:mod:`alignment.data.pereira`).
+helpers (:mod:`alignment.data.dataset`), the HCP 7T movie release (:mod:`alignment.data.hcp`), a
+BIDS-like folder of movies and caption tables (:mod:`alignment.data.movie`), movie decoding
+(:mod:`alignment.data.video`), the writer of any of them in the folder format
+(:mod:`alignment.data.convert`) and Pereira 2018 concept data (:mod:`alignment.data.pereira`).
 
 Nothing here imports models, features or analyses: datasets sit below them.
 
@@ -18,6 +20,7 @@ from alignment.data.dataset import (
     write_cifti_dtseries,
 )
 from alignment.data.hcp import HCPMovieDataset
+from alignment.data.movie import MovieFolderDataset
 from alignment.data.pereira import PereiraDataset
 from alignment.data.protocol import (
     TR,
@@ -38,6 +41,7 @@ __all__ = [
     "DemoDataset",
     "FolderDataset",
     "HCPMovieDataset",
+    "MovieFolderDataset",
     "PereiraDataset",
     "TimeSeriesDataset",
     "dataset_kinds",

@@ -111,7 +111,7 @@ def check_dataset_toml(raw: dict, path: str | os.PathLike) -> DatasetToml:
 
 TSV_COLUMNS = ("tr", "frame", "caption", "segment")
 #: what :meth:`FolderDataset.bold` does with NaN / infinite values
-NAN_POLICIES = ("raise", "zero", "mask")
+NAN_POLICIES = ("raise", "zero", "mask", "keep")
 # a field wholly enclosed in double quotes, inner quotes doubled (as pandas and spreadsheets write it)
 _QUOTED_FIELD = re.compile(r'"((?:[^"]|"")*)"(?=\t|$)')
 
@@ -139,6 +139,22 @@ def split_tsv_line(line: str) -> list[str]:
         if i == n:
             fields.append("")
             return fields
+
+
+def tsv_field(text: str) -> str:
+    """``text`` as one field that :func:`split_tsv_line` reads back as written.
+
+    Quoted (inner quotes doubled) when it holds a tab or starts with a double quote; a line
+    break cannot be held by a field (the reader reads one row per line) and raises ValueError.
+    """
+    text = str(text)
+    if len((text + ".").splitlines()) != 1:
+        raise ValueError(f"{text[:40]!r}... holds a line break, which a stimulus table cannot hold")
+    if "\t" in text or text.startswith('"'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 _FINGERPRINT_VERSION = b"alignment-dataset-fingerprint-v1"
 #: the simulated demo's ground truth beside its dataset.toml (what marks the ``demo`` kind)
 GROUND_TRUTH_FILE = "ground_truth.json"
@@ -309,10 +325,10 @@ def _strip_sub(subject: str) -> str:
     return subject[4:] if subject.startswith("sub-") else subject
 
 
-def _folder_root(path) -> str:
-    """The dataset folder of ``path``: the folder itself, or the folder of its ``dataset.toml``."""
+def _folder_root(path, toml_file: str = "dataset.toml") -> str:
+    """The dataset folder of ``path``: the folder itself, or the folder of its ``toml_file``."""
     path = os.fspath(path)
-    if os.path.basename(path) == "dataset.toml" and os.path.isfile(path):
+    if os.path.basename(path) == toml_file and os.path.isfile(path):
         path = os.path.dirname(path)
     return os.path.abspath(path)
 
@@ -368,12 +384,15 @@ class FolderDataset:
 
     kind = DEFAULT_KIND  # the format users bring their own data in
     sample_unit = TR
+    #: the folder's description file and its schema (a format built on this one declares its own)
+    TOML_FILE: ClassVar[str] = "dataset.toml"
+    SCHEMA: ClassVar[type] = DatasetToml
 
     def __init__(self, root):
-        self.root = _folder_root(root)
+        self.root = _folder_root(root, self.TOML_FILE)
         if not os.path.isdir(self.root):
             raise DatasetError(f"{self.root}: dataset folder not found", self.root)
-        self.toml_path = os.path.join(self.root, "dataset.toml")
+        self.toml_path = os.path.join(self.root, self.TOML_FILE)
         self._parse_toml()
         self._timelines: dict[str, tuple[tuple[int, int], Timeline]] = {}
 
@@ -396,7 +415,7 @@ class FolderDataset:
 
 
         try:
-            check_dataset_toml(cfg, path)
+            self.config = check(self.SCHEMA, cfg, path)
         except ConfigError as exc:
             raise DatasetError(str(exc), path) from None
         ds = cfg["dataset"]
@@ -621,7 +640,7 @@ class FolderDataset:
             hint = " (the array looks transposed: it must be T × V)" \
                 if shape[1] == T_expected and shape[0] == V_expected else ""
             raise DatasetError(
-                f"run {run} of sub-{sid} has {shape[0]} TRs, dataset.toml says {T_expected} "
+                f"run {run} of sub-{sid} has {shape[0]} TRs, {self.TOML_FILE} says {T_expected} "
                 f"({path}){hint}", path
             )
         if shape[1] != V_expected:
@@ -673,11 +692,11 @@ class FolderDataset:
             Subject id, with or without ``sub-``.
         run : str
             Run id.
-        nan_policy : {"raise", "zero", "mask"}
+        nan_policy : {"raise", "zero", "mask", "keep"}
             What to do with NaN / infinite values: raise a :class:`DatasetError` that
-            reports how many there are, replace them by 0 ("zero"), or set every voxel that
+            reports how many there are, replace them by 0 ("zero"), set every voxel that
             has one to 0 for the whole run ("mask": a constant voxel, which no analysis can
-            find significant).
+            find significant), or return them as read ("keep": for copying the data).
 
         Returns
         -------
@@ -692,7 +711,7 @@ class FolderDataset:
         data, _ = self._load_bold_raw(sid, run, path)
         bad = ~np.isfinite(data)
         n_bad = int(bad.sum())
-        if n_bad:
+        if n_bad and nan_policy != "keep":
             if nan_policy == "raise":
                 n_col = int(bad.any(axis=0).sum())
                 raise DatasetError(
@@ -714,7 +733,7 @@ class FolderDataset:
         subject : str
         runs : iterable of str, optional
             Runs to load (default: all, in dataset order).
-        nan_policy : {"raise", "zero", "mask"}
+        nan_policy : {"raise", "zero", "mask", "keep"}
             See :meth:`bold`.
 
         Returns
@@ -790,17 +809,10 @@ class FolderDataset:
             except OSError:
                 h.update(f"\0{rel}\0<missing>".encode())
 
-        add_bytes("dataset.toml", self.toml_path)
-        frames: set[str] = set()
-        for run in self.runs:
-            path = self.stimulus_path(run)
+        for path in self._stimulus_tables():
             add_bytes(os.path.relpath(path, self.root), path)
-            try:
-                frames.update(f for f in self.timeline(run, check_frames=False).frame if f)
-            except DatasetError:
-                pass
-        for f in sorted(frames):
-            add_file(f)
+        for path in self._stimulus_media():
+            add_file(path)
         if include_bold:
             if subjects is None:
                 subs = self.subjects
@@ -815,6 +827,20 @@ class FolderDataset:
                         if os.path.exists(p):
                             add_file(p)
         return h.hexdigest()
+
+    def _stimulus_tables(self) -> list[str]:
+        """The small files that describe the stimuli (fingerprinted by their bytes)."""
+        return [self.toml_path] + [self.stimulus_path(run) for run in self.runs]
+
+    def _stimulus_media(self) -> list[str]:
+        """The images or movies the stimuli show (fingerprinted by size and mtime), sorted."""
+        frames: set[str] = set()
+        for run in self.runs:
+            try:
+                frames.update(f for f in self.timeline(run, check_frames=False).frame if f)
+            except DatasetError:
+                pass
+        return sorted(frames)
 
     # ---------------------------------------------------------------- validation
     def validate(self, subjects=None, *, check_bold: bool = True,
@@ -868,7 +894,7 @@ class FolderDataset:
             for entry in sorted(os.listdir(folder)):
                 if entry.endswith(suffixes) and entry not in known:
                     problems.append(
-                        f"{os.path.join(folder, entry)}: matches no run of dataset.toml "
+                        f"{os.path.join(folder, entry)}: matches no run of {self.TOML_FILE} "
                         f"({', '.join(self.runs)})"
                     )
             if not check_bold:
@@ -903,7 +929,7 @@ class FolderDataset:
                         )
                 if step is not None and not np.isclose(step, self.tr, rtol=1e-3, atol=1e-6):
                     problems.append(
-                        f"{path}: CIFTI series step is {step:g} s, dataset.toml says tr = "
+                        f"{path}: CIFTI series step is {step:g} s, {self.TOML_FILE} says tr = "
                         f"{self.tr:g} s"
                     )
         return problems

@@ -32,7 +32,8 @@ Per TR t (the second [t, t+1) of the run):
   second, or ``frames_per_tr`` = k frames at the midpoints of k equal parts of the second,
   averaged. Frame i of a movie is shown during [i, i+1)/fps; the frame at time s is
   floor(s·fps). A frame reference is ``"<movie file>#f=<i>[,<i>...]"`` (path relative to the
-  stimulus folder); :meth:`HCPMovieDataset.load_frame` decodes it with PyAV (no system ffmpeg).
+  stimulus folder); :meth:`HCPMovieDataset.load_frame` decodes it with PyAV (no system ffmpeg;
+  :mod:`alignment.data.video`, shared with the other movie readers).
 - **caption**: the WordNet labels of that second: nouns first, then verbs, then other parts
   of speech, each in the file's column order; a synset name becomes its lemma
   (``dog.n.01`` → ``dog``, ``ice_cream.n.01`` → ``ice cream``), a repeated word is kept once,
@@ -101,10 +102,8 @@ import glob
 import hashlib
 import os
 import re
-import threading
 import tomllib
 import warnings
-from collections import OrderedDict
 from typing import ClassVar, Iterable, Literal, NamedTuple
 
 import numpy as np
@@ -112,6 +111,7 @@ from pydantic import Field, PositiveInt
 
 from alignment.data.dataset import NAN_POLICIES, _open_cifti, _read_cifti_data, check_fslr_cortex
 from alignment.data.protocol import TR, DatasetError, register_dataset_kind
+from alignment.data.video import MovieFrames, frame_indices, frame_ref
 from alignment.schema import ConfigError, Table, check
 from alignment.spaces import SPACE_SIZES
 from alignment.timing import REST, Timeline
@@ -132,7 +132,6 @@ POINTER_FILE = "hcp7t.toml"
 #: segment label of the test-retest montage that closes every run
 REPEAT_LABEL = "testretest"
 HCP_TR = 1.0
-HCP_FPS = 24.0  #: frame rate of the HCP movies (the reader uses the file's own rate)
 N_GRAYORDINATES_1P6MM = 170494
 TIMING_FILE = "HCP_7T_Movie_Clip_Timing.csv"
 WORDNET_FILE = "WordNetFeatures.hdf5"
@@ -284,79 +283,6 @@ def wordnet_caption(active: np.ndarray, synsets: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# video
-# --------------------------------------------------------------------------------------------
-class _Movie:
-    """An open mp4 that decodes frames by index, forward without seeking when it can.
-
-    Feature extraction asks for frames in time order, so one pass over the movie decodes each
-    needed frame once; a jump backwards or far ahead seeks to the keyframe before it.
-    """
-
-    #: a jump ahead longer than this (seconds) seeks instead of decoding through
-    SEEK_AHEAD_S = 4.0
-
-    def __init__(self, path: str):
-        import av
-
-        self.path = path
-        try:
-            self.container = av.open(path)
-            self.stream = self.container.streams.video[0]
-        except Exception as exc:
-            raise DatasetError(f"{path}: cannot open the movie ({type(exc).__name__}: {exc})",
-                               path) from exc
-        self.stream.thread_type = "AUTO"
-        rate = self.stream.average_rate or self.stream.guessed_rate
-        self.fps = float(rate) if rate else HCP_FPS
-        self.time_base = float(self.stream.time_base)
-        self.start = self.stream.start_time or 0
-        self._frames = None  # decode iterator
-        self._last: tuple[int, np.ndarray] | None = None
-        self.lock = threading.Lock()
-
-    @property
-    def duration(self) -> float:
-        """Seconds, from the container's metadata (no decoding)."""
-        if self.stream.duration:
-            return float(self.stream.duration * self.stream.time_base)
-        if self.container.duration:
-            return self.container.duration / 1e6
-        return float(self.stream.frames) / self.fps
-
-    def _index(self, frame) -> int:
-        return int(round((frame.pts - self.start) * self.time_base * self.fps))
-
-    def _seek(self, index: int):
-        target = int(index / self.fps / self.time_base) + self.start
-        self.container.seek(max(target, self.start), stream=self.stream, backward=True)
-        self._frames = self.container.decode(self.stream)
-        self._last = None
-
-    def frame(self, index: int) -> np.ndarray:
-        """Frame ``index`` as (H, W, 3) uint8 RGB."""
-        with self.lock:
-            last = self._last[0] if self._last else None
-            if last == index:
-                return self._last[1]
-            if self._frames is None or last is None or index < last or \
-                    index - last > self.SEEK_AHEAD_S * self.fps:
-                self._seek(index)
-            for frame in self._frames:
-                i = self._index(frame)
-                if i < index:
-                    continue
-                self._last = (i, frame.to_ndarray(format="rgb24"))
-                return self._last[1]  # i > index only when the file skips frames
-            self._frames = None
-            raise DatasetError(f"{self.path}: frame {index} ({index / self.fps:.2f} s) is beyond the "
-                               f"end of the movie ({self.duration:.2f} s)", self.path)
-
-    def close(self):
-        self.container.close()
-
-
-# --------------------------------------------------------------------------------------------
 # the dataset
 # --------------------------------------------------------------------------------------------
 class HCPMovieDataset:
@@ -420,8 +346,7 @@ class HCPMovieDataset:
         self._runs = {r.id: r for r in HCP_RUNS}
         self.runs = [r.id for r in HCP_RUNS]
         self._subjects = None if subjects is None else sorted(str(s) for s in subjects)
-        self._movies: dict[str, _Movie] = {}
-        self._frame_cache: OrderedDict[str, object] = OrderedDict()
+        self._frames = MovieFrames(self.stimuli)
         self._timelines: dict[str, Timeline] = {}
         self._wordnet = None
         self._implied_cache = None
@@ -549,7 +474,7 @@ class HCPMovieDataset:
         path = self.bold_path(sid, r.id)
         data, _ = self._load_bold_raw(sid, r, path)
         bad = ~np.isfinite(data)
-        if bad.any():
+        if bad.any() and nan_policy != "keep":
             if nan_policy == "raise":
                 raise DatasetError(f"{path}: {int(bad.sum())} NaN/infinite values in "
                                    f"{int(bad.any(axis=0).sum())} columns (run {r.id} of subject "
@@ -603,17 +528,6 @@ class HCPMovieDataset:
             raise DatasetError(f"{self.stimuli}: movie of run {r.id} not found: expected {want}{found}",
                                self.stimuli)
         return pick[0]
-
-    def _movie(self, rel: str) -> _Movie:
-        # references name files inside the stimulus folder (links there are the user's choice)
-        if os.path.isabs(rel) or os.path.normpath(rel).split(os.sep)[0] == "..":
-            raise DatasetError(f"frame reference {rel!r} points outside the stimulus folder")
-        path = os.path.normpath(os.path.join(self.stimuli, rel))
-        if path not in self._movies:
-            if not os.path.isfile(path):
-                raise DatasetError(f"{path}: movie not found", path)
-            self._movies[path] = _Movie(path)
-        return self._movies[path]
 
     def _load_timing(self) -> dict[int, list[Block]]:
         if self._timing is None:
@@ -669,9 +583,7 @@ class HCPMovieDataset:
     # ---------------------------------------------------------------- timelines
     def frame_indices(self, t: int, fps: float) -> list[int]:
         """Movie frame indices averaged for TR ``t`` (``frames_per_tr`` of them)."""
-        k = self.frames_per_tr
-        times = t * self.tr + (np.arange(k) + 0.5) * self.tr / k - self.movie_start_s
-        return sorted({int(np.floor(s * fps + 1e-6)) for s in times})
+        return frame_indices(t, self.tr, fps, self.frames_per_tr, self.movie_start_s)
 
     def timeline(self, run) -> Timeline:
         """Frame reference, caption and segment of every TR of a run (module docstring).
@@ -700,7 +612,7 @@ class HCPMovieDataset:
                                f"the BOLD of run {r.id} has {n} TRs ({n * self.tr:g} s)")
         movie_path = self.movie_path(r.id)
         rel = os.path.relpath(movie_path, self.stimuli).replace(os.sep, "/")
-        movie = self._movie(rel)
+        movie = self._frames.movie(rel)
         clips = [b for b in blocks if not b.is_rest]
         last_clip = clips[-1] if clips else None
         last_frame_s = max((b.stop for b in clips), default=0.0) - self.movie_start_s
@@ -719,7 +631,7 @@ class HCPMovieDataset:
                 continue
             last = max(int(movie.duration * movie.fps) - 1, 0)
             idx = [min(max(i, 0), last) for i in self.frame_indices(t, movie.fps)]
-            frames.append(f"{rel}#f={','.join(str(i) for i in sorted(set(idx)))}")
+            frames.append(frame_ref(rel, idx))
             active = np.flatnonzero(W[t])
             if implied is not None and active.size:
                 active = active[~implied[np.ix_(active, active)].any(axis=0)]
@@ -734,36 +646,14 @@ class HCPMovieDataset:
         return [self.timeline(r) for r in self.runs]
 
     # ---------------------------------------------------------------- frames
-    #: decoded frames kept in memory (a run's unique frames are asked for in time order)
-    FRAME_CACHE = 64
-
     def load_frame(self, ref):
         """The RGB ``PIL.Image.Image`` of a frame reference ``"<movie>#f=<i>[,<i>...]"``
-        (frames averaged when several)."""
-        from PIL import Image
-
-        ref = str(ref)
-        if ref in self._frame_cache:
-            self._frame_cache.move_to_end(ref)
-            return self._frame_cache[ref].copy()
-        m = re.fullmatch(r"(.+\.mp4)#f=(\d+(?:,\d+)*)", ref)
-        if not m:
-            raise DatasetError(f"frame reference {ref!r} is not '<movie>.mp4#f=<frame>[,<frame>...]'")
-        movie = self._movie(m.group(1))
-        frames = [movie.frame(int(i)) for i in m.group(2).split(",")]
-        arr = frames[0] if len(frames) == 1 else \
-            np.rint(np.mean(np.stack(frames).astype(np.float32), axis=0)).astype(np.uint8)
-        image = Image.fromarray(arr, mode="RGB")
-        self._frame_cache[ref] = image
-        if len(self._frame_cache) > self.FRAME_CACHE:
-            self._frame_cache.popitem(last=False)
-        return image.copy()
+        (frames averaged when several; :mod:`alignment.data.video`)."""
+        return self._frames.load(ref)
 
     def close(self):
         """Close the open movies."""
-        for movie in self._movies.values():
-            movie.close()
-        self._movies.clear()
+        self._frames.close()
 
     # ---------------------------------------------------------------- fingerprint
     def fingerprint(self, subjects=None, *, include_bold: bool = True, content: bool = False) -> str:

@@ -12,7 +12,8 @@ recognises a path (or the one asked for) and checks that what the loader returns
 
 Built-in kinds: ``folder``, the custom folder format, and ``demo``, the same format plus the
 ground truth of the simulated demo (:mod:`alignment.data.dataset`); ``hcp7t``, the HCP 7T movie
-release as HCP distributes it (:mod:`alignment.data.hcp`); ``pereira2018``, the concept data of
+release as HCP distributes it (:mod:`alignment.data.hcp`); ``movie``, a BIDS-like folder of
+movies and caption tables (:mod:`alignment.data.movie`); ``pereira2018``, the concept data of
 Pereira et al. 2018 (:mod:`alignment.data.pereira`; samples are concepts).
 """
 
@@ -164,7 +165,8 @@ class TimeSeriesDataset(Dataset, Protocol):
         Position in :attr:`runs` of every TR of all runs concatenated.
     bold(subject, run, nan_policy="raise") -> ndarray of float32, shape (T_r, V)
         One run; ``nan_policy`` ``"raise"`` (a :class:`DatasetError`), ``"zero"`` (NaN / inf
-        values become 0) or ``"mask"`` (a voxel with one becomes 0 for the whole run).
+        values become 0), ``"mask"`` (a voxel with one becomes 0 for the whole run) or
+        ``"keep"`` (values as read: what a copy of the data needs).
     bold_all(subject, runs=None, nan_policy="raise") -> (Y (T, V) float32, run_index (T,))
         The runs (default all) concatenated in run order.
     """
