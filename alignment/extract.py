@@ -71,15 +71,20 @@ def extract_ans(
     frames : sequence of S PIL images or None (no image).
     captions : sequence of S strings or None.
     targets : branch → layer indices (None: all layers); default all branches, all layers.
-    kind : "attn" | "qk" | "mlp" (see DESIGN §4).
+    kind : "attn" | "qk" | "mlp" | "hidden" (see DESIGN §4); ``hidden`` layer 0 is the
+        embeddings, layer i the output of block i.
 
     Returns
     -------
     dict mapping (branch, layer) → float32 array (S, N_kind).
     """
     check_kind(kind, pooling)
-    targets = {b: None for b in adapter.branches} if targets is None else dict(targets)
-    targets = {b: adapter.check_layers(b, layers) for b, layers in targets.items()}
+    if targets is None:  # every branch that has this kind of AN
+        targets = {b: None for b, br in adapter.branches.items() if kind in br.sizes and br.layer_count(kind)}
+        if not targets:
+            raise ModelError(f"model {adapter.spec.raw!r} has no {kind!r} ANs in any branch")
+    targets = dict(targets)
+    targets = {b: adapter.check_layers(b, layers, kind) for b, layers in targets.items()}
     frames, captions = condition_inputs(frames, captions, condition)
     n = len(frames)
     out = {(b, layer): np.empty((n, adapter.branches[b].sizes[kind]), np.float32) for b, ls in targets.items() for layer in ls}

@@ -46,7 +46,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from alignment.models.base import Adapter, Batch, Branch, LayerTaps, ModelError, ModelSpec, PackedQK, Tap
+from alignment.models.base import Adapter, Batch, Branch, LayerTaps, ModelError, ModelSpec, PackedQK, Tap, hidden_taps
 from alignment.models.tokenizers import MINILM_VOCAB_SIZE, minilm_dir, offline_wordpiece
 from alignment.models.weights import hub_error
 
@@ -332,14 +332,19 @@ def _bert_taps(layer, cross: bool = False) -> LayerTaps:
     )
 
 
-def _bert_branch(name: str, layers, cross: bool = False) -> Branch:
+def _bert_branch(name: str, layers, cross: bool = False, hidden: bool = False) -> Branch:
+    """A BERT-layer stack; ``hidden``: with hidden-state taps (an encoder whose own
+    ``output_hidden_states`` are the embeddings and every layer's output)."""
     first = layers[0]
     sizes = {
         "attn": first.attention.output.dense.out_features,
         "qk": first.attention.self.query.out_features,
         "mlp": first.intermediate.dense.out_features,
     }
-    return Branch(name, tuple(_bert_taps(layer, cross) for layer in layers), sizes)
+    if hidden:
+        sizes["hidden"] = first.output.dense.out_features
+    return Branch(name, tuple(_bert_taps(layer, cross) for layer in layers), sizes,
+                  hidden=hidden_taps(layers) if hidden else None)
 
 
 def _check_layout(model, arch: str, names: Sequence[str]) -> None:
@@ -433,7 +438,8 @@ class HFClipAdapter(_HFAdapter):
     @staticmethod
     def _branch(name, layers) -> Branch:
         first = layers[0]
-        sizes = {"attn": first.self_attn.out_proj.out_features, "qk": first.self_attn.q_proj.out_features, "mlp": first.mlp.fc1.out_features}
+        sizes = {"attn": first.self_attn.out_proj.out_features, "qk": first.self_attn.q_proj.out_features,
+                 "mlp": first.mlp.fc1.out_features, "hidden": first.mlp.fc2.out_features}
         taps = tuple(
             LayerTaps(
                 attn=Tap(layer.self_attn.out_proj), mlp=Tap(layer.mlp.fc2, "input"),
@@ -441,7 +447,8 @@ class HFClipAdapter(_HFAdapter):
             )
             for layer in layers
         )
-        return Branch(name, taps, sizes)
+        # CLIP reports the encoder layers' outputs, before the final layer norm
+        return Branch(name, taps, sizes, hidden=hidden_taps(layers))
 
     def _encode(self, texts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         texts = ["" if t is None else str(t) for t in texts]
@@ -601,12 +608,13 @@ class ViTAdapter(_HFAdapter):
         _check_layout(layers[0], self.arch, ["attention.q_proj", "attention.k_proj", "attention.o_proj", "mlp.fc2"])
         self._set_image(model.config.image_size)
         first = layers[0]
-        sizes = {"attn": first.attention.o_proj.out_features, "qk": first.attention.q_proj.out_features, "mlp": first.mlp.fc1.out_features}
+        sizes = {"attn": first.attention.o_proj.out_features, "qk": first.attention.q_proj.out_features,
+                 "mlp": first.mlp.fc1.out_features, "hidden": first.mlp.fc2.out_features}
         taps = tuple(
             LayerTaps(attn=Tap(l.attention.o_proj), mlp=Tap(l.mlp.fc2, "input"), q=Tap(l.attention.q_proj), k=Tap(l.attention.k_proj))
             for l in layers
         )
-        self.branches = {"image": Branch("image", taps, sizes)}
+        self.branches = {"image": Branch("image", taps, sizes, hidden=hidden_taps(layers))}
 
     def prepare(self, images, texts, branches) -> Batch:
         if images is None:
@@ -631,7 +639,7 @@ class _TextAdapter(_HFAdapter):
         cfg = model.config
         self.tokenizer = _tokenizer(self.spec, self.where, self.local, example, cfg.vocab_size)
         self.max_length = _max_length(self.tokenizer, cfg.max_position_embeddings - position_offset)
-        self.branches = {"text": _bert_branch("text", model.encoder.layer)}
+        self.branches = {"text": _bert_branch("text", model.encoder.layer, hidden=True)}
 
     def prepare(self, images, texts, branches) -> Batch:
         texts = list(texts) if texts is not None else []
