@@ -82,3 +82,90 @@ def test_hidden_layer_range_checked():
     extract_ans(adapter, [None], ["x"], {"text": [n - 1]}, kind="hidden")
     with pytest.raises(ModelError, match="hidden layers 0..3"):
         extract_ans(adapter, [None], ["x"], {"text": [n]}, kind="hidden")
+
+
+# ---------------------------------------------------------------------------------------------
+# language models of the concept-RSA study
+
+LANGUAGE = ["random:bert:tiny", "random:causal-lm:tiny", "random:causal-lm:tiny-mha", "random:llama:tiny",
+            "random:mistral:tiny"]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+@pytest.mark.parametrize("spec", LANGUAGE)
+def test_language_hidden_equals_output_hidden_states(spec, pooling):
+    adapter = load_model(spec)
+    out = extract_ans(adapter, [None] * 3, CAPTIONS, kind="hidden", pooling=pooling)
+    ref = _reference(adapter, [None] * 3, CAPTIONS, "text", pooling)
+    assert len(ref) == adapter.model.config.num_hidden_layers + 1
+    for layer, expected in enumerate(ref):
+        np.testing.assert_allclose(out[("text", layer)], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_random_causal_lm_classes():
+    assert type(load_model("random:llama:tiny").model).__name__ == "LlamaForCausalLM"
+    assert type(load_model("random:mistral:tiny").model).__name__ == "MistralForCausalLM"
+
+
+@pytest.mark.parametrize("kind", ["hidden", "attn", "mlp"])
+def test_causal_lm_batch_mates_and_padding_do_not_matter(kind):
+    adapter = load_model("random:causal-lm:tiny")
+    alone = extract_ans(adapter, [None], CAPTIONS[1:2], kind=kind)
+    padded = extract_ans(adapter, [None] * 3, CAPTIONS, kind=kind)
+    for key, value in alone.items():
+        np.testing.assert_allclose(padded[key][1], value[0], rtol=1e-4, atol=1e-5)
+
+
+def test_causal_lm_pooling_masks():
+    from alignment.models.language import text_pooling_masks
+
+    ids = torch.tensor([[7, 5, 6, 0, 0], [7, 5, 6, 8, 9], [0, 0, 7, 5, 0], [7, 0, 0, 0, 0]])
+    attention = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 1, 1, 0], [1, 0, 0, 0, 0]])
+    mask, last = text_pooling_masks(ids, attention, bos_id=7)
+    assert last.tolist() == [2, 4, 3, 0]  # the last real token, whichever side is padded
+    assert mask.long().tolist() == [[0, 1, 1, 0, 0], [0, 1, 1, 1, 1], [0, 0, 0, 1, 0], [1, 0, 0, 0, 0]]
+
+
+def test_causal_lm_has_no_qk_with_grouped_keys_and_quantize_needs_gpu():
+    adapter = load_model("random:causal-lm:tiny")
+    with pytest.raises(ModelError, match="no 'qk' ANs"):
+        extract_ans(adapter, [None], ["x"], kind="qk")
+    assert "qk" in load_model("random:causal-lm:tiny-mha").branches["text"].sizes
+    with pytest.raises(ModelError, match="quantize=4bit"):
+        load_model("random:causal-lm:tiny?quantize=4bit")
+    with pytest.raises(ModelError, match="unknown dtype"):
+        load_model("random:causal-lm:tiny?dtype=int3")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a GPU")
+def test_quantize_refused_without_gpu(tmp_path):
+    adapter = load_model("random:causal-lm:tiny")
+    adapter.model.save_pretrained(tmp_path)
+    adapter.tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match="(CUDA GPU|bitsandbytes)"):
+        load_model(f"causal-lm:{tmp_path}?quantize=4bit")
+    # the same folder loads without quantization, with the same hidden states
+    again = load_model(f"causal-lm:{tmp_path}")
+    a = extract_ans(adapter, [None] * 2, CAPTIONS[:2], kind="hidden")
+    b = extract_ans(again, [None] * 2, CAPTIONS[:2], kind="hidden")
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_glove_mean_of_word_vectors_and_oov(tmp_path):
+    path = tmp_path / "glove.test.3d.txt"
+    path.write_text("the 1 0 0\ncat 0 2 0\nsat 0 0 3\n's 1 1 1\nice-cream 2 2 2\n")
+    adapter = load_model(f"glove:{path}")
+    assert adapter.branches["text"].layer_count("hidden") == 1
+    with pytest.warns(UserWarning, match="1 words without a GloVe vector.*dog"):
+        out = extract_ans(adapter, [None] * 4, ["The cat sat.", "the dog's ice-cream", "Dog", ""], kind="hidden")
+    np.testing.assert_allclose(out[("text", 0)], [[1 / 3, 2 / 3, 1], [4 / 3, 1, 1], [0, 0, 0], [0, 0, 0]], atol=1e-6)
+    assert adapter.oov == {"dog": 2}
+    with pytest.raises(ModelError, match="no 'attn' ANs"):
+        extract_ans(adapter, [None], ["cat"], kind="attn")
+    with pytest.raises(ModelError, match="not found"):
+        load_model(f"glove:{tmp_path / 'missing.txt'}")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("cat 1 2\ndog 1 x\n")
+    with pytest.raises(ModelError, match="bad.txt:2"):
+        load_model(f"glove:{bad}")

