@@ -87,7 +87,7 @@ def extract_ans(
     targets = {b: adapter.check_layers(b, layers, kind) for b, layers in targets.items()}
     frames, captions = condition_inputs(frames, captions, condition)
     n = len(frames)
-    out = {(b, layer): np.empty((n, adapter.branches[b].sizes[kind]), np.float32) for b, ls in targets.items() for layer in ls}
+    out = {(b, layer): np.empty((n, adapter.branches[b].units(kind, layer)), np.float32) for b, ls in targets.items() for layer in ls}
     device = adapter.device()
     autocast = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else _null()
     report = _progress(progress, n)
@@ -95,7 +95,10 @@ def extract_ans(
         with capture(adapter, targets, kind, pooling) as store, torch.inference_mode(), autocast:
             for start in range(0, n, batch_size):
                 idx = list(range(start, min(n, start + batch_size)))
-                images = image_tensor(adapter, frames, idx, blank) if adapter.needs_images else None
+                if adapter.needs_images:
+                    images = image_tensor(adapter, frames, idx, blank)
+                else:  # region-feature models look their frames up; text-only models take none
+                    images = [frames[i] for i in idx] if adapter.needs_frames else None
                 batch = adapter.prepare(images, [captions[i] for i in idx], list(targets))
                 store.batch = batch
                 store.values.clear()

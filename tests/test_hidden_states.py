@@ -26,18 +26,21 @@ def _reference(adapter, frames, captions, branch, pooling):
     """Pooled ``output_hidden_states`` of the model itself, (L + 1) arrays (B, N)."""
     from alignment.extract import image_tensor
 
-    images = image_tensor(adapter, frames, range(len(frames))) if adapter.needs_images else None
+    images = image_tensor(adapter, frames, range(len(frames))) if adapter.needs_images else \
+        (list(frames) if adapter.needs_frames else None)
     batch = adapter.prepare(images, captions, [branch])
     with torch.no_grad():
         states = adapter.reference_hidden_states(batch, branch) if hasattr(adapter, "reference_hidden_states") \
             else _own_states(adapter, batch, branch)
     mask, cls = batch.token_mask.get(branch), batch.cls_index.get(branch)
-    return [pool_tokens(h.float(), mask, cls, pooling).numpy() for h in states]
+    # a convolutional map (B, C, H, W) is averaged over its positions
+    return [h.float().flatten(2).mean(2).numpy() if h.dim() == 4 else pool_tokens(h.float(), mask, cls, pooling).numpy()
+            for h in states]
 
 
 def _own_states(adapter, batch, branch):
     model, inputs = adapter.model, batch.inputs
-    if adapter.spec.arch == "hf-clip":
+    if adapter.spec.arch in ("hf-clip", "align"):
         if branch == "image":
             return model.vision_model(pixel_values=inputs["pixel_values"], output_hidden_states=True).hidden_states
         return model.text_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
@@ -169,3 +172,104 @@ def test_glove_mean_of_word_vectors_and_oov(tmp_path):
     bad.write_text("cat 1 2\ndog 1 x\n")
     with pytest.raises(ModelError, match="bad.txt:2"):
         load_model(f"glove:{bad}")
+
+
+# ---------------------------------------------------------------------------------------------
+# vision-language models of the concept-RSA study
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_align_hidden_equals_output_hidden_states(pooling):
+    adapter = load_model("random:align:tiny")
+    frames = _frames(3)
+    out = extract_ans(adapter, frames, CAPTIONS, kind="hidden", pooling=pooling)
+    for branch, n in (("text", adapter.model.config.text_config.num_hidden_layers + 1),
+                      ("image", len(adapter.model.vision_model.encoder.blocks) + 1)):
+        ref = _reference(adapter, frames, CAPTIONS, branch, pooling)
+        assert len(ref) == n == adapter.branches[branch].layer_count("hidden")
+        for layer, expected in enumerate(ref):
+            assert out[(branch, layer)].shape == expected.shape
+            np.testing.assert_allclose(out[(branch, layer)], expected, rtol=1e-4, atol=1e-5)
+    assert len({out[("image", layer)].shape[1] for layer in range(n)}) > 1  # widths differ by block
+    with pytest.raises(ModelError, match="no 'attn' ANs"):
+        extract_ans(adapter, frames, CAPTIONS, {"image": None}, kind="attn")
+
+
+def _region_file(path, rng, dim=16):
+    keys = np.array(["cat/1.jpg", "2.jpg", "dog/1.jpg"])
+    np.savez(path, keys=keys, features=rng.randn(3, 5, dim).astype(np.float32),
+             boxes=rng.rand(3, 5, 4).astype(np.float32), counts=np.array([5, 3, 2]))
+    return path
+
+
+def _sourced_frames(sources):
+    frames = _frames(len(sources))
+    for frame, source in zip(frames, sources):
+        frame.info["source"] = source
+    return frames
+
+
+SOURCES = ["/data/pictures/cat/1.jpg", "/data/pictures/bird/2.jpg", "/data/pictures/dog/1.jpg"]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_visualbert_hidden_equals_output_hidden_states(tmp_path, pooling):
+    regions = _region_file(tmp_path / "regions.npz", np.random.RandomState(0))
+    adapter = load_model(f"random:visualbert:tiny?regions={regions}")
+    frames = _sourced_frames(SOURCES)
+    out = extract_ans(adapter, frames, CAPTIONS, kind="hidden", pooling=pooling)
+    for branch in ("cross_text", "cross_image"):
+        ref = _reference(adapter, frames, CAPTIONS, branch, pooling)
+        assert len(ref) == adapter.model.config.num_hidden_layers + 1
+        for layer, expected in enumerate(ref):
+            np.testing.assert_allclose(out[(branch, layer)], expected, rtol=1e-4, atol=1e-5)
+    # the region features reach the model: another image changes both streams
+    swapped = extract_ans(adapter, frames[::-1], CAPTIONS, kind="hidden", pooling=pooling)
+    assert not np.allclose(out[("cross_text", 2)][0], swapped[("cross_text", 2)][0])
+
+
+def test_visualbert_regions_lookup_padding_and_text_condition(tmp_path):
+    from alignment.models.vision_language import RegionFeatures
+
+    rng = np.random.RandomState(1)
+    regions = RegionFeatures(_region_file(tmp_path / "r.npz", rng), 16)
+    frames = _sourced_frames(SOURCES)
+    assert [regions.row(f) for f in frames] == [0, 1, 2]
+    features, boxes, mask = regions.batch([frames[2], None])
+    assert features.shape == (2, 2, 16) and boxes.shape == (2, 2, 4) and mask.tolist() == [[True, True], [False, False]]
+    adapter = load_model(f"random:visualbert:tiny?regions={tmp_path / 'r.npz'}")
+    alone = extract_ans(adapter, frames[2:], CAPTIONS[2:], kind="hidden")
+    together = extract_ans(adapter, frames, CAPTIONS, kind="hidden")  # more regions and tokens in the batch
+    for key, value in alone.items():
+        np.testing.assert_allclose(together[key][2], value[0], rtol=1e-4, atol=1e-5)
+    text = extract_ans(adapter, frames, CAPTIONS, kind="hidden", condition="text")
+    assert np.all(text[("cross_image", 1)] == 0)  # no regions to pool
+    assert not np.allclose(text[("cross_text", 1)], together[("cross_text", 1)])
+
+
+def test_region_features_refused_clearly(tmp_path):
+    rng = np.random.RandomState(2)
+    with pytest.raises(ModelError, match=r"\?regions="):
+        load_model("random:visualbert:tiny")
+    with pytest.raises(ModelError, match="not found"):
+        load_model(f"random:visualbert:tiny?regions={tmp_path / 'none.npz'}")
+    wrong = _region_file(tmp_path / "wide.npz", rng, dim=8)
+    with pytest.raises(ModelError, match=r"features must be \(3, regions, 16\)"):
+        load_model(f"random:visualbert:tiny?regions={wrong}")
+    np.savez(tmp_path / "nobox.npz", keys=np.array(["a.jpg"]), features=np.zeros((1, 2, 16), np.float32))
+    with pytest.raises(ModelError, match="lack boxes"):
+        load_model(f"random:visualbert:tiny?regions={tmp_path / 'nobox.npz'}")
+    adapter = load_model(f"random:visualbert:tiny?regions={_region_file(tmp_path / 'ok.npz', rng)}")
+    with pytest.raises(ModelError, match="no region features for image /x/fish.jpg"):
+        extract_ans(adapter, _sourced_frames(["/x/fish.jpg"]), ["a fish"], kind="hidden")
+    with pytest.raises(ModelError, match="has no file path"):
+        extract_ans(adapter, _frames(1), ["a fish"], kind="hidden")
+
+
+def test_datasets_record_the_frame_file(tmp_path):
+    from alignment.data.dataset import FolderDataset
+
+    path = tmp_path / "img.png"
+    Image.new("RGB", (8, 8)).save(path)
+    frame = FolderDataset.load_frame.__get__(type("D", (), {"frame_path": lambda self, rel: str(path)})())("img.png")
+    assert frame.info["source"] == str(path)

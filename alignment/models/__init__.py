@@ -81,6 +81,16 @@ ARCHITECTURES: dict[str, Architecture] = {
             "mistral:mistralai/Mistral-7B-v0.1",
         ),
         Architecture(
+            "align", "alignment.models.vision_language:AlignAdapter", ("image", "text"), "12 text + 55 image blocks (hidden only; align-base)",
+            "align:<hub id | /path/to/folder>; random:align:<tiny|base>",
+            "align:kakaobrain/align-base",
+        ),
+        Architecture(
+            "visualbert", "alignment.models.vision_language:VisualBertAdapter", ("cross_image", "cross_text"), "12 single-stream",
+            "visualbert:<hub id | /path/to/folder>?regions=/path/regions.npz; random:visualbert:tiny?regions=...",
+            "visualbert:uclanlp/visualbert-vqa-coco-pre?regions=/data/pereira_regions.npz",
+        ),
+        Architecture(
             "glove", "alignment.models.language:GloveAdapter", ("text",), "1 hidden (mean word vector)",
             "glove:/path/glove.<corpus>.<dim>d.txt[?case=keep]; random:glove?dim=50",
             "glove:/data/glove.840B.300d.txt?case=keep",

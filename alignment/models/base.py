@@ -130,6 +130,12 @@ class Branch:
     def n_layers(self) -> int:
         return len(self.layers)
 
+    def units(self, kind: str, layer: int) -> int:
+        """ANs of one layer: ``sizes[kind]``, or its ``layer``-th entry where widths differ
+        by layer (a convolutional tower's hidden states)."""
+        size = self.sizes[kind]
+        return int(size[layer]) if isinstance(size, (tuple, list)) else int(size)
+
     def layer_count(self, kind: str = "attn") -> int:
         """Layers of an AN kind: the blocks, or blocks + 1 for ``hidden`` (layer 0 = embeddings)."""
         if kind == "hidden":
@@ -177,6 +183,9 @@ class Adapter(ABC):
     branches: dict[str, Branch]
     kind: str = "dual"  # "dual" (independent towers), "fusion" (cross-modal layers), "image", "text"
     image_size: int | None = None
+    #: the adapter takes the stimulus frames themselves (PIL images or None), not pixel tensors:
+    #: models fed precomputed region features found by the frame's file
+    needs_frames: bool = False
     image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
@@ -284,6 +293,8 @@ class _Store:
         self._pending: dict[tuple[str, int], torch.Tensor] = {}
 
     def pool(self, branch: Branch, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:  # a convolutional feature map (B, C, H, W): its positions are the tokens
+            return x.float().flatten(2).mean(dim=2)
         x = _to_batch_first(x, branch.seq_first).float()
         mask = self.batch.token_mask.get(branch.name) if self.batch else None
         cls = self.batch.cls_index.get(branch.name) if self.batch else None
