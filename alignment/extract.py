@@ -51,6 +51,32 @@ def image_tensor(adapter: Adapter, frames: Sequence, indices: Sequence[int], bla
     return out
 
 
+#: the noise image of the image ablation: pixel values N(NOISE_MEAN, NOISE_STD) on a 0..1 scale, clipped
+NOISE_MEAN, NOISE_STD = 0.5, 0.25
+
+
+def noise_image(adapter_or_size, seed: int = 0):
+    """A seeded Gaussian-noise RGB image (PIL) of a model's input size: the image ablation's
+    stand-in for a picture, shown with the sentence.
+
+    ``adapter_or_size``: an adapter (its ``image_size``) or a size in pixels (int, or
+    (width, height)). Pixels are ``NOISE_MEAN + NOISE_STD · N(0, 1)`` on a 0..1 scale, clipped,
+    in 8 bits, drawn by ``numpy.random.default_rng(seed)``: the same seed gives the same image on
+    every machine. At the model's size the preprocessing does not resample it.
+    """
+    from PIL import Image
+
+    size = getattr(adapter_or_size, "image_size", adapter_or_size)
+    if size is None:
+        raise ModelError(f"model {adapter_or_size.spec.raw!r} takes no images; a noise image does not apply")
+    width, height = (size, size) if isinstance(size, (int, np.integer)) else size
+    if int(width) < 1 or int(height) < 1:
+        raise ValueError(f"noise image size must be positive; got {size!r}")
+    rng = np.random.default_rng(int(seed))
+    pixels = NOISE_MEAN + NOISE_STD * rng.standard_normal((int(height), int(width), 3))
+    return Image.fromarray(np.round(np.clip(pixels, 0.0, 1.0) * 255).astype(np.uint8), "RGB")
+
+
 def extract_ans(
     adapter: Adapter,
     frames: Sequence,

@@ -273,3 +273,22 @@ def test_datasets_record_the_frame_file(tmp_path):
     Image.new("RGB", (8, 8)).save(path)
     frame = FolderDataset.load_frame.__get__(type("D", (), {"frame_path": lambda self, rel: str(path)})())("img.png")
     assert frame.info["source"] == str(path)
+
+
+def test_noise_image_is_seeded_and_of_the_model_size():
+    from alignment.extract import NOISE_MEAN, NOISE_STD, image_tensor, noise_image
+
+    adapter = load_model("random:hf-clip:tiny")
+    a, b, c = noise_image(adapter, seed=3), noise_image(adapter, seed=3), noise_image(adapter, seed=4)
+    assert a.size == (adapter.image_size, adapter.image_size) and a.mode == "RGB"
+    assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
+    assert noise_image((40, 30), seed=0).size == (40, 30)
+    pixels = np.asarray(noise_image(256, seed=0), dtype=float) / 255
+    assert abs(pixels.mean() - NOISE_MEAN) < 0.01 and abs(pixels.std() - NOISE_STD) < 0.01
+    # at the model's size preprocessing keeps the pixels: only normalised
+    x = image_tensor(adapter, [a], [0])[0].numpy()
+    expected = (np.asarray(a, dtype=np.float32).transpose(2, 0, 1) / 255 - np.array(adapter.image_mean)[:, None, None]) \
+        / np.array(adapter.image_std)[:, None, None]
+    np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ModelError, match="takes no images"):
+        noise_image(load_model("random:bert:tiny"))
