@@ -292,3 +292,29 @@ def test_noise_image_is_seeded_and_of_the_model_size():
     np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ModelError, match="takes no images"):
         noise_image(load_model("random:bert:tiny"))
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_lxmert_hidden_equals_output_hidden_states(tmp_path, pooling):
+    regions = _region_file(tmp_path / "regions.npz", np.random.RandomState(3))
+    adapter = load_model(f"random:lxmert:tiny?regions={regions}")
+    frames = _sourced_frames(SOURCES)
+    out = extract_ans(adapter, frames, CAPTIONS, kind="hidden", pooling=pooling)
+    batch = adapter.prepare(frames, CAPTIONS, ["text", "image"])
+    model, inputs = adapter.model, batch.inputs
+    with torch.no_grad():
+        res = model(**inputs, output_hidden_states=True)
+        # transformers leaves the embeddings out of LXMERT's hidden states
+        text0 = model.embeddings(inputs["input_ids"], inputs["token_type_ids"])
+        image0 = model.encoder.visn_fc(inputs["visual_feats"], inputs["visual_pos"])
+    cfg = model.config
+    for branch, first, states, n_blocks in (("text", text0, res.language_hidden_states, cfg.l_layers + cfg.x_layers),
+                                            ("image", image0, res.vision_hidden_states, cfg.r_layers + cfg.x_layers)):
+        assert len(states) == n_blocks and adapter.branches[branch].layer_count("hidden") == n_blocks + 1
+        mask, cls = batch.token_mask[branch], batch.cls_index[branch]
+        for layer, h in enumerate((first, *states)):
+            np.testing.assert_allclose(out[(branch, layer)], pool_tokens(h, mask, cls, pooling).numpy(), rtol=1e-4, atol=1e-5)
+    # the boxes matter to LXMERT (VisualBERT does not read them)
+    np.savez(tmp_path / "moved.npz", **{**dict(np.load(regions)), "boxes": np.load(regions)["boxes"][::-1].copy()})
+    moved = extract_ans(load_model(f"random:lxmert:tiny?regions={tmp_path / 'moved.npz'}"), frames, CAPTIONS, kind="hidden")
+    assert not np.allclose(moved[("image", 0)], out[("image", 0)])

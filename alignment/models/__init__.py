@@ -91,6 +91,11 @@ ARCHITECTURES: dict[str, Architecture] = {
             "visualbert:uclanlp/visualbert-vqa-coco-pre?regions=/data/pereira_regions.npz",
         ),
         Architecture(
+            "lxmert", "alignment.models.vision_language:LxmertAdapter", ("image", "text"), "9 text + 5 image + 5 cross (hidden only)",
+            "lxmert:<hub id | /path/to/folder>?regions=/path/regions.npz; random:lxmert:tiny?regions=...",
+            "lxmert:unc-nlp/lxmert-base-uncased?regions=/data/pereira_regions.npz",
+        ),
+        Architecture(
             "glove", "alignment.models.language:GloveAdapter", ("text",), "1 hidden (mean word vector)",
             "glove:/path/glove.<corpus>.<dim>d.txt[?case=keep]; random:glove?dim=50",
             "glove:/data/glove.840B.300d.txt?case=keep",

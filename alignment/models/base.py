@@ -75,10 +75,11 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class Tap:
-    """Where a tensor is read: the output of ``module`` (first element if a tuple) or its input."""
+    """Where a tensor is read: the output of ``module`` (element ``index`` if a tuple) or its input."""
 
     module: nn.Module
     source: str = "output"  # "output" | "input"
+    index: int = 0  # which element of a tuple output (a two-stream layer returns both streams)
 
 
 @dataclass(frozen=True)
@@ -263,10 +264,6 @@ def preprocess_images(images, size: int, mean, std) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def _first(value):
-    return value[0] if isinstance(value, (tuple, list)) else value
-
-
 def _to_batch_first(x: torch.Tensor, seq_first: bool) -> torch.Tensor:
     return x.transpose(0, 1) if seq_first else x
 
@@ -336,7 +333,9 @@ def capture(adapter: Adapter, targets: dict[str, Sequence[int]], kind: str = "at
 
 
 def _read(tap: Tap, args, output) -> torch.Tensor:
-    return args[0] if tap.source == "input" else _first(output)
+    if tap.source == "input":
+        return args[0]
+    return output[tap.index] if isinstance(output, (tuple, list)) else output
 
 
 class _ReplacedForward:

@@ -1,6 +1,12 @@
 """Vision-language models of the concept-RSA study: ALIGN and the region-feature models VisualBERT
 and LXMERT.
 
+``lxmert`` is two-stream: branch ``text`` is the language stream (hidden layer 0 the word
+embeddings, then the language layers, then the language side of every cross-modality layer),
+``image`` the object stream (0: the projected region features and boxes, then the relational
+layers, then the vision side of the cross-modality layers); ``hidden`` only. transformers'
+``output_hidden_states`` of LXMERT leaves the embeddings out: its i-th entry is hidden layer i + 1.
+
 ``align`` is transformers' ``AlignModel``: a BERT text tower (branch ``text``: ``attn``, ``qk``,
 ``mlp``, ``hidden``) and an EfficientNet image tower (branch ``image``: ``hidden`` only, the
 output of every block averaged over positions; widths differ by block).
@@ -278,6 +284,72 @@ class VisualBertAdapter(_HFAdapter):
         masks = {"cross_text": text_mask, "cross_image": image_mask}
         cls = {"cross_text": torch.zeros(n, dtype=torch.long), "cross_image": torch.full((n,), length, dtype=torch.long)}
         return Batch(inputs, n, masks, cls)
+
+    def forward(self, batch: Batch, branches: Sequence[str]) -> None:
+        device = self.device()
+        self.model(**{k: v.to(device) for k, v in batch.inputs.items()})
+
+
+# ---------------------------------------------------------------------------------------------
+# LXMERT
+
+
+def _lxmert_configs() -> dict[str, Callable]:
+    from transformers import LxmertConfig
+
+    return {
+        "tiny": lambda: LxmertConfig(**_bert_text(hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                                                  l_layers=2, x_layers=2, r_layers=1, visual_feat_dim=16)),
+        "base": lambda: LxmertConfig(**_bert_text()),  # unc-nlp/lxmert-base-uncased: 9 + 5 + 5 layers
+    }
+
+
+class LxmertAdapter(_HFAdapter):
+    """transformers ``LxmertModel`` on region features (``?regions=``, boxes needed): ``hidden`` of
+    branches ``text`` (pooled over real tokens; ``cls``: [CLS]) and ``image`` (over the regions)."""
+
+    kind = "fusion"
+    arch = "lxmert"
+    model_types = ("lxmert",)
+    configs = staticmethod(_lxmert_configs)
+    needs_frames = True
+
+    def _model_class(self):
+        from transformers import LxmertModel
+
+        return LxmertModel
+
+    def __init__(self, spec: ModelSpec):
+        example = _local_example("lxmert")
+        model = self._build(spec, example).eval()
+        self.model = model
+        self.spec = spec
+        _check_layout(model, self.arch, ["encoder.layer", "encoder.r_layers", "encoder.x_layers", "encoder.visn_fc"])
+        cfg = model.config
+        self.regions = _regions(spec, cfg.visual_feat_dim, self.arch)
+        self.tokenizer = _tokenizer(_wordpiece_spec(spec), self.where, self.local, example, cfg.vocab_size)
+        self.max_length = _max_length(self.tokenizer, cfg.max_position_embeddings)
+        enc = model.encoder
+        width = cfg.hidden_size
+        text = (Tap(model.embeddings), *(Tap(l) for l in enc.layer), *(Tap(x, index=0) for x in enc.x_layers))
+        image = (Tap(enc.visn_fc), *(Tap(r) for r in enc.r_layers), *(Tap(x, index=1) for x in enc.x_layers))
+        self.branches = {
+            "text": Branch("text", (), {"hidden": width}, hidden=text),
+            "image": Branch("image", (), {"hidden": width}, hidden=image),
+        }
+
+    def prepare(self, images, texts, branches) -> Batch:
+        frames = list(images) if images is not None else [None] * len(texts)
+        texts = list(texts) if texts is not None else [""] * len(frames)
+        if len(frames) != len(texts):
+            raise ValueError(f"{len(frames)} images but {len(texts)} texts")
+        enc = _tokenize(self.tokenizer, texts, self.max_length)
+        features, boxes, region_mask = self.regions.batch(frames)
+        n = len(texts)
+        inputs = {**enc, "token_type_ids": torch.zeros_like(enc["input_ids"]), "visual_feats": features,
+                  "visual_pos": boxes, "visual_attention_mask": region_mask.long()}
+        zeros = torch.zeros(n, dtype=torch.long)
+        return Batch(inputs, n, {"text": enc["attention_mask"].bool(), "image": region_mask}, {"text": zeros, "image": zeros})
 
     def forward(self, batch: Batch, branches: Sequence[str]) -> None:
         device = self.device()
