@@ -318,3 +318,47 @@ def test_lxmert_hidden_equals_output_hidden_states(tmp_path, pooling):
     np.savez(tmp_path / "moved.npz", **{**dict(np.load(regions)), "boxes": np.load(regions)["boxes"][::-1].copy()})
     moved = extract_ans(load_model(f"random:lxmert:tiny?regions={tmp_path / 'moved.npz'}"), frames, CAPTIONS, kind="hidden")
     assert not np.allclose(moved[("image", 0)], out[("image", 0)])
+
+
+# ---------------------------------------------------------------------------------------------
+# generative VLMs
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+@pytest.mark.parametrize("spec", ["random:llava-next:tiny", "random:idefics2:tiny"])
+def test_generative_vlm_hidden_equals_output_hidden_states(spec, pooling):
+    adapter = load_model(spec)
+    frames = _frames(3)
+    out = extract_ans(adapter, frames, CAPTIONS, kind="hidden", pooling=pooling)
+    batch = adapter.prepare(frames, CAPTIONS, list(adapter.branches))
+    with torch.no_grad():
+        states = adapter.model(**batch.inputs, output_hidden_states=True).hidden_states
+    assert len(states) == adapter.model.config.get_text_config().num_hidden_layers + 1
+    for branch in ("cross_text", "cross_image"):
+        mask, cls = batch.token_mask[branch], batch.cls_index[branch]
+        assert mask.any(dim=1).all()
+        for layer, h in enumerate(states):
+            np.testing.assert_allclose(out[(branch, layer)], pool_tokens(h, mask, cls, pooling).numpy(), rtol=1e-4, atol=1e-5)
+    # text and image tokens are told apart, and every real token is one or the other (or the BOS)
+    ids = batch.inputs["input_ids"]
+    assert not (batch.token_mask["cross_text"] & batch.token_mask["cross_image"]).any()
+    assert (ids[batch.token_mask["cross_image"]] == adapter.image_token_id).all()
+
+
+@pytest.mark.parametrize("spec", ["random:llava-next:tiny", "random:idefics2:tiny"])
+def test_generative_vlm_batch_mates_text_condition_and_noise_image(spec):
+    from alignment.extract import noise_image
+
+    adapter = load_model(spec)
+    frames = _frames(3)
+    alone = extract_ans(adapter, frames[1:2], CAPTIONS[1:2], kind="hidden")
+    together = extract_ans(adapter, frames, CAPTIONS, kind="hidden")
+    for key, value in alone.items():
+        np.testing.assert_allclose(together[key][1], value[0], rtol=1e-4, atol=1e-5)
+    text = extract_ans(adapter, frames, CAPTIONS, kind="hidden", condition="text")
+    assert np.all(text[("cross_image", 2)] == 0) and not np.allclose(text[("cross_text", 2)], together[("cross_text", 2)])
+    # the image ablation: the sentence with a noise image of the model's input size
+    noise = noise_image(adapter, seed=0)
+    assert noise.size == (adapter.image_size, adapter.image_size)
+    ablated = extract_ans(adapter, [noise] * 3, CAPTIONS, kind="hidden")
+    assert not np.allclose(ablated[("cross_text", 2)], together[("cross_text", 2)])

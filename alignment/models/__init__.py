@@ -96,6 +96,16 @@ ARCHITECTURES: dict[str, Architecture] = {
             "lxmert:unc-nlp/lxmert-base-uncased?regions=/data/pereira_regions.npz",
         ),
         Architecture(
+            "llava-next", "alignment.models.generative:LlavaNextAdapter", ("cross_image", "cross_text"), "32 (language model of llama3-llava-next-8b)",
+            "llava-next:<hub id | /path/to/folder>[?dtype=bfloat16][&quantize=4bit][&prompt=...]; random:llava-next:tiny",
+            "llava-next:llava-hf/llama3-llava-next-8b-hf?quantize=4bit",
+        ),
+        Architecture(
+            "idefics2", "alignment.models.generative:Idefics2Adapter", ("cross_image", "cross_text"), "32 (language model of idefics2-8b)",
+            "idefics2:<hub id | /path/to/folder>[?dtype=bfloat16][&quantize=4bit][&prompt=...]; random:idefics2:tiny",
+            "idefics2:HuggingFaceM4/idefics2-8b?quantize=4bit",
+        ),
+        Architecture(
             "glove", "alignment.models.language:GloveAdapter", ("text",), "1 hidden (mean word vector)",
             "glove:/path/glove.<corpus>.<dim>d.txt[?case=keep]; random:glove?dim=50",
             "glove:/data/glove.840B.300d.txt?case=keep",
