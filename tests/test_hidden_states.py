@@ -362,3 +362,12 @@ def test_generative_vlm_batch_mates_text_condition_and_noise_image(spec):
     assert noise.size == (adapter.image_size, adapter.image_size)
     ablated = extract_ans(adapter, [noise] * 3, CAPTIONS, kind="hidden")
     assert not np.allclose(ablated[("cross_text", 2)], together[("cross_text", 2)])
+
+
+def test_adapters_leave_the_shared_tokenizer_alone():
+    from alignment.models.tokenizers import offline_wordpiece
+
+    before = (len(offline_wordpiece()), offline_wordpiece().padding_side, offline_wordpiece().pad_token)
+    for spec in ("random:llava-next:tiny", "random:idefics2:tiny", "random:causal-lm:tiny"):
+        load_model(spec)
+    assert (len(offline_wordpiece()), offline_wordpiece().padding_side, offline_wordpiece().pad_token) == before

@@ -21,7 +21,7 @@ import torch
 
 from alignment.models.base import Batch, ModelError, ModelSpec
 from alignment.models.hf import _check_layout, _HFAdapter, _hub_offline, _local_example, _reason
-from alignment.models.language import _quantization, decoder_branch, text_pooling_masks
+from alignment.models.language import _quantization, _right_padded, decoder_branch, text_pooling_masks
 from alignment.models.weights import hub_error
 
 DEFAULT_PROMPT = "{image}\n{text}"
@@ -33,9 +33,11 @@ _TINY_GRID = [[32, 32], [32, 64], [64, 32]]
 
 def _offline_tokenizer(extra: Sequence[str]):
     """The offline WordPiece tokenizer with a VLM's special tokens added (random configs)."""
+    import copy
+
     from alignment.models.tokenizers import offline_wordpiece
 
-    tok = offline_wordpiece()
+    tok = copy.deepcopy(offline_wordpiece())  # the shared one stays as it is
     tok.add_special_tokens({"additional_special_tokens": list(extra)})
     return tok
 
@@ -78,10 +80,7 @@ class _GenerativeAdapter(_HFAdapter):
         self.model = model
         _check_layout(model, self.arch, [f"model.{self.language_attr}"])
         self.processor = self._processor(spec, example)
-        tok = self.processor.tokenizer
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        tok.padding_side = "right"  # real tokens keep positions 0..n-1
+        tok = self.processor.tokenizer = _right_padded(self.processor.tokenizer)
         self.image_token = getattr(self.processor, "image_token", None) or "<image>"
         self.image_ids = torch.tensor([tok.convert_tokens_to_ids(t) for t in self.image_tokens])
         self.image_token_id = int(tok.convert_tokens_to_ids(self.image_token))

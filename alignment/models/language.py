@@ -150,6 +150,21 @@ def text_pooling_masks(input_ids: torch.Tensor, attention_mask: torch.Tensor, bo
     return mask, last
 
 
+def _right_padded(tokenizer):
+    """The tokenizer, or a copy of it (tokenizers may be shared), that pads on the right with a
+    pad token (its EOS token if it has none): real tokens keep positions 0..n-1 and, in a causal
+    model, never see the padding."""
+    if tokenizer.pad_token is not None and tokenizer.padding_side == "right":
+        return tokenizer
+    import copy
+
+    tokenizer = copy.deepcopy(tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
 class CausalLMAdapter(_HFAdapter):
     """Any ``AutoModelForCausalLM`` (Llama, Mistral, Qwen, ...): branch ``text``.
 
@@ -186,11 +201,7 @@ class CausalLMAdapter(_HFAdapter):
         self.model = model
         base = model.base_model
         cfg = model.config
-        self.tokenizer = _tokenizer(spec, self.where, self.local, example, cfg.vocab_size)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        # right padding: real tokens keep positions 0..n-1 and (causal) never see the padding
-        self.tokenizer.padding_side = "right"
+        self.tokenizer = _right_padded(_tokenizer(spec, self.where, self.local, example, cfg.vocab_size))
         self.max_length = _max_length(self.tokenizer, int(getattr(cfg, "max_position_embeddings", 2048) or 2048))
         self.bos_id = getattr(cfg, "bos_token_id", None)
         self.base = base
