@@ -371,3 +371,25 @@ def test_adapters_leave_the_shared_tokenizer_alone():
     for spec in ("random:llava-next:tiny", "random:idefics2:tiny", "random:causal-lm:tiny"):
         load_model(spec)
     assert (len(offline_wordpiece()), offline_wordpiece().padding_side, offline_wordpiece().pad_token) == before
+
+
+def test_local_folders_load_with_the_same_hidden_states(tmp_path):
+    from alignment.models.tokenizers import minilm_dir
+
+    # BERT from a local folder (the shipped MiniLM is a BERT)
+    bert, mini = load_model(f"bert:{minilm_dir()}"), load_model("minilm")
+    a = extract_ans(bert, [None] * 2, CAPTIONS[:2], kind="hidden")
+    b = extract_ans(mini, [None] * 2, CAPTIONS[:2], kind="hidden")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    # a generative VLM saved with its processor
+    vlm = load_model("random:llava-next:tiny")
+    vlm.model.save_pretrained(tmp_path / "llava")
+    vlm.processor.save_pretrained(tmp_path / "llava")
+    again = load_model(f"llava-next:{tmp_path / 'llava'}")
+    frames = _frames(2)
+    a = extract_ans(vlm, frames, CAPTIONS[:2], kind="hidden")
+    b = extract_ans(again, frames, CAPTIONS[:2], kind="hidden")
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ModelError, match="holds a 'llava_next' model, but 'idefics2' expects"):
+        load_model(f"idefics2:{tmp_path / 'llava'}")

@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from alignment.models.base import Batch, Branch, ModelError, ModelSpec, Tap, hidden_taps
-from alignment.models.hf import HALF, _bert_branch, _bert_text, _check_layout, _HFAdapter, _local_example, _max_length, _tokenize, _tokenizer
+from alignment.models.hf import (HALF, _bert_branch, _bert_text, _check_layout, _HFAdapter, _image_processor_config, _local_example,
+                                 _max_length, _tokenize, _tokenizer)
 
 # ---------------------------------------------------------------------------------------------
 # ALIGN
@@ -59,7 +60,8 @@ def _align_configs() -> dict[str, Callable]:
     }
 
 
-#: ALIGN's image processor: 289 px centre crop, pixels scaled to [-1, 1]
+#: ALIGN's image processor: 289 px centre crop (unless its preprocessor config says otherwise),
+#: pixels scaled to [-1, 1]
 ALIGN_IMAGE_SIZE = 289
 
 
@@ -90,7 +92,9 @@ class AlignAdapter(_HFAdapter):
         text_cfg = model.config.text_config
         self.tokenizer = _tokenizer(spec, self.where, self.local, example, text_cfg.vocab_size)
         self.max_length = _max_length(self.tokenizer, text_cfg.max_position_embeddings)
-        size = model.config.vision_config.image_size if spec.random else ALIGN_IMAGE_SIZE
+        crop = _image_processor_config(self.where, self.local).get("crop_size")
+        crop = crop.get("height") if isinstance(crop, dict) else crop
+        size = model.config.vision_config.image_size if spec.random else int(crop or ALIGN_IMAGE_SIZE)
         self._set_image(size)
         blocks = list(model.vision_model.encoder.blocks)
         widths = self._block_widths(model)
