@@ -7,7 +7,8 @@ branches are the language model's blocks (as :func:`~alignment.models.language.d
 reports it): ``cross_text`` pools the text tokens (a leading BOS and the image tokens left out;
 ``cls``: the last token), ``cross_image`` the image tokens (``cls``: the first one).
 
-The prompt is ``?prompt=`` with ``{image}`` and ``{text}`` (default ``{image}\\n{text}``); a
+The prompt is ``?prompt=`` with ``{image}`` and ``{text}`` (default ``{image}\\n{text}``; a typed
+``\\n`` is a newline); a
 stimulus without an image (the ``text`` condition) is its text alone. ``?dtype=`` and
 ``?quantize=4bit`` work as for causal LMs.
 """
@@ -84,7 +85,7 @@ class _GenerativeAdapter(_HFAdapter):
         self.image_token = getattr(self.processor, "image_token", None) or "<image>"
         self.image_ids = torch.tensor([tok.convert_tokens_to_ids(t) for t in self.image_tokens])
         self.image_token_id = int(tok.convert_tokens_to_ids(self.image_token))
-        self.prompt = spec.options.get("prompt", DEFAULT_PROMPT)
+        self.prompt = spec.options.get("prompt", DEFAULT_PROMPT).replace("\\n", "\n")  # a typed \n is a newline
         if "{text}" not in self.prompt:
             raise ModelError(f"prompt {self.prompt!r} of {spec.raw!r} has no {{text}}")
         self.bos_id = getattr(model.config.get_text_config(), "bos_token_id", None)
