@@ -393,3 +393,13 @@ def test_local_folders_load_with_the_same_hidden_states(tmp_path):
         np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6)
     with pytest.raises(ModelError, match="holds a 'llava_next' model, but 'idefics2' expects"):
         load_model(f"idefics2:{tmp_path / 'llava'}")
+
+
+def test_causal_lm_of_another_layout_is_refused_clearly():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from alignment.models.language import decoder_branch
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100))
+    with pytest.raises(ModelError, match="not laid out as the decoders this adapter reads"):
+        decoder_branch("text", gpt2.base_model, "causal-lm")

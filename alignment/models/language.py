@@ -120,9 +120,15 @@ def decoder_branch(name: str, base: nn.Module, arch: str) -> Branch:
     ``hidden`` follows transformers: ``output_hidden_states[-1]`` of a causal LM is the
     *normed* last state, so the last hidden tap reads ``base.norm``.
     """
-    _check_layout(base, arch, ["layers", "norm"])
+    try:
+        _check_layout(base, arch, ["layers", "norm"])
+        _check_layout(base.layers[0], arch, ["self_attn.q_proj", "self_attn.k_proj", "self_attn.o_proj", "mlp.down_proj"])
+    except ModelError:
+        raise ModelError(
+            f"{arch}: {type(base).__name__} is not laid out as the decoders this adapter reads (Llama, Mistral, Qwen2, "
+            "Gemma, ...: layers[i].self_attn.q_proj/k_proj/o_proj, layers[i].mlp.down_proj, a final norm)"
+        ) from None
     layers = list(base.layers)
-    _check_layout(layers[0], arch, ["self_attn.q_proj", "self_attn.k_proj", "self_attn.o_proj", "mlp.down_proj"])
     first = layers[0]
     sizes = {"attn": first.self_attn.o_proj.out_features, "mlp": first.mlp.down_proj.in_features,
              "hidden": first.self_attn.o_proj.out_features}
