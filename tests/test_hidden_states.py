@@ -72,7 +72,28 @@ def test_hidden_is_an_an_kind_with_study_layer_names():
     assert layer_name("attn", 0) == "L1"
 
 
-@pytest.mark.parametrize("spec", ["random:bridgetower:tiny", "random:meter:tiny", "random:clip:ViT-B-32"])
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_bridgetower_tower_hidden_equals_output_hidden_states(pooling):
+    from alignment.extract import image_tensor
+
+    adapter = load_model("random:bridgetower:tiny")
+    frames = _frames(3)
+    out = extract_ans(adapter, frames, CAPTIONS, kind="hidden", pooling=pooling)
+    assert {b for b, _ in out} == {"text", "image"}
+    batch = adapter.prepare(image_tensor(adapter, frames, range(3)), CAPTIONS, list(adapter.branches))
+    with torch.no_grad():
+        text, image, _ = adapter.model(**batch.inputs, output_hidden_states=True).hidden_states
+    for branch, states in (("text", text), ("image", image)):
+        assert len(states) == adapter.branches[branch].layer_count("hidden")
+        for layer, h in enumerate(states):
+            h = h.transpose(0, 1) if branch == "image" else h  # the vision blocks run tokens-first
+            expected = pool_tokens(h, batch.token_mask.get(branch), batch.cls_index.get(branch), pooling).numpy()
+            np.testing.assert_allclose(out[(branch, layer)], expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ModelError, match="'cross_text' .* has no 'hidden' ANs"):
+        extract_ans(adapter, frames, CAPTIONS, {"cross_text": None}, kind="hidden")
+
+
+@pytest.mark.parametrize("spec", ["random:meter:tiny", "random:clip:ViT-B-32"])
 def test_hidden_refused_where_the_adapter_has_no_hidden_taps(spec):
     adapter = load_model(spec)
     with pytest.raises(ModelError, match="no 'hidden' ANs"):

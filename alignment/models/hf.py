@@ -555,12 +555,16 @@ class BridgeTowerAdapter(_HFAdapter):
         image = Branch(
             "image",
             tuple(LayerTaps(attn=Tap(b.attn), mlp=Tap(b.mlp.c_proj, "input"), packed=PackedQK(b.attn)) for b in blocks),
-            {"attn": width, "qk": blocks[0].attn.num_heads * blocks[0].attn.head_dim, "mlp": blocks[0].mlp.c_fc.out_features},
+            {"attn": width, "qk": blocks[0].attn.num_heads * blocks[0].attn.head_dim, "mlp": blocks[0].mlp.c_fc.out_features,
+             "hidden": width},
             seq_first=True,
+            hidden=hidden_taps(blocks),
         )
+        # hidden states of the two towers as BridgeTower reports them; its cross-modal layers
+        # report no input state (their input mixes both towers), so they offer no hidden kind
         self.branches = {
             "image": image,
-            "text": _bert_branch("text", model.text_model.encoder.layer),
+            "text": _bert_branch("text", model.text_model.encoder.layer, hidden=True),
             "cross_image": _bert_branch("cross_image", model.cross_modal_image_layers, cross=True),
             "cross_text": _bert_branch("cross_text", model.cross_modal_text_layers, cross=True),
         }
