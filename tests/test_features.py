@@ -90,8 +90,8 @@ def test_extract_command_hidden_kind(dataset, tmp_path, capsys):
                  "--kind", "hidden", "--condition", "text"])
     assert code == 0
     assert "4 layer arrays of shape (9, 64)" in capsys.readouterr().out  # embeddings + 3 blocks
-    # open_clip has no hidden taps: one clear line, nothing cached
-    assert main(["--cache", str(tmp_path / "c2"), "extract", "--dataset", str(dataset.root), "--model", SPEC,
+    # METER has no hidden taps: one clear line, nothing cached
+    assert main(["--cache", str(tmp_path / "c2"), "extract", "--dataset", str(dataset.root), "--model", "random:meter:tiny",
                  "--kind", "hidden"]) == 1
     assert "no 'hidden' ANs" in capsys.readouterr().err
     assert not Cache(tmp_path / "c2").entries(stage="ans")

@@ -93,7 +93,36 @@ def test_bridgetower_tower_hidden_equals_output_hidden_states(pooling):
         extract_ans(adapter, frames, CAPTIONS, {"cross_text": None}, kind="hidden")
 
 
-@pytest.mark.parametrize("spec", ["random:meter:tiny", "random:clip:ViT-B-32"])
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_open_clip_hidden_equals_forward_intermediates(pooling):
+    """open_clip has no ``output_hidden_states``: its ``forward_intermediates`` (block outputs)
+    and its own embedding code are the references."""
+    from alignment.extract import image_tensor
+
+    adapter = load_model("random:clip:demo-tiny")
+    model = adapter.model
+    frames = _frames(3)
+    out = extract_ans(adapter, frames, CAPTIONS, kind="hidden", pooling=pooling)
+    batch = adapter.prepare(image_tensor(adapter, frames, range(3)), CAPTIONS, ["image", "text"])
+    images, tokens = batch.inputs["image"], batch.inputs["text"]
+    length = tokens.shape[1]
+    padded = torch.nn.functional.pad(tokens, (0, model.context_length - length))  # open_clip's own 77 tokens
+    with torch.no_grad():
+        inter = model.forward_intermediates(image=images, text=padded, intermediates_only=True, image_output_fmt="NLC",
+                                            image_output_extra_tokens=True, text_output_fmt="NLC")
+        text = model.text if hasattr(model, "text") else model
+        image_states = [model.visual._embeds(images)] + [torch.cat([p, x], dim=1) for p, x in
+                                                        zip(inter["image_intermediates_prefix"], inter["image_intermediates"])]
+        text_states = [text.token_embedding(tokens) + text.positional_embedding[:length]] + \
+            [h[:, :length] for h in inter["text_intermediates"]]  # causal: later positions change nothing
+    for branch, states in (("image", image_states), ("text", text_states)):
+        assert len(states) == adapter.branches[branch].layer_count("hidden")
+        for layer, h in enumerate(states):
+            expected = pool_tokens(h, batch.token_mask.get(branch), batch.cls_index.get(branch), pooling).numpy()
+            np.testing.assert_allclose(out[(branch, layer)], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["random:meter:tiny"])
 def test_hidden_refused_where_the_adapter_has_no_hidden_taps(spec):
     adapter = load_model(spec)
     with pytest.raises(ModelError, match="no 'hidden' ANs"):
