@@ -20,7 +20,8 @@ def cmd_models(args) -> int:
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
     print("\nPrefix any spec with 'random:' for random initialisation (e.g. random:clip:ViT-B-32, random:meter:tiny).")
-    print("AN kinds: attn (default), qk, mlp. Pooling: mean over real tokens (default) or cls.")
+    print("AN kinds: attn (default), qk, mlp, hidden (layer 0 = embeddings). "
+          "Pooling: mean over real tokens (default) or cls (causal LMs: the last token).")
     return 0
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "GROUP",
     "MAP_METRICS",
     "check_choice",
+    "layer_name",
     "nearest_layer",
     "parse_layers",
     "subjects_of",
@@ -24,8 +25,9 @@ __all__ = [
 #: stimulus conditions: what a model sees (image+text, image with an empty caption, text with a
 #: blank image)
 CONDITIONS = ("image+text", "image", "text")
-#: AN kinds of a layer: attention output, query ⊙ key, feed-forward units
-AN_KINDS = ("attn", "qk", "mlp")
+#: AN kinds of a layer: attention output, query ⊙ key, feed-forward units, and the hidden state
+#: (the residual stream: layer 0 is the embeddings, layer i the output of block i)
+AN_KINDS = ("attn", "qk", "mlp", "hidden")
 #: the subject of a view over all subjects (Fisher z, one-sample t test across subjects)
 GROUP = "group"
 #: map metrics (see :func:`alignment.summaries.metric_map`)
@@ -39,6 +41,18 @@ def check_choice(name: str, value, allowed: Iterable):
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
     return value
+
+
+def layer_name(kind: str, layer: int) -> str:
+    """A layer index as shown to people, in the 1-based block numbering of the literature.
+
+    ``hidden`` layers: 0 is ``"emb"`` (the embeddings) and i is ``"L{i}"``, the output of the
+    i-th block (the index of ``output_hidden_states``). Other kinds index blocks from 0, so
+    block ``layer`` is ``"L{layer + 1}"``: ``attn`` layer 0 and ``hidden`` layer 1 are both ``L1``.
+    """
+    if kind == "hidden":
+        return "emb" if layer == 0 else f"L{layer}"
+    return f"L{layer + 1}"
 
 
 def subjects_of(study, subject: str) -> list[str]:

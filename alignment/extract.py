@@ -51,6 +51,32 @@ def image_tensor(adapter: Adapter, frames: Sequence, indices: Sequence[int], bla
     return out
 
 
+#: the noise image of the image ablation: pixel values N(NOISE_MEAN, NOISE_STD) on a 0..1 scale, clipped
+NOISE_MEAN, NOISE_STD = 0.5, 0.25
+
+
+def noise_image(adapter_or_size, seed: int = 0):
+    """A seeded Gaussian-noise RGB image (PIL) of a model's input size: the image ablation's
+    stand-in for a picture, shown with the sentence.
+
+    ``adapter_or_size``: an adapter (its ``image_size``) or a size in pixels (int, or
+    (width, height)). Pixels are ``NOISE_MEAN + NOISE_STD · N(0, 1)`` on a 0..1 scale, clipped,
+    in 8 bits, drawn by ``numpy.random.default_rng(seed)``: the same seed gives the same image on
+    every machine. At the model's size the preprocessing does not resample it.
+    """
+    from PIL import Image
+
+    size = getattr(adapter_or_size, "image_size", adapter_or_size)
+    if size is None:
+        raise ModelError(f"model {adapter_or_size.spec.raw!r} takes no images; a noise image does not apply")
+    width, height = (size, size) if isinstance(size, (int, np.integer)) else size
+    if int(width) < 1 or int(height) < 1:
+        raise ValueError(f"noise image size must be positive; got {size!r}")
+    rng = np.random.default_rng(int(seed))
+    pixels = NOISE_MEAN + NOISE_STD * rng.standard_normal((int(height), int(width), 3))
+    return Image.fromarray(np.round(np.clip(pixels, 0.0, 1.0) * 255).astype(np.uint8), "RGB")
+
+
 def extract_ans(
     adapter: Adapter,
     frames: Sequence,
@@ -71,18 +97,23 @@ def extract_ans(
     frames : sequence of S PIL images or None (no image).
     captions : sequence of S strings or None.
     targets : branch → layer indices (None: all layers); default all branches, all layers.
-    kind : "attn" | "qk" | "mlp" (see DESIGN §4).
+    kind : "attn" | "qk" | "mlp" | "hidden" (see DESIGN §4); ``hidden`` layer 0 is the
+        embeddings, layer i the output of block i.
 
     Returns
     -------
     dict mapping (branch, layer) → float32 array (S, N_kind).
     """
     check_kind(kind, pooling)
-    targets = {b: None for b in adapter.branches} if targets is None else dict(targets)
-    targets = {b: adapter.check_layers(b, layers) for b, layers in targets.items()}
+    if targets is None:  # every branch that has this kind of AN
+        targets = {b: None for b, br in adapter.branches.items() if kind in br.sizes and br.layer_count(kind)}
+        if not targets:
+            raise ModelError(f"model {adapter.spec.raw!r} has no {kind!r} ANs in any branch")
+    targets = dict(targets)
+    targets = {b: adapter.check_layers(b, layers, kind) for b, layers in targets.items()}
     frames, captions = condition_inputs(frames, captions, condition)
     n = len(frames)
-    out = {(b, layer): np.empty((n, adapter.branches[b].sizes[kind]), np.float32) for b, ls in targets.items() for layer in ls}
+    out = {(b, layer): np.empty((n, adapter.branches[b].units(kind, layer)), np.float32) for b, ls in targets.items() for layer in ls}
     device = adapter.device()
     autocast = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else _null()
     report = _progress(progress, n)
@@ -90,7 +121,10 @@ def extract_ans(
         with capture(adapter, targets, kind, pooling) as store, torch.inference_mode(), autocast:
             for start in range(0, n, batch_size):
                 idx = list(range(start, min(n, start + batch_size)))
-                images = image_tensor(adapter, frames, idx, blank) if adapter.needs_images else None
+                if adapter.needs_images:
+                    images = image_tensor(adapter, frames, idx, blank)
+                else:  # region-feature models look their frames up; text-only models take none
+                    images = [frames[i] for i in idx] if adapter.needs_frames else None
                 batch = adapter.prepare(images, [captions[i] for i in idx], list(targets))
                 store.batch = batch
                 store.values.clear()

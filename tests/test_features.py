@@ -83,3 +83,27 @@ def test_extract_command(dataset, tmp_path, capsys):
 def test_extract_command_reports_bad_input(tmp_path, capsys):
     assert main(["--cache", str(tmp_path), "extract", "--dataset", str(tmp_path / "nope"), "--model", SPEC]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_extract_command_hidden_kind(dataset, tmp_path, capsys):
+    code = main(["--cache", str(tmp_path), "extract", "--dataset", str(dataset.root), "--model", "random:roberta:tiny",
+                 "--kind", "hidden", "--condition", "text"])
+    assert code == 0
+    assert "4 layer arrays of shape (9, 64)" in capsys.readouterr().out  # embeddings + 3 blocks
+    # METER has no hidden taps: one clear line, nothing cached
+    assert main(["--cache", str(tmp_path / "c2"), "extract", "--dataset", str(dataset.root), "--model", "random:meter:tiny",
+                 "--kind", "hidden"]) == 1
+    assert "no 'hidden' ANs" in capsys.readouterr().err
+    assert not Cache(tmp_path / "c2").entries(stage="ans")
+
+
+def test_region_features_found_through_the_dataset(dataset, tmp_path):
+    frames = sorted({frame for run in dataset.runs for frame, _ in dataset.timeline(run).stimulus_keys() if frame})
+    rng = np.random.RandomState(0)
+    regions = tmp_path / "regions.npz"
+    np.savez(regions, keys=np.array(frames), features=rng.randn(len(frames), 4, 16).astype(np.float32),
+             boxes=rng.rand(len(frames), 4, 4).astype(np.float32))
+    spec = f"random:visualbert:tiny?regions={regions}"
+    entry = an_timeseries(dataset, FeatureRequest.make(spec, kind="hidden"), Cache(tmp_path), device="cpu")
+    image = entry.arrays[array_name("cross_image", 1)]
+    assert image.shape[1] == 64 and np.isfinite(image).all() and image.std() > 0

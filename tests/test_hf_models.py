@@ -242,7 +242,7 @@ def test_minilm_pretrained_offline(adapters):
     from alignment.models.tokenizers import minilm_dir
 
     mini = adapters["minilm"]
-    assert mini.branches["text"].n_layers == 6 and mini.branches["text"].sizes == {"attn": 384, "qk": 384, "mlp": 1536}
+    assert mini.branches["text"].n_layers == 6 and mini.branches["text"].sizes == {"attn": 384, "qk": 384, "mlp": 1536, "hidden": 384}
     reference = BertModel.from_pretrained(str(minilm_dir()), local_files_only=True)
     for (name, p), (_, q) in zip(mini.model.named_parameters(), reference.named_parameters()):
         assert torch.equal(p, q), name  # the shipped pretrained weights, not a random init

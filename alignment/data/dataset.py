@@ -471,7 +471,9 @@ class FolderDataset:
         try:
             with Image.open(path) as im:
                 im.load()
-                return im.convert("RGB")
+                frame = im.convert("RGB")
+                frame.info["source"] = str(path)  # what region-feature files are keyed by
+                return frame
         except Exception as exc:
             raise DatasetError(
                 f"{path}: cannot read image ({type(exc).__name__}: {exc})", path

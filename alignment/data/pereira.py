@@ -556,7 +556,9 @@ class PereiraDataset:
         path = os.path.join(base, rel)
         try:
             with Image.open(path) as im:
-                return im.convert("RGB")
+                frame = im.convert("RGB")
+                frame.info["source"] = str(path)  # what region-feature files are keyed by
+                return frame
         except (OSError, ValueError) as exc:
             raise DatasetError(f"{path}: unreadable image ({exc})", path) from None
 

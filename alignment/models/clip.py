@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from alignment.models.base import Adapter, Batch, Branch, LayerTaps, ModelError, ModelSpec, PackedQK, Tap
+from alignment.models.base import Adapter, Batch, Branch, LayerTaps, ModelError, ModelSpec, PackedQK, Tap, hidden_taps
 from alignment.models.weights import hub_error, load_state_dict
 
 # Demo-sized towers with the same code paths as ViT-B-32 (registered with open_clip on import).
@@ -45,8 +45,11 @@ def _branch(name: str, transformer) -> Branch:
     if not isinstance(first.attn, torch.nn.MultiheadAttention):
         raise ModelError(f"open_clip tower {name!r} uses a custom attention module; only nn.MultiheadAttention towers are supported")
     width = first.attn.embed_dim
-    sizes = {"attn": width, "qk": width, "mlp": first.mlp.c_fc.out_features}
-    return Branch(name, tuple(_block_taps(b) for b in blocks), sizes, seq_first=not getattr(transformer, "batch_first", True))
+    sizes = {"attn": width, "qk": width, "mlp": first.mlp.c_fc.out_features, "hidden": width}
+    # hidden: the input of the first block (after ln_pre in the image tower), then every block's
+    # output, before the final layer norm (open_clip's forward_intermediates)
+    return Branch(name, tuple(_block_taps(b) for b in blocks), sizes, seq_first=not getattr(transformer, "batch_first", True),
+                  hidden=hidden_taps(blocks))
 
 
 class OpenClipAdapter(Adapter):

@@ -46,7 +46,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from alignment.models.base import Adapter, Batch, Branch, LayerTaps, ModelError, ModelSpec, PackedQK, Tap
+from alignment.models.base import Adapter, Batch, Branch, LayerTaps, ModelError, ModelSpec, PackedQK, Tap, hidden_taps
 from alignment.models.tokenizers import MINILM_VOCAB_SIZE, minilm_dir, offline_wordpiece
 from alignment.models.weights import hub_error
 
@@ -197,11 +197,13 @@ def _reason(err: Exception) -> str:
 
 
 def _pretrained(spec: ModelSpec, where: str, local: bool, model_cls, config, example: str, **kwargs):
-    """``model_cls.from_pretrained`` in float32; weights that leave layer parameters unset are an error."""
+    """``model_cls.from_pretrained`` (float32 unless ``dtype`` is given); weights that leave layer
+    parameters unset are an error."""
     source = str(Path(where).expanduser()) if local else where
+    kwargs.setdefault("dtype", torch.float32)
     try:
         model, info = model_cls.from_pretrained(
-            source, config=config, local_files_only=local or _hub_offline(), dtype=torch.float32, output_loading_info=True, **kwargs
+            source, config=config, local_files_only=local or _hub_offline(), output_loading_info=True, **kwargs
         )
     except Exception as err:
         if local:
@@ -332,14 +334,19 @@ def _bert_taps(layer, cross: bool = False) -> LayerTaps:
     )
 
 
-def _bert_branch(name: str, layers, cross: bool = False) -> Branch:
+def _bert_branch(name: str, layers, cross: bool = False, hidden: bool = False) -> Branch:
+    """A BERT-layer stack; ``hidden``: with hidden-state taps (an encoder whose own
+    ``output_hidden_states`` are the embeddings and every layer's output)."""
     first = layers[0]
     sizes = {
         "attn": first.attention.output.dense.out_features,
         "qk": first.attention.self.query.out_features,
         "mlp": first.intermediate.dense.out_features,
     }
-    return Branch(name, tuple(_bert_taps(layer, cross) for layer in layers), sizes)
+    if hidden:
+        sizes["hidden"] = first.output.dense.out_features
+    return Branch(name, tuple(_bert_taps(layer, cross) for layer in layers), sizes,
+                  hidden=hidden_taps(layers) if hidden else None)
 
 
 def _check_layout(model, arch: str, names: Sequence[str]) -> None:
@@ -366,8 +373,10 @@ class _HFAdapter(Adapter):
     def _model_class(self):
         raise NotImplementedError
 
-    def _build(self, spec: ModelSpec, example: str):
-        """Returns the model, and where its weights came from (None for random) and whether that is a folder."""
+    def _build(self, spec: ModelSpec, example: str, **kwargs):
+        """Returns the model, and where its weights came from (None for random) and whether that is a folder.
+
+        ``kwargs`` go to ``from_pretrained`` (dtype, quantization)."""
         self.spec = spec
         model_cls = self._model_class()
         if spec.random:
@@ -379,7 +388,7 @@ class _HFAdapter(Adapter):
         local = _is_local(where)
         self.where, self.local = where, local
         config = _load_config(spec, where, local, self.arch, self.model_types, example)
-        return _pretrained(spec, where, local, model_cls, config, example)
+        return _pretrained(spec, where, local, model_cls, config, example, **kwargs)
 
     def _set_image(self, size: int) -> None:
         self.image_size = int(size)
@@ -433,7 +442,8 @@ class HFClipAdapter(_HFAdapter):
     @staticmethod
     def _branch(name, layers) -> Branch:
         first = layers[0]
-        sizes = {"attn": first.self_attn.out_proj.out_features, "qk": first.self_attn.q_proj.out_features, "mlp": first.mlp.fc1.out_features}
+        sizes = {"attn": first.self_attn.out_proj.out_features, "qk": first.self_attn.q_proj.out_features,
+                 "mlp": first.mlp.fc1.out_features, "hidden": first.mlp.fc2.out_features}
         taps = tuple(
             LayerTaps(
                 attn=Tap(layer.self_attn.out_proj), mlp=Tap(layer.mlp.fc2, "input"),
@@ -441,7 +451,8 @@ class HFClipAdapter(_HFAdapter):
             )
             for layer in layers
         )
-        return Branch(name, taps, sizes)
+        # CLIP reports the encoder layers' outputs, before the final layer norm
+        return Branch(name, taps, sizes, hidden=hidden_taps(layers))
 
     def _encode(self, texts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         texts = ["" if t is None else str(t) for t in texts]
@@ -544,12 +555,16 @@ class BridgeTowerAdapter(_HFAdapter):
         image = Branch(
             "image",
             tuple(LayerTaps(attn=Tap(b.attn), mlp=Tap(b.mlp.c_proj, "input"), packed=PackedQK(b.attn)) for b in blocks),
-            {"attn": width, "qk": blocks[0].attn.num_heads * blocks[0].attn.head_dim, "mlp": blocks[0].mlp.c_fc.out_features},
+            {"attn": width, "qk": blocks[0].attn.num_heads * blocks[0].attn.head_dim, "mlp": blocks[0].mlp.c_fc.out_features,
+             "hidden": width},
             seq_first=True,
+            hidden=hidden_taps(blocks),
         )
+        # hidden states of the two towers as BridgeTower reports them; its cross-modal layers
+        # report no input state (their input mixes both towers), so they offer no hidden kind
         self.branches = {
             "image": image,
-            "text": _bert_branch("text", model.text_model.encoder.layer),
+            "text": _bert_branch("text", model.text_model.encoder.layer, hidden=True),
             "cross_image": _bert_branch("cross_image", model.cross_modal_image_layers, cross=True),
             "cross_text": _bert_branch("cross_text", model.cross_modal_text_layers, cross=True),
         }
@@ -601,12 +616,13 @@ class ViTAdapter(_HFAdapter):
         _check_layout(layers[0], self.arch, ["attention.q_proj", "attention.k_proj", "attention.o_proj", "mlp.fc2"])
         self._set_image(model.config.image_size)
         first = layers[0]
-        sizes = {"attn": first.attention.o_proj.out_features, "qk": first.attention.q_proj.out_features, "mlp": first.mlp.fc1.out_features}
+        sizes = {"attn": first.attention.o_proj.out_features, "qk": first.attention.q_proj.out_features,
+                 "mlp": first.mlp.fc1.out_features, "hidden": first.mlp.fc2.out_features}
         taps = tuple(
             LayerTaps(attn=Tap(l.attention.o_proj), mlp=Tap(l.mlp.fc2, "input"), q=Tap(l.attention.q_proj), k=Tap(l.attention.k_proj))
             for l in layers
         )
-        self.branches = {"image": Branch("image", taps, sizes)}
+        self.branches = {"image": Branch("image", taps, sizes, hidden=hidden_taps(layers))}
 
     def prepare(self, images, texts, branches) -> Batch:
         if images is None:
@@ -631,7 +647,7 @@ class _TextAdapter(_HFAdapter):
         cfg = model.config
         self.tokenizer = _tokenizer(self.spec, self.where, self.local, example, cfg.vocab_size)
         self.max_length = _max_length(self.tokenizer, cfg.max_position_embeddings - position_offset)
-        self.branches = {"text": _bert_branch("text", model.encoder.layer)}
+        self.branches = {"text": _bert_branch("text", model.encoder.layer, hidden=True)}
 
     def prepare(self, images, texts, branches) -> Batch:
         texts = list(texts) if texts is not None else []
