@@ -36,7 +36,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "hf-clip:openai/clip-vit-base-patch32",
         ),
         Architecture(
-            "meter", "alignment.models.meter:MeterAdapter", ("image", "text", "cross_image", "cross_text"), "12 image + 12 text + 6 cross_image + 6 cross_text",
+            "meter", "alignment.models.meter:MeterAdapter", ("image", "text", "cross_image", "cross_text"), "11 image (CLIP-ViT-B/16 less its last block) + 12 text + 6 cross_image + 6 cross_text",
             "meter:/path/meter.ckpt[?tokenizer=/path/roberta-base]; random:meter:<tiny|base>",
             "meter:/data/meter_clip16_288_roberta_pretrain.ckpt",
         ),
