@@ -215,8 +215,10 @@ def sidebar() -> ViewState:
     sb.selectbox("Map metric", MAP_METRICS, key=_PREFIX + "metric",
                  help="r: encoding accuracy; significant r: r where q < FDR; best layer: layer with the "
                       "highest r; SI: image vs text branch; cross-modal gain: fusion layers")
-    atlases, space = _atlases_and_space(base) if avail is not None else ({"ca": "ca"}, "fsLR32k")
-    _readable_atlas(base, atlases, warns)
+    atlases, space = ({"ca": "ca"}, "fsLR32k")
+    if avail is not None:  # the dataset opened
+        atlases, space = _atlases_and_space(base)
+        _readable_atlas(base, atlases, warns)
     _choose(_PREFIX + "atlas", list(atlases), from_url=from_link("atlas"), what="atlas", warns=warns)
     sb.selectbox("Atlas", list(atlases), key=_PREFIX + "atlas", format_func=lambda a: atlases.get(a, a),
                  help="network atlas of the summaries and map outlines; a dataset folder's own atlases "
