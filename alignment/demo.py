@@ -111,10 +111,10 @@ def demo_options(seed: int = 0) -> Options:
 def demo_root(cache: Cache, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False,
               n_subjects: int | None = None, space: str = DEMO_SPACES[0], n_trs: int | None = None) -> Path:
     """Folder of the demo dataset with these parameters, inside the cache folder."""
-    subjects = "" if n_subjects is None else f"_sub-{n_subjects}"
-    subjects += "" if n_trs is None else f"_trs-{n_trs}"
+    size = ("_small" if small else "") + ("" if n_subjects is None else f"_sub-{n_subjects}") \
+        + ("" if n_trs is None else f"_trs-{n_trs}")
     in_space = "" if space == DEMO_SPACES[0] else f"_{space}"
-    return cache.root / "datasets" / f"demo_seed-{seed}_snr-{snr:g}{'_small' if small else ''}{subjects}{in_space}"
+    return cache.root / "datasets" / f"demo_seed-{seed}_snr-{snr:g}{size}{in_space}"
 
 
 def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False,

@@ -110,7 +110,7 @@ import numpy as np
 from pydantic import Field, PositiveInt
 
 from alignment.data.dataset import NAN_POLICIES, _open_cifti, _read_cifti_data, check_fslr_cortex
-from alignment.data.protocol import TR, DatasetError, register_dataset_kind
+from alignment.data.protocol import TR, DatasetError, pointer_file, register_dataset_kind
 from alignment.data.video import MovieFrames, frame_indices, frame_ref
 from alignment.schema import ConfigError, Table, check
 from alignment.spaces import SPACE_SIZES
@@ -771,13 +771,6 @@ class _PointerToml(Table):
     hcp7t: _PointerTable
 
 
-def _pointer_path(path: str) -> str | None:
-    if os.path.basename(path) == POINTER_FILE and os.path.isfile(path):
-        return path
-    cand = os.path.join(path, POINTER_FILE)
-    return cand if os.path.isfile(cand) else None
-
-
 def _stimulus_folder(root: str) -> str | None:
     """A folder with the WordNet file inside the tree, at most two levels down."""
     for pattern in (WORDNET_FILE, os.path.join("*", WORDNET_FILE), os.path.join("*", "*", WORDNET_FILE)):
@@ -798,7 +791,7 @@ def _is_hcp_tree(path: str, limit: int = 50) -> bool:
 
 def _detect(path: str) -> bool:
     try:
-        return _pointer_path(path) is not None or (os.path.isdir(path) and _is_hcp_tree(path))
+        return pointer_file(path, POINTER_FILE) is not None or (os.path.isdir(path) and _is_hcp_tree(path))
     except Exception:
         return False
 
@@ -806,7 +799,7 @@ def _detect(path: str) -> bool:
 def open_hcp7t(path) -> HCPMovieDataset:
     """Open an ``hcp7t.toml`` pointer (or its folder), or an HCP tree holding its stimuli."""
     path = os.path.abspath(os.fspath(path))
-    pointer = _pointer_path(path)
+    pointer = pointer_file(path, POINTER_FILE)
     if pointer is None:
         if not _is_hcp_tree(path):
             raise DatasetError(f"{path}: neither an {POINTER_FILE} nor an HCP tree "

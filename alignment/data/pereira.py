@@ -90,7 +90,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field, PositiveInt
 
-from alignment.data.protocol import DatasetError, register_dataset_kind
+from alignment.data.protocol import DatasetError, pointer_file, register_dataset_kind
 from alignment.schema import ConfigError, Table, check
 
 __all__ = ["CONCEPT", "N_CONCEPTS", "PARADIGMS", "POINTER_FILE", "PereiraDataset", "read_mat"]
@@ -695,13 +695,6 @@ class _PointerToml(Table):
     pereira2018: _PointerTable
 
 
-def _pointer_path(path: str) -> str | None:
-    if os.path.basename(path) == POINTER_FILE and os.path.isfile(path):
-        return path
-    cand = os.path.join(path, POINTER_FILE)
-    return cand if os.path.isfile(cand) else None
-
-
 def _is_pereira_tree(path: str, limit: int = 50) -> bool:
     try:
         entries = sorted(os.scandir(path), key=lambda e: e.name)[:limit]
@@ -712,7 +705,7 @@ def _is_pereira_tree(path: str, limit: int = 50) -> bool:
 
 def _detect(path: str) -> bool:
     try:
-        return _pointer_path(path) is not None or (os.path.isdir(path) and _is_pereira_tree(path))
+        return pointer_file(path, POINTER_FILE) is not None or (os.path.isdir(path) and _is_pereira_tree(path))
     except Exception:
         return False
 
@@ -720,7 +713,7 @@ def _detect(path: str) -> bool:
 def open_pereira2018(path) -> PereiraDataset:
     """Open a ``pereira2018.toml`` pointer (or its folder), or a folder of participant folders."""
     path = os.path.abspath(os.fspath(path))
-    pointer = _pointer_path(path)
+    pointer = pointer_file(path, POINTER_FILE)
     if pointer is None:
         if not _is_pereira_tree(path):
             raise DatasetError(f"{path}: neither a {POINTER_FILE} nor a folder of participant folders "

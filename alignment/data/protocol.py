@@ -41,6 +41,7 @@ __all__ = [
     "dataset_kinds",
     "detect_kind",
     "load_dataset",
+    "pointer_file",
     "register_dataset_kind",
 ]
 
@@ -206,6 +207,15 @@ class DatasetKind:
 
 
 _KINDS: dict[str, DatasetKind] = {}
+
+
+def pointer_file(path: str, name: str) -> str | None:
+    """The pointer file ``name`` a dataset kind is opened with: ``path`` itself when it is that
+    file, else ``path/name`` when it exists; None otherwise."""
+    if os.path.basename(path) == name and os.path.isfile(path):
+        return path
+    candidate = os.path.join(path, name)
+    return candidate if os.path.isfile(candidate) else None
 
 
 def register_dataset_kind(name: str, detect: Callable[[str], bool], loader: Callable[[str], Dataset],
