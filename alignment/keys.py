@@ -129,3 +129,110 @@ class ModelPlan:
     kinds: tuple = ("attn",)
     conditions: tuple = ("image+text",)
     analyses: tuple | None = None
+
+
+# ---------------------------------------------------------------------------- concept RSA
+#: defaults of the concept-RSA statistics (:class:`RSAKey`, the run config's ``[rsa]``)
+RSA_N_PERM = 10_000
+RSA_N_BOOT = 1000
+RSA_METRIC = "cosine"
+RSA_SPLIT = "participants"
+
+
+@dataclass(frozen=True)
+class ConceptFeatureKey:
+    """A model's ``hidden`` layers for every concept under one paradigm and image ablation
+    (:func:`alignment.concepts.concept_features`)."""
+
+    model: str
+    paradigm: str
+    ablation: str = "none"
+    pooling: str = "mean"
+
+    def label(self) -> str:
+        ablation = "" if self.ablation == "none" else f" +{self.ablation} image"
+        return f"{short_spec(self.model)} [{self.paradigm}{ablation}]"
+
+
+@dataclass(frozen=True)
+class ModelRDMKey:
+    """The RDM (P,) of one layer of one branch over the concepts."""
+
+    features: ConceptFeatureKey
+    branch: str
+    layer: int
+    metric: str = RSA_METRIC
+
+    def label(self) -> str:
+        return f"{self.features.label()} {self.branch} layer {self.layer} {self.metric}"
+
+
+@dataclass(frozen=True)
+class BrainRDMKey:
+    """A participant's RDM (P,) of one network's voxels under one paradigm."""
+
+    paradigm: str
+    network: str
+    metric: str = RSA_METRIC
+
+    def label(self) -> str:
+        return f"{self.network} [{self.paradigm}] {self.metric}"
+
+
+@dataclass(frozen=True)
+class RSAKey:
+    """Concept RSA of every layer of one model branch against the group RDMs of networks.
+
+    ``networks`` and ``subjects``: names (empty: all the dataset has); ``control``: a
+    language-only model spec whose RDM is partialled out (its ``text`` branch), or None;
+    ``split``: how the best layer is chosen out of sample (:func:`alignment.analyses.rsa.best_layer`).
+    """
+
+    model: str
+    branch: str
+    paradigm: str
+    ablation: str = "none"
+    networks: tuple = ()
+    metric: str = RSA_METRIC
+    control: str | None = None
+    subjects: tuple = ()
+    n_perm: int = RSA_N_PERM
+    n_boot: int = RSA_N_BOOT
+    split: str = RSA_SPLIT
+    seed: int = 0
+
+    @property
+    def features(self) -> ConceptFeatureKey:
+        return ConceptFeatureKey(self.model, self.paradigm, self.ablation)
+
+    def label(self) -> str:
+        return f"{self.features.label()} {self.branch} RSA"
+
+
+@dataclass(frozen=True)
+class RSACompareKey:
+    """Every pair of the RSA results ``results`` (same paradigm, networks, participants),
+    compared network by network."""
+
+    results: tuple  # of RSAKey
+
+    def label(self) -> str:
+        return " vs ".join(f"{short_spec(k.model)} {k.branch}" for k in self.results)
+
+
+@dataclass(frozen=True)
+class RSAPlan:
+    """What a run config's ``[rsa]`` table asks: RSA of every model (every branch with hidden
+    states, or ``branches``) × paradigm × ablation, and their pairwise differences."""
+
+    models: tuple
+    paradigms: tuple = ("sentences",)
+    networks: tuple = ()
+    branches: tuple | None = None
+    metric: str = RSA_METRIC
+    ablations: tuple = ("none",)
+    control: str | None = None
+    n_perm: int = RSA_N_PERM
+    n_boot: int = RSA_N_BOOT
+    split: str = RSA_SPLIT
+    seed: int = 0

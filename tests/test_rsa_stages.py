@@ -55,3 +55,125 @@ def test_concept_features_bad_input(concept_ds, tmp_path):
     bare = make_concept_dataset(tmp_path, sentences=False)
     with pytest.raises(ValueError, match="has no sentences stimuli"):
         concept_features(text_only, bare, "sentences")
+
+
+# --------------------------------------------------------------------------------------------
+# the stages
+# --------------------------------------------------------------------------------------------
+from alignment.keys import BrainRDMKey, ConceptFeatureKey, ModelRDMKey, RSACompareKey, RSAKey  # noqa: E402
+from alignment.pipeline import NotCached, Study  # noqa: E402
+
+CONTROL = "random:roberta:tiny"
+SMALL = dict(n_perm=199, n_boot=40)
+
+
+@pytest.fixture(scope="module")
+def study(concept_ds, tmp_path_factory):
+    return Study(concept_ds, tmp_path_factory.mktemp("cache"), device="cpu")
+
+
+def _layer_rdms(entry, branch, metric="cosine"):
+    layers = entry.meta["branches"][branch]
+    return np.stack([rsa.rdm(entry[f"{branch}.L{layer:02d}"], metric) for layer in layers])
+
+
+def test_rsa_stage_equals_direct_computation(study, concept_ds):
+    key = RSAKey(TEXT_MODEL, "text", "sentences", control=CONTROL, **SMALL)
+    res = study.get("rsa", key)
+    feats = study.get("concept_ans", key.features)
+    direct = concept_features(load_model(TEXT_MODEL), concept_ds, "sentences")
+    np.testing.assert_allclose(feats["text.L02"], direct[("text", 2)], rtol=1e-5, atol=1e-6)
+    M = _layer_rdms(feats, "text")
+    networks, subjects = res.meta["networks"], res.meta["subjects"]
+    assert networks == ["languageLH", "visual"] and subjects == ["M01", "M02", "M03"]
+    assert res.meta["layer_names"] == ["emb", "L1", "L2", "L3"]
+    R = {n: np.stack([rsa.rdm(concept_ds.responses(s, "sentences", n)) for s in subjects]) for n in networks}
+    G = np.stack([R[n].mean(axis=0) for n in networks])
+    table = rsa.layer_network_rsa(G, M, n_perm=199, seed=0)
+    np.testing.assert_allclose(res["rho"], table.rho)
+    np.testing.assert_allclose(res["p"], table.p)
+    np.testing.assert_allclose(res["q"], table.q)
+    C = _layer_rdms(study.get("concept_ans", ConceptFeatureKey(CONTROL, "sentences")), "text")
+    for j, n in enumerate(networks):
+        boot = rsa.bootstrap_concepts(G[j], M, n_boot=40, seed=0)
+        np.testing.assert_allclose(res["ci_concepts"][:, :, j], [boot.low, boot.high])
+        boot = rsa.bootstrap_participants(R[n], M, n_boot=40, seed=0)
+        np.testing.assert_allclose(res["ci_participants"][:, :, j], [boot.low, boot.high])
+        ceiling = rsa.noise_ceiling(R[n])
+        np.testing.assert_allclose(res["ceiling"][:, j], [ceiling.lower, ceiling.upper])
+        best = rsa.best_layer(R[n], M, seed=0)
+        assert res["best_in_sample"][j] == best.in_sample_layer
+        assert res["best_held_out"][j] == best.modal_layer
+        np.testing.assert_allclose(res["best_held_out_rho"][j], best.held_out)
+        k = int(np.argmax(rsa.spearman(G[j], C)))
+        assert res["control_layer"][j] == k
+        np.testing.assert_allclose(res["partial_rho"][:, j], rsa.partial_spearman(G[j], M, C[k]))
+        np.testing.assert_allclose(res["rho_subjects"][:, 1, j], [rsa.spearman(r, M[1]) for r in R[n]])
+
+
+def test_model_difference_stage_equals_compare_models(study, concept_ds):
+    a = RSAKey(TEXT_MODEL, "text", "sentences", **SMALL)
+    b = RSAKey(VLM, "text", "sentences", **SMALL)
+    out = study.get("rsa_compare", RSACompareKey((a, b)))
+    ra, rb = study.get("rsa", a), study.get("rsa", b)
+    for j, n in enumerate(out.meta["networks"]):
+        g = np.mean([study.get("brain_rdm", BrainRDMKey("sentences", n), s)["rdm"] for s in ra.meta["subjects"]], axis=0)
+        la, lb = int(ra["best_held_out"][j]), int(rb["best_held_out"][j])
+        assert out["layer_a"][0, j] == la and out["layer_b"][0, j] == lb
+        diff = rsa.compare_models(g, study.get("model_rdm", ModelRDMKey(a.features, "text", la))["rdm"],
+                                  study.get("model_rdm", ModelRDMKey(b.features, "text", lb))["rdm"], n_boot=40)
+        np.testing.assert_allclose([out["delta"][0, j], out["p"][0, j]], [diff.delta, diff.p])
+    from alignment.stats import fdr_bh
+
+    np.testing.assert_allclose(out["q"], fdr_bh(out["p"])[1])
+
+
+def test_cached_units_are_read_not_recomputed(study, monkeypatch):
+    key = RSAKey(TEXT_MODEL, "text", "sentences", control=CONTROL, **SMALL)
+    first = study.get("rsa", key)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("recomputed")
+
+    import alignment.analyses.rsa as rsa_module
+    import alignment.concepts as concepts_module
+
+    monkeypatch.setattr(concepts_module, "concept_features", boom)
+    monkeypatch.setattr(rsa_module, "layer_network_rsa", boom)
+    monkeypatch.setattr(rsa_module, "rdm", boom)
+    again = Study(study.dataset, study.cache, read_only=True).get("rsa", key)
+    assert again.key == first.key
+    np.testing.assert_array_equal(again["rho"], first["rho"])
+    # another statistic setting is another result, not a stale one
+    with pytest.raises(NotCached):
+        Study(study.dataset, study.cache, read_only=True).get("rsa", RSAKey(TEXT_MODEL, "text", "sentences",
+                                                                             n_perm=99, n_boot=40))
+
+
+def test_stage_bad_input_is_one_line(study, concept_ds):
+    bad = [
+        (RSAKey(TEXT_MODEL, "image", "sentences", **SMALL), "has no branch 'image'"),
+        (RSAKey(TEXT_MODEL, "text", "sentences", networks=("auditory",), **SMALL), "unknown networks"),
+        (RSAKey(TEXT_MODEL, "text", "sentences", subjects=("M01",), **SMALL), "at least 2 participants"),
+        (RSAKey(TEXT_MODEL, "text", "sentences", split="runs", **SMALL), "split must be"),
+        (RSAKey(VLM, "image", "sentences", **SMALL), "RDM is constant"),
+    ]
+    for key, message in bad:
+        with pytest.raises(ValueError, match=message) as err:
+            study.get("rsa", key)
+        assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="unknown RDM metric"):
+        study.get("brain_rdm", BrainRDMKey("sentences", "visual", "manhattan"), "M01")
+    # nothing half-written: the failed unit is not in the cache
+    assert not study.has("brain_rdm", BrainRDMKey("sentences", "visual", "manhattan"), "M01")
+
+
+def test_a_time_series_dataset_is_refused(tmp_path):
+    class Movie:
+        name, sample_unit, subjects = "movie", "tr", ["1"]
+
+        def fingerprint(self, **kw):
+            return "x"
+
+    with pytest.raises(ValueError, match="concept-wise dataset"):
+        Study(Movie(), tmp_path).get("rsa", RSAKey(TEXT_MODEL, "text", "sentences"))

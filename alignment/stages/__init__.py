@@ -21,6 +21,11 @@ stage            arrays                                                         
                  ``dz_unified``, ``p_unified``, ``q_*`` (V,)
 ``specialization`` branches at one depth, tested: ``p_unique`` (B, V); image vs    specialization
                  text: ``dz_si``, ``p_si``, ``q_si`` (V,)
+``concept_ans``, concept RSA on concept-wise datasets (:mod:`alignment.stages.rsa`), asked  (``[rsa]``)
+``model_rdm``,   for by a run config's ``[rsa]`` table
+``brain_rdm``,
+``rsa``,
+``rsa_compare``
 ===============  ================================================================  ===========
 
 A new analysis is one module that defines its compute function and calls :func:`register`;
@@ -30,6 +35,6 @@ import it once (e.g. from here) and ``Study.get``, run configs and the catalog k
 from alignment.stages.base import (STAGES, Stage, Unit, analyses, default_analyses, register, stage,
                                    target_dict)
 from alignment.stages import (features, encoding, ceiling, mapping, variance, integration, lesion,  # noqa: F401,E402
-                               modality)
+                               modality, rsa)
 
 __all__ = ["STAGES", "Stage", "Unit", "analyses", "default_analyses", "register", "stage", "target_dict"]
