@@ -24,8 +24,11 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt
 
+from alignment.analyses.rsa import METRICS as RDM_METRICS
+from alignment.concepts import ABLATIONS
 from alignment.conventions import AN_KINDS, CONDITIONS
-from alignment.keys import Baselines, ModelPlan, Options
+from alignment.data.pereira import PARADIGMS
+from alignment.keys import Baselines, ModelPlan, Options, RSAPlan
 from alignment.schema import (ConfigError, NonEmpty, PositiveNumber, Probability, Table, check,  # noqa: F401
                               did_you_mean)
 from alignment.stages import analyses as registered_analyses, default_analyses
@@ -38,6 +41,7 @@ HRFS = ("spm", "fir", "none")  # SPM canonical HRF, FIR delays (ridge designs on
 NULLS = ("circular", "block")  # circular shifts within run, or block permutation
 NULL_TAILS = ("normal", "empirical")  # see stats.p_from_null
 GLMS = ("separate", "joint")  # one (marginal) GLM per atom, or all atoms in one GLM (default)
+BEST_LAYER_SPLITS = ("participants", "concepts")  # see analyses.rsa.best_layer
 GLM_NOISES = ("ols",) + tuple(f"ar{p}" for p in range(1, 11))  # noise model of the atom GLM
 
 
@@ -94,16 +98,34 @@ class OptionsTable(Table):
     block_len: PositiveInt | None = None
 
 
+class RSATable(Table):
+    """Concept RSA on a concept-wise dataset (:mod:`alignment.stages.rsa`); defaults: :class:`RSAPlan`."""
+
+    models: Annotated[list[str], NonEmpty] = Field(description="a non-empty list of model specs")
+    paradigms: Annotated[list[Literal[PARADIGMS]], NonEmpty] | None = None
+    networks: Annotated[list[str], NonEmpty] | None = Field(None, description="a non-empty list of network names")
+    branches: Annotated[list[str], NonEmpty] | None = None
+    metric: Literal[tuple(RDM_METRICS)] | None = None
+    ablations: Annotated[list[Literal[ABLATIONS]], NonEmpty] | None = None
+    control: str | None = Field(None, description="a language-only model spec")
+    n_perm: PositiveInt | None = None
+    n_boot: PositiveInt | None = None
+    split: Literal[BEST_LAYER_SPLITS] | None = None
+    seed: NonNegativeInt | None = None
+
+
 class RunConfigToml(Table):
-    """A run config file: ``[study]``, ``[[models]]``, ``[analyses]``, ``[integration]``, ``[options]``."""
+    """A run config file: ``[study]``, ``[[models]]``, ``[analyses]``, ``[integration]``,
+    ``[options]``, ``[rsa]`` (``[[models]]`` may be left out when ``[rsa]`` is there)."""
 
     noun: ClassVar[str] = "tables"
     study: StudyTable
-    models: Annotated[list[ModelTable], NonEmpty]
+    models: Annotated[list[ModelTable], NonEmpty] | None = None
     analyses: Annotated[dict[str, bool], AfterValidator(_known_analyses)] | None = Field(
         None, description="an [analyses] table of analysis = true/false (e.g. encoding = true)")
     integration: IntegrationTable | None = None
     options: OptionsTable | None = None
+    rsa: RSATable | None = None
 
 
 # ---------------------------------------------------------------------- run configs
@@ -118,6 +140,7 @@ class RunConfig:
     options: Options = field(default_factory=Options)
     device: str = "auto"
     baselines: Baselines | None = None  # [integration]: needed by the "integration" analysis
+    rsa: RSAPlan | None = None  # [rsa]: concept RSA
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
@@ -140,7 +163,10 @@ class RunConfig:
         dataset = study["dataset"]
         if not Path(dataset).is_absolute():
             dataset = str((path.parent / dataset).resolve())
-        models = tuple(_model_plan(m) for m in raw["models"])
+        if "models" not in raw and "rsa" not in raw:
+            raise ConfigError(f"{path}: no [[models]] tables; add at least one (keys: "
+                              f"{', '.join(ModelTable.model_fields)}), or an [rsa] table", path)
+        models = tuple(_model_plan(m) for m in raw.get("models", ()))
         table = raw.get("analyses", {})
         chosen = tuple(name for name, stage in registered_analyses().items() if table.get(name, stage.default))
         baselines = _baselines(raw.get("integration"))
@@ -151,6 +177,8 @@ class RunConfig:
         extra = {"device": study["device"]} if "device" in study else {}
         if "subjects" in study:
             extra["subjects"] = tuple(str(s) for s in study["subjects"])
+        if "rsa" in raw:
+            extra["rsa"] = _rsa_plan(raw["rsa"])
         return cls(dataset=dataset, models=models, analyses=chosen, baselines=baselines,
                    options=_options(raw.get("options", {})), **extra)
 
@@ -160,6 +188,11 @@ def _model_plan(table: dict) -> ModelPlan:
     if "layers" in table:
         kwargs["layers"] = None if table["layers"] == "all" else tuple(table["layers"])
     return ModelPlan(spec=table["spec"], **kwargs)
+
+
+def _rsa_plan(table: dict) -> RSAPlan:
+    lists = ("models", "paradigms", "networks", "branches", "ablations")
+    return RSAPlan(**{name: tuple(value) if name in lists else value for name, value in table.items()})
 
 
 def _baselines(table: dict | None) -> Baselines | None:

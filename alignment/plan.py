@@ -70,8 +70,9 @@ class Plan:
 
 
 def expand(study: Study, plans: Sequence[ModelPlan], subjects: Sequence[str], analyses: Sequence[str] | None = None,
-           baselines: Baselines | None = None) -> Plan:
-    """The plan of ``plans`` for every subject: requested units and all their inputs.
+           baselines: Baselines | None = None, units: Sequence[Unit] = ()) -> Plan:
+    """The plan of ``plans`` for every subject, and of ``units`` (e.g. concept RSA, which no
+    model plan names): requested units and all their inputs.
 
     Order: subject by subject, each requested unit after its not yet listed inputs (depth
     first), so a serial run keeps one subject's BOLD in memory. Working out a unit's inputs
@@ -92,7 +93,7 @@ def expand(study: Study, plans: Sequence[ModelPlan], subjects: Sequence[str], an
     requested = list(dict.fromkeys(  # a stage that reads no BOLD: one unit for all subjects
         study.unit(stage, target, subject)
         for subject in subjects for plan in plans
-        for stage, target in plan_units(study, plan, analyses, baselines)))
+        for stage, target in plan_units(study, plan, analyses, baselines))) + list(units)
     for unit in requested:
         visit(unit)
     return Plan(tuple(order), needs, frozenset(requested))
@@ -125,9 +126,9 @@ def run_plan(study: Study, plan: Plan, progress: bool | Progress = True) -> list
 
 
 def compute(study: Study, plans: Sequence[ModelPlan], subjects: Sequence[str], analyses: Sequence[str] | None = None,
-            progress: bool | Progress = True, baselines: Baselines | None = None) -> Plan:
-    """Expand ``plans`` for ``subjects`` and run the plan here; returns the plan."""
-    plan = expand(study, plans, subjects, analyses, baselines)
+            progress: bool | Progress = True, baselines: Baselines | None = None, units: Sequence[Unit] = ()) -> Plan:
+    """Expand ``plans`` for ``subjects`` (and ``units``) and run the plan here; returns the plan."""
+    plan = expand(study, plans, subjects, analyses, baselines, units)
     run_plan(study, plan, progress)
     return plan
 
@@ -142,4 +143,11 @@ def run_config(config, cache=None, progress: bool = True) -> Plan:
     missing = set(subjects) - set(dataset.subjects)
     if missing:
         raise ValueError(f"subjects {sorted(missing)} not in {dataset.root}; found {dataset.subjects}")
-    return compute(study, config.models, subjects, config.analyses, progress, baselines=config.baselines)
+    units = []
+    if config.rsa is not None:  # concept RSA: the [rsa] table
+        from alignment.stages.rsa import rsa_targets
+
+        chosen = tuple(subjects) if config.subjects else ()
+        units = [study.unit(stage, target) for stage, target in rsa_targets(study, config.rsa, chosen)]
+    return compute(study, config.models, subjects, config.analyses, progress, baselines=config.baselines,
+                   units=units)

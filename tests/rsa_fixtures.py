@@ -33,3 +33,21 @@ def make_concept_dataset(root, participants=PARTICIPANTS, seed=0, sentences=True
             f.write("\n".join(lines) + "\n")
         kwargs["sentences"] = "sentences.tsv"
     return PereiraDataset(root, n_concepts=C_SMALL, participants=list(participants), **kwargs)
+
+
+def write_pointer(root) -> str:
+    """A ``pereira2018.toml`` for the tiny dataset (12 concepts, the sentences table)."""
+    path = os.path.join(root, "pereira2018.toml")
+    with open(path, "w") as f:
+        f.write(f'[pereira2018]\nroot = "."\nsentences = "sentences.tsv"\nn_concepts = {C_SMALL}\n')
+    return path
+
+
+def write_rsa_config(root, dataset: str, models, extra: str = "") -> str:
+    """A run config with an ``[rsa]`` table and small statistics."""
+    path = os.path.join(root, "rsa.toml")
+    specs = ", ".join(f'"{m}"' for m in models)
+    with open(path, "w") as f:
+        f.write(f'[study]\ndataset = "{dataset}"\ndevice = "cpu"\n\n[rsa]\nmodels = [{specs}]\n'
+                f'paradigms = ["sentences"]\nn_perm = 99\nn_boot = 30\n{extra}')
+    return path

@@ -310,13 +310,17 @@ def branch_varies(entry, branch: str) -> bool:
                for layer in entry.meta["branches"][branch])
 
 
-def rsa_targets(study, plan: RSAPlan) -> list[tuple[str, object]]:
+def rsa_targets(study, plan: RSAPlan, subjects: tuple = ()) -> list[tuple[str, object]]:
     """(stage, target) pairs of a run config's ``[rsa]``: an ``rsa`` unit per model branch ×
     paradigm × ablation, and per paradigm × ablation an ``rsa_compare`` of them when there are
     two or more. A model's branches: ``plan.branches`` that it has, or all of them, less those
     that see the same input for every concept; the noise ablation applies to models that read
-    images only."""
-    from alignment.models import load_model
+    images only. ``subjects``: the participants (empty: all the dataset has)."""
+    from alignment.models import ARCHITECTURES, ModelSpec
+
+    def text_only(spec: str) -> bool:
+        arch = ARCHITECTURES.get(ModelSpec.parse(spec).arch)
+        return arch is not None and tuple(arch.branches) == (CONTROL_BRANCH,)
 
     _concepts(study)
     out: list[tuple[str, object]] = []
@@ -324,7 +328,7 @@ def rsa_targets(study, plan: RSAPlan) -> list[tuple[str, object]]:
         for ablation in plan.ablations:
             group = []
             for spec in plan.models:
-                if ablation != "none" and load_model(spec).image_size is None:
+                if ablation != "none" and text_only(spec):
                     continue
                 features = ConceptFeatureKey(spec, paradigm, ablation)
                 entry = study.get("concept_ans", features)
@@ -332,7 +336,7 @@ def rsa_targets(study, plan: RSAPlan) -> list[tuple[str, object]]:
                     if (plan.branches is not None and branch not in plan.branches) or not branch_varies(entry, branch):
                         continue
                     key = RSAKey(spec, branch, paradigm, ablation, tuple(plan.networks), plan.metric,
-                                 plan.control, (), plan.n_perm, plan.n_boot, plan.split, plan.seed)
+                                 plan.control, tuple(subjects), plan.n_perm, plan.n_boot, plan.split, plan.seed)
                     group.append(key)
                     out.append(("rsa", key))
             if len(group) >= 2:
