@@ -192,6 +192,29 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_export_rsa(args) -> int:
+    """Write the concept-RSA results a run config computed; never computes one."""
+    from alignment.config import RunConfig
+    from alignment.data import load_dataset
+    from alignment.pipeline import NotCached, Study
+    from alignment.rsa_summary import export_rsa
+
+    fmt = None if args.format == "none" else args.format
+    config = RunConfig.load(args.config)
+    if config.rsa is None:
+        raise ValueError(f"{args.config}: no [rsa] table; nothing to export")
+    if os.path.isfile(args.out):
+        raise ValueError(f"--out {args.out} is a file; give a folder")
+    study = Study(load_dataset(config.dataset), args.cache, config.options, read_only=True)
+    try:
+        written = export_rsa(study, config.rsa, args.out, fmt, config.subjects or ())
+    except NotCached as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0
+
+
 def _export_atlas(name: str | None, dataset):
     """The atlas ``name`` for a dataset: one it offers (:func:`alignment.atlases.atlas_choices`,
     the first by default), another built-in, or a file."""
@@ -301,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="PATH",
                    help="output file, replaced if it exists (gifti: prefix of PATH.L.func.gii and PATH.R.func.gii)")
     p.set_defaults(func=cmd_export)
+
+    p = command("export-rsa", "export the concept-RSA results of a run config: RDMs (.npy), rho tables (CSV), "
+                              "layer-curve figures")
+    p.add_argument("config", help="the TOML run config with an [rsa] table that was run")
+    p.add_argument("--out", required=True, metavar="FOLDER", help="output folder (created; files replaced)")
+    p.add_argument("--format", choices=("png", "svg", "html", "none"), default="png",
+                   help="figures: png (default), svg, html, or none")
+    p.set_defaults(func=cmd_export_rsa)
 
     from alignment.cli_cache import add_cli
 

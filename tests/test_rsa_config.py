@@ -83,3 +83,40 @@ def test_run_on_a_movie_dataset_is_one_line(tmp_path, capsys):
     assert main(["--cache", str(tmp_path / "cache"), "run", path]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error:") and "concept-wise dataset" in err
+
+
+def test_export_reads_back(computed, tmp_path):
+    import pandas as pd
+
+    from alignment.analyses import rsa
+    from alignment.data import load_dataset
+    from alignment.keys import RSAKey
+    from alignment.pipeline import Study
+    from alignment.rsa_summary import LAYER_COLUMNS
+
+    root, config, cache = computed
+    out = tmp_path / "export"
+    assert main(["--cache", str(cache), "export-rsa", config, "--out", str(out), "--format", "html"]) == 0
+    study = Study(load_dataset(root / "pereira2018.toml"), cache, read_only=True)
+    concepts = (out / "rdms" / "concepts.txt").read_text().split()
+    assert concepts == study.dataset.concepts
+    table = pd.read_csv(out / "rsa_layers.csv")
+    assert tuple(table.columns) == LAYER_COLUMNS
+    key = RSAKey(MODELS[0], "text", "sentences", control="random:roberta:tiny", n_perm=99, n_boot=30)
+    entry = study.get("rsa", key)
+    rows = table[(table.model == "bert:tiny text") & (table.ablation == "none") & (table.network == "visual")]
+    np.testing.assert_allclose(rows.sort_values("layer")["rho"], entry["rho"][:, 1])
+    np.testing.assert_allclose(rows.sort_values("layer")["q"], entry["q"][:, 1])
+    assert list(rows.sort_values("layer")["layer_name"]) == ["emb", "L1", "L2", "L3"]
+    assert set(table.ablation) == {"none", "noise"}
+    model = np.load(out / "rdms" / "bert-tiny__text__sentences__none.npy", allow_pickle=False)
+    assert model.shape == (4, 66)
+    brain = np.load(out / "rdms" / "brain__sentences__visual.npy", allow_pickle=False)
+    assert brain.shape == (3, 66)
+    np.testing.assert_allclose(rsa.spearman(brain.mean(axis=0), model), entry["rho"][:, 1])
+    diffs = pd.read_csv(out / "rsa_differences.csv")
+    assert len(diffs) == 2 and set(diffs.columns) >= {"model_a", "model_b", "delta_rho", "p", "q"}
+    assert (out / "layers__sentences__none__visual.html").stat().st_size > 1000
+    # nothing computed: a config whose results are missing fails in one line
+    other = write_rsa_config(tmp_path, str(root / "pereira2018.toml"), MODELS, "seed = 7\n")
+    assert main(["--cache", str(cache), "export-rsa", other, "--out", str(tmp_path / "x")]) == 1
