@@ -14,7 +14,7 @@ import numpy as np
 
 from alignment.keys import BrainRDMKey, ModelRDMKey, RSACompareKey, RSAKey, RSAPlan, short_spec
 
-__all__ = ["LAYER_COLUMNS", "brain_rdms", "category_order", "concept_categories", "difference_table",
+__all__ = ["LAYER_COLUMNS", "brain_rdms", "cached_rsa", "category_order", "concept_categories", "difference_table",
            "export_rsa", "layer_table", "model_rdms", "plan_results", "rsa_layer_figure"]
 
 #: the columns of :func:`layer_table` (the CSV export), in order
@@ -217,3 +217,29 @@ def difference_table_empty():
 
     return pd.DataFrame(columns=["model_a", "model_b", "layer_a", "layer_b", "network", "paradigm", "ablation",
                                  "delta_rho", "ci_low", "ci_high", "p", "q"])
+
+
+def _rsa_key(target: dict) -> RSAKey:
+    return RSAKey(**{k: tuple(v) if isinstance(v, list) else v for k, v in target.items()})
+
+
+def cached_rsa(study) -> tuple[list, list]:
+    """Every ``rsa`` and ``rsa_compare`` result the cache holds *for this study's dataset*:
+    ([(RSAKey, Entry)], [(RSACompareKey, Entry)]); an entry counts when the key its unit has
+    here (its inputs' keys, which hash the dataset's files) is the entry's own."""
+    from alignment.pipeline import NotCached
+
+    out = ([], [])
+    for i, stage in enumerate(("rsa", "rsa_compare")):
+        for info in study.cache.entries(stage):
+            target = ((info.meta or {}).get("unit") or {}).get("target")
+            if not target:
+                continue
+            try:
+                key = _rsa_key(target) if stage == "rsa" else RSACompareKey(tuple(_rsa_key(t) for t in target["results"]))
+                if study.key(stage, key) != info.key:
+                    continue
+                out[i].append((key, study.get(stage, key, compute=False)))
+            except (NotCached, ValueError, TypeError, KeyError):
+                continue  # another dataset's result, or one whose inputs are gone
+    return out

@@ -21,7 +21,8 @@ from test_pipeline import SPEC, planted  # noqa: F401 - the planted dataset fixt
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-PAGES = ("overview", "layers", "polarity", "modality", "redundancy", "integration", "compare", "compute", "methods")
+PAGES = ("overview", "layers", "polarity", "modality", "redundancy", "integration", "compare", "rsa", "compute",
+         "methods")
 TIMEOUT = 600  # generous: the first run loads atlases and meshes on a shared, busy machine
 
 slow = pytest.mark.slow  # everything that needs the demo cache

@@ -230,9 +230,12 @@ def sidebar() -> ViewState:
         ss[_PREFIX + "fdr_q"] = float(min(max(fq, 0.0001), 0.5))
     sb.number_input("FDR threshold q", min_value=0.0001, max_value=0.5, step=0.01, format="%.4f",
                     key=_PREFIX + "fdr_q", help="Benjamini-Hochberg q below which a voxel counts as significant")
-    surfaces = list(SURFACE_CHOICES[space])
-    _choose(_PREFIX + "surface", surfaces, from_url=from_link("surface"), what="surface", warns=warns)
-    sb.selectbox("Surface", surfaces, key=_PREFIX + "surface", format_func=lambda s: s.replace("_", " "))
+    surfaces = list(SURFACE_CHOICES.get(space, ()))
+    if surfaces:
+        _choose(_PREFIX + "surface", surfaces, from_url=from_link("surface"), what="surface", warns=warns)
+        sb.selectbox("Surface", surfaces, key=_PREFIX + "surface", format_func=lambda s: s.replace("_", " "))
+    else:  # a volume dataset (Pereira 2018) has no surface to draw on
+        ss.setdefault(_PREFIX + "surface", ViewState().surface)
     ss.setdefault(_PREFIX + "presentation", False)
     sb.toggle("Presentation mode", key=_PREFIX + "presentation",
               help="large fonts, no Streamlit chrome: for projecting at lab meetings")

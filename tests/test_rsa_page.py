@@ -1,0 +1,72 @@
+"""The Concept RSA page (AppTest): curves, tables and RDMs of cached results on a tiny concept
+dataset; a clear message, not a traceback, when nothing is cached."""
+
+import pytest
+
+import alignment  # noqa: F401
+from alignment.cli import main
+from rsa_fixtures import make_concept_dataset, write_pointer, write_rsa_config
+from test_app import APP, navigation_mode  # noqa: F401 - run app.py on every rerun, as the server does
+
+MODELS = ["random:bert:tiny", "random:hf-clip:tiny"]
+TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def concept_cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rsa_page")
+    make_concept_dataset(root)
+    pointer = write_pointer(root)
+    config = write_rsa_config(root, pointer, MODELS)
+    assert main(["--cache", str(root / "cache"), "run", config]) == 0
+    return root, pointer
+
+
+def _app(pointer, cache, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("ALIGNMENT_CACHE", str(cache))
+    monkeypatch.delenv("ALIGNMENT_DATA_ROOTS", raising=False)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["dataset"] = pointer
+    at.run()
+    return at.switch_page("pages/rsa.py").run()
+
+
+def test_page_shows_cached_rsa(concept_cache, monkeypatch):
+    root, pointer = concept_cache
+    at = _app(pointer, root / "cache", monkeypatch)
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.title[0].value == "Concept RSA"
+    assert at.multiselect(key="rsa_networks").value == ["languageLH", "visual"]
+    assert len(at.dataframe) == 2  # the layer table and the model × model table
+    layers = at.dataframe[0].value
+    assert set(layers["model"]) == {"bert:tiny text", "hf-clip:tiny text"}
+    charts = [e for e in at.get("plotly_chart")]
+    assert len(charts) == 2 + 2  # a layer curve per network, brain and model RDMs
+    assert "concept" in charts[2].proto.spec or "animal0" in charts[2].proto.spec
+    at.multiselect(key="rsa_networks").set_value(["visual"]).run()
+    assert len(at.get("plotly_chart")) == 1 + 2
+
+
+def test_page_without_results_says_so(tmp_path, monkeypatch):
+    make_concept_dataset(tmp_path)
+    at = _app(write_pointer(tmp_path), tmp_path / "cache", monkeypatch)
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("no concept-RSA results" in e.value for e in at.info)
+
+
+def test_page_on_a_movie_dataset_says_it_needs_concepts(tmp_path, monkeypatch):
+    import numpy as np
+
+    root = tmp_path / "movie"
+    (root / "stimuli").mkdir(parents=True)
+    (root / "sub-01").mkdir()
+    (root / "dataset.toml").write_text('[dataset]\nname = "movie"\ntr = 1.0\nspace = "fsaverage5"\n\n'
+                                       '[[runs]]\nid = "r1"\nn_trs = 6\n')
+    (root / "stimuli" / "r1.tsv").write_text("tr\tframe\tcaption\tsegment\n" +
+                                            "".join(f"{t}\t\ta dog\tclip\n" for t in range(6)))
+    np.save(root / "sub-01" / "r1.npy", np.random.default_rng(0).standard_normal((6, 20484)).astype(np.float32))
+    at = _app(str(root), tmp_path / "cache", monkeypatch)
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("needs a concept-wise dataset" in e.value for e in at.info)
