@@ -15,15 +15,17 @@ V_SMALL = 20
 PARTICIPANTS = ("M01", "M02", "M03")
 
 
-def make_concept_dataset(root, participants=PARTICIPANTS, seed=0, sentences=True) -> PereiraDataset:
-    """Files for every participant and paradigm: responses = a shared category structure + noise."""
+def make_concept_dataset(root, participants=PARTICIPANTS, seed=0, sentences=True, responses=None) -> PereiraDataset:
+    """Files for every participant and paradigm: responses = a shared category structure + noise,
+    or ``responses(rng)`` → (C, V_SMALL) when given."""
     rng = np.random.default_rng(seed)
     latent = rng.standard_normal((C_SMALL, 4)) + np.repeat(rng.standard_normal((3, 4)) * 2, 4, axis=0)
     for sid in participants:
         os.makedirs(os.path.join(root, sid), exist_ok=True)
         mixing = rng.standard_normal((4, V_SMALL))
         for paradigm in PARADIGMS:
-            Y = latent @ mixing + 0.5 * rng.standard_normal((C_SMALL, V_SMALL))
+            Y = latent @ mixing + 0.5 * rng.standard_normal((C_SMALL, V_SMALL)) if responses is None \
+                else responses(rng)
             write_v5(os.path.join(root, sid, f"data_180concepts_{paradigm}.mat"),
                      _contents(Y, concepts=CONCEPTS_SMALL, atlases=ATLASES_SMALL))
     kwargs = {}

@@ -177,3 +177,24 @@ def test_a_time_series_dataset_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="concept-wise dataset"):
         Study(Movie(), tmp_path).get("rsa", RSAKey(TEXT_MODEL, "text", "sentences"))
+
+
+def test_stage_recovers_a_planted_layer_and_stays_quiet_without_it(tmp_path):
+    """Brains that carry a model layer's geometry (its features through a random mixing, plus
+    noise) give that model a large, significant ρ whose CIs exclude 0; brains of pure noise
+    give nothing significant after FDR."""
+    probe = make_concept_dataset(tmp_path / "probe")
+    X = concept_features(load_model(TEXT_MODEL), probe, "sentences")[("text", 2)]
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+
+    def planted(rng):
+        return X @ rng.standard_normal((X.shape[1], 20)) / 8 + 0.3 * rng.standard_normal((X.shape[0], 20))
+
+    key = RSAKey(TEXT_MODEL, "text", "sentences", n_perm=499, n_boot=100)
+    ds = make_concept_dataset(tmp_path / "planted", responses=planted)
+    res = Study(ds, tmp_path / "cache").get("rsa", key)
+    assert np.all(res["rho"][2] > 0.5) and np.all(res["q"][2] < 0.05)
+    assert np.all(res["ci_concepts"][0, 2] > 0) and np.all(res["ci_participants"][0, 2] > 0)
+    null = make_concept_dataset(tmp_path / "null", seed=1, responses=lambda rng: rng.standard_normal((12, 20)))
+    res = Study(null, tmp_path / "cache").get("rsa", key)
+    assert np.all(res["q"] > 0.05)
