@@ -32,21 +32,20 @@ from typing import Callable
 
 import numpy as np
 
+from alignment.data.pereira import CONCEPT
 from alignment.data.protocol import DatasetError
 
-__all__ = ["ABLATIONS", "CONCEPT_SAMPLES", "concept_features", "concept_stimuli", "require_concepts"]
+__all__ = ["ABLATIONS", "concept_features", "concept_stimuli", "require_concepts"]
 
 #: the image ablation: ``none`` (the paradigm's own images) or ``noise`` (a noise image instead)
 ABLATIONS = ("none", "noise")
-#: ``sample_unit`` of datasets whose samples are concepts
-CONCEPT_SAMPLES = "concept"
 #: seed of the ablation's noise image (one image for every stimulus: only the text varies)
 NOISE_SEED = 0
 
 
 def require_concepts(dataset) -> None:
     """ValueError unless ``dataset`` is concept-wise (``sample_unit == "concept"``)."""
-    if getattr(dataset, "sample_unit", None) != CONCEPT_SAMPLES:
+    if getattr(dataset, "sample_unit", None) != CONCEPT:
         raise ValueError(f"concept RSA needs a concept-wise dataset (e.g. pereira2018); "
                          f"{getattr(dataset, 'name', dataset)!r} has samples of another kind")
 

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import os
 import re
+from itertools import combinations
 from typing import Sequence
 
 import numpy as np
 
 from alignment.keys import BrainRDMKey, ModelRDMKey, RSACompareKey, RSAKey, RSAPlan, short_spec
 
-__all__ = ["LAYER_COLUMNS", "brain_rdms", "cached_rsa", "category_order", "concept_categories", "difference_table",
+__all__ = ["DIFFERENCE_COLUMNS", "LAYER_COLUMNS", "brain_rdms", "cached_rsa", "category_order", "concept_categories", "difference_table",
            "export_rsa", "layer_table", "model_rdms", "plan_results", "rsa_layer_figure"]
 
 #: the columns of :func:`layer_table` (the CSV export), in order
 LAYER_COLUMNS = ("model", "branch", "layer", "layer_name", "network", "paradigm", "ablation", "rho", "ci_low",
                  "ci_high", "ci_participants_low", "ci_participants_high", "p", "q", "ceiling_low",
                  "ceiling_high", "rho_subjects_mean", "partial_rho", "best_in_sample", "best_held_out")
+#: the columns of :func:`difference_table`
+DIFFERENCE_COLUMNS = ("model_a", "model_b", "layer_a", "layer_b", "network", "paradigm", "ablation", "delta_rho",
+                      "ci_low", "ci_high", "p", "q")
 
 
 def plan_results(study, plan: RSAPlan, subjects: Sequence[str] = ()) -> tuple[list, list]:
@@ -76,8 +80,6 @@ def difference_table(key: RSACompareKey, entry):
     import pandas as pd
 
     labels = [model_label(k) for k in key.results]
-    from itertools import combinations
-
     pairs = list(combinations(range(len(labels)), 2))
     rows = []
     for i, (a, b) in enumerate(pairs):
@@ -86,8 +88,7 @@ def difference_table(key: RSACompareKey, entry):
                          key.results[0].paradigm, key.results[0].ablation, float(entry["delta"][i, j]),
                          float(entry["low"][i, j]), float(entry["high"][i, j]), float(entry["p"][i, j]),
                          float(entry["q"][i, j])))
-    return pd.DataFrame(rows, columns=["model_a", "model_b", "layer_a", "layer_b", "network", "paradigm", "ablation",
-                                       "delta_rho", "ci_low", "ci_high", "p", "q"])
+    return pd.DataFrame(rows, columns=list(DIFFERENCE_COLUMNS))
 
 
 def model_rdms(study, key: RSAKey, compute: bool = False) -> np.ndarray:
@@ -201,7 +202,8 @@ def export_rsa(study, plan: RSAPlan, out: str, fmt: str | None = "png", subjects
     written.append(write_csv(os.path.join(out, "rsa_layers.csv"), table))
     diffs = [difference_table(k, e) for k, e in compares]
     written.append(write_csv(os.path.join(out, "rsa_differences.csv"),
-                             pd.concat(diffs, ignore_index=True) if diffs else difference_table_empty()))
+                             pd.concat(diffs, ignore_index=True) if diffs else
+                             pd.DataFrame(columns=list(DIFFERENCE_COLUMNS))))
     if fmt is not None:
         for (paradigm, ablation), rows in table.groupby(["paradigm", "ablation"], sort=False):
             for network in dict.fromkeys(rows["network"]):
@@ -209,14 +211,6 @@ def export_rsa(study, plan: RSAPlan, out: str, fmt: str | None = "png", subjects
                 fig = rsa_layer_figure(rows, network, f"{network} · {paradigm} · {ablation}")
                 written.append(write_figure(os.path.join(out, name), fig, fmt))
     return written
-
-
-def difference_table_empty():
-    """The columns of :func:`difference_table`, no rows (fewer than two models)."""
-    import pandas as pd
-
-    return pd.DataFrame(columns=["model_a", "model_b", "layer_a", "layer_b", "network", "paradigm", "ablation",
-                                 "delta_rho", "ci_low", "ci_high", "p", "q"])
 
 
 def _rsa_key(target: dict) -> RSAKey:

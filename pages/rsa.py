@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 
 from alignment.analyses.rsa import square
+from alignment.data.pereira import CONCEPT
 from alignment.figures import heatmap_figure
 from alignment.rsa_summary import (brain_rdms, cached_rsa, category_order, concept_categories, difference_table,
                                    layer_table, model_label, model_rdms, rsa_layer_figure)
@@ -16,7 +17,7 @@ with S.guard(state) as g:
     study = S.get_study(state)
 if g.failed:
     st.stop()
-if getattr(study.dataset, "sample_unit", None) != "concept":
+if getattr(study.dataset, "sample_unit", None) != CONCEPT:
     st.info("Concept RSA needs a concept-wise dataset (e.g. Pereira 2018, dataset kind `pereira2018`); "
             "this dataset's samples are time points. Choose a concept dataset in the sidebar.")
     st.stop()
