@@ -282,7 +282,11 @@ def available(study: Study, demo: bool = False) -> Availability:
         from alignment.plan import plan_units
 
         for plan in demo_plans():
-            for stage, target in plan_units(study, plan, baselines=INTEGRATION_BASELINES):
+            try:
+                units = plan_units(study, plan, baselines=INTEGRATION_BASELINES)
+            except NotCached:  # a demo still computing: the model's layers are not extracted yet
+                continue
+            for stage, target in units:
                 rows += [(*_avail_row(target), s, stage) for s in subjects]
                 if isinstance(target, IntegrationKey):
                     planned.update({(target.vlm, s): target.baselines for s in subjects})

@@ -701,6 +701,31 @@ def test_pages_show_progress_not_errors_while_the_demo_computes(demo_cache, tmp_
     assert no_spawn == []  # the running build is watched, not started again
 
 
+def _keep_only(cache: str, keep) -> None:
+    """Remove every cached result whose meta.json ``keep(meta)`` rejects (the datasets stay)."""
+    for meta_file in Path(cache).glob("*/*/*/meta.json"):
+        if meta_file.parts[-4] != "datasets" and not keep(json.loads(meta_file.read_text())):
+            shutil.rmtree(meta_file.parent)
+
+
+@slow
+def test_the_first_maps_show_before_the_other_models_are_extracted(demo_cache, tmp_path, monkeypatch, no_spawn):
+    """Early in a build only the first model's ANs and maps exist: the sidebar offers what can be
+    read and the Overview draws the map; the models still to come are not an error."""
+    cache = hardlink_copy(demo_cache, tmp_path / "cache")
+    _keep_only(cache, lambda meta: meta["stage"] in ("ans", "encoding") and CLIP_SPEC in str(meta["params"])
+               and (meta["stage"] == "ans" or "'branch': 'image'" in str(meta["params"])))
+    _build_running(cache, done=5, total=9)
+    monkeypatch.setenv("ALIGNMENT_CACHE", cache)
+    monkeypatch.setenv("ALIGNMENT_DEMO_SMALL", "1")
+    at = new_app().run()
+    assert_clean(at)
+    assert not at.error, error_text(at)
+    assert at.selectbox(key="vs_model").value == CLIP_SPEC
+    assert at.selectbox(key="vs_branch").value == "image"
+    assert charts(at), [i.value for i in at.info]
+
+
 def test_a_fresh_cache_starts_one_background_build_and_says_so(tmp_path, monkeypatch, no_spawn):
     monkeypatch.setenv("ALIGNMENT_CACHE", str(tmp_path))
     monkeypatch.setenv("ALIGNMENT_DEMO_SMALL", "1")
