@@ -134,12 +134,10 @@ def test_build_is_deterministic_blind_to_feature_scale_and_atomic(tmp_path):
     b = PereiraDataset(build_concept_dataset(tmp_path / "b", feats, plant, **kw))
     scaled = {k: 10.0 * X for k, X in feats.items()}  # a layer's scale is no part of its geometry
     c = PereiraDataset(build_concept_dataset(tmp_path / "c", scaled, plant, **kw))
-    d = PereiraDataset(build_concept_dataset(tmp_path / "d", feats, plant, **{**kw, "seed": 3}))
     for s in a.subjects:
         for p in PARADIGMS:
             np.testing.assert_array_equal(a.responses(s, p), b.responses(s, p))
             np.testing.assert_allclose(a.responses(s, p), c.responses(s, p), rtol=1e-5, atol=1e-5)
-    assert not np.array_equal(a.responses("M01", "pictures")[:, :10], d.responses("M01", "pictures")[:, :10])
     assert json.loads((tmp_path / "a" / "ground_truth.json").read_text()) == \
         json.loads((tmp_path / "b" / "ground_truth.json").read_text())
 
@@ -150,11 +148,13 @@ def test_build_is_deterministic_blind_to_feature_scale_and_atomic(tmp_path):
 
     with pytest.raises(RuntimeError, match="feature extraction failed"):
         build_concept_dataset(tmp_path / "e", broken, plant, **kw)
-    assert sorted(os.listdir(tmp_path)) == ["a", "b", "c", "d"]
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "c"]
     with pytest.raises(FileExistsError, match="overwrite=True"):
         build_concept_dataset(tmp_path / "a", feats, plant, **kw)
     build_concept_dataset(tmp_path / "a", feats, plant, **{**kw, "seed": 3}, overwrite=True)
     assert load_concept_ground_truth(tmp_path / "a")["seed"] == 3
+    d = PereiraDataset(tmp_path / "a")  # another seed, other responses
+    assert not np.array_equal(d.responses("M01", "pictures")[:, :10], b.responses("M01", "pictures")[:, :10])
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not a simulated dataset"):
@@ -248,7 +248,7 @@ def test_voxel_order_is_irrelevant(planted, tmp_path):
 # --------------------------------------------------------------------------------------------
 # no effect at SNR 0
 # --------------------------------------------------------------------------------------------
-N_NULL_SEEDS = 8
+N_NULL_SEEDS = 6
 N_PERM_NULL = 100
 
 
