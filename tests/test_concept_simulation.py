@@ -141,17 +141,23 @@ def test_build_is_deterministic_blind_to_feature_scale_and_atomic(tmp_path):
     assert json.loads((tmp_path / "a" / "ground_truth.json").read_text()) == \
         json.loads((tmp_path / "b" / "ground_truth.json").read_text())
 
-    # atomic: a failure leaves neither the dataset nor a temporary folder; a dataset is
-    # replaced only when asked, another folder never
+    # atomic: a failure leaves neither the dataset nor a temporary folder; the same build is
+    # kept, another one replaced, another folder never
     def broken(stimuli):
         raise RuntimeError("feature extraction failed")
 
     with pytest.raises(RuntimeError, match="feature extraction failed"):
         build_concept_dataset(tmp_path / "e", broken, plant, **kw)
     assert sorted(os.listdir(tmp_path)) == ["a", "b", "c"]
-    with pytest.raises(FileExistsError, match="overwrite=True"):
-        build_concept_dataset(tmp_path / "a", feats, plant, **kw)
-    build_concept_dataset(tmp_path / "a", feats, plant, **{**kw, "seed": 3}, overwrite=True)
+    mat = tmp_path / "a" / "M01" / "data_180concepts_pictures.mat"
+    written = mat.stat().st_mtime_ns
+    build_concept_dataset(tmp_path / "a", feats, plant, **kw)
+    assert mat.stat().st_mtime_ns == written
+    build_concept_dataset(tmp_path / "a", scaled, plant, **kw)  # other features: rebuilt
+    assert mat.stat().st_mtime_ns != written
+    assert load_concept_ground_truth(tmp_path / "a")["features_sha256"] != \
+        load_concept_ground_truth(tmp_path / "b")["features_sha256"]
+    build_concept_dataset(tmp_path / "a", feats, plant, **{**kw, "seed": 3})
     assert load_concept_ground_truth(tmp_path / "a")["seed"] == 3
     d = PereiraDataset(tmp_path / "a")  # another seed, other responses
     assert not np.array_equal(d.responses("M01", "pictures")[:, :10], b.responses("M01", "pictures")[:, :10])
@@ -159,6 +165,7 @@ def test_build_is_deterministic_blind_to_feature_scale_and_atomic(tmp_path):
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not a simulated dataset"):
         build_concept_dataset(tmp_path / "other", feats, plant, **kw, overwrite=True)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("planting, features, message", [

@@ -61,6 +61,7 @@ Everything is a deterministic function of ``seed`` (and the features).
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -448,6 +449,7 @@ def plant_concept_responses(root, features, planting: Sequence[ConceptPlant], sn
         encoding="utf-8")
     truth = {
         "kind": "pereira2018-simulated", "version": CONCEPT_DEMO_VERSION, "seed": seed, "snr": snr,
+        "n_voxels": n_voxels, "features_sha256": _features_digest(features, table),
         "participants": dict(zip(participants, counts)),
         "participant_gain": dict(zip(participants, [round(float(g), 6) for g in gains])),
         "networks": list(CONCEPT_NETWORKS),
@@ -463,6 +465,17 @@ def plant_concept_responses(root, features, planting: Sequence[ConceptPlant], sn
     # written last: its presence marks a complete dataset
     (root / GROUND_TRUTH_FILE).write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
     return truth
+
+
+def _features_digest(features, table) -> str:
+    """SHA-256 of the planted features (each planted (source, layer) per paradigm, in the
+    order of the table), so a build can tell whether an existing dataset has them."""
+    h = hashlib.sha256()
+    for (network, paradigm), plant in sorted(table.items()):
+        X = np.ascontiguousarray(_paradigm_features(features, paradigm)[(plant.source, plant.layer)], dtype=np.float64)
+        h.update(f"\0{network}\0{paradigm}\0{plant.source}\0{plant.layer}\0{X.shape}\0".encode())
+        h.update(X.tobytes())
+    return h.hexdigest()
 
 
 def _noise(n_voxels: int, rng) -> np.ndarray:
@@ -483,7 +496,9 @@ def build_concept_dataset(root, features: FeatureMap | Callable[[ConceptStimuli]
     """Write the simulated concept dataset (module docstring) at ``root`` and return it.
 
     Stimuli and responses are written to a temporary folder next to ``root``, renamed to
-    ``root`` at the end (an existing dataset there is replaced only with ``overwrite``).
+    ``root`` at the end. A simulated dataset already at ``root`` that was built with the same
+    parameters and planted features is kept as it is (unless ``overwrite``); a different one
+    is replaced.
 
     Parameters
     ----------
@@ -497,20 +512,26 @@ def build_concept_dataset(root, features: FeatureMap | Callable[[ConceptStimuli]
     Raises
     ------
     FileExistsError
-        ``root`` exists and is not a simulated concept dataset, or is one and not ``overwrite``.
+        ``root`` exists and is not a simulated concept dataset (nor an empty folder).
     """
     root = Path(root).expanduser().resolve()
+    existing = None
     if root.exists():
         if not root.is_dir() or (any(root.iterdir()) and not (root / GROUND_TRUTH_FILE).is_file()):
             raise FileExistsError(f"{root} exists and is not a simulated dataset; choose another folder")
-        if not overwrite:
-            raise FileExistsError(f"{root} already holds a dataset; pass overwrite=True to replace it")
+        try:
+            existing = load_concept_ground_truth(root)
+        except ValueError:
+            if any(root.iterdir()):
+                raise FileExistsError(f"{root} holds another kind of dataset; choose another folder") from None
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
         stimuli = write_concept_stimuli(tmp, seed)
         feats = features(stimuli) if callable(features) else features
-        plant_concept_responses(tmp, feats, planting, snr, seed, n_participants, n_voxels)
+        truth = plant_concept_responses(tmp, feats, planting, snr, seed, n_participants, n_voxels)
+        if existing == truth and not overwrite:  # the same build: keep the files (and their times)
+            return root
         _replace_folder(tmp, root)
         return root
     finally:
