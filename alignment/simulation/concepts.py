@@ -381,7 +381,8 @@ def plant_concept_responses(root, features, planting: Sequence[ConceptPlant], sn
     """Write the participants' ``.mat`` files, ``pereira2018.toml`` and ``ground_truth.json``
     into ``root``, which holds the stimuli of :func:`write_concept_stimuli` (module docstring).
 
-    Writes in place: :func:`build_concept_dataset` calls it on a temporary folder.
+    Writes in place, into a folder without participant folders yet:
+    :func:`build_concept_dataset` calls it on a temporary folder.
 
     Parameters
     ----------
