@@ -68,6 +68,16 @@ def cmd_demo(args) -> int:
     from alignment.demo import run_demo
 
     start = time.perf_counter()
+    if args.background:
+        from alignment.background import run_background_demo
+        from alignment.simulation import DEFAULT_SNR
+
+        if (args.seed, args.snr, args.full, args.subjects, args.space, args.trs) != (0, DEFAULT_SNR, False, None,
+                                                                                    "fsLR32k", None):
+            raise ValueError("--background builds the demo the app shows: only --small and --cache go with it")
+        status = run_background_demo(args.cache, small=args.small)
+        print(status.text())
+        return 0
     study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, full=args.full,
                      n_subjects=args.subjects, space=args.space, n_trs=args.trs)
     print(f"demo ready in {time.perf_counter() - start:.1f} s: dataset {study.dataset.root}, results in {study.cache.root}")
@@ -282,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", "build the simulated demo experiment and analyse it")
     _demo_options(p)
+    p.add_argument("--background", action="store_true",
+                   help="as the app runs it: report progress to a status file in the cache that the app reads, "
+                        "and exit at once if another process is building this demo")
     p.set_defaults(func=cmd_demo)
 
     p = command("validate", "compute what the check reads (if missing) and compare the demo results with the planted "

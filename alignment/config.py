@@ -59,6 +59,7 @@ class StudyTable(Table):
     dataset: str = Field(description="a dataset folder")
     subjects: Annotated[list[str | int], NonEmpty] | None = Field(None, description="a non-empty list of subject ids")
     device: Literal[DEVICES] | None = None
+    voxel_chunk: PositiveInt | None = Field(None, description="a positive number of voxels")
 
 
 class ModelTable(Table):
@@ -139,6 +140,7 @@ class RunConfig:
     analyses: tuple = field(default_factory=default_analyses)
     options: Options = field(default_factory=Options)
     device: str = "auto"
+    voxel_chunk: int | None = None  # voxels per fit chunk: bounds a unit's memory, changes no result
     baselines: Baselines | None = None  # [integration]: needed by the "integration" analysis
     rsa: RSAPlan | None = None  # [rsa]: concept RSA
 
@@ -174,7 +176,7 @@ class RunConfig:
         if "integration" in wanted and baselines is None:
             raise ConfigError(f"{path}: the integration analysis needs an [integration] table with "
                               "image_baseline and text_baseline model specs", path)
-        extra = {"device": study["device"]} if "device" in study else {}
+        extra = {name: study[name] for name in ("device", "voxel_chunk") if name in study}
         if "subjects" in study:
             extra["subjects"] = tuple(str(s) for s in study["subjects"])
         if "rsa" in raw:

@@ -132,7 +132,14 @@ def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAU
                       small=small, n_subjects=n_subjects, space=space, n_trs=n_trs)
     study = Study(load_dataset(root), cache, demo_options(seed), device="cpu",
                   progress=progress is True)
-    compute(study, plans or demo_plans(full), study.dataset.subjects, progress=progress, baselines=INTEGRATION_BASELINES)
+    plans = plans or demo_plans(full)
+    # first the maps the app opens on (the first model's first branch, every subject), so it
+    # shows one while the rest computes; the same units, in another order
+    first = plans[0]
+    if "encoding" in (first.analyses or ()):
+        opening = replace(first, branches=first.branches[:1] if first.branches else None, analyses=("encoding",))
+        compute(study, (opening,), study.dataset.subjects, progress=progress)
+    compute(study, plans, study.dataset.subjects, progress=progress, baselines=INTEGRATION_BASELINES)
     if snr > 0:  # polarity stability: the planted layers under the other dictionary seeds (nothing to compare on noise)
         for other in STABILITY_SEEDS:
             if other != study.options.seed:

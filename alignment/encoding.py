@@ -867,8 +867,8 @@ def ridge_permutation_null(X, Y, runs, fold_alphas, perms, *, exclude=None, back
     # With Xc = U S Vt the centered training features, U.T 1 = 0: the training mean of Y drops
     # out, and the held-out prediction centered over the held-out rows is H_a @ y_train, with
     # H_a = Pc diag(filter_a) U.T (T_r, T_train) shared by all voxels of alpha a (Pc: P centered
-    # over the held-out rows). A permutation only moves H_a's columns, so a batch of draws is
-    # one product of the stacked, column-scattered H_a with Y.
+    # over the held-out rows). A draw only reorders the rows y_train is taken from, so a batch
+    # of draws is one batched product of H_a with the gathered rows, on the backend's device.
     dt = np.float32 if _is_float32(ops) else np.float64
     n_draws = len(perms)
     null = np.zeros((n_draws, n_voxels))
@@ -877,41 +877,30 @@ def ridge_permutation_null(X, Y, runs, fold_alphas, perms, *, exclude=None, back
         Yc = np.asarray(Y[:, start:cols[-1] + 1], dtype=dt)
         for r, dec in enumerate(decs):
             test, train = dec.tests[0], dec.train
-            Ut = np.asarray(ops.to_numpy(dec.Ut), np.float64)
-            P = np.asarray(ops.to_numpy(dec.P[0]), np.float64)
+            P = ops.to64(dec.P[0])
             Pc = P - P.mean(0)
-            filters = np.asarray(ops.to_numpy(dec.filters), np.float64)
             yte = Yc[test].astype(np.float64)
             ynorm = np.sqrt(((yte - yte.mean(0)) ** 2).sum(0))
             ynorm[_constant_columns(yte, yte - yte.mean(0))] = 0  # r = 0, as in fit_ridge
-            # permutations stay within runs: the training rows of a draw are in the other runs
-            other = np.setdiff1d(np.arange(n_samples), test)
-            pos = np.zeros(n_samples, dtype=np.int64)
-            pos[other] = np.arange(len(other))
-            batch = max(1, min(n_draws, _NULL_BUDGET // (len(test) * len(other))))
             for a in np.unique(chosen[r, cols]):
                 group = np.flatnonzero(chosen[r, cols] == a)
-                Yg_np = Yc[:, group]
-                Yg = ops.asarray(Yg_np[other])
-                H = (Pc * filters[a]) @ Ut  # (T_r, T_train)
+                Yg = ops.asarray(Yc[:, group])
+                norm = ops.asarray(ynorm[group])
+                H = ops.cast((Pc * ops.to64(dec.filters[a])) @ ops.to64(dec.Ut))  # (T_r, T_train)
+                batch = max(1, min(n_draws, _NULL_BUDGET // (len(train) * len(group))))
                 for d0 in range(0, n_draws, batch):
                     ds = perms[d0:d0 + batch]
-                    Hd = np.zeros((len(ds), len(test), len(other)), dtype=dt)
-                    for b, perm in enumerate(ds):
-                        Hd[b][:, pos[perm[train]]] = H
-                    pred = ops.to_numpy(ops.asarray(Hd.reshape(-1, len(other))) @ Yg)
-                    pred = pred.reshape(len(ds), len(test), len(group))
-                    yp = Yg_np[ds[:, test]]  # (batch, T_r, group)
+                    pred = H @ Yg[ops.index(ds[:, train])]  # (batch, T_r, group)
+                    yp = Yg[ops.index(ds[:, test])]
                     # pred is centered over the held-out rows, so y needs no centering here
-                    num = np.einsum("btv,btv->bv", yp, pred)
-                    den = np.sqrt(np.einsum("btv,btv->bv", pred, pred)) * ynorm[group]
                     with np.errstate(invalid="ignore", divide="ignore"):
-                        rr = num / den
+                        rr = ops.to_numpy((yp * pred).sum(1) / ((pred * pred).sum(1) ** 0.5 * norm))
                     null[d0:d0 + len(ds), cols[group]] += np.where(np.isfinite(rr), rr, 0.0)
     return null / n_runs
 
 
-#: Elements of the largest work array of :func:`ridge_permutation_null` (2^25: 128 MB in float32).
+#: Elements of the largest work array of :func:`ridge_permutation_null` (2^25: 128 MB in float32):
+#: the training rows of a batch of draws, (batch, T_train, voxels).
 _NULL_BUDGET = 2 ** 25
 
 #: Draws every voxel gets in :func:`ridge_null_p` before the screen.

@@ -63,11 +63,15 @@ class Study:
     """
 
     def __init__(self, dataset, cache: Cache | str | None = None, options: Options | None = None,
-                 device: str = "auto", progress: bool | Callable = False, read_only: bool = False):
+                 device: str = "auto", progress: bool | Callable = False, read_only: bool = False,
+                 voxel_chunk: int | None = None):
         self.dataset = dataset
         self.cache = cache if isinstance(cache, Cache) else Cache(cache)
         self.options = options or Options()
         self.device = device
+        # voxels per fit chunk (memory ~ a few (T, voxel_chunk) arrays; None: the fits' default).
+        # How a unit is computed, not what: results do not depend on it and it keys nothing
+        self.voxel_chunk = voxel_chunk
         self.progress = progress
         self.read_only = read_only
         self._memo()
@@ -205,16 +209,17 @@ class Study:
 
     @cached_property
     def fit_backend(self) -> dict:
-        """``backend``/``device`` of the ridge fits: torch on the GPU when the study's device is
-        (or resolves to) cuda, numpy otherwise."""
+        """``backend``/``device`` of the ridge fits (torch on the GPU when the study's device is,
+        or resolves to, cuda; numpy otherwise) and their ``voxel_chunk`` when the study sets one."""
+        chunk = {} if self.voxel_chunk is None else {"voxel_chunk": int(self.voxel_chunk)}
         if self.device == "cpu":
-            return {"backend": "numpy", "device": "cpu"}
+            return {"backend": "numpy", "device": "cpu", **chunk}
         import torch
 
         cuda = torch.cuda.is_available()
         if self.device == "cuda" and not cuda:
             raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use 'cpu' or 'auto'")
-        return {"backend": "torch", "device": "cuda"} if cuda else {"backend": "numpy", "device": "cpu"}
+        return {"backend": "torch", "device": "cuda", **chunk} if cuda else {"backend": "numpy", "device": "cpu", **chunk}
 
     def branches(self, spec: str, kind: str = "attn", condition: str = "image+text") -> dict[str, list[int]]:
         """A model's branches and their layers, as its extracted ANs hold them."""

@@ -138,7 +138,8 @@ def run_config(config, cache=None, progress: bool = True) -> Plan:
     from alignment.data import load_dataset
 
     dataset = load_dataset(config.dataset)
-    study = Study(dataset, cache, config.options, device=config.device, progress=progress)
+    study = Study(dataset, cache, config.options, device=config.device, progress=progress,
+                  voxel_chunk=config.voxel_chunk)
     subjects = list(config.subjects or dataset.subjects)
     missing = set(subjects) - set(dataset.subjects)
     if missing:

@@ -47,6 +47,7 @@ __all__ = [
     "metric_map",
     "encoding_notes",
     "best_layer_map",
+    "opening_view",
     "network_table",
     "layer_curves",
     "polarity_tables",
@@ -275,7 +276,20 @@ def available(study: Study, demo: bool = False) -> Availability:
     :func:`alignment.demo.demo_plans` are listed as well.
     """
     subjects = list(study.dataset.subjects)
-    rows, integration = [], {}
+    rows, integration, planned = [], {}, {}
+    if demo:  # first: the demo plan's order is the order of the models offered
+        from alignment.demo import INTEGRATION_BASELINES, demo_plans
+        from alignment.plan import plan_units
+
+        for plan in demo_plans():
+            try:
+                units = plan_units(study, plan, baselines=INTEGRATION_BASELINES)
+            except NotCached:  # a demo still computing: the model's layers are not extracted yet
+                continue
+            for stage, target in units:
+                rows += [(*_avail_row(target), s, stage) for s in subjects]
+                if isinstance(target, IntegrationKey):
+                    planned.update({(target.vlm, s): target.baselines for s in subjects})
     for record in Catalog(study.cache, VIEW_STAGES).of_subjects(_fingerprints(study), options=study.options):
         target = record.target
         if target is None:
@@ -290,15 +304,7 @@ def available(study: Study, demo: bool = False) -> Availability:
                 continue
             integration[(target.vlm, record.subject)] = target.baselines
         rows.append((*_avail_row(target), record.subject, record.stage))
-    if demo:
-        from alignment.demo import INTEGRATION_BASELINES, demo_plans
-        from alignment.plan import plan_units
-
-        for plan in demo_plans():
-            for stage, target in plan_units(study, plan, baselines=INTEGRATION_BASELINES):
-                rows += [(*_avail_row(target), s, stage) for s in subjects]
-                if isinstance(target, IntegrationKey):
-                    integration.update({(target.vlm, s): target.baselines for s in subjects})
+    integration.update(planned)  # the demo's units are keyed by the plan's baselines
     return Availability(_avail_frame(rows), subjects, integration)
 
 
@@ -492,6 +498,62 @@ def best_layer_map(study: Study, subject: str, key: LayerKey, layers: Sequence[i
     sig = q[idx, cols] < fdr_q
     best = np.asarray(layers, np.float32)[idx]
     return np.where(sig, best, np.nan).astype(np.float32), r_best, sig
+
+
+def opening_view(study: Study, fdr_q: float = 0.05, avail: Availability | None = None) -> dict | None:
+    """The view the app opens on when a link names none: the most informative one cached.
+
+    The first model, its first branch and AN kind, under ``image+text`` when offered; the first
+    level at which some cached layer has voxels with q < ``fdr_q`` (the group from 3 subjects
+    on, then each subject: the group t test of 3 subjects has 2 dof and often finds nothing);
+    at that level the layer with the most such voxels (ties: the higher mean r). When nothing
+    cached is significant: the first level with a cached layer, at its highest mean r; when
+    nothing is cached yet (a demo still computing): the first subject's first layer, which the
+    demo computes first.
+
+    Returns
+    -------
+    dict or None
+        ``subject``, ``model``, ``branch``, ``kind``, ``condition``, ``layer`` (the sidebar's
+        fields); None when no encoding map is offered.
+    """
+    avail = available(study) if avail is None else avail
+    models = avail.models()
+    if not models:
+        return None
+    model = models[0]
+    branch = avail.branches(model)[0]
+    kind = avail.kinds(model, branch)[0]
+    conditions = avail.conditions(model, branch, kind)
+    condition = "image+text" if "image+text" in conditions else conditions[0]
+    view = {"model": model, "branch": branch, "kind": kind, "condition": condition}
+    subjects = [s for s in avail.subjects if avail.layers(model, branch, kind, condition, subject=s)]
+    if not subjects:
+        return None
+    group = len(subjects) >= 3 and bool(avail.layers(model, branch, kind, condition, subject=GROUP))
+    fallback = None
+    for level in ([GROUP] if group else []) + subjects:
+        scores = {}
+        for layer in avail.layers(model, branch, kind, condition, subject=level):
+            try:
+                r, q = _r_q(study, level, LayerKey(model, branch, int(layer), kind, condition))
+            except NotCached:  # offered by a demo still computing
+                continue
+            scores[int(layer)] = (int(np.sum(q < fdr_q)), _mean(r))
+        if not scores:
+            continue
+        best = max(scores, key=scores.get)
+        if scores[best][0] > 0:
+            return {**view, "subject": level, "layer": best}
+        fallback = fallback or {**view, "subject": level, "layer": max(scores, key=lambda layer: scores[layer][1])}
+    return fallback or {**view, "subject": subjects[0],
+                        "layer": avail.layers(model, branch, kind, condition, subject=subjects[0])[0]}
+
+
+def _mean(values) -> float:
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else -np.inf
 
 
 def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr_q: float = 0.05,

@@ -67,6 +67,14 @@ THRESHOLDS: dict[str, Check] = {
                                                  "(on pure noise: 1 for a map that declares anything); BH "
                                                  "keeps its expectation <= fdr_q", planted=False),
 }
+#: reported beside :data:`THRESHOLDS` (means over subjects), scored by none: where a failing
+#: metric's misses lie. Planted amplitude = the voxel's signal std / noise std (mean 1 over a
+#: patch at the default SNR; the Gaussian falloff leaves a patch's rim near 0.3).
+DIAGNOSTICS = ("sensitivity_amplitude_below_0.5", "sensitivity_amplitude_0.5_to_1", "sensitivity_amplitude_above_1",
+               "modality_accuracy_detected_image", "modality_accuracy_detected_text",
+               "modality_accuracy_detected_unified")
+
+
 @dataclass
 class Validation:
     metrics: dict
@@ -123,7 +131,7 @@ def validate_demo(study: Study, subjects=None) -> Validation:
     encoded, mapped = _checked_layers(study, subjects)
     per_subject = [_subject_metrics(study, truth, s, encoded, mapped) for s in subjects]
     metrics = {}
-    for k in THRESHOLDS:
+    for k in (*THRESHOLDS, *DIAGNOSTICS):
         values = [m.get(k, float("nan")) for m in per_subject]
         metrics[k] = float(np.nanmean(values)) if any(np.isfinite(values)) else float("nan")
     metrics["polarity_stability"], seeds_differ = _polarity_stability(study, subjects[:STABILITY_SUBJECTS]) \
@@ -226,6 +234,10 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
     out["sensitivity"] = float((significant & planted).sum() / planted.sum())
     out["precision"] = float((significant & planted).sum() / significant.sum()) if significant.any() else float("nan")
     detected = planted & significant
+    amplitude = np.asarray(maps["amplitude"])
+    for name, low, high in (("below_0.5", 0, 0.5), ("0.5_to_1", 0.5, 1), ("above_1", 1, np.inf)):
+        stratum = planted & (amplitude >= low) & (amplitude < high)
+        out[f"sensitivity_amplitude_{name}"] = float(detected[stratum].mean()) if stratum.any() else float("nan")
     vlm_patches = [p for p in patches if p["modality"] != "additive"]
     vlm_voxels = np.isin(patch_of, [int(p["patch"]) for p in vlm_patches])
     n_all, n_detected = int(vlm_voxels.sum()), int((vlm_voxels & detected).sum())
@@ -239,7 +251,12 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
         rates("top_an_accuracy", top)
         rates("polarity_accuracy", polarity)
         out["network_accuracy"] = network / len(vlm_patches)
-    rates("modality_accuracy", _modality_hits(study, subject, vlm_patches, patch_of, detected, enc))
+    hits = _modality_hits(study, subject, vlm_patches, patch_of, detected, enc)
+    rates("modality_accuracy", sum(hits.values()))
+    for modality in ("image", "text", "unified"):
+        voxels = np.isin(patch_of, [int(p["patch"]) for p in vlm_patches if p["modality"] == modality]) & detected
+        out[f"modality_accuracy_detected_{modality}"] = hits.get(modality, 0) / voxels.sum() if voxels.any() \
+            else float("nan")
     out.update(_integration_metrics(study, subject, patches, patch_of, planted))
     return out
 
@@ -285,20 +302,21 @@ def _link_hits(study: Study, truth, subject: str, patches: list[dict], mapped: l
 
 
 def _modality_hits(study: Study, subject: str, patches: list[dict], patch_of: np.ndarray, detected: np.ndarray,
-                   enc: dict) -> int:
-    """Detected VLM voxels labelled with their planted modality: image / text from the dual
-    encoder's branches; unified by the fusion layer's tested contrast (``crossmodal``)."""
+                   enc: dict) -> dict[str, int]:
+    """Detected VLM voxels labelled with their planted modality, by planted modality: image /
+    text from the dual encoder's branches; unified by the fusion layer's tested contrast
+    (``crossmodal``)."""
     from alignment.analyses.modality import modality_labels, unified_by_test
 
     q_level = study.options.fdr_q
     clip_keys = [k for k in enc if k.model == CLIP_SPEC and k.kind == "attn"]
     branch_maps = {b: [enc[k] for k in clip_keys if k.branch == b] for b in ("image", "text")}
     if not all(branch_maps.values()):
-        return 0
+        return {}
     r = {b: np.max([np.asarray(e["scores"]) for e in es], axis=0) for b, es in branch_maps.items()}
     sig = {b: np.any([np.asarray(e["q"]) < q_level for e in es], axis=0) for b, es in branch_maps.items()}
     dual = modality_labels(sig["image"], sig["text"], r_image=r["image"], r_text=r["text"])
-    correct = 0
+    correct: dict[str, int] = {}
     for p in patches:
         voxels = (patch_of == int(p["patch"])) & detected
         if p["modality"] == "unified":  # the tested contrast: image+text adds to the additive model
@@ -306,9 +324,10 @@ def _modality_hits(study: Study, subject: str, patches: list[dict], patch_of: np
             both = np.asarray(study.get("encoding", key, subject)["q"]) < q_level
             cross = study.get("crossmodal", key, subject)
             fused = unified_by_test(np.asarray(cross["q_unified"]), np.asarray(cross["dz_unified"]), both, q_level)
-            correct += int(np.sum(fused[voxels]))
+            hits = int(np.sum(fused[voxels]))
         else:
-            correct += int(np.sum(dual[voxels] == p["modality"]))
+            hits = int(np.sum(dual[voxels] == p["modality"]))
+        correct[p["modality"]] = correct.get(p["modality"], 0) + hits
     return correct
 
 

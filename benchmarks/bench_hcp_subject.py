@@ -81,6 +81,18 @@ class SyntheticHCP:
         raise NotImplementedError
 
 
+def _peak_memory() -> str:
+    """Peak resident memory of this process so far (and of the GPU, when one is used)."""
+    import resource
+
+    text = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.1f} GB"
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated():
+        text += f", peak GPU {torch.cuda.max_memory_allocated() / 2 ** 30:.1f} GB"
+    return text
+
+
 def time_units(n_vertices: int, n_ans: int, device: str, cache: str, only=None) -> dict[str, float]:
     """Seconds of one unit of each analysis (or of those in ``only``) at ``n_vertices``."""
     study = Study(SyntheticHCP(n_vertices), cache, Options(), device=device)
@@ -105,7 +117,7 @@ def time_units(n_vertices: int, n_ans: int, device: str, cache: str, only=None) 
         start = time.perf_counter()
         arrays, _ = STAGES[stage].compute(study, Unit(stage, target, "01"), inputs)
         times[name] = times.get(name, 0.0) + time.perf_counter() - start
-        print(f"  V={n_vertices} {stage}: {time.perf_counter() - start:.1f} s", flush=True)
+        print(f"  V={n_vertices} {stage}: {time.perf_counter() - start:.1f} s, {_peak_memory()}", flush=True)
         return arrays
 
     enc = run("encoding", "encoding", vlm, {})

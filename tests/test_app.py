@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alignment.keys import LayerKey
 from alignment.simulation import CLIP_SPEC, METER_SPEC
 from ui import ViewState, parse_query
 from test_pipeline import SPEC, planted  # noqa: F401 - the planted dataset fixture
@@ -160,6 +161,41 @@ def test_sidebar_offers_only_cached_combinations(app_env):
     assert at.selectbox(key="vs_kind").options == list(dict.fromkeys(k for p in meter for k in p.kinds))
     assert set(at.selectbox(key="vs_condition").options) == {"image+text", "image", "text"}
     assert [int(x) for x in at.selectbox(key="vs_layer").options] == sorted({l for p in meter for l in p.layers})
+
+
+@slow
+def test_first_visit_opens_on_the_most_informative_cached_view(app_env):
+    """No view in the link: the first model's layer with the most significant voxels, at the
+    first level (group from 3 subjects, then each subject) where anything is significant."""
+    from alignment.conventions import GROUP
+    from alignment.summaries import available, demo_study, group_map
+
+    at = new_app().run()
+    assert_clean(at)
+    study = demo_study(app_env, small=True)
+    avail = available(study, demo=True)
+    model = avail.models()[0]
+    assert at.selectbox(key="vs_model").value == model
+    branch, kind = at.selectbox(key="vs_branch").value, at.selectbox(key="vs_kind").value
+    subject, layer = at.selectbox(key="vs_subject").value, int(at.selectbox(key="vs_layer").value)
+
+    def significant(level, lay):
+        key = LayerKey(model, branch, lay, kind, "image+text")
+        q = group_map(study, key).q if level == GROUP else study.get("encoding", key, level)["q"]
+        return int(np.sum(np.asarray(q) < 0.05))
+
+    levels = [s for s in ([GROUP] if len(avail.subjects) >= 3 else []) + list(avail.subjects)]
+    counts = {level: {lay: significant(level, lay) for lay in avail.layers(model, branch, kind, "image+text",
+                                                                           subject=level)} for level in levels}
+    assert any(any(c.values()) for c in counts.values()), "the small demo should hold some significant voxel"
+    earlier = levels[:levels.index(subject)]
+    assert not any(any(counts[level].values()) for level in earlier)
+    assert counts[subject][layer] == max(counts[subject].values()) > 0
+    shown = {m.label: m.value for m in at.metric}
+    assert int(shown["significant (q < 0.05)"].replace(",", "")) == counts[subject][layer]
+    # a link that names the view keeps it
+    linked = new_app({"model": CLIP_SPEC, "branch": "image", "layer": "0", "subject": "02"}).run()
+    assert int(linked.selectbox(key="vs_layer").value) == 0 and linked.selectbox(key="vs_subject").value == "02"
 
 
 @slow
@@ -620,3 +656,83 @@ def test_an_fsaverage5_dataset_draws_on_its_own_meshes_and_atlases(planted, tmp_
     assert_clean(at)
     assert at.sidebar.selectbox(key="vs_atlas").value == "none"
     assert any("atlas 'broken' cannot be used" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+# ------------------------------------------------------------------------------ background build
+def _build_running(cache: str, done: int = 40, total: int = 100) -> None:
+    """The status a running background build of the small demo writes (this process stands in
+    for the builder, so the build counts as alive)."""
+    from alignment.background import BuildStatus, _write_status, status_path
+
+    _write_status(status_path(cache, small=True),
+                  BuildStatus("running", done, total, "glm random:clip:demo-tiny image L1", os.getpid()))
+
+
+@pytest.fixture
+def no_spawn(monkeypatch):
+    """Builds the app starts (recorded, not run)."""
+    import alignment.background as background
+
+    started = []
+
+    class Recorder:
+        def __init__(self, command, **kwargs):
+            started.append(command)
+            self.pid = os.getpid()
+
+    monkeypatch.setattr(background.subprocess, "Popen", Recorder)
+    return started
+
+
+@slow
+def test_pages_show_progress_not_errors_while_the_demo_computes(demo_cache, tmp_path, monkeypatch, no_spawn):
+    cache = hardlink_copy(demo_cache, tmp_path / "cache")
+    shutil.rmtree(Path(cache) / "glm")  # the neuron mappings are still to come
+    _build_running(cache)
+    monkeypatch.setenv("ALIGNMENT_CACHE", cache)
+    monkeypatch.setenv("ALIGNMENT_DEMO_SMALL", "1")
+    at = new_app({"model": CLIP_SPEC, "branch": "image", "layer": "1", "subject": "01"}).run()
+    assert_clean(at)
+    assert charts(at) and not at.error, error_text(at)  # the cached map is drawn
+    assert any("computing the demo: 40 of 100 units" in p.proto.text for p in at.get("progress"))
+    at.switch_page("pages/polarity.py").run()
+    assert_clean(at)
+    assert not at.error, error_text(at)
+    assert any("Still computing in the background" in i.value for i in at.info)
+    assert no_spawn == []  # the running build is watched, not started again
+
+
+def _keep_only(cache: str, keep) -> None:
+    """Remove every cached result whose meta.json ``keep(meta)`` rejects (the datasets stay)."""
+    for meta_file in Path(cache).glob("*/*/*/meta.json"):
+        if meta_file.parts[-4] != "datasets" and not keep(json.loads(meta_file.read_text())):
+            shutil.rmtree(meta_file.parent)
+
+
+@slow
+def test_the_first_maps_show_before_the_other_models_are_extracted(demo_cache, tmp_path, monkeypatch, no_spawn):
+    """Early in a build only the first model's ANs and maps exist: the sidebar offers what can be
+    read and the Overview draws the map; the models still to come are not an error."""
+    cache = hardlink_copy(demo_cache, tmp_path / "cache")
+    _keep_only(cache, lambda meta: meta["stage"] in ("ans", "encoding") and CLIP_SPEC in str(meta["params"])
+               and (meta["stage"] == "ans" or "'branch': 'image'" in str(meta["params"])))
+    _build_running(cache, done=5, total=9)
+    monkeypatch.setenv("ALIGNMENT_CACHE", cache)
+    monkeypatch.setenv("ALIGNMENT_DEMO_SMALL", "1")
+    at = new_app().run()
+    assert_clean(at)
+    assert not at.error, error_text(at)
+    assert at.selectbox(key="vs_model").value == CLIP_SPEC
+    assert at.selectbox(key="vs_branch").value == "image"
+    assert charts(at), [i.value for i in at.info]
+
+
+def test_a_fresh_cache_starts_one_background_build_and_says_so(tmp_path, monkeypatch, no_spawn):
+    monkeypatch.setenv("ALIGNMENT_CACHE", str(tmp_path))
+    monkeypatch.setenv("ALIGNMENT_DEMO_SMALL", "1")
+    at = new_app().run()
+    assert_clean(at)
+    assert any("Preparing the simulated demo in the background" in i.value for i in at.info)
+    assert len(no_spawn) == 1 and no_spawn[0][-4:] == ["--background", "--cache", str(tmp_path), "--small"]
+    new_app().run()  # a second browser session watches the same build
+    assert len(no_spawn) == 1

@@ -237,3 +237,42 @@ def test_fresh_server_opened_on_a_page_url_shows_the_menu(demo_cache, browser):
             assert _query(page).get("subject") == "01"
         finally:
             page.close()
+
+
+MESH_SHOWS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+    gd._fullData && gd._fullData.some(t => t.type === 'mesh3d'))"""
+
+
+def test_cold_start_shows_a_map_while_the_demo_still_computes(browser, tmp_path):
+    """An empty cache: the app starts the demo in the background and draws the first map
+    before the build has finished; the build outlives the browser session."""
+    import signal
+    import time
+
+    from alignment.background import read_status
+    from alignment.serve import app_server
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    start = time.monotonic()
+    try:
+        with app_server(str(cache), small=True, log=tmp_path / "streamlit.log", start_timeout=START_TIMEOUT) as url:
+            ctx = browser.new_context(viewport={"width": 1500, "height": 1400})
+            page = ctx.new_page()
+            page.goto(url, timeout=LOAD_TIMEOUT)
+            page.get_by_text("Preparing the simulated demo in the background").wait_for(timeout=LOAD_TIMEOUT)
+            page.wait_for_function(MESH_SHOWS, timeout=15 * 60_000, polling=1000)
+            first_map = time.monotonic() - start
+            status = read_status(cache, small=True)
+            _shot(page, "06_cold_start_first_map")
+            print(f"cold start: first map after {first_map:.0f} s, build at {status.text()}")
+            assert status.active and status.done < status.total, status
+            assert not _errors(page), _errors(page)
+            assert "computing the demo" in page.locator('[data-testid="stSidebar"]').inner_text()
+            ctx.close()  # closing the browser does not stop the build
+        time.sleep(2)
+        assert read_status(cache, small=True).active
+    finally:
+        status = read_status(cache, small=True)
+        if status is not None and status.active:
+            os.killpg(status.pid, signal.SIGTERM)

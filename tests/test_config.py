@@ -57,7 +57,7 @@ def test_bad_configs(tmp_path, body, match):
         (STUDY + MODEL + "layer = [1, 2]\n",
          ["[[models]] #1 has unknown keys ['layer']", "did you mean 'layers'", "known: spec, branches, layers"]),
         ('[study]\ndataset = "x"\nsubject = ["01"]\n' + MODEL,
-         ["[study] has unknown keys ['subject']", "did you mean 'subjects'", "known: dataset, subjects, device"]),
+         ["[study] has unknown keys ['subject']", "did you mean 'subjects'", "known: dataset, subjects, device, voxel_chunk"]),
         (BASE + '[option]\nglm = "joint"\n',
          ["unknown tables ['option']", "did you mean 'options'", "known: study, models, analyses"]),
         (BASE + MODEL.replace("spec", "spc"), ["[[models]] #2 has unknown keys ['spc']", "did you mean 'spec'"]),
@@ -68,6 +68,7 @@ def test_bad_configs(tmp_path, body, match):
         (BASE + '[options]\nhrf = "glover"\n', ["[options] hrf: unknown hrf 'glover'", "'spm', 'fir', 'none'"]),
         ('[study]\ndataset = "x"\ndevice = "gpu"\n' + MODEL,
          ["[study] device: unknown device 'gpu'", "'auto', 'cpu', 'cuda'"]),
+        ('[study]\ndataset = "x"\nvoxel_chunk = 0\n' + MODEL, ["[study] voxel_chunk", "a positive number of voxels"]),
         (BASE + 'kinds = ["attn", "neurons"]\n', ["[[models]] #1 kinds must be", "'attn', 'qk', 'mlp'", "'neurons'"]),
         # strict types and ranges
         (BASE + '[analyses]\nencoding = "no"\n', ["[analyses] encoding must be true or false, got 'no'"]),
@@ -82,7 +83,7 @@ def test_bad_configs(tmp_path, body, match):
         (BASE + 'analyses = ["encodng"]\n',
          ["[[models]] #1 analyses: unknown analyses ['encodng']", "did you mean 'encoding'",
           "known: encoding, ceiling, neuron_mapping"]),
-        ('[[models]]\nspec = "a"\n', ["missing [study] table (keys: dataset, subjects, device)"]),
+        ('[[models]]\nspec = "a"\n', ["missing [study] table (keys: dataset, subjects, device, voxel_chunk)"]),
         (STUDY + '[models]\nspec = "a"\n', ["models must be one or more [[models]] tables, got a table"]),
     ],
 )
@@ -101,7 +102,7 @@ def test_values_pass_through_as_written_and_defaults_come_from_the_dataclasses(t
     path = tmp_path / "run.toml"
     path.write_text(BASE)
     assert RunConfig.load(path) == RunConfig(dataset=str(tmp_path / "x"), models=(ModelPlan("a"),))
-    path.write_text('[study]\ndataset = "/data/x"\nsubjects = ["01", 100307]\ndevice = "cpu"\n'
+    path.write_text('[study]\ndataset = "/data/x"\nsubjects = ["01", 100307]\ndevice = "cpu"\nvoxel_chunk = 5000\n'
                     '[[models]]\nspec = "a"\nbranches = ["image"]\nlayers = [0, 2]\nkinds = ["mlp"]\n'
                     'conditions = ["image"]\nanalyses = ["integration"]\n'
                     '[analyses]\nneuron_mapping = false\nvariance_partition = true\n'
@@ -109,7 +110,7 @@ def test_values_pass_through_as_written_and_defaults_come_from_the_dataclasses(t
                     '[options]\nsparsity = 1\nalphas = [1, 10]\nglm = "joint"\n')
     config = RunConfig.load(path)
     assert config == RunConfig(
-        dataset="/data/x", subjects=("01", "100307"), device="cpu",
+        dataset="/data/x", subjects=("01", "100307"), device="cpu", voxel_chunk=5000,
         models=(ModelPlan("a", ("image",), (0, 2), ("mlp",), ("image",), ("integration",)),),
         analyses=("encoding", "ceiling", "variance_partition"), baselines=Baselines("v", "t", image_layer=3),
         options=Options(sparsity=1, alphas=(1.0, 10.0), glm="joint"))

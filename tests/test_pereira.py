@@ -7,10 +7,10 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from scipy.io import savemat
 
 from alignment.data import Dataset, DatasetError, load_dataset
-from alignment.data.pereira import PARADIGMS, PereiraDataset, read_mat
+from alignment.data.pereira import (PARADIGMS, PereiraDataset, mat_cell, pereira_contents, read_mat,
+                                    write_pereira_mat)
 
 C, V = 180, 40
 DIMS = (4, 5, 3)
@@ -21,42 +21,20 @@ CONCEPTS = [f"concept{i:03d}" for i in range(C)]
 # --------------------------------------------------------------------------------------------
 # writers: MATLAB v5 (scipy) and v7.3 (HDF5 in MATLAB's layout)
 # --------------------------------------------------------------------------------------------
-def _cell(items, shape):
-    out = np.empty(shape, dtype=object)
-    for i, x in enumerate(items):
-        out.flat[i] = x
-    return out
+_cell = mat_cell
 
 
 def _contents(examples, concepts=CONCEPTS, atlases=ATLASES, n_voxels=None):
-    """The variables of a Pereira file: examples (C, V), keyConcept (C × 1 cell), meta."""
+    """The variables of a Pereira file: examples (C, V), keyConcept (C × 1 cell), meta
+    (describing ``n_voxels`` columns, default those of ``examples``)."""
     v = examples.shape[1] if n_voxels is None else n_voxels
-    coords = np.array(list(np.ndindex(*DIMS)))[:v] + 1  # 1-based, column-major positions
-    coord_to_col = np.zeros(DIMS, dtype=np.float64)
-    for col, (x, y, z) in enumerate(coords):
-        coord_to_col[x - 1, y - 1, z - 1] = col + 1
-    names = list(atlases)
-    masks = []
-    for rois in atlases.values():
-        m = np.zeros((v, 1))
-        for r, cols in enumerate(rois):
-            m[np.array(cols) - 1] = r + 1
-        masks.append(m)
-    meta = {
-        "nvoxels": float(v), "dimx": float(DIMS[0]), "dimy": float(DIMS[1]), "dimz": float(DIMS[2]),
-        "colToCoord": coords.astype(np.float64), "coordToCol": coord_to_col,
-        "atlases": _cell(names, (1, len(names))),
-        "rois": _cell([_cell([f"{a}_roi{r}" for r in range(len(atlases[a]))], (len(atlases[a]), 1))
-                       for a in names], (1, len(names))),
-        "roiColumns": _cell([_cell([np.array(c, dtype=np.float64).reshape(-1, 1) for c in atlases[a]],
-                                   (len(atlases[a]), 1)) for a in names], (1, len(names))),
-        "roiMultimask": _cell(masks, (1, len(names))),
-    }
-    return {"examples": examples, "keyConcept": _cell(list(concepts), (len(concepts), 1)), "meta": meta}
+    coords = np.array(list(np.ndindex(*DIMS)))[:v] + 1  # 1-based positions
+    contents = pereira_contents(np.zeros((examples.shape[0], v)), concepts, atlases, coords, DIMS)
+    contents["examples"] = examples
+    return contents
 
 
-def write_v5(path, contents):
-    savemat(path, contents, do_compression=False)
+write_v5 = write_pereira_mat
 
 
 _MAT73_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Thu Jan  1 00:00:00 2026 HDF5 schema 1.00 ."
@@ -212,6 +190,23 @@ def test_stimuli(tmp_path):
     assert ds.validate() == []
     with pytest.raises(DatasetError, match="unknown concept 'zebra'"):
         ds.sentences("zebra")
+
+
+def test_categories(tmp_path):
+    make_dataset(tmp_path, participants=("M01",))
+    (tmp_path / "categories.tsv").write_text("concept\tcategory\nConcept001\tfruit\nconcept002\ttool\n")
+    (tmp_path / "pereira2018.toml").write_text('[pereira2018]\nroot = "."\ncategories = "categories.tsv"\n')
+    ds = load_dataset(tmp_path)
+    assert ds.categories() == {"concept001": "fruit", "concept002": "tool"}  # case-insensitive match
+    assert ds.validate() == []
+    assert PereiraDataset(tmp_path).categories() == {}  # without the option
+    # a category table is no stimulus: the fingerprint ignores it
+    assert ds.fingerprint() == PereiraDataset(tmp_path).fingerprint()
+    (tmp_path / "categories.tsv").write_text("concept\tcategory\nzebra\tanimal\n")
+    assert any("1 unknown concepts, e.g. 'zebra'" in p for p in ds.validate())
+    (tmp_path / "categories.tsv").write_text("concept\tkind\nconcept001\tfruit\n")
+    with pytest.raises(DatasetError, match="needs the columns concept, category; missing category"):
+        ds.categories()
 
 
 # --------------------------------------------------------------------------------------------

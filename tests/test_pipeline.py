@@ -247,3 +247,29 @@ def test_ridge_fits_use_the_gpu_only_when_there_is_one(planted, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             Study(ds, Cache(tmp_path), device="cuda").fit_backend
+    assert Study(ds, Cache(tmp_path), device="cpu", voxel_chunk=7).fit_backend["voxel_chunk"] == 7
+
+
+def test_voxel_chunk_bounds_memory_and_changes_no_result(planted, tmp_path, monkeypatch):
+    """A study's voxel_chunk reaches every fit and the GLM; the results equal the default's up to
+    float32 rounding and share its cache entries (it keys nothing)."""
+    import alignment.encoding as encoding
+
+    ds = load_dataset(planted)
+    key = LayerKey(SPEC, "image", 1)
+    default = Study(ds, Cache(tmp_path / "a"), device="cpu")
+    chunks = []
+    for name in ("fit_ridge", "ridge_permutation_null", "fit_atoms_glm"):
+        original = getattr(encoding, name)
+
+        def spy(*args, _original=original, **kwargs):
+            chunks.append(kwargs.get("voxel_chunk"))
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(encoding, name, spy)
+    small = Study(ds, Cache(tmp_path / "b"), device="cpu", voxel_chunk=13)
+    for stage in ("encoding", "glm"):
+        a, b = default.get(stage, key, "01", compute=True), small.get(stage, key, "01", compute=True)
+        assert a.key == b.key
+        for name in a.arrays:
+            np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-5, err_msg=f"{stage} {name}")  # float32 rounding
+    assert chunks.count(13) >= 3 and set(chunks) <= {None, 13}

@@ -26,6 +26,7 @@ __all__ = [
     "clear_caches",
     "demo_small",
     "atlas_choices",
+    "build_status",
     "get_atlas",
     "get_available",
     "get_study",
@@ -117,33 +118,59 @@ def _atlas(name: str, space: str, root: str):
 
 
 def _ensure_demo(root: str, small: bool) -> None:
-    """Build the demo (dataset + every analysis) with a visible progress bar if incomplete."""
-    from alignment import summaries
+    """Make sure the demo is complete or being computed in the background.
+
+    A complete demo is opened at once. Otherwise the background build is started (or found
+    running, from another session): once the dataset exists the pages show what is cached and a
+    progress indicator for the rest (:func:`build_status`); before that, this run stops with a
+    message and the sidebar's watcher reruns the app when the dataset is there.
+    """
+    from alignment import background, summaries
 
     if (root, small) in _READY:
         return
-    if not summaries.demo_ready(root, small=small):
-        from alignment.cache import Cache
-        from alignment.demo import run_demo
+    from ui.progress import watch_build
 
-        box = st.empty()
-        with box.container():
-            st.info("Preparing the simulated demo (first start only): building the dataset, extracting the "
-                    "demo models' ANs and computing every analysis into the cache "
-                    f"`{root}` — about 12 minutes on 2 CPU cores. Later starts read the cache; "
-                    "`python -m alignment demo` prepares it from a terminal.")
-            bar = st.progress(0.0, text="building the simulated dataset …")
+    status = background.read_status(root, small)
+    if not (status and status.active) and summaries.demo_ready(root, small=small):
+        _READY.add((root, small))
+        return
+    if status is not None and status.state == "failed":  # not restarted by itself: it would fail again
+        st.error(f"{status.text()}. The log is `{background.status_path(root, small).with_suffix('.log')}`.",
+                 icon=":material/error:")
+        if st.button("Start the demo build again"):
+            background.start_demo_build(root, small)
+            st.rerun()
+    elif not (status and status.active):
+        background.start_demo_build(root, small)
+    if not _demo_dataset_built(root, small):
+        st.info("Preparing the simulated demo in the background (first start only): building the dataset, "
+                "then computing every analysis into the cache "
+                f"`{root}`. The first map shows here as soon as it is stored, about a minute from now; the "
+                "rest computes while you look (`python -m alignment demo` prepares it all from a terminal).")
+        watch_build(root, small, dataset_ready=False)
+        st.stop()
 
-            def progress(done: int, total: int, label: str) -> None:
-                frac = done / total if total else 1.0
-                bar.progress(min(1.0, frac), text=f"{label} — unit {min(done + 1, total)} of {total} "
-                                                  f"({100 * frac:.0f} %)")
 
-            run_demo(Cache(root), small=small, progress=progress)
-        box.empty()
-        _open_study.clear()
-        _available.clear()
-    _READY.add((root, small))
+def _demo_dataset_built(root: str, small: bool) -> bool:
+    from alignment.cache import Cache
+    from alignment.data import GROUND_TRUTH_FILE
+    from alignment.demo import demo_root
+
+    folder = demo_root(Cache(root), small=small)
+    return (folder / "dataset.toml").is_file() and (folder / GROUND_TRUTH_FILE).is_file()
+
+
+def build_status(state: ViewState):
+    """The background demo build's :class:`~alignment.background.BuildStatus` while it runs
+    (the demo only); None when none runs."""
+    if not state.is_demo:
+        return None
+    from alignment.background import read_status
+
+    _, root, small = study_key(state)
+    status = read_status(root, small)
+    return status if status is not None and status.active else None
 
 
 def get_study(state: ViewState):

@@ -24,9 +24,21 @@ def message(exc: BaseException) -> str:
 
 
 def show_error(exc: BaseException, state: ViewState | None = None) -> None:
-    """Show a library exception as a readable ``st.error`` (no traceback)."""
-    st.error(message(exc), icon=":material/error:")
+    """Show a library exception as a readable ``st.error`` (no traceback); a result the
+    background demo build has not stored yet as progress, not as an error."""
     from alignment import summaries
+
+    if isinstance(exc, summaries.NotCached) and state is not None:
+        from ui.data import build_status
+        from ui.progress import WAITING
+
+        status = build_status(state)
+        if status is not None:
+            st.info(f"Still computing in the background: this view shows as soon as its result is stored "
+                    f"({status.text()}).", icon=":material/hourglass_top:")
+            st.session_state[WAITING] = True
+            return
+    st.error(message(exc), icon=":material/error:")
 
     if isinstance(exc, summaries.NotCached):
         st.caption("Go to the **Compute** page to compute missing results, or pick another "

@@ -16,7 +16,8 @@ from typing import Any
 import streamlit as st
 
 from alignment.conventions import GROUP, MAP_METRICS, nearest_layer
-from ui.data import atlas_choices, get_atlas, get_available, get_study
+from ui.data import atlas_choices, build_status, get_atlas, get_available, get_study, study_key, summary
+from ui.progress import watch_build
 from ui.errors import message
 from ui.style import presentation_css
 from ui.view import PAGES, SURFACE_CHOICES, ViewState, parse_query
@@ -89,6 +90,18 @@ def _choose(key: str, options: list, fallback=None, *, from_url: bool, what: str
     ss[key] = fallback
 
 
+def _open_on_what_matters(base: ViewState, fdr_q: float) -> None:
+    """A first visit without a view in its link opens on the most informative cached view
+    (:func:`alignment.summaries.opening_view`), not on layer 0 of the group."""
+    try:
+        get_study(base)
+        opening = summary("opening_view", base, fdr_q, with_avail=True)
+    except Exception:  # noqa: BLE001 - the default view then; the pages show the error
+        return
+    for name, value in (opening or {}).items():
+        _ss()[_PREFIX + name] = value
+
+
 def page_menu() -> None:
     """The page links of :data:`PAGES` at the top of the sidebar.
 
@@ -126,6 +139,7 @@ def sidebar() -> ViewState:
     url_keys: set = set()
     if first:
         url_keys = set(st.query_params.keys())
+        ss["_vs_link_names_view"] = bool(url_keys & set(SIDEBAR_FIELDS))
         parsed, warns = parse_query(st.query_params.to_dict())
         for f in fields(ViewState):
             ss[_PREFIX + f.name] = getattr(parsed, f.name)
@@ -161,6 +175,13 @@ def sidebar() -> ViewState:
         sb.error(message(exc))
 
     values: dict[str, Any] = {"dataset": dataset}
+    if avail is not None and not ss.get("_vs_opened"):  # once per session, when the results can be read
+        if not ss.get("_vs_link_names_view"):
+            _open_on_what_matters(base, ss[_PREFIX + "fdr_q"])
+        ss["_vs_opened"] = True
+    if build_status(base) is not None:
+        with sb:
+            watch_build(*study_key(base)[1:])
     if avail is not None and avail.models():  # some subject has encoding maps
         subjects = [s for s in avail.subjects if avail.models(subject=s)]
         group_ok = len(avail.subjects) > 1 and bool(avail.models(subject=GROUP))

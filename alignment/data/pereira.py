@@ -38,7 +38,10 @@ Stimuli, all optional (what model features are computed from):
 - pictures: a folder (``pictures``) with one sub-folder per concept holding its images
   (``<pictures>/<concept>/*.jpg``); concept names match case-insensitively;
 - word clouds: a table (``wordclouds``) with columns ``concept`` and ``words`` (the words of
-  the cloud, comma-separated), or a folder of images laid out as ``pictures`` is.
+  the cloud, comma-separated), or a folder of images laid out as ``pictures`` is;
+- categories: a table (``categories``) with columns ``concept`` and ``category``, for ordering
+  and labelling concepts (:meth:`PereiraDataset.categories`); not a stimulus, so not part of
+  the fingerprint.
 
 Verified from public sources, and what is not
 ---------------------------------------------
@@ -72,7 +75,7 @@ a folder holding one)::
     root = "/data/Pereira2018/exp1"        # relative paths: from the file's folder
     # optional: name, participants = ["M01", "P01"], pictures = "stimuli/pictures",
     # sentences = "stimuli/sentences.tsv", wordclouds = "stimuli/wordclouds.tsv",
-    # n_concepts = 180
+    # categories = "stimuli/categories.tsv", n_concepts = 180
 
 or when ``path`` is a folder whose sub-folders hold ``data_180concepts_*.mat`` files.
 """
@@ -93,7 +96,8 @@ from pydantic import Field, PositiveInt
 from alignment.data.protocol import DatasetError, pointer_file, register_dataset_kind
 from alignment.schema import ConfigError, Table, check
 
-__all__ = ["CONCEPT", "N_CONCEPTS", "PARADIGMS", "POINTER_FILE", "PereiraDataset", "read_mat"]
+__all__ = ["CONCEPT", "N_CONCEPTS", "PARADIGMS", "POINTER_FILE", "PereiraDataset", "mat_cell",
+           "pereira_contents", "read_mat", "write_pereira_mat"]
 
 KIND = "pereira2018"
 #: ``sample_unit`` of concept-wise datasets
@@ -238,6 +242,68 @@ def _scalar(x) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# writing files in Pereira's structure (MATLAB v5), for simulated datasets and tests
+# --------------------------------------------------------------------------------------------
+def mat_cell(items, shape) -> np.ndarray:
+    """A MATLAB cell array of ``shape`` (an object array) holding ``items`` in order."""
+    out = np.empty(shape, dtype=object)
+    for i, x in enumerate(items):
+        out.flat[i] = x
+    return out
+
+
+def pereira_contents(examples, concepts, atlases, col_to_coord, dims) -> dict:
+    """The variables of a participant's file, as :func:`read_mat` reads them back.
+
+    Parameters
+    ----------
+    examples : (C, V) array
+    concepts : list of str, length C (``keyConcept``)
+    atlases : dict
+        Network name -> list of its ROIs, each a sequence of 1-based columns.
+    col_to_coord : (V, 3) int array
+        1-based voxel coordinates of every column, inside ``dims``.
+    dims : (dimx, dimy, dimz)
+
+    Returns
+    -------
+    dict with ``examples``, ``keyConcept`` (C × 1 cell) and ``meta`` (module docstring; ROI
+    names ``<network>_roi<k>``).
+    """
+    examples = np.asarray(examples)
+    v = examples.shape[1]
+    coords = np.asarray(col_to_coord, dtype=np.int64)
+    coord_to_col = np.zeros(tuple(dims), dtype=np.float64)
+    coord_to_col[tuple((coords - 1).T)] = np.arange(1, len(coords) + 1)
+    names = list(atlases)
+    masks = []
+    for rois in atlases.values():
+        m = np.zeros((v, 1))
+        for r, cols in enumerate(rois):
+            m[np.asarray(cols, dtype=np.int64) - 1] = r + 1
+        masks.append(m)
+    n = len(names)
+    meta = {
+        "nvoxels": float(v), "dimx": float(dims[0]), "dimy": float(dims[1]), "dimz": float(dims[2]),
+        "colToCoord": coords.astype(np.float64), "coordToCol": coord_to_col,
+        "atlases": mat_cell(names, (1, n)),
+        "rois": mat_cell([mat_cell([f"{a}_roi{r}" for r in range(len(atlases[a]))], (len(atlases[a]), 1))
+                          for a in names], (1, n)),
+        "roiColumns": mat_cell([mat_cell([np.asarray(c, dtype=np.float64).reshape(-1, 1) for c in atlases[a]],
+                                         (len(atlases[a]), 1)) for a in names], (1, n)),
+        "roiMultimask": mat_cell(masks, (1, n)),
+    }
+    return {"examples": examples, "keyConcept": mat_cell(list(concepts), (len(concepts), 1)), "meta": meta}
+
+
+def write_pereira_mat(path, contents: dict) -> None:
+    """Write :func:`pereira_contents` (or any variables) as a MATLAB v5 file."""
+    from scipy.io import savemat
+
+    savemat(os.fspath(path), contents, do_compression=False)
+
+
+# --------------------------------------------------------------------------------------------
 # one participant's file
 # --------------------------------------------------------------------------------------------
 class _Meta:
@@ -331,6 +397,8 @@ class PereiraDataset:
         Default: every sub-folder holding a ``data_180concepts_*.mat`` file.
     pictures, sentences, wordclouds : str or PathLike, optional
         The stimulus files (module docstring); relative paths are taken from ``root``.
+    categories : str or PathLike, optional
+        A table of each concept's category (module docstring), relative to ``root`` as well.
     n_concepts : int
         Concepts every file must have (180 for Experiment 1).
 
@@ -348,7 +416,7 @@ class PereiraDataset:
     FILE_CACHE = 3
 
     def __init__(self, root, *, name: str = "Pereira 2018", participants=None, pictures=None,
-                 sentences=None, wordclouds=None, n_concepts: int = N_CONCEPTS):
+                 sentences=None, wordclouds=None, categories=None, n_concepts: int = N_CONCEPTS):
         self.root = os.path.abspath(os.fspath(root))
         if not os.path.isdir(self.root):
             raise DatasetError(f"{self.root}: dataset folder not found", self.root)
@@ -358,7 +426,8 @@ class PereiraDataset:
         def resolve(p):
             return None if p is None else os.path.join(self.root, os.path.expanduser(os.fspath(p)))
 
-        self.pictures, self.sentences_file, self.wordclouds = map(resolve, (pictures, sentences, wordclouds))
+        self.pictures, self.sentences_file, self.wordclouds, self.categories_file = \
+            map(resolve, (pictures, sentences, wordclouds, categories))
         found = sorted(e.name for e in os.scandir(self.root) if e.is_dir() and _has_files(e.path))
         self.subjects = found if participants is None else [str(p) for p in participants]
         if not self.subjects:
@@ -524,6 +593,15 @@ class PereiraDataset:
         return [w.strip() for row in rows if row["concept"].strip().lower() == key
                 for w in row["words"].split(",") if w.strip()]
 
+    def categories(self) -> dict[str, str]:
+        """Concept word (as in :attr:`concepts`) -> its category, from the ``categories`` table
+        (empty without one; concepts the table does not list are left out)."""
+        if self.categories_file is None:
+            return {}
+        listed = {row["concept"].strip().lower(): row["category"].strip()
+                  for row in _read_table(self.categories_file, ("concept", "category"))}
+        return {c: listed[c.lower()] for c in self.concepts if c.lower() in listed}
+
     def pictures_of(self, concept) -> list[str]:
         """Image references (``"pictures:<concept>/<file>"``) of a concept, for :meth:`load_frame`."""
         key = self._concept_key(concept)
@@ -630,7 +708,8 @@ class PereiraDataset:
         if self._concepts is not None:
             known = {c.lower() for c in self._concepts}
             for path, column, cols in ((self.sentences_file, "concept", ("concept", "sentence")),
-                                       (self.wordclouds, "concept", ("concept", "words"))):
+                                       (self.wordclouds, "concept", ("concept", "words")),
+                                       (self.categories_file, "concept", ("concept", "category"))):
                 if path is None or os.path.isdir(path):
                     continue
                 try:
@@ -687,6 +766,7 @@ class _PointerTable(Table):
     pictures: str | None = None
     sentences: str | None = None
     wordclouds: str | None = None
+    categories: str | None = None
     n_concepts: PositiveInt = N_CONCEPTS
 
 
@@ -732,7 +812,7 @@ def open_pereira2018(path) -> PereiraDataset:
     opts = cfg.model_dump()
     root = os.path.join(base, os.path.expanduser(opts.pop("root")))
     # stimulus paths in the pointer are relative to the pointer's folder, like root
-    for key in ("pictures", "sentences", "wordclouds"):
+    for key in ("pictures", "sentences", "wordclouds", "categories"):
         if opts[key] is not None:
             opts[key] = os.path.abspath(os.path.join(base, os.path.expanduser(opts[key])))
     return PereiraDataset(root, **opts)

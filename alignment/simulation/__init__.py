@@ -10,8 +10,23 @@ analyses is :mod:`alignment.demo`.
 >>> from alignment.simulation import build_demo, load_ground_truth
 >>> root = build_demo("demo", small=True)          # doctest: +SKIP
 >>> truth = load_ground_truth(root)                # doctest: +SKIP
+
+:mod:`alignment.simulation.concepts` writes a simulated Pereira-like concept dataset (kind
+``pereira2018``) whose network RDMs are planted from chosen model layers
+(:func:`build_concept_dataset`).
 """
 
+from alignment.simulation.concepts import (
+    CATEGORIES,
+    CONCEPT_NETWORKS,
+    DEFAULT_CONCEPT_SNR,
+    ConceptPlant,
+    ConceptStimuli,
+    build_concept_dataset,
+    load_concept_ground_truth,
+    plant_concept_responses,
+    write_concept_stimuli,
+)
 from alignment.simulation.experiment import (
     CLIP_SPEC,
     DEFAULT_DRIFT,
@@ -33,6 +48,15 @@ from alignment.simulation.experiment import (
 )
 
 __all__ = [
+    "CATEGORIES",
+    "CONCEPT_NETWORKS",
+    "DEFAULT_CONCEPT_SNR",
+    "ConceptPlant",
+    "ConceptStimuli",
+    "build_concept_dataset",
+    "load_concept_ground_truth",
+    "plant_concept_responses",
+    "write_concept_stimuli",
     "CLIP_SPEC",
     "DEFAULT_DRIFT",
     "DEFAULT_LONG_MEMORY",

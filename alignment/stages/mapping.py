@@ -81,7 +81,8 @@ def glm_params(study, unit: Unit, inputs) -> dict:
 GLM_LABELS = {"joint": "joint", "separate": "marginal"}
 
 
-def atoms_glm(regressors: np.ndarray, Y: np.ndarray, runs: np.ndarray, tr: float, options):
+def atoms_glm(regressors: np.ndarray, Y: np.ndarray, runs: np.ndarray, tr: float, options,
+              voxel_chunk: int | None = None):
     """The voxel-wise GLM of atom regressors (T, K) on BOLD Y (T, V) with the noise model
     ``options.glm_noise``, and its BH-FDR ``q`` (K, V) across voxels within each atom.
     Returns (GLMResult, q).
@@ -95,7 +96,8 @@ def atoms_glm(regressors: np.ndarray, Y: np.ndarray, runs: np.ndarray, tr: float
     from alignment.stats import fdr_bh
 
     fit = fit_atoms_glm(regressors, Y, runs, tr=tr, noise_model=options.glm_noise, p_cutoff=0.25,
-                        separate=options.glm == "separate", ar_residuals="nuisance", ar_bias=True)
+                        separate=options.glm == "separate", ar_residuals="nuisance", ar_bias=True,
+                        **({} if voxel_chunk is None else {"voxel_chunk": voxel_chunk}))
     q = np.stack([fdr_bh(p_k, options.fdr_q)[1] for p_k in np.asarray(fit.p)])
     return fit, q
 
@@ -116,12 +118,13 @@ def glm_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     """
     o = study.options
     regressors, Y = np.asarray(inputs["atoms"]["regressors"]), study.bold(unit.subject)
-    fit, q = atoms_glm(regressors, Y, study.runs, study.dataset.tr, o)
+    fit, q = atoms_glm(regressors, Y, study.runs, study.dataset.tr, o, study.voxel_chunk)
     out = {"t": np.asarray(fit.t, np.float32), "beta": np.asarray(fit.beta, np.float32), "q": q.astype(np.float32)}
     if o.glm == "joint":
         out.update(t_joint=out["t"], q_joint=out["q"])
     else:
-        joint, q_joint = atoms_glm(regressors, Y, study.runs, study.dataset.tr, replace(o, glm="joint"))
+        joint, q_joint = atoms_glm(regressors, Y, study.runs, study.dataset.tr, replace(o, glm="joint"),
+                                   study.voxel_chunk)
         out.update(t_joint=np.asarray(joint.t, np.float32), q_joint=q_joint.astype(np.float32))
     return out, {"description": f"glm ({GLM_LABELS[o.glm]}, {o.glm_noise}) {unit.target.label()} sub-{unit.subject}"}
 

@@ -1,0 +1,119 @@
+"""The demo built in a background process the app starts: one build per cache, whatever the
+number of sessions; its status file; its failure reported and not restarted by itself."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from alignment import background
+from alignment.background import BuildStatus, read_status, run_background_demo, start_demo_build, status_path
+
+
+_POPEN = subprocess.Popen  # the real one (the fixture below replaces it)
+
+
+class _FakePopen:
+    """Records the commands started; the 'child' is this test process (alive)."""
+
+    started: list = []
+
+    def __init__(self, command, **kwargs):
+        assert kwargs.get("start_new_session") is True  # survives the session that started it
+        _FakePopen.started.append(command)
+        self.pid = os.getpid()
+
+
+def _dead_pid() -> int:
+    child = _POPEN([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.fixture
+def fake_popen(monkeypatch):
+    _FakePopen.started = []
+    monkeypatch.setattr(background.subprocess, "Popen", _FakePopen)
+    return _FakePopen.started
+
+
+def test_a_build_is_started_once_while_it_runs(tmp_path, fake_popen):
+    first = start_demo_build(tmp_path, small=True)
+    assert first.state == "starting" and first.active
+    assert fake_popen[0][-4:] == ["--background", "--cache", str(tmp_path), "--small"]
+    again = start_demo_build(tmp_path, small=True)  # a second session: watches the same build
+    assert len(fake_popen) == 1 and again == first
+    # the full demo is another build
+    start_demo_build(tmp_path, small=False)
+    assert len(fake_popen) == 2
+    # a builder that died without a word is replaced
+    path = status_path(tmp_path, small=True)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "state": "running", "pid": _dead_pid()}))
+    assert not read_status(tmp_path, small=True).active
+    start_demo_build(tmp_path, small=True)
+    assert len(fake_popen) == 3
+
+
+def test_the_build_reports_each_unit_and_holds_the_cache_lock(tmp_path, monkeypatch):
+    import alignment.demo
+
+    seen = []
+
+    def fake_run_demo(cache, small=False, progress=None):
+        assert read_status(tmp_path, small).label == "building the simulated dataset"
+        for done in range(3):
+            progress(done, 3, f"unit {done}")
+            seen.append(read_status(tmp_path, small))
+        # another process finds the lock taken and leaves at once, without building
+        other = subprocess.run([sys.executable, "-m", "alignment", "demo", "--background", "--cache",
+                                str(tmp_path), "--small"], capture_output=True, text=True, cwd=_ROOT, timeout=300)
+        assert other.returncode == 0, other.stderr
+        assert "computing the demo: 2 of 3 units (unit 2)" in other.stdout
+        progress(3, 3, "done")
+
+    monkeypatch.setattr(alignment.demo, "run_demo", fake_run_demo)
+    final = run_background_demo(tmp_path, small=True)
+    assert [(s.state, s.done, s.total, s.label) for s in seen] == [
+        ("running", d, 3, f"unit {d}") for d in range(3)]
+    assert all(s.pid == os.getpid() and s.active for s in seen)
+    assert (final.state, final.done, final.total) == ("done", 3, 3) and not final.active
+    assert read_status(tmp_path, small=True) == final
+    assert final.text() == "the demo is computed"
+
+
+def test_a_failed_build_says_why_and_frees_the_lock(tmp_path, monkeypatch):
+    import alignment.demo
+    from filelock import FileLock
+
+    def failing(cache, small=False, progress=None):
+        progress(1, 5, "encoding x")
+        raise ValueError("the disk is full\nsecond line")
+
+    monkeypatch.setattr(alignment.demo, "run_demo", failing)
+    with pytest.raises(ValueError):
+        run_background_demo(tmp_path)
+    status = read_status(tmp_path)
+    assert (status.state, status.done, status.total, status.error) == ("failed", 1, 5, "the disk is full")
+    assert status.text() == "the background demo build stopped: the disk is full" and not status.active
+    FileLock(str(tmp_path / ".demo-build.lock")).acquire(timeout=0)  # released
+
+
+def test_status_file_unreadable_or_absent_is_no_build(tmp_path):
+    assert read_status(tmp_path) is None
+    status_path(tmp_path).write_text("{not json")
+    assert read_status(tmp_path) is None
+    assert BuildStatus("running", 0, 0, "building the simulated dataset").text() == \
+        "preparing the demo: building the simulated dataset"
+
+
+def test_background_takes_no_other_demo_option(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "alignment", "demo", "--background", "--seed", "3", "--cache",
+                          str(tmp_path)], capture_output=True, text=True, cwd=_ROOT, timeout=300)
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[-1].endswith("only --small and --cache go with it")
+    assert "Traceback" not in out.stderr
+
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
