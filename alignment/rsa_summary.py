@@ -15,8 +15,8 @@ import numpy as np
 
 from alignment.keys import BrainRDMKey, ModelRDMKey, RSACompareKey, RSAKey, RSAPlan, short_spec
 
-__all__ = ["DIFFERENCE_COLUMNS", "LAYER_COLUMNS", "brain_rdms", "cached_rsa", "category_order", "concept_categories", "difference_table",
-           "export_rsa", "layer_table", "model_rdms", "plan_results", "rsa_layer_figure"]
+__all__ = ["DIFFERENCE_COLUMNS", "LAYER_COLUMNS", "brain_rdms", "cached_rsa", "category_order", "concept_categories",
+           "difference_table", "export_rsa", "is_simulated", "layer_table", "model_rdms", "plan_results", "rsa_layer_figure"]
 
 #: the columns of :func:`layer_table` (the CSV export), in order
 LAYER_COLUMNS = ("model", "branch", "layer", "layer_name", "network", "paradigm", "ablation", "rho", "ci_low",
@@ -107,14 +107,23 @@ def brain_rdms(study, key: RSAKey, network: str, compute: bool = False) -> np.nd
 
 
 def concept_categories(dataset) -> list[str] | None:
-    """The concepts' categories (C,) when the dataset knows them (a ``categories`` attribute:
-    a list in concept order or a concept → category mapping), else None."""
+    """The concepts' categories (C,) in concept order when the dataset knows them
+    (``dataset.categories()``: concept → category, e.g. Pereira's optional categories table),
+    else None. A concept the table leaves out gets ``""``."""
     cats = getattr(dataset, "categories", None)
-    if cats is None:
+    cats = cats() if callable(cats) else cats
+    if not cats:
         return None
-    if isinstance(cats, dict):
-        return [str(cats.get(c, "")) for c in dataset.concepts]
-    return [str(c) for c in cats]
+    return [str(cats.get(c, "")) for c in dataset.concepts]
+
+
+def is_simulated(dataset) -> bool:
+    """Whether a dataset is simulated: its folder holds the ground truth a simulation writes
+    (:data:`alignment.data.GROUND_TRUTH_FILE`)."""
+    from alignment.data import GROUND_TRUTH_FILE
+
+    root = getattr(dataset, "root", None)
+    return root is not None and os.path.isfile(os.path.join(os.fspath(root), GROUND_TRUTH_FILE))
 
 
 def category_order(concepts: Sequence[str], categories: Sequence[str] | None = None) -> np.ndarray:

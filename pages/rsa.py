@@ -7,7 +7,7 @@ from alignment.analyses.rsa import square
 from alignment.data.pereira import CONCEPT
 from alignment.figures import heatmap_figure
 from alignment.rsa_summary import (brain_rdms, cached_rsa, category_order, concept_categories, difference_table,
-                                   layer_table, model_label, model_rdms, rsa_layer_figure)
+                                   is_simulated, layer_table, model_label, model_rdms, rsa_layer_figure)
 import ui as S
 
 state = S.page("Concept RSA", caption="Spearman ρ between each model layer's RDM and each network's group RDM "
@@ -21,7 +21,7 @@ if getattr(study.dataset, "sample_unit", None) != CONCEPT:
     st.info("Concept RSA needs a concept-wise dataset (e.g. Pereira 2018, dataset kind `pereira2018`); "
             "this dataset's samples are time points. Choose a concept dataset in the sidebar.")
     st.stop()
-if getattr(study.dataset, "simulated", False):
+if is_simulated(study.dataset):
     st.info("**Simulated data.** These RDMs come from a simulated Pereira-like experiment with planted "
             "structure — not real brain data.", icon=":material/science:")
 

@@ -10,6 +10,8 @@ from test_pereira import _contents, write_v5
 
 C_SMALL = 12
 CONCEPTS_SMALL = [f"{cat}{i}" for cat in ("animal", "tool", "food") for i in range(4)]
+#: the categories table of the tiny dataset: concept → category (listed out of order on purpose)
+CATEGORIES_SMALL = {c: c.rstrip("0123456789") for c in CONCEPTS_SMALL}
 ATLASES_SMALL = {"languageLH": [[1, 2, 3, 4, 5, 6]], "visual": [[7, 8, 9, 10, 11, 12]]}
 V_SMALL = 20
 PARTICIPANTS = ("M01", "M02", "M03")
@@ -41,7 +43,10 @@ def write_pointer(root) -> str:
     """A ``pereira2018.toml`` for the tiny dataset (12 concepts, the sentences table)."""
     path = os.path.join(root, "pereira2018.toml")
     with open(path, "w") as f:
-        f.write(f'[pereira2018]\nroot = "."\nsentences = "sentences.tsv"\nn_concepts = {C_SMALL}\n')
+        f.write(f'[pereira2018]\nroot = "."\nsentences = "sentences.tsv"\ncategories = "categories.tsv"\n'
+                f'n_concepts = {C_SMALL}\n')
+    with open(os.path.join(root, "categories.tsv"), "w") as f:
+        f.write("concept\tcategory\n" + "".join(f"{c}\t{CATEGORIES_SMALL[c]}\n" for c in sorted(CONCEPTS_SMALL)))
     return path
 
 

@@ -45,8 +45,38 @@ def test_page_shows_cached_rsa(concept_cache, monkeypatch):
     charts = [e for e in at.get("plotly_chart")]
     assert len(charts) == 2 + 2  # a layer curve per network, brain and model RDMs
     assert "concept" in charts[2].proto.spec or "animal0" in charts[2].proto.spec
+    assert any("ordered by category" in e.value for e in at.caption)
+    assert not any("Simulated data" in e.value for e in at.info)
     at.multiselect(key="rsa_networks").set_value(["visual"]).run()
     assert len(at.get("plotly_chart")) == 1 + 2
+
+
+def test_page_says_when_data_are_simulated(concept_cache, monkeypatch):
+    from alignment.data import GROUND_TRUTH_FILE
+
+    root, pointer = concept_cache
+    (root / GROUND_TRUTH_FILE).write_text("{}\n")
+    try:
+        at = _app(pointer, root / "cache", monkeypatch)
+    finally:
+        (root / GROUND_TRUTH_FILE).unlink()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("Simulated data" in e.value for e in at.info)
+
+
+def test_concepts_ordered_by_category(tmp_path):
+    from alignment.data import load_dataset
+    from alignment.rsa_summary import category_order, concept_categories
+    from rsa_fixtures import CATEGORIES_SMALL, CONCEPTS_SMALL
+
+    make_concept_dataset(tmp_path)
+    ds = load_dataset(write_pointer(tmp_path))
+    cats = concept_categories(ds)
+    assert cats == [CATEGORIES_SMALL[c] for c in ds.concepts]
+    ordered = [ds.concepts[i] for i in category_order(ds.concepts, cats)]
+    assert ordered[:4] == ["animal0", "animal1", "animal2", "animal3"] and ordered[4:8] == [f"food{i}" for i in range(4)]
+    assert category_order(["b", "a", "c"]).tolist() == [1, 0, 2]
+    assert sorted(ordered) == sorted(CONCEPTS_SMALL)
 
 
 def test_page_without_results_says_so(tmp_path, monkeypatch):
