@@ -198,3 +198,25 @@ def test_stage_recovers_a_planted_layer_and_stays_quiet_without_it(tmp_path):
     null = make_concept_dataset(tmp_path / "null", seed=1, responses=lambda rng: rng.standard_normal((12, 20)))
     res = Study(null, tmp_path / "cache").get("rsa", key)
     assert np.all(res["q"] > 0.05)
+
+
+@pytest.mark.slow  # ~30 s: builds the simulated dataset and extracts 720 sentences
+def test_stages_on_the_simulated_concept_dataset(tmp_path):
+    """The simulated Pereira-like dataset, its language network planted from a tiny model's
+    layer: that network's ρ is significant after FDR, an unplanted network's is not. (Which
+    layer wins is not asserted: a random-weight model's adjacent layers barely differ.)"""
+    from alignment.data import load_dataset
+    from alignment.simulation import ConceptPlant, build_concept_dataset
+
+    rng = np.random.default_rng(0)
+    small = dict(n_participants=3, n_voxels=200, seed=0)
+    probe = load_dataset(build_concept_dataset(tmp_path / "probe", {("dummy", 0): rng.standard_normal((180, 8))},
+                                               [ConceptPlant("dmn", "dummy", 0)], **small))
+    feats = concept_features(load_model(TEXT_MODEL), probe, "sentences")
+    planted = {("bert", layer): feats[("text", layer)] for layer in range(4)}
+    root = build_concept_dataset(tmp_path / "sim", planted, [ConceptPlant("languageLH", "bert", 1, ("sentences",))],
+                                 snr=1.0, **small)
+    res = Study(load_dataset(root), tmp_path / "cache", device="cpu").get(
+        "rsa", RSAKey(TEXT_MODEL, "text", "sentences", networks=("languageLH", "visual"), n_perm=199, n_boot=50))
+    assert np.all(res["q"][:, 0] < 0.05) and np.all(res["rho"][:, 0] > 0.3)
+    assert np.all(res["q"][:, 1] > 0.05)
