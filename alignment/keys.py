@@ -216,6 +216,12 @@ class RSACompareKey:
 
     results: tuple  # of RSAKey
 
+    def __post_init__(self):
+        # rebuilt from recorded metadata (the catalog), the results are dicts of plain values
+        keys = tuple(RSAKey(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.items()})
+                     if isinstance(r, dict) else r for r in self.results)
+        object.__setattr__(self, "results", keys)
+
     def label(self) -> str:
         return " vs ".join(f"{short_spec(k.model)} {k.branch}" for k in self.results)
 

@@ -222,14 +222,11 @@ def export_rsa(study, plan: RSAPlan, out: str, fmt: str | None = "png", subjects
     return written
 
 
-def _rsa_key(target: dict) -> RSAKey:
-    return RSAKey(**{k: tuple(v) if isinstance(v, list) else v for k, v in target.items()})
-
-
 def cached_rsa(study) -> tuple[list, list]:
     """Every ``rsa`` and ``rsa_compare`` result the cache holds *for this study's dataset*:
     ([(RSAKey, Entry)], [(RSACompareKey, Entry)]); an entry counts when the key its unit has
     here (its inputs' keys, which hash the dataset's files) is the entry's own."""
+    from alignment.catalog import build
     from alignment.pipeline import NotCached
 
     out = ([], [])
@@ -239,7 +236,7 @@ def cached_rsa(study) -> tuple[list, list]:
             if not target:
                 continue
             try:
-                key = _rsa_key(target) if stage == "rsa" else RSACompareKey(tuple(_rsa_key(t) for t in target["results"]))
+                key = build(RSAKey if stage == "rsa" else RSACompareKey, target)
                 if study.key(stage, key) != info.key:
                     continue
                 out[i].append((key, study.get(stage, key, compute=False)))

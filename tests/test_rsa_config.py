@@ -120,3 +120,19 @@ def test_export_reads_back(computed, tmp_path):
     # nothing computed: a config whose results are missing fails in one line
     other = write_rsa_config(tmp_path, str(root / "pereira2018.toml"), MODELS, "seed = 7\n")
     assert main(["--cache", str(cache), "export-rsa", other, "--out", str(tmp_path / "x")]) == 1
+
+
+def test_cache_listing_names_rsa_results(computed, capsys):
+    from dataclasses import asdict
+
+    from alignment.catalog import build
+    from alignment.keys import RSACompareKey, RSAKey
+
+    root, config, cache = computed
+    capsys.readouterr()
+    assert main(["--cache", str(cache), "cache", "ls"]) == 0
+    listing = capsys.readouterr().out
+    assert "bert:tiny text vs hf-clip:tiny text" in listing and "bert:tiny [sentences] text RSA" in listing
+    key = RSACompareKey((RSAKey(MODELS[0], "text", "sentences", networks=("visual",)),
+                         RSAKey(MODELS[1], "text", "sentences")))
+    assert build(RSACompareKey, asdict(key)) == key
