@@ -54,22 +54,40 @@ def cmd_extract(args) -> int:
 
 def cmd_run(args) -> int:
     from alignment.config import RunConfig
+    from alignment.executor import PlanFailed, parse_scheduler
     from alignment.plan import run_config
 
+    parse_scheduler(args.scheduler)  # a bad value fails before anything is computed
     config = RunConfig.load(args.config)
-    plan = run_config(config, args.cache, progress=True)
+    try:
+        plan = run_config(config, args.cache, progress=True, scheduler=args.scheduler)
+    except PlanFailed as failed:
+        return _report_failures(failed)
     print(f"{len(plan.requested)} analysis units up to date in {args.cache or 'cache'}")
     return 0
+
+
+def _report_failures(failed) -> int:
+    """One line per failed unit on stderr; exit status 1 (the other units are stored)."""
+    print(failed.text(), file=sys.stderr)
+    print(f"{len(failed.failures)} unit(s) failed; the others are in the cache and a rerun computes only what is missing",
+          file=sys.stderr)
+    return 1
 
 
 def cmd_demo(args) -> int:
     import time
 
     from alignment.demo import run_demo
+    from alignment.executor import PlanFailed, parse_scheduler
 
+    parse_scheduler(args.scheduler)  # a bad value fails before the dataset is built
     start = time.perf_counter()
-    study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, full=args.full,
-                     n_subjects=args.subjects, space=args.space, n_trs=args.trs)
+    try:
+        study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, full=args.full,
+                         n_subjects=args.subjects, space=args.space, n_trs=args.trs, scheduler=args.scheduler)
+    except PlanFailed as failed:
+        return _report_failures(failed)
     print(f"demo ready in {time.perf_counter() - start:.1f} s: dataset {study.dataset.root}, results in {study.cache.root}")
     return 0
 
@@ -221,6 +239,12 @@ def _demo_options(p) -> None:
                         "a distractor layer and the baselines)")
 
 
+def _scheduler_option(p: argparse.ArgumentParser):
+    p.add_argument("--scheduler", default="sync", metavar="ADDRESS",
+                   help="where the units run: sync (here, one after the other; default), local:N (a Dask "
+                        "LocalCluster of N worker processes) or a Dask scheduler address (tcp://host:8786)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m alignment",
@@ -255,10 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("run", "compute every analysis a TOML config names into the cache")
     p.add_argument("config", help="TOML file: [study], [[models]], [analyses], [options] (see README)")
+    _scheduler_option(p)
     p.set_defaults(func=cmd_run)
 
     p = command("demo", "build the simulated demo experiment and analyse it")
     _demo_options(p)
+    _scheduler_option(p)
     p.set_defaults(func=cmd_demo)
 
     p = command("validate", "compute what the check reads (if missing) and compare the demo results with the planted "
