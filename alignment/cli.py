@@ -58,6 +58,7 @@ def cmd_run(args) -> int:
     from alignment.plan import run_config
 
     parse_scheduler(args.scheduler)  # a bad value fails before anything is computed
+    _quiet_dask(args.scheduler)
     config = RunConfig.load(args.config)
     try:
         plan = run_config(config, args.cache, progress=True, scheduler=args.scheduler)
@@ -65,6 +66,14 @@ def cmd_run(args) -> int:
         return _report_failures(failed)
     print(f"{len(plan.requested)} analysis units up to date in {args.cache or 'cache'}")
     return 0
+
+
+def _quiet_dask(scheduler: str):
+    """Dask logs at INFO (workers started, stopped, restarted): keep its warnings only."""
+    if scheduler != "sync":
+        import logging
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
 def _report_failures(failed) -> int:
@@ -82,6 +91,7 @@ def cmd_demo(args) -> int:
     from alignment.executor import PlanFailed, parse_scheduler
 
     parse_scheduler(args.scheduler)  # a bad value fails before the dataset is built
+    _quiet_dask(args.scheduler)
     start = time.perf_counter()
     try:
         study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, full=args.full,
