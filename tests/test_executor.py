@@ -132,3 +132,13 @@ def test_the_cli_checks_the_scheduler_before_computing(tmp_path, capsys):
     assert main(["--cache", str(tmp_path), "demo", "--small", "--scheduler", "local:none"]) == 1
     assert "local:N needs a worker count" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing built
+
+
+def test_a_client_or_a_cluster_object_serves_as_the_scheduler(tmp_path, client):
+    units = [Unit("toy", "p"), Unit("reads", "toy:p")]
+    with open_executor(client) as executor:  # used as is, left open
+        assert executor.client is client
+    with open_executor(client.cluster, imports=IMPORTS) as executor:  # e.g. a dask_jobqueue.SLURMCluster
+        executor.run(toy_study(tmp_path), toy_plan(*units), progress=False)
+    assert client.status == "running"
+    assert toy_study(tmp_path).has("reads", "toy:p")
