@@ -161,6 +161,12 @@ def uses_gpu(study) -> bool:
     return bool(torch.cuda.is_available())
 
 
+def unit_resources(unit: Unit, gpu: bool) -> dict | None:
+    """The worker resources ``unit`` asks for: the GPU when the study computes on one
+    (``gpu``) and the unit's stage runs there."""
+    return {GPU_RESOURCE: 1} if gpu and stage_of(unit.stage).gpu else None
+
+
 # one study per worker process, rebuilt from its pickle once (its memos, e.g. a subject's BOLD,
 # then serve the next units of the same study)
 _WORKER_STUDY: dict = {}
@@ -219,10 +225,9 @@ class DaskExecutor:
         futures: dict[Unit, Future] = {}
         for i, unit in enumerate(todo):  # plan order: every unit after its inputs
             deps = [futures[d] for d in plan.needs[unit] if d in futures]
-            resources = {GPU_RESOURCE: 1} if gpu and stage_of(unit.stage).gpu else None
             futures[unit] = self.client.submit(
                 _run_on_worker, blob, digest, unit, self.imports, *deps, key=f"{unit.stage}-{i}-{run_id}",
-                retries=self.retries, resources=resources, pure=False)
+                retries=self.retries, resources=unit_resources(unit, gpu), pure=False)
         owner = {f.key: u for u, f in futures.items()}
 
         failures: list[UnitFailure] = []

@@ -9,8 +9,9 @@ import pytest
 import executor_stages  # noqa: F401 - registers the toy stages here; the workers import it too
 from alignment.cache import Cache
 from alignment.data import load_dataset
-from alignment.executor import (DaskExecutor, PlanFailed, SerialExecutor, open_executor, parse_scheduler)
-from alignment.keys import ModelPlan, Options
+from alignment.executor import (DaskExecutor, PlanFailed, SerialExecutor, open_executor, parse_scheduler, unit_resources,
+                                uses_gpu)
+from alignment.keys import LayerKey, ModelPlan, Options
 from alignment.pipeline import Study
 from alignment.plan import Plan, expand, run_plan
 from alignment.stages import Unit
@@ -53,6 +54,15 @@ def test_scheduler_values_are_checked():
             parse_scheduler(bad)
     with open_executor("sync") as executor:
         assert isinstance(executor, SerialExecutor)
+
+
+def test_gpu_units_ask_for_a_gpu_worker_only_when_the_study_computes_on_a_gpu(tmp_path):
+    layer = Unit("encoding", LayerKey(SPEC, "image", 1), "01")
+    atoms = Unit("atoms", LayerKey(SPEC, "image", 1))
+    assert uses_gpu(Study(None, Cache(tmp_path), device="cuda")) and not uses_gpu(toy_study(tmp_path))
+    assert unit_resources(layer, gpu=True) == {"GPU": 1}
+    assert unit_resources(atoms, gpu=True) is None  # the dictionary is learnt on the CPU
+    assert unit_resources(layer, gpu=False) is None
 
 
 def test_two_workers_store_what_the_in_process_run_stores(planted, tmp_path, client):
