@@ -147,7 +147,8 @@ class SerialExecutor:
                 on_status(RunStatus(total, done=done, running=int(label != "done")))
 
         run_plan(study, plan, report if (callable(progress) or on_status) else progress)
-        return RunReport(tuple(u for u in plan.units if u not in set(cached)), cached)
+        stored = set(cached)
+        return RunReport(tuple(u for u in plan.units if u not in stored), cached)
 
 
 def uses_gpu(study) -> bool:
@@ -214,7 +215,8 @@ class DaskExecutor:
         from tqdm.auto import tqdm
 
         cached = tuple(u for u in plan.units if study.has(u.stage, u.target, u.subject))
-        todo = [u for u in plan.units if u not in set(cached)]
+        stored = set(cached)
+        todo = [u for u in plan.units if u not in stored]
         status = RunStatus(len(plan), cached=len(cached))
         blob = pickle.dumps(study)
         digest = hashlib.sha256(blob).hexdigest()

@@ -152,3 +152,14 @@ def test_a_client_or_a_cluster_object_serves_as_the_scheduler(tmp_path, client):
         executor.run(toy_study(tmp_path), toy_plan(*units), progress=False)
     assert client.status == "running"
     assert toy_study(tmp_path).has("reads", "toy:p")
+
+
+def test_the_serial_executor_reports_what_it_computed_and_what_was_cached(tmp_path):
+    units = [Unit("toy", "s"), Unit("reads", "toy:s"), Unit("toy", "t")]
+    study = toy_study(tmp_path)
+    study.get("toy", "t")
+    statuses = []
+    report = SerialExecutor().run(study, toy_plan(*units), progress=False, on_status=statuses.append)
+    assert report.cached == (Unit("toy", "t"),) and report.computed == tuple(units[:2])
+    assert (statuses[-1].done, statuses[-1].running, statuses[-1].total) == (3, 0, 3)
+    assert calls(tmp_path) == ["t", "s"]
