@@ -2,7 +2,8 @@
 through ``DaskExecutor(imports=...)``). Their targets are strings; they read no BOLD.
 
 - ``toy``: ``value`` = the target's code points; appends its target to ``calls.log`` in the
-  cache root (one line per computation, in whichever process computes it);
+  cache root (one line per computation, in whichever process computes it); a target that
+  starts with ``slow`` takes half a second;
 - ``dies_once``: kills its own process the first time it runs on a cache, computes the next time;
 - ``broken``: always raises;
 - ``reads``: the ``toy`` result of its target's input (``"<stage>:<target>"``), doubled.
@@ -28,7 +29,8 @@ def _log(study, name: str):
 
 def _toy(study, unit, inputs):
     _log(study, unit.target)
-    time.sleep(float(os.environ.get("TOY_STAGE_SLEEP", "0")))
+    if unit.target.startswith("slow"):
+        time.sleep(0.5)
     return {"value": _value(unit.target)}, {}
 
 
