@@ -54,32 +54,60 @@ def cmd_extract(args) -> int:
 
 def cmd_run(args) -> int:
     from alignment.config import RunConfig
+    from alignment.executor import PlanFailed, parse_scheduler
     from alignment.plan import run_config
 
+    parse_scheduler(args.scheduler)  # a bad value fails before anything is computed
+    _quiet_dask(args.scheduler)
     config = RunConfig.load(args.config)
-    plan = run_config(config, args.cache, progress=True)
+    try:
+        plan = run_config(config, args.cache, progress=True, scheduler=args.scheduler)
+    except PlanFailed as failed:
+        return _report_failures(failed)
     print(f"{len(plan.requested)} analysis units up to date in {args.cache or 'cache'}")
     return 0
+
+
+def _quiet_dask(scheduler: str):
+    """Dask logs at INFO (workers started, stopped, restarted): keep its warnings only."""
+    if scheduler != "sync":
+        import logging
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
+def _report_failures(failed) -> int:
+    """One line per failed unit on stderr; exit status 1 (the other units are stored)."""
+    print(failed.text(), file=sys.stderr)
+    print(f"{len(failed.failures)} unit(s) failed; the others are in the cache and a rerun computes only what is missing",
+          file=sys.stderr)
+    return 1
 
 
 def cmd_demo(args) -> int:
     import time
 
     from alignment.demo import run_demo
+    from alignment.executor import PlanFailed, parse_scheduler
 
+    parse_scheduler(args.scheduler)  # a bad value fails before the dataset is built
+    _quiet_dask(args.scheduler)
     start = time.perf_counter()
     if args.background:
         from alignment.background import run_background_demo
-        from alignment.simulation import DEFAULT_SNR
+        from alignment.simulation import DEFAULT_SNR, DEMO_SPACES
 
-        if (args.seed, args.snr, args.full, args.subjects, args.space, args.trs) != (0, DEFAULT_SNR, False, None,
-                                                                                    "fsLR32k", None):
+        if (args.seed, args.snr, args.full, args.subjects, args.space, args.trs, args.scheduler) != (
+                0, DEFAULT_SNR, False, None, DEMO_SPACES[0], None, "sync"):
             raise ValueError("--background builds the demo the app shows: only --small and --cache go with it")
         status = run_background_demo(args.cache, small=args.small)
         print(status.text())
         return 0
-    study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, full=args.full,
-                     n_subjects=args.subjects, space=args.space, n_trs=args.trs)
+    try:
+        study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, full=args.full,
+                         n_subjects=args.subjects, space=args.space, n_trs=args.trs, scheduler=args.scheduler)
+    except PlanFailed as failed:
+        return _report_failures(failed)
     print(f"demo ready in {time.perf_counter() - start:.1f} s: dataset {study.dataset.root}, results in {study.cache.root}")
     return 0
 
@@ -254,6 +282,12 @@ def _demo_options(p) -> None:
                         "a distractor layer and the baselines)")
 
 
+def _scheduler_option(p: argparse.ArgumentParser):
+    p.add_argument("--scheduler", default="sync", metavar="ADDRESS",
+                   help="where the units run: sync (here, one after the other; default), local:N (a Dask "
+                        "LocalCluster of N worker processes) or a Dask scheduler address (tcp://host:8786)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m alignment",
@@ -288,10 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("run", "compute every analysis a TOML config names into the cache")
     p.add_argument("config", help="TOML file: [study], [[models]], [analyses], [options] (see README)")
+    _scheduler_option(p)
     p.set_defaults(func=cmd_run)
 
     p = command("demo", "build the simulated demo experiment and analyse it")
     _demo_options(p)
+    _scheduler_option(p)
     p.add_argument("--background", action="store_true",
                    help="as the app runs it: report progress to a status file in the cache that the app reads, "
                         "and exit at once if another process is building this demo")

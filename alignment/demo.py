@@ -120,12 +120,14 @@ def demo_root(cache: Cache, seed: int = 0, snr: float = DEFAULT_SNR, small: bool
 def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False,
              progress: bool | Callable[[int, int, str], None] = True, full: bool = False,
              plans: tuple[ModelPlan, ...] | None = None, n_subjects: int | None = None,
-             space: str = DEMO_SPACES[0], n_trs: int | None = None) -> Study:
+             space: str = DEMO_SPACES[0], n_trs: int | None = None, scheduler=None) -> Study:
     """Build the demo dataset (if absent; ``small``: test-sized; ``n_subjects`` and ``n_trs`` per
     run: other than the default; ``space``: one of :data:`DEMO_SPACES`) and compute ``plans`` (default the demo plan, :func:`demo_plans`; ``full``:
     every layer) into the cache, and, when something is planted, the neuron mapping of the
-    planted layers under the other :data:`STABILITY_SEEDS` for the first subject."""
+    planted layers under the other :data:`STABILITY_SEEDS` for the first subject. ``scheduler``:
+    where the units run (:func:`alignment.executor.open_executor`; default here, serially)."""
     from alignment.data import load_dataset
+    from alignment.executor import open_executor
 
     cache = cache if isinstance(cache, Cache) else Cache(cache)
     root = build_demo(demo_root(cache, seed, snr, small, n_subjects, space, n_trs), seed=seed, snr=snr,
@@ -133,18 +135,21 @@ def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAU
     study = Study(load_dataset(root), cache, demo_options(seed), device="cpu",
                   progress=progress is True)
     plans = plans or demo_plans(full)
-    # first the maps the app opens on (the first model's first branch, every subject), so it
-    # shows one while the rest computes; the same units, in another order
-    first = plans[0]
-    if "encoding" in (first.analyses or ()):
-        opening = replace(first, branches=first.branches[:1] if first.branches else None, analyses=("encoding",))
-        compute(study, (opening,), study.dataset.subjects, progress=progress)
-    compute(study, plans, study.dataset.subjects, progress=progress, baselines=INTEGRATION_BASELINES)
-    if snr > 0:  # polarity stability: the planted layers under the other dictionary seeds (nothing to compare on noise)
-        for other in STABILITY_SEEDS:
-            if other != study.options.seed:
-                compute(Study(study.dataset, cache, replace(study.options, seed=other), device="cpu"),
-                        stability_plans(), study.dataset.subjects[:STABILITY_SUBJECTS], progress=progress)
+    with open_executor(scheduler) as executor:  # the demo computes on the CPU
+        # first the maps the app opens on (the first model's first branch, every subject), so it
+        # shows one while the rest computes; the same units, in another order
+        first = plans[0]
+        if "encoding" in (first.analyses or ()):
+            opening = replace(first, branches=first.branches[:1] if first.branches else None, analyses=("encoding",))
+            compute(study, (opening,), study.dataset.subjects, progress=progress, executor=executor)
+        compute(study, plans, study.dataset.subjects, progress=progress, baselines=INTEGRATION_BASELINES,
+                executor=executor)
+        if snr > 0:  # polarity stability: the planted layers under the other dictionary seeds (nothing to compare on noise)
+            for other in STABILITY_SEEDS:
+                if other != study.options.seed:
+                    compute(Study(study.dataset, cache, replace(study.options, seed=other), device="cpu"),
+                            stability_plans(), study.dataset.subjects[:STABILITY_SUBJECTS], progress=progress,
+                            executor=executor)
     return study
 
 

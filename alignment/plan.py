@@ -3,7 +3,7 @@
 A run config (or the demo) names model plans and analyses; :func:`expand` turns them into a
 :class:`Plan`: every unit (stage, target, subject) in dependency order, with the units each one
 reads. Units and the :class:`~alignment.pipeline.Study` are picklable and self-contained, so
-another executor can run :func:`run_unit` in other processes; :func:`run_plan` runs them here,
+another executor (:mod:`alignment.executor`: Dask) runs :func:`run_unit` in other processes; :func:`run_plan` runs them here,
 one after the other, subject by subject (one subject's BOLD in memory). Every unit is stored as
 soon as it is done, so an interrupted plan resumes where it stopped.
 """
@@ -126,16 +126,26 @@ def run_plan(study: Study, plan: Plan, progress: bool | Progress = True) -> list
 
 
 def compute(study: Study, plans: Sequence[ModelPlan], subjects: Sequence[str], analyses: Sequence[str] | None = None,
-            progress: bool | Progress = True, baselines: Baselines | None = None, units: Sequence[Unit] = ()) -> Plan:
-    """Expand ``plans`` for ``subjects`` (and ``units``) and run the plan here; returns the plan."""
+            progress: bool | Progress = True, baselines: Baselines | None = None, units: Sequence[Unit] = (),
+            executor=None) -> Plan:
+    """Expand ``plans`` for ``subjects`` (and ``units``) and run the plan with ``executor``
+    (default: here, serially; see :mod:`alignment.executor`); returns the plan."""
     plan = expand(study, plans, subjects, analyses, baselines, units)
-    run_plan(study, plan, progress)
+    if executor is None:
+        run_plan(study, plan, progress)
+    else:
+        executor.run(study, plan, progress)
     return plan
 
 
-def run_config(config, cache=None, progress: bool = True) -> Plan:
-    """Compute everything a :class:`~alignment.pipeline.RunConfig` names into the cache."""
+def run_config(config, cache=None, progress: bool = True, scheduler=None) -> Plan:
+    """Compute everything a :class:`~alignment.pipeline.RunConfig` names into the cache.
+
+    ``scheduler``: where the units run (:func:`alignment.executor.open_executor`: None or
+    ``"sync"`` here, ``"local:N"``, a scheduler address, a ``distributed.Client`` or a cluster).
+    """
     from alignment.data import load_dataset
+    from alignment.executor import open_executor, uses_gpu
 
     dataset = load_dataset(config.dataset)
     study = Study(dataset, cache, config.options, device=config.device, progress=progress,
@@ -150,5 +160,6 @@ def run_config(config, cache=None, progress: bool = True) -> Plan:
 
         chosen = tuple(subjects) if config.subjects else ()
         units = [study.unit(stage, target) for stage, target in rsa_targets(study, config.rsa, chosen)]
-    return compute(study, config.models, subjects, config.analyses, progress, baselines=config.baselines,
-                   units=units)
+    with open_executor(scheduler, gpu=scheduler is not None and uses_gpu(study)) as executor:
+        return compute(study, config.models, subjects, config.analyses, progress, baselines=config.baselines,
+                       units=units, executor=executor)

@@ -74,6 +74,9 @@ class Stage:
         Whether a run config computes it when ``[analyses]`` does not name it.
     expand : callable or None
         See :data:`Expand`; needed when ``analysis`` is set.
+    gpu : bool
+        Whether it runs on the GPU when the study's device is cuda (a model's forward pass, the
+        ridge fits): a Dask executor sends its units to workers that offer a ``GPU`` resource.
     """
 
     name: str
@@ -87,6 +90,7 @@ class Stage:
     analysis: str | None = None
     default: bool = False
     expand: Expand | None = None
+    gpu: bool = False
     doc: str = field(default="", compare=False)
 
 

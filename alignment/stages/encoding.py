@@ -93,7 +93,7 @@ def encoding_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
 
 register(Stage(
-    name="encoding", version=2, target=LayerKey, inputs=layer_inputs, params=encoding_params,
+    name="encoding", gpu=True, version=2, target=LayerKey, inputs=layer_inputs, params=encoding_params,
     compute=encoding_compute, options=("hrf", "alphas", "null", "n_null", "null_tail", "seed"),
     analysis="encoding", default=True, expand=lambda keys, plan, baselines: list(keys),
     doc="ridge prediction map: scores (r), alphas, p, q (V,)",

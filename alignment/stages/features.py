@@ -12,7 +12,7 @@ def ans_unit(model: str, kind: str = "attn", condition: str = "image+text") -> U
 
 
 register(Stage(
-    name=STAGE, version=STAGE_VERSION, target=FeatureRequest, per_subject=False,
+    name=STAGE, gpu=True, version=STAGE_VERSION, target=FeatureRequest, per_subject=False,
     params=lambda study, unit, inputs: feature_params(study.dataset, unit.target, study.stimuli_fingerprint),
     compute=lambda study, unit, inputs: extract_features(study.dataset, unit.target, device=study.device,
                                                          progress=study.progress),

@@ -93,7 +93,7 @@ def lesion_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
 
 register(Stage(
-    name="lesion", version=5, target=LesionKey, inputs=lesion_inputs, params=lesion_params,
+    name="lesion", gpu=True, version=5, target=LesionKey, inputs=lesion_inputs, params=lesion_params,
     compute=lesion_compute, options=("seed", "hrf", "n_atoms", "sparsity", "glm", "glm_noise"), analysis="lesion",
     expand=lambda keys, plan, baselines: [LesionKey(k) for k in keys],
     doc="cross-validated lesion curves: fractions, random_mean, random_sd, ranked (F,), rankings (L, N), n_voxels",

@@ -56,7 +56,7 @@ def variance_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
 
 register(Stage(
-    name="variance", version=2, target=BandsKey, inputs=variance_inputs, params=variance_params,
+    name="variance", gpu=True, version=2, target=BandsKey, inputs=variance_inputs, params=variance_params,
     compute=variance_compute, options=("hrf", "alphas", "banded_iter", "seed"),
     analysis="variance_partition", expand=lambda keys, plan, baselines: plan_bands(keys),
     doc="banded ridge, one band per branch: r2, shared (V,), unique, r2_without (B, V)",
