@@ -95,10 +95,10 @@ def cmd_demo(args) -> int:
     start = time.perf_counter()
     if args.background:
         from alignment.background import run_background_demo
-        from alignment.simulation import DEFAULT_SNR, DEMO_SPACES
 
-        if (args.seed, args.snr, args.full, args.subjects, args.space, args.trs, args.scheduler) != (
-                0, DEFAULT_SNR, False, None, DEMO_SPACES[0], None, "sync"):
+        defaults = vars(build_parser().parse_args(["demo"]))  # the options' own defaults, one home
+        if any(getattr(args, name) != defaults[name] for name in defaults
+               if name not in ("small", "cache", "background", "command", "func")):
             raise ValueError("--background builds the demo the app shows: only --small and --cache go with it")
         status = run_background_demo(args.cache, small=args.small)
         print(status.text())
