@@ -4,6 +4,7 @@ import contextlib
 import io
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -61,3 +62,12 @@ def no_background_demo_build(monkeypatch):
         return real(cache_root, small)
 
     monkeypatch.setattr(background, "start_demo_build", guarded)
+
+
+@pytest.fixture(autouse=True)
+def restore_main_module():
+    """AppTest, like Streamlit, runs the app as ``sys.modules["__main__"]`` and leaves it there: a
+    later ``multiprocessing`` spawn (a Dask local cluster) would re-run that script in its workers."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main

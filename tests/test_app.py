@@ -738,3 +738,21 @@ def test_a_fresh_cache_starts_one_background_build_and_says_so(tmp_path, monkeyp
     assert len(no_spawn) == 1 and no_spawn[0][-4:] == ["--background", "--cache", str(tmp_path), "--small"]
     new_app().run()  # a second browser session watches the same build
     assert len(no_spawn) == 1
+
+
+def test_a_multiprocessing_child_does_not_run_the_app(monkeypatch, tmp_path):
+    """Streamlit runs app.py as ``__main__``: a process spawned from the app's process re-imports
+    it as ``__mp_main__`` (multiprocessing's spawn), and must not draw the app there, which would
+    start the background demo build from that child."""
+    import runpy
+
+    import ui
+
+    def refuse():
+        raise AssertionError("the app ran in a multiprocessing child")
+
+    monkeypatch.setattr(ui, "sidebar", refuse)
+    monkeypatch.setenv("ALIGNMENT_CACHE", str(tmp_path))
+    runpy.run_path(APP, run_name="__mp_main__")
+    with pytest.raises(AssertionError, match="multiprocessing child"):
+        runpy.run_path(APP, run_name="__main__")
