@@ -106,6 +106,7 @@ def start_demo_build(cache_root, small: bool = False) -> BuildStatus:
     if current is not None and current.active:
         return current
     root = Cache(cache_root).root
+    root.mkdir(parents=True, exist_ok=True)  # a cache folder named but not made yet
     command = [sys.executable, "-m", "alignment", "demo", "--background", "--cache", str(root)]
     if small:
         command.append("--small")

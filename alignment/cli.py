@@ -87,7 +87,7 @@ def _report_failures(failed) -> int:
 def cmd_demo(args) -> int:
     import time
 
-    from alignment.demo import run_demo
+    from alignment.demo import concept_demo_root, run_demo
     from alignment.executor import PlanFailed, parse_scheduler
 
     parse_scheduler(args.scheduler)  # a bad value fails before the dataset is built
@@ -108,7 +108,9 @@ def cmd_demo(args) -> int:
                          n_subjects=args.subjects, space=args.space, n_trs=args.trs, scheduler=args.scheduler)
     except PlanFailed as failed:
         return _report_failures(failed)
-    print(f"demo ready in {time.perf_counter() - start:.1f} s: dataset {study.dataset.root}, results in {study.cache.root}")
+    concepts = concept_demo_root(study.cache, args.seed, args.snr, args.small)
+    print(f"demo ready in {time.perf_counter() - start:.1f} s: dataset {study.dataset.root}, concept dataset "
+          f"{concepts}, results in {study.cache.root}")
     return 0
 
 
@@ -117,13 +119,16 @@ def cmd_validate(args) -> int:
 
     if args.dataset != "demo":
         return _validate_folder(args.dataset, args.json)
-    from alignment.demo import run_demo, validation_plans
-    from alignment.validation import validate_demo
+    from alignment.demo import concept_demo_study, concept_rsa_plan, run_demo, validation_plans
+    from alignment.rsa_summary import plan_results
+    from alignment.validation import Validation, validate_concept_demo, validate_demo
 
     study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, progress=not args.json,
                      plans=validation_plans(args.full), n_subjects=args.subjects, space=args.space,
                      n_trs=args.trs)
-    result = validate_demo(study)
+    concepts = concept_demo_study(study.cache, args.seed, args.snr, args.small, read_only=True)
+    results, _ = plan_results(concepts, concept_rsa_plan(args.small))
+    result = Validation.combine(validate_demo(study), validate_concept_demo(concepts, results))
     if args.json:
         print(json.dumps(result.as_dict()))
     else:

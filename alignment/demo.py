@@ -1,8 +1,10 @@
 """The embedded default: build the simulated experiment and analyse it.
 
 ``python -m alignment demo`` = :func:`run_demo`: what the demo computes (:func:`demo_plans`), with
-which options (:func:`demo_options`) and where (:func:`demo_root`). The dataset itself is made by
-:mod:`alignment.simulation`; :mod:`alignment.validation` checks the results against its ground truth.
+which options (:func:`demo_options`) and where (:func:`demo_root`), then the concept demo
+(:func:`run_concept_demo`: concept RSA on a simulated Pereira-like dataset). The datasets
+themselves are made by :mod:`alignment.simulation`; :mod:`alignment.validation` checks the
+results against their ground truth.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from pathlib import Path
 from typing import Callable
 
 from alignment.cache import Cache
+from alignment.data.pereira import PARADIGMS
+from alignment.keys import RSAPlan
 from alignment.pipeline import Baselines, ModelPlan, Options, Study
 from alignment.plan import compute
-from alignment.simulation import (CLIP_SPEC, DEFAULT_SNR, DEMO_SPACES, METER_SPEC, PLANTING, ROBERTA_SPEC, VIT_SPEC,
-                                  build_demo)
+from alignment.simulation import (CLIP_SPEC, CONCEPT_DEMO_MODELS, DEFAULT_CONCEPT_SNR, DEFAULT_SNR, DEMO_SPACES,
+                                  METER_SPEC, PLANTING, ROBERTA_SPEC, VIT_SPEC, build_concept_demo, build_demo)
 
 BASELINES = (VIT_SPEC, ROBERTA_SPEC, "minilm")
 #: the unimodal models integration sites are tested against (ViT for images, RoBERTa for text):
@@ -117,15 +121,71 @@ def demo_root(cache: Cache, seed: int = 0, snr: float = DEFAULT_SNR, small: bool
     return cache.root / "datasets" / f"demo_seed-{seed}_snr-{snr:g}{size}{in_space}"
 
 
+#: the concept demo's name where a dataset is chosen (the app's Dataset field, ``open_study``)
+CONCEPT_DEMO = "demo-concepts"
+
+
+def concept_demo_root(cache: Cache, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False) -> Path:
+    """Folder of the concept demo (:func:`run_concept_demo`) that goes with the movie demo of
+    these parameters, inside the cache folder."""
+    return cache.root / "datasets" / f"concepts_seed-{seed}_snr-{snr:g}{'_small' if small else ''}"
+
+
+def concept_snr(snr: float) -> float:
+    """The concept demo's SNR for the movie demo's ``snr``: :data:`DEFAULT_CONCEPT_SNR` at the
+    default, scaled with it (0 stays 0: the pure-noise check)."""
+    return DEFAULT_CONCEPT_SNR * float(snr) / DEFAULT_SNR
+
+
+#: permutations of the concept demo's RSA (p resolution 1/1001) and bootstrap draws of its CIs
+#: (the small demo's: fewer, the bootstraps are most of the RSA's cost)
+CONCEPT_DEMO_PERM = 1000
+CONCEPT_DEMO_BOOT = 1000
+SMALL_CONCEPT_DEMO_BOOT = 200
+
+
+def concept_rsa_plan(small: bool = False) -> RSAPlan:
+    """What the concept demo computes: RSA of every branch of :data:`CONCEPT_DEMO_MODELS` that sees
+    the concepts, in every paradigm, against every network, and the models' differences."""
+    return RSAPlan(models=CONCEPT_DEMO_MODELS, paradigms=PARADIGMS, n_perm=CONCEPT_DEMO_PERM,
+                   n_boot=SMALL_CONCEPT_DEMO_BOOT if small else CONCEPT_DEMO_BOOT)
+
+
+def concept_demo_study(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAULT_SNR,
+                       small: bool = False, read_only: bool = False, progress: bool = False) -> Study:
+    """The study of the concept demo (built: :func:`run_concept_demo`) with the demo's options."""
+    from alignment.data import load_dataset
+
+    cache = cache if isinstance(cache, Cache) else Cache(cache)
+    return Study(load_dataset(concept_demo_root(cache, seed, snr, small)), cache, demo_options(seed), device="cpu",
+                 progress=progress, read_only=read_only)
+
+
+def run_concept_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False,
+                     progress: bool | Callable[[int, int, str], None] = True, executor=None) -> Study:
+    """Build the concept demo (if absent; :func:`alignment.simulation.build_concept_demo` at
+    :func:`concept_snr` of ``snr``) and compute :func:`concept_rsa_plan` into the cache."""
+    from alignment.stages.rsa import rsa_targets
+
+    cache = cache if isinstance(cache, Cache) else Cache(cache)
+    build_concept_demo(concept_demo_root(cache, seed, snr, small), seed=seed, snr=concept_snr(snr), small=small)
+    study = concept_demo_study(cache, seed, snr, small, progress=progress is True)
+    units = [study.unit(stage, target) for stage, target in rsa_targets(study, concept_rsa_plan(small))]
+    compute(study, (), study.dataset.subjects, progress=progress, units=units, executor=executor)
+    return study
+
+
 def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False,
              progress: bool | Callable[[int, int, str], None] = True, full: bool = False,
              plans: tuple[ModelPlan, ...] | None = None, n_subjects: int | None = None,
-             space: str = DEMO_SPACES[0], n_trs: int | None = None, scheduler=None) -> Study:
+             space: str = DEMO_SPACES[0], n_trs: int | None = None, scheduler=None, concepts: bool = True) -> Study:
     """Build the demo dataset (if absent; ``small``: test-sized; ``n_subjects`` and ``n_trs`` per
     run: other than the default; ``space``: one of :data:`DEMO_SPACES`) and compute ``plans`` (default the demo plan, :func:`demo_plans`; ``full``:
     every layer) into the cache, and, when something is planted, the neuron mapping of the
-    planted layers under the other :data:`STABILITY_SEEDS` for the first subject. ``scheduler``:
-    where the units run (:func:`alignment.executor.open_executor`; default here, serially)."""
+    planted layers under the other :data:`STABILITY_SEEDS` for the first subject; then the
+    concept demo (:func:`run_concept_demo`; ``concepts=False``: not). ``scheduler``: where the
+    units run (:func:`alignment.executor.open_executor`; default here, serially). Returns the
+    movie demo's study."""
     from alignment.data import load_dataset
     from alignment.executor import open_executor
 
@@ -144,6 +204,8 @@ def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAU
             compute(study, (opening,), study.dataset.subjects, progress=progress, executor=executor)
         compute(study, plans, study.dataset.subjects, progress=progress, baselines=INTEGRATION_BASELINES,
                 executor=executor)
+        if concepts:
+            run_concept_demo(cache, seed, snr, small, progress, executor)
         if snr > 0:  # polarity stability: the planted layers under the other dictionary seeds (nothing to compare on noise)
             for other in STABILITY_SEEDS:
                 if other != study.options.seed:

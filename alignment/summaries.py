@@ -27,7 +27,7 @@ import numpy as np
 from alignment.cache import Cache
 from alignment.catalog import Catalog
 from alignment.conventions import GROUP, MAP_METRICS, nearest_layer, subjects_of
-from alignment.demo import demo_options  # the options the demo is computed (and read) with
+from alignment.demo import CONCEPT_DEMO, demo_options  # the options the demo is computed (and read) with
 from alignment.keys import LesionKey
 from alignment.pipeline import Baselines, BandsKey, IntegrationKey, LayerKey, NotCached, Options, Study
 
@@ -85,7 +85,8 @@ def open_study(dataset: str, cache_root=None, *, demo_small: bool = False, optio
     Parameters
     ----------
     dataset : str
-        ``"demo"`` (the simulated demo inside the cache folder, seed 0) or a dataset folder.
+        ``"demo"`` (the simulated demo inside the cache folder, seed 0), ``"demo-concepts"`` (its
+        concept demo, :data:`alignment.demo.CONCEPT_DEMO`) or a dataset folder.
     cache_root : path, optional
         Default ``$ALIGNMENT_CACHE`` or ``./cache``.
     demo_small : bool
@@ -100,6 +101,8 @@ def open_study(dataset: str, cache_root=None, *, demo_small: bool = False, optio
 
     if dataset == "demo":
         return demo_study(cache_root, small=demo_small)
+    if dataset == CONCEPT_DEMO:
+        return concept_demo_study(cache_root, small=demo_small)
     path = os.path.expanduser(str(dataset).strip())
     if not path:
         from alignment.data import DatasetError
@@ -135,6 +138,26 @@ def demo_study(cache_root=None, small: bool = False, seed: int = 0) -> Study:
     cache = Cache(cache_root)
     root = demo_root(cache, seed=seed, small=small)
     return Study(load_dataset(root), cache, demo_options(seed), device="cpu", read_only=True)
+
+
+def concept_demo_study(cache_root=None, small: bool = False, seed: int = 0) -> Study:
+    """The concept demo's read-only study. Raises :class:`alignment.data.DatasetError` while it is
+    not built (the demo build makes it after the movie demo's analyses)."""
+    from alignment.data import DatasetError
+    from alignment.demo import concept_demo_study as study
+
+    if not concept_demo_built(cache_root, small, seed):
+        raise DatasetError("the concept demo is not built yet: `python -m alignment demo` builds it after the "
+                           "movie demo's analyses (so does the app's background build)")
+    return study(cache_root, seed, small=small, read_only=True)
+
+
+def concept_demo_built(cache_root=None, small: bool = False, seed: int = 0) -> bool:
+    """Whether the concept demo's dataset exists (its results may still be computing)."""
+    from alignment.data import GROUND_TRUTH_FILE
+    from alignment.demo import concept_demo_root
+
+    return (concept_demo_root(Cache(cache_root), seed, small=small) / GROUND_TRUTH_FILE).is_file()
 
 
 def demo_ready(cache_root=None, small: bool = False, seed: int = 0) -> bool:

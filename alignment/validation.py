@@ -81,6 +81,13 @@ class Validation:
     thresholds: dict
     planted: bool
 
+    @classmethod
+    def combine(cls, *parts: "Validation") -> "Validation":
+        """One validation of several (the movie demo's and the concept demo's): every metric and
+        check; planted when any part is."""
+        return cls({k: v for p in parts for k, v in p.metrics.items()},
+                   {k: v for p in parts for k, v in p.thresholds.items()}, any(p.planted for p in parts))
+
     def checks(self) -> dict:
         """The checks that apply (those that need a planting only when something was planted)."""
         return {k: c for k, c in self.thresholds.items() if self.planted or not c.planted}
@@ -355,3 +362,90 @@ def _integration_metrics(study: Study, subject: str, patches: list[dict], patch_
     return {"integration_sensitivity": share(of_voxel == "unified"),
             "integration_additive_false_positive_rate": share(of_voxel == "additive"),
             "integration_unplanted_false_positive_rate": share(~planted)}
+
+
+# ==========================================================================================
+# the concept demo
+# ==========================================================================================
+#: a planted layer is *identifiable* when its model RDM correlates (Spearman) below this with
+#: every other layer of its branch: layers whose RDMs agree more cannot be told apart by any
+#: brain RDM, so the best-layer check skips them (the dual encoder's random image tower: ~0.998)
+IDENTIFIABLE_RDM_RHO = 0.98
+#: what :func:`validate_concept_demo` checks. A planted coupling is a (network, paradigm) whose
+#: responses were made from a model branch's layer; every other (network, paradigm) is noise.
+CONCEPT_THRESHOLDS: dict[str, Check] = {
+    "concept_detection": Check(">=", 1.0, "planted couplings whose RSA with the planted layer is significant "
+                                          "(q < fdr_q over the result's layers x networks)"),
+    "concept_best_layer": Check(">=", 1.0, "planted couplings with an identifiable layer whose layer chosen out of "
+                                           "sample (modal over participant splits) is the planted one"),
+    "concept_null_discoveries": Check("<=", 0, "cells (layer x network) of unplanted networks declared at q < fdr_q "
+                                              "by BH over every such cell of every RSA result (model branch x "
+                                              "paradigm) at once: a global null, so P(any) <= fdr_q",
+                                      planted=False),
+}
+
+
+def validate_concept_demo(study: Study, results) -> Validation:
+    """Compare the concept demo's RSA ``results`` ([(RSAKey, entry)], e.g.
+    :func:`alignment.rsa_summary.plan_results` of :func:`alignment.demo.concept_rsa_plan`) with
+    the ground truth of ``study``'s simulated concept dataset (:data:`CONCEPT_THRESHOLDS`).
+
+    Everything is read, nothing computed: the layers' model RDMs (for identifiability) are the
+    RSA results' own inputs. Metrics that cannot be measured (no planted coupling among the
+    results, no identifiable layer) are NaN: they fail where they apply."""
+    from alignment.keys import ModelRDMKey
+    from alignment.simulation import concept_source, load_concept_ground_truth
+
+    truth = load_concept_ground_truth(study.dataset.root)
+    planted = {(p["network"], p["paradigm"]): (p["source"], int(p["layer"])) for p in truth["planted"]}
+    q_level = study.options.fdr_q
+    detected, best, null_p, checked, shown = [], [], [], set(), 0
+    for key, entry in results:
+        networks, layers = entry.meta["networks"], [int(v) for v in entry["layers"]]
+        declared = np.asarray(entry["q"]) < q_level  # (L, N)
+        null = np.array([(n, key.paradigm) not in planted for n in networks])
+        null_p.append(np.asarray(entry["p"])[:, null].ravel())
+        shown += int(declared[:, null].sum())
+        for j, network in enumerate(networks):
+            source, layer = planted.get((network, key.paradigm), (None, None))
+            if source != concept_source(key.model, key.branch) or layer not in layers:
+                continue
+            checked.add((network, key.paradigm))
+            i = layers.index(layer)
+            detected.append(bool(declared[i, j]))
+            rdms = {v: np.asarray(study.get("model_rdm", ModelRDMKey(key.features, key.branch, v, key.metric),
+                                            compute=False)["rdm"]) for v in layers}
+            if _identifiable(rdms, layer):
+                best.append(layers[int(entry["best_held_out"][j])] == layer)
+    metrics = {
+        "concept_detection": float(np.mean(detected)) if detected else float("nan"),
+        "concept_best_layer": float(np.mean(best)) if best else float("nan"),
+        "concept_null_discoveries": _null_discoveries(np.concatenate(null_p) if null_p else np.array([]), q_level),
+        # what the RSA page declares in unplanted networks (each result's own FDR): reported, not scored
+        "concept_null_cells_declared_by_results": shown,
+        "concept_results": len(results),
+        "concept_planted_checked": f"{len(checked)} of {len(planted)}",
+        "concept_identifiable": len(best),
+    }
+    return Validation(metrics, CONCEPT_THRESHOLDS, bool(planted))
+
+
+def _null_discoveries(p: np.ndarray, q_level: float) -> float:
+    """How many of the p values ``p`` (all null) BH declares at ``q_level``; NaN without any."""
+    from alignment.stats import fdr_bh
+
+    if p.size == 0:
+        return float("nan")
+    return float(np.sum(fdr_bh(p, q_level)[1] < q_level))
+
+
+def _identifiable(rdms: dict, layer: int) -> bool:
+    """Whether ``layer``'s RDM correlates below :data:`IDENTIFIABLE_RDM_RHO` with every other
+    layer's (``rdms``: layer → (P,) RDM)."""
+    from alignment.analyses.rsa import spearman
+
+    others = [v for v in rdms if v != layer]
+    if not others:
+        return False
+    rho = spearman(rdms[layer], np.stack([rdms[v] for v in others]))
+    return bool(np.all(np.asarray(rho) < IDENTIFIABLE_RDM_RHO))

@@ -5,6 +5,7 @@ import streamlit as st
 
 from alignment.analyses.rsa import square
 from alignment.data.pereira import CONCEPT
+from alignment.demo import CONCEPT_DEMO
 from alignment.figures import heatmap_figure
 from alignment.rsa_summary import (brain_rdms, cached_rsa, category_order, concept_categories, difference_table,
                                    is_simulated, layer_table, model_label, model_rdms, rsa_layer_figure)
@@ -19,7 +20,9 @@ if g.failed:
     st.stop()
 if getattr(study.dataset, "sample_unit", None) != CONCEPT:
     st.info("Concept RSA needs a concept-wise dataset (e.g. Pereira 2018, dataset kind `pereira2018`); "
-            "this dataset's samples are time points. Choose a concept dataset in the sidebar.")
+            "this dataset's samples are time points. Choose a concept dataset in the sidebar, or open the "
+            f"simulated one that comes with the demo (`{CONCEPT_DEMO}`).")
+    st.button("Open the simulated concept demo", on_click=S.set_view, kwargs={"dataset": CONCEPT_DEMO})
     st.stop()
 if is_simulated(study.dataset):
     st.info("**Simulated data.** These RDMs come from a simulated Pereira-like experiment with planted "

@@ -8,7 +8,7 @@ import pytest
 from alignment.cache import Cache
 from alignment.cli import main
 from alignment.demo import noise_plans, run_demo, validation_plans
-from alignment.validation import THRESHOLDS, validate_demo
+from alignment.validation import CONCEPT_THRESHOLDS, THRESHOLDS, validate_demo
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ KNOWN_FAILURES = "the small demo's encoding maps lack power (sensitivity 0.07) a
 
 
 def _assert_passes(result: dict):
-    for name, check in THRESHOLDS.items():
+    for name, check in (THRESHOLDS | CONCEPT_THRESHOLDS).items():
         assert check.meets(result[name]), (name, result[name], check.text())
     assert result["passed"] is True and result["failed"] == []
 
@@ -46,7 +46,8 @@ def test_validate_passes_on_small_demo(cache, demo_cache, seed, capsys):
     root, subjects = (demo_cache, []) if seed == 0 else (str(cache.root), ["--subjects", "1"])
     code = main(["--cache", root, "validate", "--small", "--seed", str(seed), *subjects, "--json"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(THRESHOLDS) <= set(result) and set(result["thresholds"]) == set(THRESHOLDS)
+    every = THRESHOLDS | CONCEPT_THRESHOLDS
+    assert set(every) <= set(result) and set(result["thresholds"]) == set(every)
     _assert_passes(result)
     assert code == 0
 
@@ -54,7 +55,7 @@ def test_validate_passes_on_small_demo(cache, demo_cache, seed, capsys):
 def test_validate_prints_every_metric_with_its_rule(demo_cache, capsys):
     main(["--cache", demo_cache, "validate", "--small"])
     out = capsys.readouterr().out
-    for name, check in THRESHOLDS.items():
+    for name, check in (THRESHOLDS | CONCEPT_THRESHOLDS).items():
         line = next(line for line in out.splitlines() if line.startswith(name + " "))
         assert check.text() in line and check.doc[:30] in line
     assert out.strip().splitlines()[-1].startswith(("PASSED", "FAILED"))
@@ -297,3 +298,37 @@ def test_core_plan_covers_the_planting_and_full_plan_every_layer(demo_cache):
         for branch, layers in study.branches(spec).items():
             assert {t.layer for stage, t in full if stage == "encoding" and t.model == spec and t.branch == branch
                     and t.condition == "image+text"} == set(layers)
+
+
+# ------------------------------------------------------------------ the concept demo
+def _concept_validation(cache_root, seed: int = 0, snr: float | None = None):
+    from alignment.demo import concept_demo_study, concept_rsa_plan
+    from alignment.rsa_summary import plan_results
+    from alignment.validation import validate_concept_demo
+
+    study = concept_demo_study(cache_root, seed, small=True, read_only=True,
+                               **({} if snr is None else {"snr": snr}))
+    return validate_concept_demo(study, plan_results(study, concept_rsa_plan(small=True))[0])
+
+
+def test_demo_builds_the_concept_demo_and_it_recovers_the_planting(demo_cache):
+    """Every planted coupling of the small concept demo is detected at its planted layer, and no
+    unplanted network is declared (BH over all of them at once)."""
+    v = _concept_validation(demo_cache)
+    assert v.planted and v.metrics["concept_planted_checked"] == "3 of 3"
+    assert v.metrics["concept_results"] == 7  # MiniLM and the dual encoder's text tower x 3 paradigms, its image tower
+    for name in ("concept_detection", "concept_null_discoveries"):
+        assert CONCEPT_THRESHOLDS[name].meets(v.metrics[name]), (name, v.metrics[name])
+
+
+@pytest.mark.xfail(reason="measured: with 3 participants (200 voxels) the leave-one-participant-out choice picks "
+                          "MiniLM's last layer for the sentences (planted: layer 3; in sample: 3); the default "
+                          "concept demo (4 participants) recovers both identifiable plantings", strict=False)
+def test_small_concept_demo_recovers_the_planted_layer_out_of_sample(demo_cache):
+    assert _concept_validation(demo_cache).metrics["concept_best_layer"] == 1.0
+
+
+def test_pure_noise_concept_demo_declares_nothing(pure_noise, cache):
+    v = _concept_validation(cache.root, seed=2, snr=0.0)
+    assert not v.planted and v.metrics["concept_results"] == 7
+    assert v.passed, (v.failed(), v.metrics)

@@ -6,7 +6,7 @@ import pytest
 import alignment  # noqa: F401
 from alignment.cli import main
 from rsa_fixtures import make_concept_dataset, write_pointer, write_rsa_config
-from test_app import APP, navigation_mode  # noqa: F401 - run app.py on every rerun, as the server does
+from test_app import APP, navigation_mode, no_spawn  # noqa: F401 - run app.py on every rerun, as the server does
 
 MODELS = ["random:bert:tiny", "random:hf-clip:tiny"]
 TIMEOUT = 300
@@ -86,7 +86,8 @@ def test_page_without_results_says_so(tmp_path, monkeypatch):
     assert any("no concept-RSA results" in e.value for e in at.info)
 
 
-def test_page_on_a_movie_dataset_says_it_needs_concepts(tmp_path, monkeypatch):
+def _movie_page(tmp_path, monkeypatch):
+    """The page on a one-run movie dataset."""
     import numpy as np
 
     root = tmp_path / "movie"
@@ -97,6 +98,22 @@ def test_page_on_a_movie_dataset_says_it_needs_concepts(tmp_path, monkeypatch):
     (root / "stimuli" / "r1.tsv").write_text("tr\tframe\tcaption\tsegment\n" +
                                             "".join(f"{t}\t\ta dog\tclip\n" for t in range(6)))
     np.save(root / "sub-01" / "r1.npy", np.random.default_rng(0).standard_normal((6, 20484)).astype(np.float32))
-    at = _app(str(root), tmp_path / "cache", monkeypatch)
+    return _app(str(root), tmp_path / "cache", monkeypatch)
+
+
+def test_page_on_a_movie_dataset_says_it_needs_concepts(tmp_path, monkeypatch):
+    at = _movie_page(tmp_path, monkeypatch)
     assert not at.exception, [e.message for e in at.exception]
     assert any("needs a concept-wise dataset" in e.value for e in at.info)
+
+
+def test_the_movie_page_opens_the_concept_demo(tmp_path, monkeypatch, no_spawn):
+    """The button switches to the simulated concept demo; on a cache without the demo that starts
+    the demo's background build (which makes the concept demo after the movie demo)."""
+    at = _movie_page(tmp_path, monkeypatch)
+    monkeypatch.setenv("ALIGNMENT_DEMO_SMALL", "1")
+    next(b for b in at.button if b.label == "Open the simulated concept demo").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.query_params["dataset"] == "demo-concepts"
+    assert len(no_spawn) == 1 and "--background" in no_spawn[0]
+    assert any("Preparing the simulated demo in the background" in e.value for e in at.info)

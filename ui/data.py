@@ -83,7 +83,8 @@ def check_dataset_folder(folder: str) -> None:
 
 def study_key(state: ViewState) -> tuple[str, str, bool]:
     """(dataset, cache folder, small) — identifies a study in memoisation keys."""
-    ds = state.dataset if state.is_demo else str(Path(state.dataset.strip()).expanduser().absolute())
+    named = state.is_demo or state.is_concept_demo
+    ds = state.dataset if named else str(Path(state.dataset.strip()).expanduser().absolute())
     return ds, cache_root(), demo_small()
 
 
@@ -152,6 +153,19 @@ def _ensure_demo(root: str, small: bool) -> None:
         st.stop()
 
 
+def _ensure_concept_demo(root: str, small: bool) -> None:
+    """While the background build has not made the concept demo yet: say so, watch, stop."""
+    from alignment import background, summaries
+    from ui.progress import watch_build
+
+    status = background.read_status(root, small)
+    if status is not None and status.active and not summaries.concept_demo_built(root, small):
+        st.info("The simulated concept demo is built after the movie demo's analyses; it shows here when it is "
+                f"ready ({status.text()}).", icon=":material/hourglass_top:")
+        watch_build(root, small, dataset_ready=False)
+        st.stop()
+
+
 def _demo_dataset_built(root: str, small: bool) -> bool:
     from alignment.cache import Cache
     from alignment.data import GROUND_TRUTH_FILE
@@ -164,7 +178,7 @@ def _demo_dataset_built(root: str, small: bool) -> bool:
 def build_status(state: ViewState):
     """The background demo build's :class:`~alignment.background.BuildStatus` while it runs
     (the demo only); None when none runs."""
-    if not state.is_demo:
+    if not (state.is_demo or state.is_concept_demo):
         return None
     from alignment.background import read_status
 
@@ -182,6 +196,9 @@ def get_study(state: ViewState):
     ds, root, small = study_key(state)
     if state.is_demo:
         _ensure_demo(root, small)
+    elif state.is_concept_demo:  # built by the same background build, after the movie demo
+        _ensure_demo(root, small)
+        _ensure_concept_demo(root, small)
     else:
         check_dataset_folder(ds)
     return _open_study(ds, root, small)

@@ -163,8 +163,9 @@ def sidebar() -> ViewState:
     sb.markdown("### View")
     ss.setdefault(_PREFIX + "dataset", "demo")
     sb.text_input("Dataset", key=_PREFIX + "dataset",
-                  help="`demo` (the simulated experiment) or the path of a dataset folder "
-                       "(dataset.toml, stimuli/, sub-*/)")
+                  help="`demo` (the simulated movie experiment), `demo-concepts` (its simulated concept "
+                       "experiment, for Concept RSA) or the path of a dataset folder (dataset.toml, stimuli/, "
+                       "sub-*/; pereira2018.toml)")
     dataset = (ss[_PREFIX + "dataset"] or "demo").strip() or "demo"
     base = replace(ViewState(), dataset=dataset)
 

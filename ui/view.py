@@ -109,7 +109,15 @@ class ViewState:
 
     @property
     def is_demo(self) -> bool:
+        """The simulated movie demo."""
         return self.dataset == "demo"
+
+    @property
+    def is_concept_demo(self) -> bool:
+        """The simulated concept demo (built with the movie demo)."""
+        from alignment.demo import CONCEPT_DEMO
+
+        return self.dataset == CONCEPT_DEMO
 
     @property
     def is_group(self) -> bool:

@@ -96,7 +96,7 @@ from pydantic import Field, PositiveInt
 from alignment.data.protocol import DatasetError, pointer_file, register_dataset_kind
 from alignment.schema import ConfigError, Table, check
 
-__all__ = ["CONCEPT", "N_CONCEPTS", "PARADIGMS", "POINTER_FILE", "PereiraDataset", "mat_cell",
+__all__ = ["CONCEPT", "N_CONCEPTS", "PARADIGMS", "POINTER_FILE", "PereiraDataset", "PereiraStimuli", "mat_cell",
            "pereira_contents", "read_mat", "write_pereira_mat"]
 
 KIND = "pereira2018"
@@ -384,7 +384,117 @@ class _Meta:
 # --------------------------------------------------------------------------------------------
 # the dataset
 # --------------------------------------------------------------------------------------------
-class PereiraDataset:
+class PereiraStimuli:
+    """What the models see of each concept (module docstring, *Stimuli*), without the fMRI files:
+    the part of :class:`PereiraDataset` that :func:`alignment.concepts.concept_features` reads.
+
+    A simulated dataset computes model features from its stimuli before it writes the brain
+    responses (:mod:`alignment.simulation.concepts`); :class:`PereiraDataset` is this plus the
+    participants' files.
+
+    Parameters
+    ----------
+    root : str or PathLike
+        Relative stimulus paths are taken from here.
+    concepts : sequence of str
+        The C concept words, in row order.
+    pictures, sentences, wordclouds, categories : str or PathLike, optional
+        As :class:`PereiraDataset`.
+    """
+
+    sample_unit = CONCEPT
+    paradigms = PARADIGMS
+
+    def __init__(self, root, concepts=(), *, pictures=None, sentences=None, wordclouds=None, categories=None):
+        self.root = os.path.abspath(os.fspath(root))
+
+        def resolve(p):
+            return None if p is None else os.path.join(self.root, os.path.expanduser(os.fspath(p)))
+
+        self.pictures, self.sentences_file, self.wordclouds, self.categories_file = \
+            map(resolve, (pictures, sentences, wordclouds, categories))
+        self._concepts: list[str] | None = [str(c) for c in concepts] or None
+
+    @property
+    def concepts(self) -> list[str]:
+        """The C concept words, in row order."""
+        return list(self._concepts or ())
+
+    def _concept_key(self, concept) -> str:
+        concept = str(concept)
+        if concept not in self.concepts:
+            raise DatasetError(f"unknown concept {concept!r}")
+        return concept.lower()
+
+    def sentences(self, concept) -> list[str]:
+        """The sentences of a concept, from the ``sentences`` table (empty without one)."""
+        key = self._concept_key(concept)
+        if self.sentences_file is None:
+            return []
+        return [row["sentence"] for row in _read_table(self.sentences_file, ("concept", "sentence"))
+                if row["concept"].strip().lower() == key]
+
+    def wordcloud(self, concept) -> list[str]:
+        """The words of a concept's cloud (a ``wordclouds`` table), or its image references
+        (a ``wordclouds`` folder, for :meth:`load_frame`)."""
+        key = self._concept_key(concept)
+        if self.wordclouds is None:
+            return []
+        if os.path.isdir(self.wordclouds):
+            return [f"wordclouds:{r}" for r in _images(self.wordclouds, key)]
+        rows = _read_table(self.wordclouds, ("concept", "words"))
+        return [w.strip() for row in rows if row["concept"].strip().lower() == key
+                for w in row["words"].split(",") if w.strip()]
+
+    def categories(self) -> dict[str, str]:
+        """Concept word (as in :attr:`concepts`) -> its category, from the ``categories`` table
+        (empty without one; concepts the table does not list are left out)."""
+        if self.categories_file is None:
+            return {}
+        listed = {row["concept"].strip().lower(): row["category"].strip()
+                  for row in _read_table(self.categories_file, ("concept", "category"))}
+        return {c: listed[c.lower()] for c in self.concepts if c.lower() in listed}
+
+    def pictures_of(self, concept) -> list[str]:
+        """Image references (``"pictures:<concept>/<file>"``) of a concept, for :meth:`load_frame`."""
+        key = self._concept_key(concept)
+        return [] if self.pictures is None else [f"pictures:{r}" for r in _images(self.pictures, key)]
+
+    def stimuli(self, concept, paradigm) -> dict:
+        """What the models see of a concept in a paradigm: ``word`` always; ``sentences``
+        (sentences), ``pictures`` (pictures: image references, and the word), ``wordcloud``
+        (word clouds: the cloud's words or image references)."""
+        out = {"word": str(concept)}
+        if paradigm == "sentences":
+            out["sentences"] = self.sentences(concept)
+        elif paradigm == "pictures":
+            out["pictures"] = self.pictures_of(concept)
+        elif paradigm == "wordclouds":
+            out["wordcloud"] = self.wordcloud(concept)
+        else:
+            raise DatasetError(f"unknown paradigm {paradigm!r}; Pereira's are {', '.join(PARADIGMS)}")
+        return out
+
+    def load_frame(self, ref):
+        """The RGB ``PIL.Image.Image`` of a reference ``"pictures:<rel>"`` or ``"wordclouds:<rel>"``."""
+        from PIL import Image
+
+        where, _, rel = str(ref).partition(":")
+        base = {"pictures": self.pictures, "wordclouds": self.wordclouds}.get(where)
+        if base is None or not rel or not os.path.isdir(base):
+            raise DatasetError(f"image reference {ref!r} is not 'pictures:<file>' or 'wordclouds:<file>' "
+                               "of a configured image folder")
+        path = os.path.join(base, rel)
+        try:
+            with Image.open(path) as im:
+                frame = im.convert("RGB")
+                frame.info["source"] = str(path)  # what region-feature files are keyed by
+                return frame
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{path}: unreadable image ({exc})", path) from None
+
+
+class PereiraDataset(PereiraStimuli):
     """Pereira 2018 Experiment 1 concept data: a :class:`~alignment.data.protocol.Dataset`
     whose samples are the concepts (module docstring).
 
@@ -409,25 +519,17 @@ class PereiraDataset:
     """
 
     kind = KIND
-    sample_unit = CONCEPT
     space = "volume"
-    paradigms = PARADIGMS
     #: files held in memory at once: one participant's three paradigms (for their average)
     FILE_CACHE = 3
 
     def __init__(self, root, *, name: str = "Pereira 2018", participants=None, pictures=None,
                  sentences=None, wordclouds=None, categories=None, n_concepts: int = N_CONCEPTS):
-        self.root = os.path.abspath(os.fspath(root))
+        super().__init__(root, pictures=pictures, sentences=sentences, wordclouds=wordclouds, categories=categories)
         if not os.path.isdir(self.root):
             raise DatasetError(f"{self.root}: dataset folder not found", self.root)
         self.name = name
         self.n_concepts = int(n_concepts)
-
-        def resolve(p):
-            return None if p is None else os.path.join(self.root, os.path.expanduser(os.fspath(p)))
-
-        self.pictures, self.sentences_file, self.wordclouds, self.categories_file = \
-            map(resolve, (pictures, sentences, wordclouds, categories))
         found = sorted(e.name for e in os.scandir(self.root) if e.is_dir() and _has_files(e.path))
         self.subjects = found if participants is None else [str(p) for p in participants]
         if not self.subjects:
@@ -440,7 +542,6 @@ class PereiraDataset:
                     raise DatasetError(f"{path}: file not found (participant {sid}, paradigm {paradigm})", path)
         self._files: OrderedDict[str, dict] = OrderedDict()
         self._meta: dict[str, _Meta] = {}
-        self._concepts: list[str] | None = None
 
     def __repr__(self):
         return f"PereiraDataset({self.name!r}, root={self.root!r}, participants={self.subjects})"
@@ -567,79 +668,6 @@ class PereiraDataset:
         return Y, np.arange(Y.shape[0], dtype=np.int64)
 
     # ---------------------------------------------------------------- stimuli
-    def _concept_key(self, concept) -> str:
-        concept = str(concept)
-        if concept not in self.concepts:
-            raise DatasetError(f"unknown concept {concept!r}")
-        return concept.lower()
-
-    def sentences(self, concept) -> list[str]:
-        """The sentences of a concept, from the ``sentences`` table (empty without one)."""
-        key = self._concept_key(concept)
-        if self.sentences_file is None:
-            return []
-        return [row["sentence"] for row in _read_table(self.sentences_file, ("concept", "sentence"))
-                if row["concept"].strip().lower() == key]
-
-    def wordcloud(self, concept) -> list[str]:
-        """The words of a concept's cloud (a ``wordclouds`` table), or its image references
-        (a ``wordclouds`` folder, for :meth:`load_frame`)."""
-        key = self._concept_key(concept)
-        if self.wordclouds is None:
-            return []
-        if os.path.isdir(self.wordclouds):
-            return [f"wordclouds:{r}" for r in _images(self.wordclouds, key)]
-        rows = _read_table(self.wordclouds, ("concept", "words"))
-        return [w.strip() for row in rows if row["concept"].strip().lower() == key
-                for w in row["words"].split(",") if w.strip()]
-
-    def categories(self) -> dict[str, str]:
-        """Concept word (as in :attr:`concepts`) -> its category, from the ``categories`` table
-        (empty without one; concepts the table does not list are left out)."""
-        if self.categories_file is None:
-            return {}
-        listed = {row["concept"].strip().lower(): row["category"].strip()
-                  for row in _read_table(self.categories_file, ("concept", "category"))}
-        return {c: listed[c.lower()] for c in self.concepts if c.lower() in listed}
-
-    def pictures_of(self, concept) -> list[str]:
-        """Image references (``"pictures:<concept>/<file>"``) of a concept, for :meth:`load_frame`."""
-        key = self._concept_key(concept)
-        return [] if self.pictures is None else [f"pictures:{r}" for r in _images(self.pictures, key)]
-
-    def stimuli(self, concept, paradigm) -> dict:
-        """What the models see of a concept in a paradigm: ``word`` always; ``sentences``
-        (sentences), ``pictures`` (pictures: image references, and the word), ``wordcloud``
-        (word clouds: the cloud's words or image references)."""
-        out = {"word": str(concept)}
-        if paradigm == "sentences":
-            out["sentences"] = self.sentences(concept)
-        elif paradigm == "pictures":
-            out["pictures"] = self.pictures_of(concept)
-        elif paradigm == "wordclouds":
-            out["wordcloud"] = self.wordcloud(concept)
-        else:
-            raise DatasetError(f"unknown paradigm {paradigm!r}; Pereira's are {', '.join(PARADIGMS)}")
-        return out
-
-    def load_frame(self, ref):
-        """The RGB ``PIL.Image.Image`` of a reference ``"pictures:<rel>"`` or ``"wordclouds:<rel>"``."""
-        from PIL import Image
-
-        where, _, rel = str(ref).partition(":")
-        base = {"pictures": self.pictures, "wordclouds": self.wordclouds}.get(where)
-        if base is None or not rel or not os.path.isdir(base):
-            raise DatasetError(f"image reference {ref!r} is not 'pictures:<file>' or 'wordclouds:<file>' "
-                               "of a configured image folder")
-        path = os.path.join(base, rel)
-        try:
-            with Image.open(path) as im:
-                frame = im.convert("RGB")
-                frame.info["source"] = str(path)  # what region-feature files are keyed by
-                return frame
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{path}: unreadable image ({exc})", path) from None
-
     # ---------------------------------------------------------------- fingerprint, validation
     def fingerprint(self, subjects=None, *, include_bold: bool = True, content: bool = False) -> str:
         """Hex SHA-256 of the options, the concept words, the stimulus files and

@@ -18,11 +18,15 @@ analyses is :mod:`alignment.demo`.
 
 from alignment.simulation.concepts import (
     CATEGORIES,
+    CONCEPT_DEMO_MODELS,
+    CONCEPT_DEMO_PLANTING,
     CONCEPT_NETWORKS,
     DEFAULT_CONCEPT_SNR,
     ConceptPlant,
     ConceptStimuli,
     build_concept_dataset,
+    build_concept_demo,
+    concept_source,
     load_concept_ground_truth,
     plant_concept_responses,
     write_concept_stimuli,
@@ -49,11 +53,15 @@ from alignment.simulation.experiment import (
 
 __all__ = [
     "CATEGORIES",
+    "CONCEPT_DEMO_MODELS",
+    "CONCEPT_DEMO_PLANTING",
     "CONCEPT_NETWORKS",
     "DEFAULT_CONCEPT_SNR",
     "ConceptPlant",
     "ConceptStimuli",
     "build_concept_dataset",
+    "build_concept_demo",
+    "concept_source",
     "load_concept_ground_truth",
     "plant_concept_responses",
     "write_concept_stimuli",

@@ -73,9 +73,9 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from alignment.data import GROUND_TRUTH_FILE
-from alignment.data.pereira import (FILE_PATTERN, N_CONCEPTS, PARADIGMS, POINTER_FILE, pereira_contents,
-                                    write_pereira_mat)
-from alignment.simulation.experiment import _replace_folder
+from alignment.data.pereira import (FILE_PATTERN, N_CONCEPTS, PARADIGMS, POINTER_FILE, PereiraStimuli,
+                                    pereira_contents, write_pereira_mat)
+from alignment.simulation.experiment import CLIP_SPEC, _replace_folder
 
 __all__ = [
     "CATEGORIES",
@@ -83,7 +83,11 @@ __all__ = [
     "DEFAULT_CONCEPT_SNR",
     "ConceptPlant",
     "ConceptStimuli",
+    "CONCEPT_DEMO_MODELS",
+    "CONCEPT_DEMO_PLANTING",
     "build_concept_dataset",
+    "build_concept_demo",
+    "concept_source",
     "load_concept_ground_truth",
     "plant_concept_responses",
     "write_concept_stimuli",
@@ -175,6 +179,11 @@ class ConceptStimuli:
     wordclouds: Path = field(repr=False)
     category_table: Path = field(repr=False)
     pictures: Path = field(repr=False)
+
+    def view(self) -> PereiraStimuli:
+        """The stimuli as :func:`alignment.concepts.concept_features` reads a dataset's."""
+        return PereiraStimuli(self.root, self.concepts, pictures=self.pictures, sentences=self.sentences,
+                              wordclouds=self.wordclouds, categories=self.category_table)
 
     def category_index(self) -> np.ndarray:
         """(C,) int: each concept's category, as its position in :data:`CATEGORIES`."""
@@ -551,3 +560,49 @@ def load_concept_ground_truth(root) -> dict:
     if truth.get("kind") != "pereira2018-simulated":
         raise ValueError(f"{path}: not the ground truth of a simulated concept dataset")
     return truth
+
+
+# ==========================================================================================
+# the embedded concept demo
+# ==========================================================================================
+def concept_source(spec: str, branch: str) -> str:
+    """The ``source`` of a :class:`ConceptPlant` planted from a model's branch: "<spec> <branch>"."""
+    return f"{spec} {branch}"
+
+
+#: the models whose layers the concept demo plants (and :mod:`alignment.demo` compares): a
+#: language model and the dual encoder
+CONCEPT_DEMO_MODELS = ("minilm", CLIP_SPEC)
+#: the concept demo's planting: the left language network from MiniLM's middle layer in the
+#: verbal paradigms, the visual network from the dual encoder's image tower under pictures;
+#: ``languageRH`` and ``dmn`` carry noise only (what no model should explain)
+CONCEPT_DEMO_PLANTING = (
+    ConceptPlant("languageLH", concept_source(CONCEPT_DEMO_MODELS[0], "text"), 3, ("sentences", "wordclouds")),
+    ConceptPlant("visual", concept_source(CONCEPT_DEMO_MODELS[1], "image"), 4, ("pictures",)),
+)
+#: (participants, mean voxels per participant) of the small concept demo (tests)
+SMALL_CONCEPT_DEMO = (3, 200)
+
+
+def build_concept_demo(root, seed: int = 0, snr: float = DEFAULT_CONCEPT_SNR, small: bool = False) -> Path:
+    """The embedded concept demo at ``root``: :func:`build_concept_dataset` with
+    :data:`CONCEPT_DEMO_PLANTING`, its features the planted layers' hidden states of the demo
+    models on the dataset's own stimuli (the mean over a concept's stimuli, as the RSA stages
+    compute them). ``small``: :data:`SMALL_CONCEPT_DEMO` participants and voxels."""
+    from alignment.concepts import concept_features
+    from alignment.models import load_model
+
+    def features(stimuli: ConceptStimuli) -> dict:
+        view, out = stimuli.view(), {p: {} for p in PARADIGMS}
+        wanted: dict[str, set] = {}
+        for plant in CONCEPT_DEMO_PLANTING:
+            wanted.setdefault(plant.source.rsplit(" ", 1)[0], set()).update(plant.paradigms)
+        for spec, paradigms in wanted.items():
+            adapter = load_model(spec)
+            for paradigm in sorted(paradigms):
+                for (branch, layer), X in concept_features(adapter, view, paradigm).items():
+                    out[paradigm][(concept_source(spec, branch), layer)] = X
+        return out
+
+    size = dict(zip(("n_participants", "n_voxels"), SMALL_CONCEPT_DEMO)) if small else {}
+    return build_concept_dataset(root, features, CONCEPT_DEMO_PLANTING, snr=snr, seed=seed, **size)
