@@ -120,12 +120,18 @@ def cmd_validate(args) -> int:
     if args.dataset != "demo":
         return _validate_folder(args.dataset, args.json)
     from alignment.demo import concept_demo_study, concept_rsa_plan, run_demo, validation_plans
+    from alignment.executor import PlanFailed, parse_scheduler
     from alignment.rsa_summary import plan_results
     from alignment.validation import Validation, validate_concept_demo, validate_demo
 
-    study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, progress=not args.json,
-                     plans=validation_plans(args.full), n_subjects=args.subjects, space=args.space,
-                     n_trs=args.trs)
+    parse_scheduler(args.scheduler)  # a bad value fails before the dataset is built
+    _quiet_dask(args.scheduler)
+    try:
+        study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, progress=not args.json,
+                         plans=validation_plans(args.full), n_subjects=args.subjects, space=args.space,
+                         n_trs=args.trs, scheduler=args.scheduler)
+    except PlanFailed as failed:
+        return _report_failures(failed)
     concepts = concept_demo_study(study.cache, args.seed, args.snr, args.small, read_only=True)
     results, _ = plan_results(concepts, concept_rsa_plan(args.small))
     result = Validation.combine(validate_demo(study), validate_concept_demo(concepts, results))
@@ -343,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="demo",
                    help="'demo' (default) or a dataset folder to check: tables, frames, BOLD files")
     _demo_options(p)
+    _scheduler_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_validate)
 

@@ -159,6 +159,7 @@ def test_the_serial_executor_reports_what_it_computed_and_what_was_cached(tmp_pa
 def test_the_cli_checks_the_scheduler_before_computing(tmp_path, capsys):
     from alignment.cli import main
 
-    assert main(["--cache", str(tmp_path), "demo", "--small", "--scheduler", "local:none"]) == 1
-    assert "local:N needs a worker count" in capsys.readouterr().err
-    assert not list(tmp_path.iterdir())  # nothing built
+    for command in ("demo", "validate"):
+        assert main(["--cache", str(tmp_path), command, "--small", "--scheduler", "local:none"]) == 1
+        assert "local:N needs a worker count" in capsys.readouterr().err
+        assert not list(tmp_path.iterdir())  # nothing built

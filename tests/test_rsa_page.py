@@ -117,3 +117,17 @@ def test_the_movie_page_opens_the_concept_demo(tmp_path, monkeypatch, no_spawn):
     assert at.query_params["dataset"] == "demo-concepts"
     assert len(no_spawn) == 1 and "--background" in no_spawn[0]
     assert any("Preparing the simulated demo in the background" in e.value for e in at.info)
+
+
+def test_page_on_the_concept_demo(demo_cache, monkeypatch):
+    """The demo's concept dataset (built with the small demo): every paradigm, both models, the
+    four networks' curves, said to be simulated, nothing failing."""
+    monkeypatch.setenv("ALIGNMENT_DEMO_SMALL", "1")
+    at = _app("demo-concepts", demo_cache, monkeypatch)
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert any("Simulated data" in e.value for e in at.info)
+    assert set(at.radio(key="rsa_paradigm").options) == {"pictures", "sentences", "wordclouds"}
+    assert at.multiselect(key="rsa_networks").value == ["languageLH", "languageRH", "visual", "dmn"]
+    assert {m.split(" ")[0] for m in at.dataframe[0].value["model"]} == {"minilm", "clip:demo-tiny"}
+    assert len(at.get("plotly_chart")) == 4 + 2
