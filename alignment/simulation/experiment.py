@@ -706,8 +706,12 @@ def _bold_response(drive: np.ndarray, runs: np.ndarray, tr: float, peak: float) 
     for r in np.unique(runs):
         rows = np.flatnonzero(runs == r)
         n = len(rows)
-        lag = (np.arange(n)[:, None] - np.arange(n)[None, :]) * tr  # onset of TR k - onset of TR i
-        K = double_gamma_hrf(np.maximum(lag, 0), peak, True) - double_gamma_hrf(np.maximum(lag - tr, 0), peak, True)
+        # K[i, k] depends on i - k only (onset of TR i - onset of TR k, 0 when negative): the
+        # HRF's integral at the n lags, spread over the (n, n) lower triangle
+        lag = np.arange(n) * tr
+        kernel = double_gamma_hrf(lag, peak, True) - double_gamma_hrf(np.maximum(lag - tr, 0), peak, True)
+        d = np.arange(n)[:, None] - np.arange(n)[None, :]
+        K = np.where(d >= 0, kernel[np.maximum(d, 0)], 0.0)
         out[rows] = K @ drive[rows]
     return zscore_runs(out[:, None], runs)[:, 0].astype(np.float32)
 
