@@ -14,13 +14,14 @@ from typing import Sequence
 import numpy as np
 
 from alignment.keys import BrainRDMKey, ModelRDMKey, RSACompareKey, RSAKey, RSAPlan, short_spec
+from alignment.stats import fdr_bh
 
 __all__ = ["DIFFERENCE_COLUMNS", "LAYER_COLUMNS", "brain_rdms", "cached_rsa", "category_order", "concept_categories",
            "difference_table", "export_rsa", "is_simulated", "layer_table", "model_rdms", "plan_results", "rsa_layer_figure"]
 
 #: the columns of :func:`layer_table` (the CSV export), in order
 LAYER_COLUMNS = ("model", "branch", "layer", "layer_name", "network", "paradigm", "ablation", "rho", "ci_low",
-                 "ci_high", "ci_participants_low", "ci_participants_high", "p", "q", "ceiling_low",
+                 "ci_high", "ci_participants_low", "ci_participants_high", "p", "q", "q_all", "ceiling_low",
                  "ceiling_high", "rho_subjects_mean", "partial_rho", "best_in_sample", "best_held_out")
 #: the columns of :func:`difference_table`
 DIFFERENCE_COLUMNS = ("model_a", "model_b", "layer_a", "layer_b", "network", "paradigm", "ablation", "delta_rho",
@@ -50,7 +51,9 @@ def layer_table(results):
 
     ``rho``: ρ with the group RDM, CI ``ci_low``/``ci_high`` over concepts and
     ``ci_participants_*`` over participants; ``p``: concept-label permutation; ``q``: BH-FDR over
-    the result's layers × networks; ``ceiling_*``: the network's noise ceiling, which bounds
+    the result's layers × networks; ``q_all``: BH-FDR over every row of this table (every result
+    given: on the page the models of one paradigm and ablation, in the export every result of the
+    config), for claims across models; ``ceiling_*``: the network's noise ceiling, which bounds
     ``rho_subjects_mean`` (the mean per-participant ρ), not ``rho``; ``partial_rho``: NaN
     without a control model; ``best_*``: whether the layer is the network's best in sample /
     the one most often chosen out of sample.
@@ -69,9 +72,12 @@ def layer_table(results):
             for j, network in enumerate(networks):
                 rows.append((model_label(key), key.branch, int(layer), name, network, key.paradigm, key.ablation,
                              rho[i, j], cc[0, i, j], cc[1, i, j], cp[0, i, j], cp[1, i, j], p[i, j], q[i, j],
-                             ceil[0, j], ceil[1, j], subj[i, j], partial[i, j], bool(best_in[j] == i),
+                             np.nan, ceil[0, j], ceil[1, j], subj[i, j], partial[i, j], bool(best_in[j] == i),
                              bool(best_out[j] == i)))
-    return pd.DataFrame(rows, columns=list(LAYER_COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(LAYER_COLUMNS))
+    if len(frame):
+        frame["q_all"] = fdr_bh(frame["p"].to_numpy(np.float64))[1]
+    return frame
 
 
 def difference_table(key: RSACompareKey, entry):
@@ -153,9 +159,10 @@ def rsa_layer_figure(table, network: str, title: str = ""):
                                  fillcolor=rgba(col, 0.18), line=dict(width=0), hoverinfo="skip",
                                  showlegend=False, legendgroup=model))
         fig.add_trace(go.Scatter(x=x, y=rows["rho"], mode="lines+markers", name=model, legendgroup=model,
-                                 line=dict(color=col, width=2), customdata=np.stack([rows["layer_name"], rows["q"]], 1),
-                                 hovertemplate=f"{model}<br>%{{customdata[0]}}: ρ %{{y:.3f}}, q %{{customdata[1]:.3g}}"
-                                               "<extra></extra>"))
+                                 line=dict(color=col, width=2),
+                                 customdata=np.stack([rows["layer_name"], rows["q"], rows["q_all"]], 1),
+                                 hovertemplate=f"{model}<br>%{{customdata[0]}}: ρ %{{y:.3f}}, q %{{customdata[1]:.3g}} "
+                                               "(over every model shown: %{customdata[2]:.3g})<extra></extra>"))
         for flag, symbol, label in (("best_in_sample", "circle-open", "best in sample"),
                                     ("best_held_out", "diamond", "best out of sample")):
             best = rows[rows[flag]]

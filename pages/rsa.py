@@ -51,7 +51,9 @@ chosen = c3.multiselect("Networks", networks, default=networks[:4], key="rsa_net
 for network in chosen:
     S.plot(rsa_layer_figure(table, network, f"{network} · {paradigm} · {ablation}"), key=f"rsa-curve-{network}")
 st.caption("Open circle: best layer in sample (optimistic); diamond: layer chosen most often out of sample. "
-           "The noise ceiling bounds the mean per-participant ρ (column rho_subjects_mean), not the group ρ.")
+           "The noise ceiling bounds the mean per-participant ρ (column rho_subjects_mean), not the group ρ. "
+           "q: FDR over one model's layers × networks; q_all: over every model, layer and network shown "
+           "(the one to use for a claim across models).")
 st.dataframe(table, hide_index=True, width="stretch")
 
 

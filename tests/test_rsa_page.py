@@ -1,6 +1,7 @@
 """The Concept RSA page (AppTest): curves, tables and RDMs of cached results on a tiny concept
 dataset; a clear message, not a traceback, when nothing is cached."""
 
+import numpy as np
 import pytest
 
 import alignment  # noqa: F401
@@ -42,6 +43,9 @@ def test_page_shows_cached_rsa(concept_cache, monkeypatch):
     assert len(at.dataframe) == 2  # the layer table and the model × model table
     layers = at.dataframe[0].value
     assert set(layers["model"]) == {"bert:tiny text", "hf-clip:tiny text"}
+    from scipy.stats import false_discovery_control
+
+    assert np.allclose(layers["q_all"], false_discovery_control(layers["p"].to_numpy(), method="bh"))
     charts = [e for e in at.get("plotly_chart")]
     assert len(charts) == 2 + 2  # a layer curve per network, brain and model RDMs
     assert "concept" in charts[2].proto.spec or "animal0" in charts[2].proto.spec
@@ -88,7 +92,6 @@ def test_page_without_results_says_so(tmp_path, monkeypatch):
 
 def _movie_page(tmp_path, monkeypatch):
     """The page on a one-run movie dataset."""
-    import numpy as np
 
     root = tmp_path / "movie"
     (root / "stimuli").mkdir(parents=True)
