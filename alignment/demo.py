@@ -178,12 +178,12 @@ def run_concept_demo(cache: Cache | str | None = None, seed: int = 0, snr: float
 def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAULT_SNR, small: bool = False,
              progress: bool | Callable[[int, int, str], None] = True, full: bool = False,
              plans: tuple[ModelPlan, ...] | None = None, n_subjects: int | None = None,
-             space: str = DEMO_SPACES[0], n_trs: int | None = None, scheduler=None, concepts: bool = True) -> Study:
+             space: str = DEMO_SPACES[0], n_trs: int | None = None, scheduler=None) -> Study:
     """Build the demo dataset (if absent; ``small``: test-sized; ``n_subjects`` and ``n_trs`` per
     run: other than the default; ``space``: one of :data:`DEMO_SPACES`) and compute ``plans`` (default the demo plan, :func:`demo_plans`; ``full``:
     every layer) into the cache, and, when something is planted, the neuron mapping of the
-    planted layers under the other :data:`STABILITY_SEEDS` for the first subject; then the
-    concept demo (:func:`run_concept_demo`; ``concepts=False``: not). ``scheduler``: where the
+    planted layers under the other :data:`STABILITY_SEEDS` for the first subject; and the
+    concept demo (:func:`run_concept_demo`). ``scheduler``: where the
     units run (:func:`alignment.executor.open_executor`; default here, serially). Returns the
     movie demo's study."""
     from alignment.data import load_dataset
@@ -204,8 +204,7 @@ def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAU
             compute(study, (opening,), study.dataset.subjects, progress=progress, executor=executor)
         compute(study, plans, study.dataset.subjects, progress=progress, baselines=INTEGRATION_BASELINES,
                 executor=executor)
-        if concepts:
-            run_concept_demo(cache, seed, snr, small, progress, executor)
+        run_concept_demo(cache, seed, snr, small, progress, executor)
         if snr > 0:  # polarity stability: the planted layers under the other dictionary seeds (nothing to compare on noise)
             for other in STABILITY_SEEDS:
                 if other != study.options.seed:

@@ -102,7 +102,13 @@ def open_study(dataset: str, cache_root=None, *, demo_small: bool = False, optio
     if dataset == "demo":
         return demo_study(cache_root, small=demo_small)
     if dataset == CONCEPT_DEMO:
-        return concept_demo_study(cache_root, small=demo_small)
+        from alignment.data import DatasetError
+        from alignment.demo import concept_demo_study
+
+        if not concept_demo_built(cache_root, demo_small):
+            raise DatasetError("the concept demo is not built yet: `python -m alignment demo` builds it after the "
+                               "movie demo's analyses (so does the app's background build)")
+        return concept_demo_study(cache_root, small=demo_small, read_only=True)
     path = os.path.expanduser(str(dataset).strip())
     if not path:
         from alignment.data import DatasetError
@@ -138,18 +144,6 @@ def demo_study(cache_root=None, small: bool = False, seed: int = 0) -> Study:
     cache = Cache(cache_root)
     root = demo_root(cache, seed=seed, small=small)
     return Study(load_dataset(root), cache, demo_options(seed), device="cpu", read_only=True)
-
-
-def concept_demo_study(cache_root=None, small: bool = False, seed: int = 0) -> Study:
-    """The concept demo's read-only study. Raises :class:`alignment.data.DatasetError` while it is
-    not built (the demo build makes it after the movie demo's analyses)."""
-    from alignment.data import DatasetError
-    from alignment.demo import concept_demo_study as study
-
-    if not concept_demo_built(cache_root, small, seed):
-        raise DatasetError("the concept demo is not built yet: `python -m alignment demo` builds it after the "
-                           "movie demo's analyses (so does the app's background build)")
-    return study(cache_root, seed, small=small, read_only=True)
 
 
 def concept_demo_built(cache_root=None, small: bool = False, seed: int = 0) -> bool:
