@@ -7,7 +7,9 @@ the cache for its lifetime (:func:`run_background_demo`): a second start, from a
 session or another app, finds the build running and only watches it. The build computes the
 demo plan in order, the Overview's default maps first (:func:`alignment.demo.run_demo`), and
 after every unit rewrites a small status file that the pages read (:func:`read_status`): what is
-cached shows at once, what is still coming shows as progress.
+cached shows at once, what is still coming shows as progress. A page whose result is still
+coming asks for it (:func:`ask_first`): before each unit the build runs the units of the view
+last asked for first (:func:`asked_first`).
 
 ``python -m alignment demo`` (without ``--background``) stays the terminal way to build it all.
 """
@@ -24,7 +26,8 @@ from pathlib import Path
 
 from alignment.cache import Cache
 
-__all__ = ["BuildStatus", "read_status", "run_background_demo", "start_demo_build", "status_path"]
+__all__ = ["BuildStatus", "VIEW_FIELDS", "ask_first", "asked_first", "read_status", "read_wish", "run_background_demo",
+           "start_demo_build", "status_path"]
 
 #: states of a build: launched (the process is starting), computing, finished, stopped by an error
 STATES = ("starting", "running", "done", "failed")
@@ -96,6 +99,68 @@ def _write_status(path: Path, status: BuildStatus) -> None:
     os.replace(tmp, path)
 
 
+#: what a page asks the build for: the fields of a layer and the subject (``"group"``: all)
+VIEW_FIELDS = ("model", "branch", "layer", "kind", "condition", "subject")
+
+
+def _wish_path(cache_root, small: bool) -> Path:
+    return Cache(cache_root).root / f"{_name(small)}-wish.json"
+
+
+def ask_first(cache_root, small: bool, view: dict) -> None:
+    """Ask the running build to compute the units of ``view`` (:data:`VIEW_FIELDS`) next; the
+    last request wins."""
+    wish = {name: view[name] for name in VIEW_FIELDS}
+    wish["layer"] = int(wish["layer"])
+    path = _wish_path(cache_root, small)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(wish), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_wish(cache_root, small: bool = False) -> dict | None:
+    """The view last asked for (:func:`ask_first`), or None."""
+    try:
+        wish = json.loads(_wish_path(cache_root, small).read_text(encoding="utf-8"))
+        return wish if isinstance(wish, dict) and set(VIEW_FIELDS) <= set(wish) else None
+    except (OSError, ValueError):
+        return None
+
+
+def asked_first(cache_root, small: bool = False):
+    """A ``prioritize`` for :func:`alignment.plan.run_plan`: the units of the view last asked for
+    (a unit of its layer, for its subject or for every subject when it asked for the group)
+    first, the others in their order."""
+    from alignment.conventions import GROUP
+
+    def shows(unit, wish) -> bool:
+        key = _layer_of(unit.target)
+        fields = ("model", "branch", "layer", "kind", "condition")
+        if key is None or tuple(getattr(key, f) for f in fields) != tuple(wish[f] for f in fields):
+            return False
+        return unit.subject is None or wish["subject"] in (GROUP, unit.subject)
+
+    def prioritize(units: list) -> list:
+        wish = read_wish(cache_root, small)
+        if wish is None:
+            return units
+        first = [u for u in units if shows(u, wish)]
+        return first + [u for u in units if not shows(u, wish)] if first else units
+
+    return prioritize
+
+
+def _layer_of(target):
+    """The layer a unit's target is about (a layer itself, a lesion's layer, an integration's
+    VLM layer), or None."""
+    from alignment.keys import LayerKey
+
+    for key in (target, getattr(target, "vlm", None), getattr(target, "layer", None)):
+        if isinstance(key, LayerKey):
+            return key
+    return None
+
+
 def start_demo_build(cache_root, small: bool = False) -> BuildStatus:
     """Start the background build of the demo in ``cache_root`` unless one is running.
 
@@ -127,6 +192,7 @@ def run_background_demo(cache_root, small: bool = False, **demo_kwargs) -> Build
     from filelock import FileLock, Timeout
 
     from alignment.demo import run_demo
+    from alignment.executor import SerialExecutor
 
     cache = Cache(cache_root)
     path = status_path(cache.root, small)
@@ -142,7 +208,8 @@ def run_background_demo(cache_root, small: bool = False, **demo_kwargs) -> Build
 
     try:
         report(0, 0, "building the simulated dataset")
-        run_demo(cache, small=small, progress=report, **demo_kwargs)
+        executor = SerialExecutor(prioritize=asked_first(cache.root, small))
+        run_demo(cache, small=small, progress=report, scheduler=executor, **demo_kwargs)
     except BaseException as exc:
         error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         done, total, label = _last_counts(path)

@@ -130,9 +130,16 @@ class RunReport:
 
 
 class SerialExecutor:
-    """Runs a plan's units here, in order (the default; a unit that raises stops the run)."""
+    """Runs a plan's units here, in order (the default; a unit that raises stops the run).
+
+    ``prioritize``: reorders the units still to run before each one (:func:`alignment.plan.run_plan`),
+    e.g. the app's background build putting first what a page waits for.
+    """
 
     name = SYNC
+
+    def __init__(self, prioritize=None):
+        self.prioritize = prioritize
 
     def run(self, study, plan, progress: bool | Progress = True,
             on_status: StatusCallback | None = None) -> RunReport:
@@ -146,7 +153,7 @@ class SerialExecutor:
             if on_status is not None:  # a cached unit passes as done
                 on_status(RunStatus(total, done=done, running=int(label != "done")))
 
-        run_plan(study, plan, report if (callable(progress) or on_status) else progress)
+        run_plan(study, plan, report if (callable(progress) or on_status) else progress, self.prioritize)
         stored = set(cached)
         return RunReport(tuple(u for u in plan.units if u not in stored), cached)
 
@@ -327,11 +334,14 @@ def open_executor(scheduler=None, *, retries: int = RETRIES, imports: Sequence[s
                   gpu: bool = False) -> Iterator[SerialExecutor | DaskExecutor]:
     """The executor for ``scheduler``, closed (with what it started) on exit.
 
-    ``scheduler``: None or ``"sync"`` (here, serially), ``"local:N"`` (a LocalCluster started
+    ``scheduler``: None or ``"sync"`` (here, serially), a :class:`SerialExecutor`, ``"local:N"`` (a LocalCluster started
     here; ``gpu``: its workers offer the GPU resource), a scheduler address, a
     ``distributed.Client`` (used as is) or a cluster object such as a
     ``dask_jobqueue.SLURMCluster`` (a client is opened on it; the cluster stays up).
     """
+    if isinstance(scheduler, SerialExecutor):
+        yield scheduler
+        return
     if scheduler is None or isinstance(scheduler, str) and parse_scheduler(scheduler)[0] == "sync":
         yield SerialExecutor()
         return

@@ -104,16 +104,28 @@ def run_unit(study: Study, unit: Unit):
     return study.get(unit.stage, unit.target, unit.subject, compute=True)
 
 
-def run_plan(study: Study, plan: Plan, progress: bool | Progress = True) -> list[Unit]:
-    """Run every unit of ``plan`` in order, here (the serial executor).
+def run_plan(study: Study, plan: Plan, progress: bool | Progress = True,
+             prioritize: Callable[[list[Unit]], list[Unit]] | None = None) -> list[Unit]:
+    """Run every unit of ``plan`` in order, here (the serial executor); returns them in the
+    order they ran.
 
     ``progress``: True for a progress bar, or a callback ``(done, total, label)``.
+    ``prioritize``: asked before each unit with the units still to run, returns them in the
+    order to run them (e.g. what a page waits for first). Any order is correct: a unit whose
+    inputs have not run yet computes them (:func:`run_unit`).
     """
     from tqdm.auto import tqdm
 
-    total = len(plan)
+    total, remaining, ran = len(plan), list(plan.units), []
     with tqdm(total=total, unit="unit", disable=progress is not True) as bar:
-        for i, unit in enumerate(plan.units):
+        for i in range(total):
+            if prioritize is not None:
+                ordered = list(prioritize(remaining))
+                if len(ordered) != len(remaining) or set(ordered) != set(remaining):
+                    raise ValueError("prioritize must return the remaining units, reordered")
+                remaining = ordered
+            unit = remaining.pop(0)
+            ran.append(unit)
             label = unit.label()
             bar.set_description(label[:60])
             if callable(progress):
@@ -122,7 +134,7 @@ def run_plan(study: Study, plan: Plan, progress: bool | Progress = True) -> list
             bar.update(1)
     if callable(progress):
         progress(total, total, "done")
-    return list(plan.units)
+    return ran
 
 
 def compute(study: Study, plans: Sequence[ModelPlan], subjects: Sequence[str], analyses: Sequence[str] | None = None,

@@ -702,6 +702,10 @@ def test_pages_show_progress_not_errors_while_the_demo_computes(demo_cache, tmp_
     assert not at.error, error_text(at)
     assert any("Still computing in the background" in i.value for i in at.info)
     assert no_spawn == []  # the running build is watched, not started again
+    from alignment.background import read_wish  # and asked for this view next
+
+    assert read_wish(cache, small=True) == {"model": CLIP_SPEC, "branch": "image", "layer": 1, "kind": "attn",
+                                            "condition": "image+text", "subject": "01"}
 
 
 def _keep_only(cache: str, keep) -> None:

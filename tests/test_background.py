@@ -61,7 +61,8 @@ def test_the_build_reports_each_unit_and_holds_the_cache_lock(tmp_path, monkeypa
 
     seen = []
 
-    def fake_run_demo(cache, small=False, progress=None):
+    def fake_run_demo(cache, small=False, progress=None, scheduler=None):
+        assert scheduler.prioritize is not None  # the build puts first what a page asks for
         assert read_status(tmp_path, small).label == "building the simulated dataset"
         for done in range(3):
             progress(done, 3, f"unit {done}")
@@ -87,7 +88,7 @@ def test_a_failed_build_says_why_and_frees_the_lock(tmp_path, monkeypatch):
     import alignment.demo
     from filelock import FileLock
 
-    def failing(cache, small=False, progress=None):
+    def failing(cache, small=False, progress=None, scheduler=None):
         progress(1, 5, "encoding x")
         raise ValueError("the disk is full\nsecond line")
 
@@ -117,3 +118,51 @@ def test_background_takes_no_other_demo_option(tmp_path):
 
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ------------------------------------------------------------------ a page asks for its view first
+def _units():
+    from alignment.keys import Baselines, IntegrationKey, LayerKey, LesionKey
+    from alignment.stages import Unit
+
+    l1, l3 = (LayerKey("clip", "image", layer) for layer in (1, 3))
+    return [Unit("encoding", l3, "01"), Unit("encoding", l3, "02"), Unit("atoms", l3),
+            Unit("encoding", l1, "01"), Unit("encoding", l1, "02"), Unit("atoms", l1), Unit("glm", l1, "02"),
+            Unit("lesion", LesionKey(l1), "02"), Unit("integration", IntegrationKey(l1, Baselines("vit", "bert")), "01")]
+
+
+def _view(layer=1, subject="01"):
+    return {"model": "clip", "branch": "image", "layer": str(layer), "kind": "attn", "condition": "image+text",
+            "subject": subject}
+
+
+def test_a_page_asks_for_its_view_first(tmp_path):
+    units = _units()
+    prioritize = background.asked_first(tmp_path)
+    assert prioritize(units) == units  # nothing asked: the plan's order
+    background.ask_first(tmp_path, False, _view(1, "02"))
+    assert background.read_wish(tmp_path) == {**_view(1, "02"), "layer": 1}
+    order = prioritize(units)
+    assert order[:4] == [units[4], units[5], units[6], units[7]]  # layer 1: subject 02's units, its atoms
+    assert order[4:] == [units[0], units[1], units[2], units[3], units[8]]  # the rest in their order
+    background.ask_first(tmp_path, False, _view(1, "group"))  # the group: every subject's
+    assert prioritize(units)[:6] == units[3:]
+    background.ask_first(tmp_path, False, _view(5, "01"))  # nothing of that view left: the order stays
+    assert prioritize(units) == units
+    assert background.read_wish(tmp_path, small=True) is None  # the small demo's build asks its own
+    (tmp_path / ".demo-build-wish.json").write_text("[1, 2]")
+    assert background.read_wish(tmp_path) is None and prioritize(units) == units
+
+
+def test_the_serial_run_follows_the_order_asked(tmp_path, monkeypatch):
+    from alignment import plan as planning
+
+    units = _units()
+    ran = []
+    monkeypatch.setattr(planning, "run_unit", lambda study, unit: ran.append(unit))
+    plan = planning.Plan(tuple(units), {}, frozenset(units))
+    background.ask_first(tmp_path, False, _view(3, "02"))
+    assert planning.run_plan(None, plan, False, background.asked_first(tmp_path)) == ran
+    assert ran[:2] == [units[1], units[2]] and sorted(map(str, ran)) == sorted(map(str, units))
+    with pytest.raises(ValueError, match="reordered"):
+        planning.run_plan(None, plan, False, lambda remaining: remaining[1:])

@@ -34,8 +34,9 @@ def show_error(exc: BaseException, state: ViewState | None = None) -> None:
 
         status = build_status(state)
         if status is not None:
-            st.info(f"Still computing in the background: this view shows as soon as its result is stored "
-                    f"({status.text()}).", icon=":material/hourglass_top:")
+            _ask_first(state)
+            st.info(f"Still computing in the background, this view first: it shows as soon as its result is "
+                    f"stored ({status.text()}).", icon=":material/hourglass_top:")
             st.session_state[WAITING] = True
             return
     st.error(message(exc), icon=":material/error:")
@@ -43,6 +44,18 @@ def show_error(exc: BaseException, state: ViewState | None = None) -> None:
     if isinstance(exc, summaries.NotCached):
         st.caption("Go to the **Compute** page to compute missing results, or pick another "
                    "model / layer / condition in the sidebar.")
+
+
+def _ask_first(state: ViewState) -> None:
+    """Ask the background build for the units of the view on screen next."""
+    from alignment import background
+    from ui.data import study_key
+
+    _, root, small = study_key(state)
+    try:
+        background.ask_first(root, small, {name: getattr(state, name) for name in background.VIEW_FIELDS})
+    except (OSError, ValueError, TypeError):  # a view without a layer: the build keeps its order
+        pass
 
 
 class _Guard:
