@@ -132,8 +132,9 @@ class RunReport:
 class SerialExecutor:
     """Runs a plan's units here, in order (the default; a unit that raises stops the run).
 
-    ``prioritize``: reorders the units still to run before each one (:func:`alignment.plan.run_plan`),
-    e.g. the app's background build putting first what a page waits for.
+    ``prioritize``: reorders the units still to run before each one
+    (:func:`alignment.plan.run_plan`), e.g. the app's background build putting first what a
+    page waits for.
     """
 
     name = SYNC
@@ -334,8 +335,9 @@ def open_executor(scheduler=None, *, retries: int = RETRIES, imports: Sequence[s
                   gpu: bool = False) -> Iterator[SerialExecutor | DaskExecutor]:
     """The executor for ``scheduler``, closed (with what it started) on exit.
 
-    ``scheduler``: None or ``"sync"`` (here, serially), a :class:`SerialExecutor`, ``"local:N"`` (a LocalCluster started
-    here; ``gpu``: its workers offer the GPU resource), a scheduler address, a
+    ``scheduler``: None or ``"sync"`` (here, serially), a :class:`SerialExecutor` (used as is),
+    ``"local:N"`` (a LocalCluster started here; ``gpu``: its workers offer the GPU resource), a
+    scheduler address, a
     ``distributed.Client`` (used as is) or a cluster object such as a
     ``dask_jobqueue.SLURMCluster`` (a client is opened on it; the cluster stays up).
     """

@@ -391,8 +391,9 @@ def validate_concept_demo(study: Study, results) -> Validation:
     the ground truth of ``study``'s simulated concept dataset (:data:`CONCEPT_THRESHOLDS`).
 
     Everything is read, nothing computed: the layers' model RDMs (for identifiability) are the
-    RSA results' own inputs. Metrics that cannot be measured (no planted coupling among the
-    results, no identifiable layer) are NaN: they fail where they apply."""
+    RSA results' own inputs. A planted coupling that no result reads counts as not detected;
+    metrics that cannot be measured (nothing planted, no identifiable layer) are NaN: they fail
+    where they apply."""
     from alignment.keys import ModelRDMKey
     from alignment.simulation import concept_source, load_concept_ground_truth
 
@@ -412,13 +413,13 @@ def validate_concept_demo(study: Study, results) -> Validation:
                 continue
             checked.add((network, key.paradigm))
             i = layers.index(layer)
-            detected.append(bool(declared[i, j]))
+            detected.append(bool(declared[i, j]))  # a coupling no result reads counts as missed (below)
             rdms = {v: np.asarray(study.get("model_rdm", ModelRDMKey(key.features, key.branch, v, key.metric),
                                             compute=False)["rdm"]) for v in layers}
             if _identifiable(rdms, layer):
                 best.append(layers[int(entry["best_held_out"][j])] == layer)
     metrics = {
-        "concept_detection": float(np.mean(detected)) if detected else float("nan"),
+        "concept_detection": float(np.sum(detected) / len(planted)) if planted else float("nan"),
         "concept_best_layer": float(np.mean(best)) if best else float("nan"),
         "concept_null_discoveries": _null_discoveries(np.concatenate(null_p) if null_p else np.array([]), q_level),
         # what the RSA page declares in unplanted networks (each result's own FDR): reported, not scored

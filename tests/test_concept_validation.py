@@ -78,3 +78,11 @@ def test_nothing_declared_at_snr_zero(features, tmp_path):
     v = _validate(root, tmp_path / "cache")
     assert not v.planted and set(v.checks()) == {"concept_null_discoveries"}
     assert v.metrics["concept_null_discoveries"] == 0 and v.passed
+
+
+def test_a_planted_coupling_no_result_reads_is_missed(features, tmp_path):
+    root = build_concept_dataset(tmp_path / "planted", features, PLANT, snr=1.0, **SMALL)
+    study = Study(load_dataset(root), tmp_path / "cache", device="cpu")
+    v = validate_concept_demo(study, [])
+    assert v.metrics["concept_detection"] == 0.0 and v.metrics["concept_planted_checked"] == "0 of 1"
+    assert not v.passed
