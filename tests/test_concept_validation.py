@@ -86,3 +86,24 @@ def test_a_planted_coupling_no_result_reads_is_missed(features, tmp_path):
     v = validate_concept_demo(study, [])
     assert v.metrics["concept_detection"] == 0.0 and v.metrics["concept_planted_checked"] == "0 of 1"
     assert not v.passed
+
+
+def test_a_built_concept_demo_is_not_built_again(tmp_path, monkeypatch):
+    """The concept demo's dataset is kept when its ground truth has the demo's parameters: no
+    model runs again (``demo`` and ``validate`` call it every time)."""
+    import alignment.concepts
+    from alignment.simulation import CONCEPT_DEMO_PLANTING, build_concept_demo
+    from alignment.simulation.concepts import SMALL_CONCEPT_DEMO
+
+    rng = np.random.default_rng(0)
+    features = {(p.source, p.layer): rng.standard_normal((180, 6)) for p in CONCEPT_DEMO_PLANTING}
+    size = dict(zip(("n_participants", "n_voxels"), SMALL_CONCEPT_DEMO))
+    root = build_concept_dataset(tmp_path / "demo", features, CONCEPT_DEMO_PLANTING, snr=0.3, seed=0, **size)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model ran again")
+
+    monkeypatch.setattr(alignment.concepts, "concept_features", refuse)
+    assert build_concept_demo(root, seed=0, snr=0.3, small=True) == root
+    with pytest.raises(AssertionError, match="ran again"):  # another seed: built anew
+        build_concept_demo(root, seed=1, snr=0.3, small=True)

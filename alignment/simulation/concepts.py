@@ -605,4 +605,20 @@ def build_concept_demo(root, seed: int = 0, snr: float = DEFAULT_CONCEPT_SNR, sm
         return out
 
     size = dict(zip(("n_participants", "n_voxels"), SMALL_CONCEPT_DEMO)) if small else {}
+    if _is_concept_demo(root, seed, snr, **size):  # built: no model runs again
+        return Path(root).expanduser().resolve()
     return build_concept_dataset(root, features, CONCEPT_DEMO_PLANTING, snr=snr, seed=seed, **size)
+
+
+def _is_concept_demo(root, seed: int, snr: float, n_participants: int = DEFAULT_N_PARTICIPANTS,
+                     n_voxels: int = DEFAULT_N_VOXELS) -> bool:
+    """Whether ``root`` holds the concept demo of these parameters (its ground truth says so)."""
+    try:
+        truth = load_concept_ground_truth(root)
+    except ValueError:
+        return False
+    planting = [{"network": p.network, "source": p.source, "layer": p.layer, "paradigms": list(p.paradigms)}
+                for p in CONCEPT_DEMO_PLANTING]
+    return (truth.get("version") == CONCEPT_DEMO_VERSION and truth.get("seed") == int(seed)
+            and truth.get("snr") == float(snr) and len(truth.get("participants", ())) == n_participants
+            and truth.get("n_voxels") == n_voxels and truth.get("requested_planting") == planting)
