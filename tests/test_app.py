@@ -760,3 +760,39 @@ def test_a_multiprocessing_child_does_not_run_the_app(monkeypatch, tmp_path):
     runpy.run_path(APP, run_name="__mp_main__")
     with pytest.raises(AssertionError, match="multiprocessing child"):
         runpy.run_path(APP, run_name="__main__")
+
+
+@slow
+def test_the_opened_view_follows_the_build_until_the_user_picks_one(demo_cache, tmp_path, monkeypatch, no_spawn):
+    """Early in a build the app opens on the one layer stored; as the build stores the others it
+    moves to the most informative view (summaries.opening_view on what is stored now), until
+    the user picks a view: that one stays."""
+    from alignment import summaries
+
+    full = hardlink_copy(demo_cache, tmp_path / "full")
+    cache = hardlink_copy(demo_cache, tmp_path / "cache")
+    _keep_only(cache, lambda meta: meta["stage"] == "ans" or (
+        meta["stage"] == "encoding" and CLIP_SPEC in str(meta["params"]) and "'branch': 'image'" in str(meta["params"])
+        and "'layer': 0" in str(meta["params"])))
+    _build_running(cache, done=3, total=90)
+    monkeypatch.setenv("ALIGNMENT_CACHE", cache)
+    monkeypatch.setenv("ALIGNMENT_DEMO_SMALL", "1")
+    at = new_app().run()
+    assert_clean(at)
+    assert (at.selectbox(key="vs_model").value, at.selectbox(key="vs_layer").value) == (CLIP_SPEC, 0)
+
+    for entry in (Path(full) / "encoding").glob("*/*"):  # the build moved on: every encoding map stored
+        if not (Path(cache) / entry.relative_to(full)).exists():
+            shutil.copytree(entry, Path(cache) / entry.relative_to(full), copy_function=os.link)
+    _build_running(cache, done=30, total=90)
+    best = summaries.opening_view(summaries.demo_study(cache, small=True))
+    assert best["layer"] != 0  # a planted layer is more informative than the distractor
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="vs_layer").value == best["layer"]
+    assert at.selectbox(key="vs_subject").value == best["subject"]
+
+    at.selectbox(key="vs_layer").set_value(0).run()  # the user picks a view
+    _build_running(cache, done=60, total=90)
+    at.run()
+    assert at.selectbox(key="vs_layer").value == 0

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-__all__ = ["POLL_SECONDS", "WAITING", "watch_build"]
+__all__ = ["FOLLOWING", "POLL_SECONDS", "WAITING", "watch_build"]
 
 #: how often an open page looks at the build's status file
 POLL_SECONDS = 3.0
 #: session flag: a view of this run waits for a result the build has not stored yet
 WAITING = "_waiting_for_build"
+#: session value: the opened view's fields while the user has not changed them and the build
+#: runs; the sidebar then moves to the most informative view as results arrive (ui.sidebar)
+FOLLOWING = "_vs_following"
 _SEEN = "_build_seen"
 
 
@@ -33,5 +36,5 @@ def watch_build(root: str, small: bool, dataset_ready: bool = True) -> None:
     ss[_SEEN] = now
     if seen is None or seen == now:
         return
-    if ss.pop(WAITING, False) or not dataset_ready or not status.active:
+    if ss.pop(WAITING, False) or not dataset_ready or not status.active or ss.get(FOLLOWING):
         st.rerun(scope="app")

@@ -17,7 +17,7 @@ import streamlit as st
 
 from alignment.conventions import GROUP, MAP_METRICS, nearest_layer
 from ui.data import atlas_choices, build_status, get_atlas, get_available, get_study, study_key, summary
-from ui.progress import watch_build
+from ui.progress import FOLLOWING, watch_build
 from ui.errors import message
 from ui.style import presentation_css
 from ui.view import PAGES, SURFACE_CHOICES, ViewState, parse_query
@@ -90,16 +90,47 @@ def _choose(key: str, options: list, fallback=None, *, from_url: bool, what: str
     ss[key] = fallback
 
 
-def _open_on_what_matters(base: ViewState, fdr_q: float) -> None:
+#: the fields :func:`alignment.summaries.opening_view` chooses
+OPENING_FIELDS = ("subject", "model", "branch", "kind", "condition", "layer")
+
+
+def _open_on_what_matters(base: ViewState, fdr_q: float, fresh: bool = False) -> None:
     """A first visit without a view in its link opens on the most informative cached view
-    (:func:`alignment.summaries.opening_view`), not on layer 0 of the group."""
+    (:func:`alignment.summaries.opening_view`), not on layer 0 of the group. ``fresh``: read
+    the cache again (a build has stored more since), not the memoised choice."""
     try:
-        get_study(base)
-        opening = summary("opening_view", base, fdr_q, with_avail=True)
+        if fresh:
+            from alignment import summaries
+
+            opening = summaries.opening_view(get_study(base), fdr_q, get_available(base))
+        else:
+            get_study(base)
+            opening = summary("opening_view", base, fdr_q, with_avail=True)
     except Exception:  # noqa: BLE001 - the default view then; the pages show the error
         return
     for name, value in (opening or {}).items():
         _ss()[_PREFIX + name] = value
+
+
+def _follow_the_build(base: ViewState, avail) -> None:
+    """Open on what matters once per session; while the background build runs and the user has
+    not changed the opened view, move to the most informative view as results arrive."""
+    ss = _ss()
+    if avail is None or ss.get("_vs_link_names_view"):
+        ss["_vs_opened"] = ss.get("_vs_opened") or avail is not None
+        return
+    followed = ss.get(FOLLOWING)
+    untouched = followed is not None and all(ss.get(_PREFIX + k) == v for k, v in followed.items())
+    if not ss.get("_vs_opened"):
+        _open_on_what_matters(base, ss[_PREFIX + "fdr_q"])
+    elif untouched and build_status(base) is not None:
+        _open_on_what_matters(base, ss[_PREFIX + "fdr_q"], fresh=True)
+    elif not untouched:
+        ss[FOLLOWING] = None  # the user chose a view: it stays
+        ss["_vs_opened"] = True
+        return
+    ss["_vs_opened"] = True
+    ss[FOLLOWING] = {}  # the view's final fields are recorded at the end of this run
 
 
 def page_menu() -> None:
@@ -176,10 +207,7 @@ def sidebar() -> ViewState:
         sb.error(message(exc))
 
     values: dict[str, Any] = {"dataset": dataset}
-    if avail is not None and not ss.get("_vs_opened"):  # once per session, when the results can be read
-        if not ss.get("_vs_link_names_view"):
-            _open_on_what_matters(base, ss[_PREFIX + "fdr_q"])
-        ss["_vs_opened"] = True
+    _follow_the_build(base, avail)
     if build_status(base) is not None:
         with sb:
             watch_build(*study_key(base)[1:])
@@ -271,6 +299,8 @@ def sidebar() -> ViewState:
     _sync_query(state)
     if state.presentation:
         st.markdown(presentation_css(), unsafe_allow_html=True)
+    if ss.get(FOLLOWING) is not None:  # what the user would change to stop following
+        ss[FOLLOWING] = {k: ss.get(_PREFIX + k) for k in OPENING_FIELDS} if build_status(base) is not None else None
     ss["_view_state"] = state
     return state
 
