@@ -93,9 +93,13 @@ def read_status(cache_root, small: bool = False) -> BuildStatus | None:
 
 
 def _write_status(path: Path, status: BuildStatus) -> None:
-    """Write atomically: readers see the old status or the new one, never half of one."""
+    _write_json(path, asdict(status))
+
+
+def _write_json(path: Path, value) -> None:
+    """Write atomically: readers see the old file or the new one, never half of one."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(status)), encoding="utf-8")
+    tmp.write_text(json.dumps(value), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -112,10 +116,7 @@ def ask_first(cache_root, small: bool, view: dict) -> None:
     last request wins."""
     wish = {name: view[name] for name in VIEW_FIELDS}
     wish["layer"] = int(wish["layer"])
-    path = _wish_path(cache_root, small)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(wish), encoding="utf-8")
-    os.replace(tmp, path)
+    _write_json(_wish_path(cache_root, small), wish)
 
 
 def read_wish(cache_root, small: bool = False) -> dict | None:
@@ -144,8 +145,8 @@ def asked_first(cache_root, small: bool = False):
         wish = read_wish(cache_root, small)
         if wish is None:
             return units
-        first = [u for u in units if shows(u, wish)]
-        return first + [u for u in units if not shows(u, wish)] if first else units
+        asked = [shows(u, wish) for u in units]
+        return [u for u, a in zip(units, asked) if a] + [u for u, a in zip(units, asked) if not a]
 
     return prioritize
 

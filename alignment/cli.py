@@ -54,11 +54,10 @@ def cmd_extract(args) -> int:
 
 def cmd_run(args) -> int:
     from alignment.config import RunConfig
-    from alignment.executor import PlanFailed, parse_scheduler
+    from alignment.executor import PlanFailed
     from alignment.plan import run_config
 
-    parse_scheduler(args.scheduler)  # a bad value fails before anything is computed
-    _quiet_dask(args.scheduler)
+    _use_scheduler(args.scheduler)
     config = RunConfig.load(args.config)
     try:
         plan = run_config(config, args.cache, progress=True, scheduler=args.scheduler)
@@ -68,8 +67,12 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _quiet_dask(scheduler: str):
-    """Dask logs at INFO (workers started, stopped, restarted): keep its warnings only."""
+def _use_scheduler(scheduler: str):
+    """Check ``--scheduler`` before anything is built or computed (a bad value: one line), and
+    keep Dask's warnings only (it logs workers started, stopped, restarted at INFO)."""
+    from alignment.executor import parse_scheduler
+
+    parse_scheduler(scheduler)
     if scheduler != "sync":
         import logging
 
@@ -88,10 +91,9 @@ def cmd_demo(args) -> int:
     import time
 
     from alignment.demo import concept_demo_root, run_demo
-    from alignment.executor import PlanFailed, parse_scheduler
+    from alignment.executor import PlanFailed
 
-    parse_scheduler(args.scheduler)  # a bad value fails before the dataset is built
-    _quiet_dask(args.scheduler)
+    _use_scheduler(args.scheduler)
     start = time.perf_counter()
     if args.background:
         from alignment.background import run_background_demo
@@ -120,12 +122,11 @@ def cmd_validate(args) -> int:
     if args.dataset != "demo":
         return _validate_folder(args.dataset, args.json)
     from alignment.demo import concept_demo_study, concept_rsa_plan, run_demo, validation_plans
-    from alignment.executor import PlanFailed, parse_scheduler
+    from alignment.executor import PlanFailed
     from alignment.rsa_summary import plan_results
     from alignment.validation import Validation, validate_concept_demo, validate_demo
 
-    parse_scheduler(args.scheduler)  # a bad value fails before the dataset is built
-    _quiet_dask(args.scheduler)
+    _use_scheduler(args.scheduler)
     try:
         study = run_demo(args.cache, seed=args.seed, snr=args.snr, small=args.small, progress=not args.json,
                          plans=validation_plans(args.full), n_subjects=args.subjects, space=args.space,

@@ -15,6 +15,7 @@ from typing import Any
 
 import streamlit as st
 
+from alignment.background import VIEW_FIELDS  # the fields opening_view chooses
 from alignment.conventions import GROUP, MAP_METRICS, nearest_layer
 from ui.data import atlas_choices, build_status, get_atlas, get_available, get_study, study_key, summary
 from ui.progress import FOLLOWING, watch_build
@@ -88,10 +89,6 @@ def _choose(key: str, options: list, fallback=None, *, from_url: bool, what: str
     if from_url and cur not in (None, ""):
         warns.append(f"{what} {cur!r} from the link is not available here; showing {fallback!r}")
     ss[key] = fallback
-
-
-#: the fields :func:`alignment.summaries.opening_view` chooses
-OPENING_FIELDS = ("subject", "model", "branch", "kind", "condition", "layer")
 
 
 def _open_on_what_matters(base: ViewState, fdr_q: float, fresh: bool = False) -> None:
@@ -300,7 +297,7 @@ def sidebar() -> ViewState:
     if state.presentation:
         st.markdown(presentation_css(), unsafe_allow_html=True)
     if ss.get(FOLLOWING) is not None:  # what the user would change to stop following
-        ss[FOLLOWING] = {k: ss.get(_PREFIX + k) for k in OPENING_FIELDS} if build_status(base) is not None else None
+        ss[FOLLOWING] = {k: ss.get(_PREFIX + k) for k in VIEW_FIELDS} if build_status(base) is not None else None
     ss["_view_state"] = state
     return state
 

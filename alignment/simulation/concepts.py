@@ -467,14 +467,19 @@ def plant_concept_responses(root, features, planting: Sequence[ConceptPlant], sn
                     for (n, p), pl in sorted(table.items(), key=lambda kv: (CONCEPT_NETWORKS.index(kv[0][0]),
                                                                          PARADIGMS.index(kv[0][1])))
                     ] if snr > 0 else [],
-        "requested_planting": [{"network": pl.network, "source": pl.source, "layer": pl.layer,
-                                "paradigms": list(pl.paradigms)} for pl in planting],
+        "requested_planting": _planting_record(planting),
         "noise": {"shared_share": SHARED_NOISE_SHARE, "shared_rank": SHARED_NOISE_RANK,
                   "participant_gain_sd": PARTICIPANT_GAIN_SD},
     }
     # written last: its presence marks a complete dataset
     (root / GROUND_TRUTH_FILE).write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
     return truth
+
+
+def _planting_record(planting: Sequence[ConceptPlant]) -> list[dict]:
+    """The planting as ``ground_truth.json`` records it (``requested_planting``)."""
+    return [{"network": p.network, "source": p.source, "layer": p.layer, "paradigms": list(p.paradigms)}
+            for p in planting]
 
 
 def _features_digest(features, table) -> str:
@@ -617,8 +622,6 @@ def _is_concept_demo(root, seed: int, snr: float, n_participants: int = DEFAULT_
         truth = load_concept_ground_truth(root)
     except ValueError:
         return False
-    planting = [{"network": p.network, "source": p.source, "layer": p.layer, "paradigms": list(p.paradigms)}
-                for p in CONCEPT_DEMO_PLANTING]
     return (truth.get("version") == CONCEPT_DEMO_VERSION and truth.get("seed") == int(seed)
             and truth.get("snr") == float(snr) and len(truth.get("participants", ())) == n_participants
-            and truth.get("n_voxels") == n_voxels and truth.get("requested_planting") == planting)
+            and truth.get("n_voxels") == n_voxels and truth.get("requested_planting") == _planting_record(CONCEPT_DEMO_PLANTING))
