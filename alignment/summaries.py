@@ -757,17 +757,17 @@ def _bn_polarity(study: Study, key: LayerKey, subject: str, fdr_q: float):
 def polarity_tables(study: Study, model: str, branch: str, kind: str, layers: Sequence[int], atlas,
                     subjects: Sequence[str], condition: str = "image+text", fdr_q: float = 0.05,
                     normalize: bool = False, n_boot: int = 2000, n_null: int = 2000):
-    """Positive / negative BN counts per layer and network, and the mirrored trend.
+    """Positive / negative / mixed BN counts per layer and network, and the mirrored trend.
 
     Per subject and layer: codes (N, K), GLM t and q (K, V) →
     :func:`alignment.analyses.polarity.bn_polarity` (the sign of the voxel's strength-weighted
-    AN→BN couplings: blind to the atoms' signs and order) → counts per network. In-sample (the
-    dictionary and the GLM use every run).
+    AN→BN couplings, or mixed where they nearly cancel: blind to the atoms' signs and order) →
+    counts per network. In-sample (the dictionary and the GLM use every run).
 
     Returns
     -------
     curves : pandas.DataFrame
-        ``layer``, ``level``, ``name``, ``subject``, ``positive``, ``negative``, ``balance``
+        ``layer``, ``level``, ``name``, ``subject``, ``positive``, ``negative``, ``mixed``, ``balance``
         (P / (P + N)), ``n_voxels`` (one row per subject; counts or fractions).
     trends : pandas.DataFrame or None
         Mirrored trend (correlation across layers of the balance with the layer index, null:
@@ -846,18 +846,21 @@ def polarity_stability(study: Study, model: str, branch: str, kind: str, layers:
     Parameters
     ----------
     seeds : sequence of int, optional
-        Default: every seed the cache holds the mapping of these layers under
-        (:func:`polarity_seeds`).
+        Default: every seed the cache holds the mapping under (:func:`polarity_seeds`) for
+        every layer of ``layers`` that has at least two such seeds; the other layers are left
+        out (their rows are absent from ``table``).
 
     Returns
     -------
     dict or None
-        None with fewer than 2 seeds cached. Otherwise ``seeds`` (list), ``share`` (float: among
-        the voxels that are BNs under every seed, pooled over layers and subjects, the share with
-        the same polarity under every seed), ``n`` (those voxels) and ``table`` (DataFrame:
-        ``layer``, ``subject``, ``share``, ``n``), ``dictionaries_differ`` (bool: False when
-        the seeds gave the same dictionary — a deterministic initialisation — and the share
-        then says nothing).
+        None with fewer than 2 seeds cached. Otherwise, pooled over layers and subjects
+        (:func:`alignment.analyses.polarity.polarity_stability`): ``seeds`` (list), ``share``
+        (float: of the BNs signed under some seed, those no seed gives the opposite sign), ``n``
+        (those voxels), ``signed`` (of the voxels that are BNs under every seed, those with one
+        sign under all), ``n_bns`` (those voxels), ``table`` (DataFrame: ``layer``, ``subject``,
+        ``share``, ``n``, ``signed``, ``n_bns``), ``dictionaries_differ`` (bool: False when the
+        seeds gave the same dictionary — a deterministic initialisation — and the share then
+        says nothing).
     """
     import pandas as pd
     from dataclasses import replace
@@ -865,7 +868,11 @@ def polarity_stability(study: Study, model: str, branch: str, kind: str, layers:
     from alignment.analyses.polarity import polarity_stability as stability
 
     keys = [LayerKey(model, branch, int(lay), kind, condition) for lay in layers]
-    seeds = list(seeds) if seeds is not None else polarity_seeds(study, keys, subjects)
+    if seeds is None:  # the layers mapped under other seeds too (the demo: its planted layers)
+        per_layer = {k: polarity_seeds(study, [k], subjects) for k in keys}
+        keys = [k for k in keys if len(per_layer[k]) >= 2]
+        seeds = [x for x in per_layer[keys[0]] if all(x in per_layer[k] for k in keys)] if keys else []
+    seeds = list(seeds)
     if len(seeds) < 2:
         return None
     studies = [Study(study.dataset, study.cache, replace(study.options, seed=int(seed)), device="cpu",
@@ -875,12 +882,15 @@ def polarity_stability(study: Study, model: str, branch: str, kind: str, layers:
     rows = []
     for key in keys:
         for s in subjects:
-            share, n = stability([_bn_polarity(st, key, s, fdr_q).polarity for st in studies])
-            rows.append(dict(layer=key.layer, subject=s, share=share, n=n))
+            agree = stability([_bn_polarity(st, key, s, fdr_q).polarity for st in studies])
+            rows.append(dict(layer=key.layer, subject=s, share=agree.share, n=agree.n, signed=agree.signed,
+                             n_bns=agree.n_bns))
     table = pd.DataFrame(rows)
-    n = int(table.n.sum())
+    n, n_bns = int(table.n.sum()), int(table.n_bns.sum())
     share = float((table.share.fillna(0) * table.n).sum() / n) if n else float("nan")
-    return dict(seeds=[int(x) for x in seeds], share=share, n=n, table=table, dictionaries_differ=differ)
+    signed = float((table.signed.fillna(0) * table.n_bns).sum() / n_bns) if n_bns else float("nan")
+    return dict(seeds=[int(x) for x in seeds], share=share, n=n, signed=signed, n_bns=n_bns, table=table,
+                dictionaries_differ=differ)
 
 
 # ==========================================================================================

@@ -1,4 +1,4 @@
-"""Polarity: positive vs negative BNs per layer and network; the mirrored-trend index."""
+"""Polarity: positive, negative and mixed BNs per layer and network; the mirrored-trend index."""
 
 import numpy as np
 import pandas as pd
@@ -11,8 +11,10 @@ import ui as S
 state = S.page("Polarity", caption="A BN (voxel) is positive (negative) when it rises (falls) with the ANs that drive "
                                    "it: the sign of its AN→BN couplings (codes × t over significant atoms), each "
                                    "weighted by its strength — blind to the arbitrary sign and order of the atoms. "
-                                   "Mirrored trend: correlation across layers of the balance P / (P + N) with the "
-                                   "layer index, tested against random atom-sign flips that keep every layer's total.",
+                                   "Mixed: its positive and negative couplings nearly cancel (neither sign carries "
+                                   "three quarters of the squared coupling), so it has no polarity. "
+                                   "Mirrored trend: correlation across layers of the balance P / (P + N) (mixed BNs "
+                                   "in neither) with the layer index, tested against random atom-sign flips that keep every layer's total.",
                methods_of=('Neuron-level mapping', 'Polarity'))
 study, avail = S.open_or_stop(state)
 subjects = tuple(subjects_of(study, state.subject))
@@ -39,12 +41,12 @@ def view():
     if g.failed:
         return
     sel = curves[curves.level == lvl]
-    long = pd.concat([sel.assign(polarity="positive", value=sel.positive),
-                      sel.assign(polarity="negative", value=sel.negative)], ignore_index=True)
+    long = pd.concat([sel.assign(polarity=name, value=sel[name]) for name in ("positive", "negative", "mixed")],
+                     ignore_index=True)
     ylab = "fraction of voxels" if norm else "BNs"
     fig = layer_curve_figure(long, x="layer", y="value", color="polarity", facet="name", error="ci",
-                             colors={"positive": "#c44e52", "negative": "#4c72b0"},
-                             title=f"Positive and negative BNs per layer — {S.describe(state, layer=False)}",
+                             colors={"positive": "#c44e52", "negative": "#4c72b0", "mixed": "#8c8c8c"},
+                             title=f"Positive, negative and mixed BNs per layer — {S.describe(state, layer=False)}",
                              y_title=ylab, facet_wrap=3 if lvl == "group" else 4)
     S.plot(fig, key="po-curves")
     S.export_buttons(fig, f"polarity_{state.model}_{state.branch}", table=curves)
@@ -88,18 +90,23 @@ def stability_view():
     if g.failed:
         return
     if stab is None:
-        st.info("Only one dictionary seed is cached for these layers. To measure how stable the polarities are, "
+        st.info("Only one dictionary seed is cached for each of these layers. To measure how stable the polarities are, "
                 "compute the neuron mapping again with other seeds (a run config with `[options] seed = 1`, then "
-                "`seed = 2`, same layers); this page then reports the share of BNs with the same polarity under "
-                "every seed.")
+                "`seed = 2`, same layers); this page then reports how often the seeds agree on a BN's polarity.")
         return
     if not stab["dictionaries_differ"]:
         st.warning("These seeds gave the same dictionary (a deterministic initialisation), so their agreement "
                    "says nothing about stability.")
-    st.metric("BNs with the same polarity under every seed", f"{stab['share']:.1%}",
+    c1, c2 = st.columns(2)
+    c1.metric("Signed BNs that no seed contradicts", f"{stab['share']:.1%}",
               help=f"Seeds {', '.join(map(str, stab['seeds']))}: among the {stab['n']} (voxel, layer, subject) BNs "
-                   "found under every seed, the share whose polarity is the same under all of them.")
+                   "found under every seed and signed under at least one, the share that no seed gives the "
+                   "opposite sign (a seed that calls one mixed withholds a sign).")
+    c2.metric("BNs with one sign under every seed", f"{stab['signed']:.1%}",
+              help=f"Among the {stab['n_bns']} BNs found under every seed, the share that every seed calls positive, "
+                   "or every seed negative; the rest are mixed under some seed.")
     st.dataframe(stab["table"].round(3), hide_index=True, width="stretch")
+    st.caption(f"Layers mapped under every one of these seeds: {', '.join(map(str, sorted(set(stab['table'].layer))))}.")
 
 view()
 stability_view()

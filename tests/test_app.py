@@ -287,13 +287,26 @@ def test_views_change_with_page_widgets(app_env):
     assert_clean(at)
     assert "Mirrored trend" in [s.value for s in at.subheader]
     names = {t.get("name") for t in chart_spec(at)["data"]}
-    assert {"positive", "negative"} <= names
+    assert {"positive", "negative", "mixed"} <= names
 
     at.switch_page("pages/compare.py").run()
     assert_clean(at)
     assert len(charts(at)) == 4  # A, B, A - B, networks
     diff_title = chart_spec(at, 2)["layout"]["title"]["text"]
     assert diff_title.startswith("A − B")
+
+
+@slow
+def test_polarity_page_reports_agreement_across_dictionary_seeds(app_env):
+    """The demo maps its planted layers under seeds 0-2 for the first subject: the page reports
+    the agreement over those layers (not 'one seed only' because layer 0 has one seed)."""
+    at = new_app({"model": CLIP_SPEC, "branch": "image", "subject": "01"}).run()
+    at.switch_page("pages/polarity.py").run()
+    assert_clean(at)
+    shown = {m.label: m.value for m in at.metric}
+    assert {"Signed BNs that no seed contradicts", "BNs with one sign under every seed"} <= set(shown)
+    assert not any("Only one dictionary seed" in i.value for i in at.info)
+    assert any("Layers mapped under every one of these seeds: 1, 3, 5" in c.value for c in at.caption)
 
 
 @slow
