@@ -1248,62 +1248,81 @@ def make_glm_design(atoms, runs, *, drift="cosine", tr=1.0, high_pass=0.01, drif
 def _ar_whiten(A, coef):
     """nilearn's ARModel.whiten: w[t] = a[t] - sum_i coef[i] a[t-1-i] for t > i (over the whole
     concatenated series, run boundaries included, and the first rows only partly whitened, as
-    nilearn does). A (T, m), coef (p,)."""
-    A = np.asarray(A, dtype=np.float64)
-    W = A.copy()
+    nilearn does). A (T, m) float64 (a numpy array or a torch tensor), coef (p,)."""
+    A = np.asarray(A, dtype=np.float64) if isinstance(A, np.ndarray) or not hasattr(A, "detach") else A
+    W = A * 1.0
     for i, c in enumerate(np.atleast_1d(coef)):
-        W[i + 1:] -= c * A[:-(i + 1)]
+        W[i + 1:] -= float(c) * A[:-(i + 1)]
     return W
 
 
-def _t_stats(Xw, Yw, n_atoms):
-    """OLS on (whitened) data: beta (P, v), t for the first n_atoms columns, as nilearn's
-    OLSModel.fit + Tcontrast (pinv, dispersion = SSE / (T - P), t = effect / sqrt(max(var,
-    1e-50)))."""
-    pinv = np.linalg.pinv(Xw)
-    beta = pinv @ Yw
-    resid = Yw - Xw @ beta
-    dispersion = (resid ** 2).sum(0) / (Xw.shape[0] - Xw.shape[1])
-    cov_diag = (pinv[:n_atoms] ** 2).sum(1)  # diag of pinv @ pinv.T for the atoms
-    var = cov_diag[:, None] * dispersion[None]
-    t = beta[:n_atoms] / np.sqrt(np.maximum(var, 1e-50))
-    return beta[:n_atoms], t, resid
+class _OLS:
+    """OLS of many voxels on one (whitened) design Xw (T, P), as nilearn's OLSModel.fit +
+    Tcontrast (pinv, dispersion = SSE / (T - P), t = effect / sqrt(max(var, 1e-50))). The
+    design's algebra is done once in numpy; calling it on Yw (T, v), an array of ``ops``, gives
+    beta (K, v), t (K, v) of the first K = n_atoms columns and the residuals (T, v)."""
+
+    def __init__(self, Xw, n_atoms, ops):
+        pinv = np.linalg.pinv(Xw)
+        self.X, self.pinv = ops.asarray(Xw), ops.asarray(pinv)
+        self.cov_diag = ops.asarray((pinv[:n_atoms] ** 2).sum(1)[:, None])  # diag of pinv @ pinv.T, (K, 1)
+        self.dof, self.n_atoms = Xw.shape[0] - Xw.shape[1], n_atoms
+
+    def __call__(self, Yw):
+        beta = self.pinv @ Yw
+        resid = Yw - self.X @ beta
+        dispersion = (resid ** 2).sum(0) / self.dof
+        var = self.cov_diag * dispersion[None]
+        t = beta[:self.n_atoms] / var.clip(min=1e-50) ** 0.5
+        return beta[:self.n_atoms], t, resid
 
 
-def _t_stats_separate(Xw, Yw, n_atoms):
+class _SeparateOLS:
     """One GLM per atom: t of atom k in the model [atom k, nuisance columns]; also the
     residuals of the nuisance-only model (T, v).
 
     The nuisance columns (everything after the first n_atoms) are projected out once, then every
     single-atom fit is closed-form: beta_k = <x_k, y> / <x_k, x_k>, SSE_k = <y, y> − beta_k²
     <x_k, x_k>, dispersion = SSE_k / (T − P_nuisance − 1). Equals nilearn's OLSModel on each
-    [atom k, nuisance] design.
+    [atom k, nuisance] design. Called like :class:`_OLS`.
     """
-    nuisance = Xw[:, n_atoms:]
-    q, r = np.linalg.qr(nuisance)
-    q = q[:, np.abs(np.diag(r)) > 1e-10 * max(1.0, np.abs(r).max())]
-    x = Xw[:, :n_atoms] - q @ (q.T @ Xw[:, :n_atoms])
-    y = Yw - q @ (q.T @ Yw)
-    xx = (x * x).sum(0)[:, None]  # (K, 1)
-    xy = x.T @ y  # (K, v)
-    beta = xy / np.where(xx > 0, xx, np.inf)
-    sse = np.maximum((y * y).sum(0)[None] - beta * xy, 0.0)
-    dof = Xw.shape[0] - q.shape[1] - 1
-    t = beta / np.sqrt(np.maximum(sse / dof / np.where(xx > 0, xx, np.inf), 1e-50))
-    return beta, t, y
+
+    def __init__(self, Xw, n_atoms, ops):
+        q, r = np.linalg.qr(Xw[:, n_atoms:])
+        q = q[:, np.abs(np.diag(r)) > 1e-10 * max(1.0, np.abs(r).max())]
+        x = Xw[:, :n_atoms] - q @ (q.T @ Xw[:, :n_atoms])
+        xx = (x * x).sum(0)[:, None]  # (K, 1)
+        self.q, self.x = ops.asarray(q), ops.asarray(x)
+        self.xx = ops.asarray(np.where(xx > 0, xx, np.inf))
+        self.dof = Xw.shape[0] - q.shape[1] - 1
+
+    def __call__(self, Yw):
+        y = Yw - self.q @ (self.q.T @ Yw)
+        xy = self.x.T @ y  # (K, v)
+        beta = xy / self.xx
+        sse = ((y * y).sum(0)[None] - beta * xy).clip(min=0.0)
+        t = beta / (sse / self.dof / self.xx).clip(min=1e-50) ** 0.5
+        return beta, t, y
 
 
-def _ar_coefs(resid, order):
-    """Yule-Walker AR(order) coefficients per column of resid (T, v), as nilearn's
-    ``_yule_walker``: autocovariances r_k = sum_t e_t e_{t+k} / (T - k), then the Toeplitz system
-    R rho = r[1:]. Returns (v, order); columns with no residual get 0."""
-    n, v = resid.shape
-    # nilearn subtracts the grand mean of all residuals; with run intercepts in the design the
-    # residuals of each voxel already have zero mean, so the column mean (~1e-17) is used.
+def _lag_sums(resid, order, ops):
+    """Lag-k sums a_k = sum_t e_t e_{t+k}, k = 0..order, of the column-centred residuals (T, v)
+    (an array of ``ops``), as a numpy (order + 1, v) array. nilearn subtracts the grand mean of
+    all residuals; with run intercepts in the design each voxel's residuals already have zero
+    mean, so the column mean (~1e-17) is used."""
+    n = resid.shape[0]
     e = resid - resid.mean(0)
-    r = np.stack([(e[:n - k] * e[k:]).sum(0) / (n - k) for k in range(order + 1)], 1)  # (v, p+1)
+    return np.stack([ops.to_numpy((e[:n - k] * e[k:]).sum(0)) for k in range(order + 1)])
+
+
+def _ar_coefs(lag_sums, n):
+    """Yule-Walker AR(p) coefficients per voxel from its residuals' lag sums (p+1, v) over a
+    series of n points, as nilearn's ``_yule_walker``: autocovariances r_k = a_k / (n - k), then
+    the Toeplitz system R rho = r[1:]. Returns (v, p); voxels with no residual get 0."""
+    order = lag_sums.shape[0] - 1
+    r = (lag_sums / (n - np.arange(order + 1))[:, None]).T  # (v, p+1)
     live = r[:, 0] > 0
-    coef = np.zeros((v, order))
+    coef = np.zeros((r.shape[0], order))
     if order == 1:
         coef[live, 0] = r[live, 1] / r[live, 0]
     elif live.any():
@@ -1350,17 +1369,15 @@ def _residual_lag_map(nuisance, order):
     return M
 
 
-def _ar_coefs_unbiased(resid, order, nuisance):
-    """AR(order) coefficients per column of resid (T, v) from autocovariances corrected for the
-    residual-forming projection of ``nuisance`` (T, r) (:func:`_residual_lag_map`; autocovariances
-    beyond lag ``order`` taken as 0), then Yule-Walker. Returns (v, order); columns with no
-    residual, or whose corrected autocovariances are not positive definite, fall back to the
-    uncorrected :func:`_ar_coefs`."""
-    n, v = resid.shape
-    e = resid - resid.mean(0)
-    a = np.stack([(e[:n - k] * e[k:]).sum(0) for k in range(order + 1)])  # (p+1, v)
-    c = np.linalg.solve(_residual_lag_map(nuisance, order), a)  # (p+1, v) autocovariances
-    plain = _ar_coefs(resid, order)
+def _ar_coefs_unbiased(lag_sums, n, nuisance):
+    """AR(p) coefficients per voxel from its residuals' lag sums (p+1, v) over n points,
+    corrected for the residual-forming projection of ``nuisance`` (n, r)
+    (:func:`_residual_lag_map`; autocovariances beyond lag p taken as 0), then Yule-Walker.
+    Returns (v, p); voxels with no residual, or whose corrected autocovariances are not
+    positive definite, fall back to the uncorrected :func:`_ar_coefs`."""
+    order = lag_sums.shape[0] - 1
+    c = np.linalg.solve(_residual_lag_map(nuisance, order), lag_sums)  # (p+1, v) autocovariances
+    plain = _ar_coefs(lag_sums, n)
     idx = np.abs(np.arange(order)[:, None] - np.arange(order)[None])
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = (c / c[0]).T  # (v, p+1) autocorrelations
@@ -1427,7 +1444,7 @@ def _two_sided_p(tvals, dof, cutoff=None):
 def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, high_pass=0.01,
                   drift_order=1, bins=100, voxel_chunk=10_000, p_cutoff=None,
                   separate=False, ar_seed=0, ar_residuals="model",
-                  ar_bias=False) -> GLMResult:
+                  ar_bias=False, backend="numpy", device="cpu") -> GLMResult:
     """Voxel-wise GLM of HRF-convolved dictionary atoms with an AR(p) noise model.
 
     The design is :func:`make_glm_design` (atoms, per-run drift, per-run intercepts). With
@@ -1494,6 +1511,10 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
     ar_bias : bool
         Correct the residuals' autocovariances for the fit's projection (see above); False
         reproduces nilearn.
+    backend, device
+        Where the voxels' products run (see "Backends"; always float64): torch on a GPU for
+        ``backend="torch", device="cuda"``. The design's algebra (pseudo-inverses, QR), the AR
+        grouping and the p values stay in numpy.
 
     Returns
     -------
@@ -1536,34 +1557,38 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
     dof = n_samples - rank
     voxel_chunk = max(1, int(voxel_chunk))
 
+    ops = _get_ops(backend, device, np.float64)
     beta = np.zeros((n_atoms, n_voxels))
     tvals = np.zeros((n_atoms, n_voxels))
     coef = np.zeros((n_voxels, order))
     degenerate = np.zeros(n_voxels, dtype=bool)
-    fit_chunk = _t_stats_separate if separate else _t_stats
+    model = _SeparateOLS if separate else _OLS
+    from_nuisance = separate or ar_residuals == "nuisance"
+    fit_ols = model(design, n_atoms, ops)
+    # separate: the noise model comes from the nuisance-only fit (residuals of a model with the
+    # slow, atom-like part of the noise fitted away underestimate the AR terms)
+    nuisance_fit = _SeparateOLS(design, n_atoms, ops) if order and from_nuisance and not separate else None
     # pass 1: OLS (the final fit for "ols"; residuals -> AR coefficients otherwise)
     for start in range(0, n_voxels, voxel_chunk):
         cols = slice(start, min(start + voxel_chunk, n_voxels))
-        Yc = np.asarray(Y[:, cols], dtype=np.float64)
-        # separate: the noise model comes from the nuisance-only fit (residuals of a model
-        # with the slow, atom-like part of the noise fitted away underestimate the AR terms)
-        b, t, resid = fit_chunk(design, Yc, n_atoms)
-        from_nuisance = separate or ar_residuals == "nuisance"
-        if order and from_nuisance and not separate:
-            resid = _t_stats_separate(design, Yc, n_atoms)[2]
+        Yc = ops.asarray(np.asarray(Y[:, cols], dtype=np.float64))
+        b, t, resid = fit_ols(Yc)
+        if nuisance_fit is not None:
+            resid = nuisance_fit(Yc)[2]
         # residuals at rounding level (constant voxels): t would be a ratio of rounding errors
         flat = (resid ** 2).sum(0) <= (100 * np.finfo(np.float64).eps) ** 2 * (Yc ** 2).sum(0)
-        degenerate[cols] = flat
-        beta[:, cols] = b
+        degenerate[cols] = ops.to_numpy(flat)
+        beta[:, cols] = ops.to_numpy(b)
         if order == 0:
-            tvals[:, cols] = t
+            tvals[:, cols] = ops.to_numpy(t)
         else:
+            lag_sums = _lag_sums(resid, order, ops)
             if ar_bias:
                 # Worsley's correction of the residuals' autocovariances for the fit's projection
                 fitted = design[:, n_atoms:] if from_nuisance else design
-                coef[cols] = _ar_coefs_unbiased(resid, order, fitted)
+                coef[cols] = _ar_coefs_unbiased(lag_sums, n_samples, fitted)
             else:
-                coef[cols] = _ar_coefs(resid, order)
+                coef[cols] = _ar_coefs(lag_sums, n_samples)
     coef[degenerate] = 0.0
     # pass 2 (AR): one whitened design per group of voxels with the same (binned) coefficients
     if order:
@@ -1573,11 +1598,12 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
         groups, group_of = np.unique(coef[live], axis=0, return_inverse=True)
         for g, value in enumerate(groups):
             vox = live[np.ravel(group_of) == g]
-            Xw = _ar_whiten(design, value)
+            fit_white = model(_ar_whiten(design, value), n_atoms, ops)
             for start in range(0, len(vox), voxel_chunk):
                 sel = vox[start:start + voxel_chunk]
-                b, t = fit_chunk(Xw, _ar_whiten(Y[:, sel], value), n_atoms)[:2]
-                beta[:, sel], tvals[:, sel] = b, t
+                Yw = _ar_whiten(ops.asarray(np.asarray(Y[:, sel], dtype=np.float64)), value)
+                b, t = fit_white(Yw)[:2]
+                beta[:, sel], tvals[:, sel] = ops.to_numpy(b), ops.to_numpy(t)
     tvals[:, degenerate] = 0.0
     if separate:
         dof = n_samples - int(np.linalg.matrix_rank(design[:, n_atoms:], eps)) - 1

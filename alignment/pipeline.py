@@ -209,8 +209,9 @@ class Study:
 
     @cached_property
     def fit_backend(self) -> dict:
-        """``backend``/``device`` of the ridge fits (torch on the GPU when the study's device is,
-        or resolves to, cuda; numpy otherwise) and their ``voxel_chunk`` when the study sets one."""
+        """``backend``/``device`` of the ridge fits and the atom GLM (torch on the GPU when the
+        study's device is, or resolves to, cuda; numpy otherwise) and their ``voxel_chunk`` when
+        the study sets one."""
         chunk = {} if self.voxel_chunk is None else {"voxel_chunk": int(self.voxel_chunk)}
         if self.device == "cpu":
             return {"backend": "numpy", "device": "cpu", **chunk}

@@ -62,6 +62,22 @@ def test_banded_ridge_on_cuda_equals_numpy():
     np.testing.assert_allclose(gpu.unique, cpu.unique, atol=TOL)
 
 
+@pytest.mark.parametrize("glm", ["separate", "joint"])
+def test_atom_glm_on_cuda_equals_numpy(glm):
+    from alignment.keys import Options
+    from alignment.stages.mapping import atoms_glm
+
+    rng = np.random.default_rng(3)
+    runs = np.repeat(np.arange(3), 120)
+    atoms = np.cumsum(rng.standard_normal((runs.size, 6)), 0)
+    Y = rng.standard_normal((runs.size, 200))
+    Y[:, :50] += atoms[:, :2] @ rng.standard_normal((2, 50)) * 0.1
+    cpu, q_cpu = atoms_glm(atoms, Y, runs, 1.0, Options(glm=glm))
+    gpu, q_gpu = atoms_glm(atoms, Y, runs, 1.0, Options(glm=glm), backend="torch", device="cuda")
+    np.testing.assert_allclose(gpu.t, cpu.t, atol=TOL)
+    np.testing.assert_allclose(q_gpu, q_cpu, atol=TOL)
+
+
 @pytest.mark.parametrize("spec, kind", [("random:bert:tiny", "hidden"), ("random:hf-clip:tiny", "hidden"),
                                         ("random:meter:tiny", "mlp"), ("random:clip:demo-tiny", "attn")])
 def test_ans_on_cuda_equal_cpu(spec, kind):

@@ -21,7 +21,7 @@ def lesion_params(study, unit: Unit, inputs) -> dict:
             "sparsity": o.sparsity, "glm": o.glm, "glm_noise": o.glm_noise}
 
 
-def train_ranking(A, Y, runs, tr: float, options, fdr_q: float) -> np.ndarray:
+def train_ranking(A, Y, runs, tr: float, options, fdr_q: float, **backend) -> np.ndarray:
     """Importance of every AN learned from the given (training) TRs only: its number of
     linked BNs (:func:`alignment.analyses.redundancy.links_per_an`) in the neuron mapping
     of these TRs, i.e. a sparse dictionary of A and the AR(1) GLM of its atoms on Y, with
@@ -35,6 +35,8 @@ def train_ranking(A, Y, runs, tr: float, options, fdr_q: float) -> np.ndarray:
     Y : ndarray, shape (T_train, V)
         BOLD of the training TRs (all voxels: a BN count is over the whole brain).
     runs : ndarray, shape (T_train,)
+    backend
+        ``backend``, ``device``, ``voxel_chunk`` of the GLM (``Study.fit_backend``).
 
     Returns
     -------
@@ -44,7 +46,7 @@ def train_ranking(A, Y, runs, tr: float, options, fdr_q: float) -> np.ndarray:
     from alignment.stages.mapping import atoms_glm, learn_layer_atoms
 
     codes, _, regressors = learn_layer_atoms(A, runs, tr, options)
-    _, q = atoms_glm(regressors, Y, runs, tr, options)
+    _, q = atoms_glm(regressors, Y, runs, tr, options, **backend)
     return links_per_an(codes, q < fdr_q).astype(np.float64)
 
 
@@ -80,7 +82,7 @@ def lesion_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     runs, tr = study.runs, study.dataset.tr
 
     def ranking(train):  # reads the training TRs only
-        return train_ranking(A[train], Y_all[train], runs[train], tr, o, t.fdr_q)
+        return train_ranking(A[train], Y_all[train], runs[train], tr, o, t.fdr_q, **study.fit_backend)
 
     Y = Y_all[:, vox]
     common = dict(an_index=design_an_index(A.shape[1], X.shape[1]),

@@ -82,10 +82,11 @@ GLM_LABELS = {"joint": "joint", "separate": "marginal"}
 
 
 def atoms_glm(regressors: np.ndarray, Y: np.ndarray, runs: np.ndarray, tr: float, options,
-              voxel_chunk: int | None = None):
+              voxel_chunk: int | None = None, *, backend: str = "numpy", device: str = "cpu"):
     """The voxel-wise GLM of atom regressors (T, K) on BOLD Y (T, V) with the noise model
     ``options.glm_noise``, and its BH-FDR ``q`` (K, V) across voxels within each atom.
-    Returns (GLMResult, q).
+    Returns (GLMResult, q). ``backend``/``device``: where the voxels' products run
+    (``Study.fit_backend``: torch on the GPU when the study's device is cuda).
 
     The AR coefficients come from the residuals of the nuisance-only model (drift and run
     intercepts), with their autocovariances corrected for that model's projection (Worsley et
@@ -97,6 +98,7 @@ def atoms_glm(regressors: np.ndarray, Y: np.ndarray, runs: np.ndarray, tr: float
 
     fit = fit_atoms_glm(regressors, Y, runs, tr=tr, noise_model=options.glm_noise, p_cutoff=0.25,
                         separate=options.glm == "separate", ar_residuals="nuisance", ar_bias=True,
+                        backend=backend, device=device,
                         **({} if voxel_chunk is None else {"voxel_chunk": voxel_chunk}))
     q = np.stack([fdr_bh(p_k, options.fdr_q)[1] for p_k in np.asarray(fit.p)])
     return fit, q
@@ -118,13 +120,13 @@ def glm_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     """
     o = study.options
     regressors, Y = np.asarray(inputs["atoms"]["regressors"]), study.bold(unit.subject)
-    fit, q = atoms_glm(regressors, Y, study.runs, study.dataset.tr, o, study.voxel_chunk)
+    backend = study.fit_backend  # backend, device and the study's voxel_chunk
+    fit, q = atoms_glm(regressors, Y, study.runs, study.dataset.tr, o, **backend)
     out = {"t": np.asarray(fit.t, np.float32), "beta": np.asarray(fit.beta, np.float32), "q": q.astype(np.float32)}
     if o.glm == "joint":
         out.update(t_joint=out["t"], q_joint=out["q"])
     else:
-        joint, q_joint = atoms_glm(regressors, Y, study.runs, study.dataset.tr, replace(o, glm="joint"),
-                                   study.voxel_chunk)
+        joint, q_joint = atoms_glm(regressors, Y, study.runs, study.dataset.tr, replace(o, glm="joint"), **backend)
         out.update(t_joint=np.asarray(joint.t, np.float32), q_joint=q_joint.astype(np.float32))
     return out, {"description": f"glm ({GLM_LABELS[o.glm]}, {o.glm_noise}) {unit.target.label()} sub-{unit.subject}"}
 
@@ -135,7 +137,7 @@ register(Stage(
     doc="sparse dictionary of a layer's ANs: codes (N, K), atoms (K, T), regressors (T, K), max_corr and vif (K,)",
 ))
 register(Stage(
-    name="glm", version=5, target=LayerKey, inputs=glm_inputs, params=glm_params, compute=glm_compute,
+    name="glm", gpu=True, version=5, target=LayerKey, inputs=glm_inputs, params=glm_params, compute=glm_compute,
     options=("glm", "glm_noise"), analysis="neuron_mapping", default=True,
     expand=lambda keys, plan, baselines: list(keys),
     doc="voxel-wise AR(p) GLM of the atoms (marginal: one GLM per atom, or joint): t, beta, q (K, V); "
