@@ -11,6 +11,10 @@ cached shows at once, what is still coming shows as progress. A page whose resul
 coming asks for it (:func:`ask_first`): before each unit the build runs the units of the view
 last asked for first (:func:`asked_first`).
 
+It computes here, serially, unless :data:`SCHEDULER_ENV` names a Dask scheduler (as
+``--scheduler`` does: ``local:N`` or an address), e.g. a lab's cluster; pages then cannot
+reorder it.
+
 ``python -m alignment demo`` (without ``--background``) stays the terminal way to build it all.
 """
 
@@ -25,10 +29,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from alignment.cache import Cache
+from alignment.executor import SYNC
 
-__all__ = ["BuildStatus", "VIEW_FIELDS", "ask_first", "asked_first", "read_status", "read_wish", "run_background_demo",
+__all__ = ["BuildStatus", "SCHEDULER_ENV", "VIEW_FIELDS", "ask_first", "asked_first", "read_status", "read_wish", "run_background_demo",
            "start_demo_build", "status_path"]
 
+#: environment variable naming where the app's background build computes (a ``--scheduler`` value)
+SCHEDULER_ENV = "ALIGNMENT_SCHEDULER"
 #: states of a build: launched (the process is starting), computing, finished, stopped by an error
 STATES = ("starting", "running", "done", "failed")
 
@@ -162,11 +169,13 @@ def _layer_of(target):
     return None
 
 
-def start_demo_build(cache_root, small: bool = False) -> BuildStatus:
+def start_demo_build(cache_root, small: bool = False, scheduler: str | None = None) -> BuildStatus:
     """Start the background build of the demo in ``cache_root`` unless one is running.
 
-    Returns the status the app should show (the running build's, or the new one's). The child
-    writes its output to ``<cache>/.demo-build[-small].log``.
+    ``scheduler``: where its units run (as ``--scheduler``; default ``$ALIGNMENT_SCHEDULER``,
+    :data:`SCHEDULER_ENV`, else here, serially). Returns the status the app should show (the
+    running build's, or the new one's). The child writes its output to
+    ``<cache>/.demo-build[-small].log``.
     """
     current = read_status(cache_root, small)
     if current is not None and current.active:
@@ -176,6 +185,9 @@ def start_demo_build(cache_root, small: bool = False) -> BuildStatus:
     command = [sys.executable, "-m", "alignment", "demo", "--background", "--cache", str(root)]
     if small:
         command.append("--small")
+    scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or SYNC
+    if scheduler != SYNC:
+        command += ["--scheduler", scheduler]
     with open(root / f"{_name(small)}.log", "ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True, cwd=str(Path(__file__).resolve().parents[1]))
@@ -184,11 +196,14 @@ def start_demo_build(cache_root, small: bool = False) -> BuildStatus:
     return status
 
 
-def run_background_demo(cache_root, small: bool = False, **demo_kwargs) -> BuildStatus:
+def run_background_demo(cache_root, small: bool = False, scheduler: str | None = None,
+                        **demo_kwargs) -> BuildStatus:
     """Build the demo here, reporting to the status file; the body of ``demo --background``.
 
-    Returns at once (the running build's status) when another process builds this demo. On an
-    error the status says ``failed`` with its one-line message, and the error is raised.
+    ``scheduler``: where the units run (:func:`alignment.executor.open_executor`); here, serially,
+    by default, in the order the app's pages ask for (:func:`asked_first`); on Dask in the plan's
+    order. Returns at once (the running build's status) when another process builds this demo.
+    On an error the status says ``failed`` with its one-line message, and the error is raised.
     """
     from filelock import FileLock, Timeout
 
@@ -209,8 +224,9 @@ def run_background_demo(cache_root, small: bool = False, **demo_kwargs) -> Build
 
     try:
         report(0, 0, "building the simulated dataset")
-        executor = SerialExecutor(prioritize=asked_first(cache.root, small))
-        run_demo(cache, small=small, progress=report, scheduler=executor, **demo_kwargs)
+        if scheduler in (None, SYNC):
+            scheduler = SerialExecutor(prioritize=asked_first(cache.root, small))
+        run_demo(cache, small=small, progress=report, scheduler=scheduler, **demo_kwargs)
     except BaseException as exc:
         error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         done, total, label = _last_counts(path)

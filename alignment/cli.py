@@ -100,9 +100,10 @@ def cmd_demo(args) -> int:
 
         defaults = vars(build_parser().parse_args(["demo"]))  # the options' own defaults, one home
         if any(getattr(args, name) != defaults[name] for name in defaults
-               if name not in ("small", "cache", "background", "command", "func")):
-            raise ValueError("--background builds the demo the app shows: only --small and --cache go with it")
-        status = run_background_demo(args.cache, small=args.small)
+               if name not in ("small", "cache", "background", "scheduler", "command", "func")):
+            raise ValueError("--background builds the demo the app shows: only --small, --cache and --scheduler "
+                             "go with it")
+        status = run_background_demo(args.cache, small=args.small, scheduler=args.scheduler)
         print(status.text())
         return 0
     try:

@@ -17,7 +17,7 @@ from alignment.cache import Cache
 from alignment.data.pereira import PARADIGMS
 from alignment.keys import RSAPlan
 from alignment.pipeline import Baselines, ModelPlan, Options, Study
-from alignment.plan import compute
+from alignment.plan import compute, plan_units
 from alignment.simulation import (CLIP_SPEC, CONCEPT_DEMO_MODELS, DEFAULT_CONCEPT_SNR, DEFAULT_SNR, DEMO_SPACES,
                                   METER_SPEC, PLANTING, ROBERTA_SPEC, VIT_SPEC, build_concept_demo, build_demo)
 
@@ -190,17 +190,24 @@ def run_demo(cache: Cache | str | None = None, seed: int = 0, snr: float = DEFAU
     from alignment.executor import open_executor
 
     cache = cache if isinstance(cache, Cache) else Cache(cache)
-    root = build_demo(demo_root(cache, seed, snr, small, n_subjects, space, n_trs), seed=seed, snr=snr,
-                      small=small, n_subjects=n_subjects, space=space, n_trs=n_trs)
-    study = Study(load_dataset(root), cache, demo_options(seed), device="cpu",
-                  progress=progress is True)
-    plans = plans or demo_plans(full)
+    # the executor first: a scheduler that cannot be reached fails before anything is built
     with open_executor(scheduler) as executor:  # the demo computes on the CPU
+        root = build_demo(demo_root(cache, seed, snr, small, n_subjects, space, n_trs), seed=seed, snr=snr,
+                          small=small, n_subjects=n_subjects, space=space, n_trs=n_trs)
+        study = Study(load_dataset(root), cache, demo_options(seed), device="cpu", progress=progress is True)
+        plans = plans or demo_plans(full)
         # first the maps the app opens on (the first model's first branch, every subject), so it
         # shows one while the rest computes; the same units, in another order
         first = plans[0]
         if "encoding" in (first.analyses or ()):
             opening = replace(first, branches=first.branches[:1] if first.branches else None, analyses=("encoding",))
+            # its first layer's r maps before any null (a ridge fit each; the app draws them
+            # while their significance computes)
+            key = next(target for stage, target in plan_units(study, opening) if stage == "encoding")
+            fits = [study.unit("encoding_fit", key, s) for s in study.dataset.subjects
+                    if not study.has("encoding", key, s)]
+            if fits:
+                compute(study, (), study.dataset.subjects, progress=progress, executor=executor, units=fits)
             compute(study, (opening,), study.dataset.subjects, progress=progress, executor=executor)
         compute(study, plans, study.dataset.subjects, progress=progress, baselines=INTEGRATION_BASELINES,
                 executor=executor)

@@ -375,6 +375,17 @@ def encoding_maps(study: Study, subjects: Sequence[str], key: LayerKey) -> tuple
     return np.stack(rs), np.stack(qs)
 
 
+def encoding_r(study: Study, subject: str, key: LayerKey) -> tuple[np.ndarray, np.ndarray | None]:
+    """One subject's encoding r (V,) and q (V,), or r and None while only the map's fit is cached
+    (the ``encoding_fit`` stage: the same r; the permutation null still computing). NotCached
+    when neither is."""
+    try:
+        e = study.get("encoding", key, subject)
+    except NotCached:
+        return np.asarray(study.get("encoding_fit", key, subject)["scores"], np.float32), None
+    return np.asarray(e["scores"], np.float32), np.asarray(e["q"], np.float32)
+
+
 def group_map(study: Study, key: LayerKey, subjects: Sequence[str] | None = None) -> GroupMap:
     """Group map of one layer: mean Fisher-z r back-transformed, one-sample t → BH-FDR.
 
@@ -386,7 +397,7 @@ def group_map(study: Study, key: LayerKey, subjects: Sequence[str] | None = None
     from alignment.stats import fdr_bh, fisher_z, group_ttest
 
     subjects = list(subjects or study.dataset.subjects)
-    r, _ = encoding_maps(study, subjects, key)
+    r = np.stack([encoding_r(study, s, key)[0] for s in subjects])  # the group test needs no subject's null
     z = fisher_z(r)
     res = group_ttest(z)
     p = np.where(np.isfinite(res.p), res.p, 1.0)
@@ -401,13 +412,21 @@ def _median(values) -> float:
     return float(np.median(values)) if values.size else float("nan")
 
 
-def _r_q(study: Study, subject: str, key: LayerKey) -> tuple[np.ndarray, np.ndarray]:
-    """(r, q) maps (V,) of one subject, or the group's (r back-transformed, group q)."""
+def _r_q(study: Study, subject: str, key: LayerKey) -> tuple[np.ndarray, np.ndarray | None]:
+    """(r, q) maps (V,) of one subject (q None while its null computes: :func:`encoding_r`), or
+    the group's (r back-transformed, group q)."""
     if subject == GROUP:
         g = group_map(study, key)
         return g.r, g.q
-    e = study.get("encoding", key, subject)
-    return np.asarray(e["scores"], np.float32), np.asarray(e["q"], np.float32)
+    return encoding_r(study, subject, key)
+
+
+def _with_q(study: Study, subject: str, key: LayerKey) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_r_q` for what needs significance: NotCached until the subject's null is."""
+    r, q = _r_q(study, subject, key)
+    if q is None:
+        raise NotCached(f"encoding {key.label()} sub-{subject}: significance still computing")
+    return r, q
 
 
 def encoding_notes(study: Study, subject: str, key: LayerKey) -> list[str]:
@@ -505,7 +524,7 @@ def best_layer_map(study: Study, subject: str, key: LayerKey, layers: Sequence[i
     layers = sorted(int(x) for x in layers)
     if not layers:
         raise ValueError(f"no layers of {key.model} {key.branch} available")
-    rs, qs = zip(*(_r_q(study, subject, LayerKey(key.model, key.branch, lay, key.kind, key.condition))
+    rs, qs = zip(*(_with_q(study, subject, LayerKey(key.model, key.branch, lay, key.kind, key.condition))
                    for lay in layers))
     r = np.stack(rs)
     q = np.stack(qs)
@@ -556,7 +575,7 @@ def opening_view(study: Study, fdr_q: float = 0.05, avail: Availability | None =
                 r, q = _r_q(study, level, LayerKey(model, branch, int(layer), kind, condition))
             except NotCached:  # offered by a demo still computing
                 continue
-            scores[int(layer)] = (int(np.sum(q < fdr_q)), _mean(r))
+            scores[int(layer)] = (0 if q is None else int(np.sum(q < fdr_q)), _mean(r))
         if not scores:
             continue
         best = max(scores, key=scores.get)
@@ -571,6 +590,11 @@ def _mean(values) -> float:
     values = np.asarray(values, np.float64)
     values = values[np.isfinite(values)]
     return float(values.mean()) if values.size else -np.inf
+
+
+#: the note of an r map drawn before its permutation null is computed
+PENDING_SIGNIFICANCE = ("held-out r of the ridge fit; its significance (a permutation null, a minute or more "
+                        "per map) is still computing")
 
 
 def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr_q: float = 0.05,
@@ -606,11 +630,14 @@ def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr
     MapResult
         ``values`` (V,) etc.
     """
-    if metric in ("r", "significant r", "-log10 q"):
+    if metric == "r":
         r, q = _r_q(study, subject, key)
+        if q is None:
+            return MapResult(r, "r", r=r, note=PENDING_SIGNIFICANCE)
+        return MapResult(r, "r", significant=q < fdr_q, r=r)
+    if metric in ("significant r", "-log10 q"):
+        r, q = _with_q(study, subject, key)
         sig = q < fdr_q
-        if metric == "r":
-            return MapResult(r, "r", significant=sig, r=r)
         if metric == "significant r":
             return MapResult(np.where(sig, r, np.nan).astype(np.float32), f"r (q<{fdr_q:g})",
                              significant=sig, r=r, note=f"{int(sig.sum())} voxels with q < {fdr_q:g}")
@@ -624,7 +651,7 @@ def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr
             return MapResult(ceiling, "noise ceiling (r)", cmap="viridis", symmetric=False, vmin=0.0, vmax=1.0,
                              note=note or "expected r of a perfect model on one run's data, from the repeated "
                                           "segment (signal-power estimate)")
-        r, q = _r_q(study, subject, key)
+        r, q = _with_q(study, subject, key)
         sig = q < fdr_q
         ratio = r_over_ceiling(r, ceiling)
         return MapResult(ratio, "r / ceiling", cmap="RdBu_r", significant=sig, r=r, vmin=-1.0, vmax=1.0,
@@ -940,8 +967,8 @@ def dual_modality(study: Study, subject: str, model: str, layer_image: int, laye
 
     key_i = LayerKey(model, "image", int(layer_image), kind, condition)
     key_t = LayerKey(model, "text", int(layer_text), kind, condition)
-    r_i, q_i = _r_q(study, subject, key_i)
-    r_t, q_t = _r_q(study, subject, key_t)
+    r_i, q_i = _with_q(study, subject, key_i)
+    r_t, q_t = _with_q(study, subject, key_t)
     sig_i, sig_t = q_i < fdr_q, q_t < fdr_q
     si = specialization_index(r_i, r_t)
     q_si = np.full(si.shape, np.nan, np.float32)
@@ -993,7 +1020,7 @@ def fusion_modality(study: Study, subject: str, key: LayerKey, fdr_q: float = 0.
     r, q = {}, {}
     keys = {c: LayerKey(key.model, key.branch, key.layer, key.kind, c) for c in ("image+text", "image", "text")}
     for c, k in keys.items():
-        r[c], q[c] = _r_q(study, subject, k)
+        r[c], q[c] = _with_q(study, subject, k)
     sig = {c: q[c] < fdr_q for c in r}
     gain = cross_modal_gain(r["image+text"], r["image"], r["text"])
     subjects = subjects_of(study, subject)
@@ -1054,7 +1081,7 @@ def variance_maps(study: Study, subject: str, bands: BandsKey, fdr_q: float = 0.
     unique = uniques.mean(0).astype(np.float32)  # (B, V)
     shared = np.mean([np.asarray(e["shared"]) for e in entries], axis=0).astype(np.float32)
     try:
-        predicted = np.any([_r_q(study, subject, bands.band(b))[1] < fdr_q for b in bands.branches], axis=0)
+        predicted = np.any([_with_q(study, subject, bands.band(b))[1] < fdr_q for b in bands.branches], axis=0)
     except NotCached:
         predicted = r2 > 0
     unique_q = None
@@ -1171,7 +1198,7 @@ def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Basel
         out.update(q=g["q"], sites=g["sites"].astype(np.float32))
     else:
         out.update(q=np.asarray(entries[0]["q"], np.float32), sites=out["site_share"])
-    out["sig_vlm"] = _r_q(study, subject, key)[1] < fdr_q
+    out["sig_vlm"] = _with_q(study, subject, key)[1] < fdr_q
     if atlas is not None:
         from alignment.networks import network_summary
 

@@ -721,6 +721,29 @@ def test_pages_show_progress_not_errors_while_the_demo_computes(demo_cache, tmp_
                                             "condition": "image+text", "subject": "01"}
 
 
+@slow
+def test_the_overview_draws_a_fitted_map_while_its_null_computes(demo_cache, tmp_path, monkeypatch, no_spawn):
+    """Only the opened layer's fit is stored (its encoding map's null still computing): the
+    Overview draws its r, says significance is coming, and counts nothing significant."""
+    from alignment.pipeline import Study
+    from alignment.summaries import PENDING_SIGNIFICANCE, demo_study
+
+    cache = hardlink_copy(demo_cache, tmp_path / "cache")
+    shutil.rmtree(Path(cache) / "encoding")
+    study = demo_study(cache, small=True)
+    key = LayerKey(CLIP_SPEC, "image", 1)
+    Study(study.dataset, study.cache, study.options, device="cpu").get("encoding_fit", key, "01")
+    _build_running(cache)
+    monkeypatch.setenv("ALIGNMENT_CACHE", cache)
+    monkeypatch.setenv("ALIGNMENT_DEMO_SMALL", "1")
+    at = new_app({"model": CLIP_SPEC, "branch": "image", "layer": "1", "subject": "01"}).run()
+    assert_clean(at)
+    assert charts(at) and not at.error, error_text(at)
+    assert any(PENDING_SIGNIFICANCE in c.value for c in at.caption)
+    shown = {m.label for m in at.metric}
+    assert "voxels shown" in shown and not any(label.startswith("significant") for label in shown)
+
+
 def _keep_only(cache: str, keep) -> None:
     """Remove every cached result whose meta.json ``keep(meta)`` rejects (the datasets stay)."""
     for meta_file in Path(cache).glob("*/*/*/meta.json"):

@@ -56,6 +56,29 @@ def test_a_build_is_started_once_while_it_runs(tmp_path, fake_popen):
     assert len(fake_popen) == 3
 
 
+def test_the_build_computes_where_the_environment_says(tmp_path, fake_popen, monkeypatch):
+    """$ALIGNMENT_SCHEDULER sends the app's build to Dask (``--scheduler``); a bad value fails
+    in the child before anything is built, like the CLI's; unset, it computes here."""
+    import alignment.demo
+
+    monkeypatch.setenv(background.SCHEDULER_ENV, "tcp://10.0.0.5:8786")
+    start_demo_build(tmp_path, small=True)
+    assert fake_popen[0][-2:] == ["--scheduler", "tcp://10.0.0.5:8786"]
+    monkeypatch.delenv(background.SCHEDULER_ENV)
+    start_demo_build(tmp_path, small=False)
+    assert "--scheduler" not in fake_popen[1]
+    used = []
+    monkeypatch.setattr(alignment.demo, "run_demo", lambda cache, small, progress, scheduler: used.append(scheduler))
+    run_background_demo(tmp_path / "a", small=True, scheduler="local:2")
+    run_background_demo(tmp_path / "b", small=True)
+    assert used[0] == "local:2" and used[1].prioritize is not None  # only the serial build takes a page's wish
+    monkeypatch.setattr(background.subprocess, "Popen", _POPEN)
+    bad = subprocess.run([sys.executable, "-m", "alignment", "demo", "--background", "--cache", str(tmp_path / "c"),
+                          "--small", "--scheduler", "local:none"], capture_output=True, text=True, cwd=_ROOT, timeout=300)
+    assert bad.returncode != 0 and "scheduler" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
 def test_the_build_reports_each_unit_and_holds_the_cache_lock(tmp_path, monkeypatch):
     import alignment.demo
 
@@ -113,7 +136,7 @@ def test_background_takes_no_other_demo_option(tmp_path):
     out = subprocess.run([sys.executable, "-m", "alignment", "demo", "--background", "--seed", "3", "--cache",
                           str(tmp_path)], capture_output=True, text=True, cwd=_ROOT, timeout=300)
     assert out.returncode != 0
-    assert out.stderr.strip().splitlines()[-1].endswith("only --small and --cache go with it")
+    assert out.stderr.strip().splitlines()[-1].endswith("only --small, --cache and --scheduler go with it")
     assert "Traceback" not in out.stderr
 
 

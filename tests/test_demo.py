@@ -84,6 +84,30 @@ def test_second_demo_run_computes_nothing(demo_cache, monkeypatch):
     run_demo(cache, seed=0, small=True, progress=False)
 
 
+def test_the_first_maps_come_from_fits_before_any_null(tmp_path, monkeypatch):
+    """On a fresh cache the demo first fits the opened view's layer for every subject (the app
+    draws those r maps), then computes that layer's encoding maps with their nulls."""
+    import alignment.demo
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def record(study, plans, subjects, progress=True, units=(), executor=None, **kw):
+        calls.append(([p.analyses for p in plans], [(u.stage, u.target, u.subject) for u in units]))
+        if len(calls) == 2:
+            raise Stop
+
+    monkeypatch.setattr(alignment.demo, "compute", record)
+    with pytest.raises(Stop):
+        run_demo(Cache(tmp_path), small=True, progress=False)
+    (first_plans, fits), (opening, _) = calls
+    assert first_plans == [] and {stage for stage, _, _ in fits} == {"encoding_fit"}
+    assert sorted(s for _, _, s in fits) == ["01", "02"] and len({t for _, t, _ in fits}) == 1
+    assert opening == [("encoding",)]
+
+
 @pytest.fixture(scope="module")
 def pure_noise(cache):
     """Validation of the pure-noise small demo (seed 2, one subject): only the checks that need

@@ -273,3 +273,30 @@ def test_voxel_chunk_bounds_memory_and_changes_no_result(planted, tmp_path, monk
         for name in a.arrays:
             np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-5, err_msg=f"{stage} {name}")  # float32 rounding
     assert chunks.count(13) >= 3 and set(chunks) <= {None, 13}
+
+
+def test_an_r_map_is_drawn_from_its_fit_before_its_null(planted, tmp_path):
+    """``encoding_fit`` is the encoding stage's fit without its null: the same r and alphas.
+    While only the fit is cached, the r map comes from it with no significance (a note says it
+    is computing) and what needs significance waits; then the encoding's q is used."""
+    from alignment.pipeline import NotCached
+    from alignment.summaries import PENDING_SIGNIFICANCE, metric_map, opening_view
+
+    ds, cache = load_dataset(planted), Cache(tmp_path)
+    key = LayerKey(SPEC, "image", 2)
+    study = Study(ds, cache, Options(n_null=100), device="cpu")
+    app = Study(ds, cache, Options(n_null=100), device="cpu", read_only=True)
+    fit = study.get("encoding_fit", key, "01")
+    early = metric_map(app, "01", key, "r")
+    assert early.significant is None and early.note == PENDING_SIGNIFICANCE
+    np.testing.assert_array_equal(early.values, fit["scores"])
+    assert early.values[:200].mean() > 0.3  # the planted voxels already show
+    for metric in ("significant r", "-log10 q"):
+        with pytest.raises(NotCached, match="significance still computing"):
+            metric_map(app, "01", key, metric)
+    enc = study.get("encoding", key, "01")
+    for name in ("scores", "alphas"):
+        np.testing.assert_array_equal(enc[name], fit[name])
+    later = metric_map(app, "01", key, "r")
+    assert not later.note and later.significant[:200].mean() > 0.5 and later.significant[200:].mean() < 0.01
+    assert opening_view(app)["layer"] == 2

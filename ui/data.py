@@ -147,7 +147,8 @@ def _ensure_demo(root: str, small: bool) -> None:
     if not _demo_dataset_built(root, small):
         st.info("Preparing the simulated demo in the background (first start only): building the dataset, "
                 "then computing every analysis into the cache "
-                f"`{root}`. The first map shows here as soon as it is stored (about two minutes on two cores); "
+                f"`{root}`. The first map shows here as soon as it is stored (about a minute on two cores: its r "
+                "first, its significance after); "
                 "the rest computes while you look (`python -m alignment demo` prepares it all from a terminal).")
         watch_build(root, small, dataset_ready=False)
         st.stop()

@@ -22,10 +22,15 @@ def layer_inputs(study, unit: Unit, resolve) -> dict:
     return {"ans": ans_unit(key.model, key.kind, key.condition)}
 
 
-def encoding_params(study, unit: Unit, inputs) -> dict:
+def fit_params(study, unit: Unit, inputs) -> dict:
     o = study.options
     return {**study.bold_params(unit.subject), "ans": inputs["ans"].key, "layer": asdict(unit.target),
-            "hrf": o.hrf, "alphas": list(o.alphas), "null": o.null, "n_null": o.n_null, "null_tail": o.null_tail,
+            "hrf": o.hrf, "alphas": list(o.alphas)}
+
+
+def encoding_params(study, unit: Unit, inputs) -> dict:
+    o = study.options
+    return {**fit_params(study, unit, inputs), "null": o.null, "n_null": o.n_null, "null_tail": o.null_tail,
             "seed": o.seed}
 
 
@@ -62,6 +67,26 @@ def masked_note(masked: np.ndarray) -> str:
             "and are never significant")
 
 
+def _fit(study, unit: Unit):
+    """(X, Y, runs, exclude, RidgeResult) of a layer's encoding fit for one subject."""
+    from alignment.encoding import fit_ridge
+
+    Y = study.bold(unit.subject)
+    X = study.design(unit.target)
+    exclude = repeat_exclusion(study)
+    fit = fit_ridge(X, Y, study.runs, alphas=np.asarray(study.options.alphas), exclude=exclude, **study.fit_backend)
+    return X, Y, study.runs, exclude, fit
+
+
+def fit_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
+    """Arrays (V,): ``scores`` and ``alphas`` of the ``encoding`` stage, without its
+    permutation null (the same fit, so the same numbers): a layer's r map seconds after its
+    features, which the app shows while the null computes (a minute or more per map)."""
+    fit = _fit(study, unit)[-1]
+    return ({"scores": np.asarray(fit.scores, np.float32), "alphas": np.asarray(fit.best_alphas, np.float32)},
+            {"description": f"encoding fit {unit.target.label()} sub-{unit.subject}"})
+
+
 def encoding_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     """Arrays (V,): ``scores`` held-out r (mean over leave-one-run-out folds; the repeated
     segments of the held-out run never train its model), ``alphas`` the per-voxel ridge
@@ -69,15 +94,11 @@ def encoding_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     circularly shifted or block-permuted within runs), ``q`` BH-FDR."""
     import warnings
 
-    from alignment.encoding import fit_ridge, ridge_null_p
+    from alignment.encoding import ridge_null_p
     from alignment.stats import fdr_bh, run_permutations
 
     o = study.options
-    Y = study.bold(unit.subject)
-    X = study.design(unit.target)
-    runs = study.runs
-    exclude = repeat_exclusion(study)
-    fit = fit_ridge(X, Y, runs, alphas=np.asarray(o.alphas), exclude=exclude, **study.fit_backend)
+    X, Y, runs, exclude, fit = _fit(study, unit)
     perms = run_permutations(runs, o.n_null, o.null, seed=o.seed)
     p = ridge_null_p(X, Y, runs, fit, perms, exclude=exclude, tail=o.null_tail, **study.fit_backend)
     _, q = fdr_bh(p, o.fdr_q)
@@ -92,6 +113,11 @@ def encoding_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     return {k: np.asarray(v, np.float32) for k, v in arrays.items()}, meta
 
 
+register(Stage(
+    name="encoding_fit", gpu=True, version=1, target=LayerKey, inputs=layer_inputs, params=fit_params,
+    compute=fit_compute, options=("hrf", "alphas"),
+    doc="the encoding map's ridge fit without its null: scores (r), alphas (V,); the app's first look at a map",
+))
 register(Stage(
     name="encoding", gpu=True, version=2, target=LayerKey, inputs=layer_inputs, params=encoding_params,
     compute=encoding_compute, options=("hrf", "alphas", "null", "n_null", "null_tail", "seed"),
