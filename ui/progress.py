@@ -8,7 +8,7 @@ import streamlit as st
 __all__ = ["FOLLOWING", "POLL_SECONDS", "WAITING", "watch_build"]
 
 #: how often an open page looks at the build's status file
-POLL_SECONDS = 3.0
+POLL_SECONDS = 1.0
 #: session flag: a view of this run waits for a result the build has not stored yet
 WAITING = "_waiting_for_build"
 #: session value: the opened view's fields while the user has not changed them and the build
