@@ -31,8 +31,8 @@ from pathlib import Path
 from alignment.cache import Cache
 from alignment.executor import SYNC
 
-__all__ = ["BuildStatus", "SCHEDULER_ENV", "VIEW_FIELDS", "ask_first", "asked_first", "read_status", "read_wish", "run_background_demo",
-           "start_demo_build", "status_path"]
+__all__ = ["BuildStatus", "SCHEDULER_ENV", "VIEW_FIELDS", "ask_first", "asked_first", "read_status", "read_wish",
+           "run_background_demo", "start_demo_build", "status_path"]
 
 #: environment variable naming where the app's background build computes (a ``--scheduler`` value)
 SCHEDULER_ENV = "ALIGNMENT_SCHEDULER"

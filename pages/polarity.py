@@ -14,7 +14,8 @@ state = S.page("Polarity", caption="A BN (voxel) is positive (negative) when it 
                                    "Mixed: its positive and negative couplings nearly cancel (neither sign carries "
                                    "three quarters of the squared coupling), so it has no polarity. "
                                    "Mirrored trend: correlation across layers of the balance P / (P + N) (mixed BNs "
-                                   "in neither) with the layer index, tested against random atom-sign flips that keep every layer's total.",
+                                   "in neither) with the layer index, tested against random atom-sign flips that "
+                                   "keep every layer's total.",
                methods_of=('Neuron-level mapping', 'Polarity'))
 study, avail = S.open_or_stop(state)
 subjects = tuple(subjects_of(study, state.subject))
@@ -90,7 +91,8 @@ def stability_view():
     if g.failed:
         return
     if stab is None:
-        st.info("Only one dictionary seed is cached for each of these layers. To measure how stable the polarities are, "
+        st.info("Only one dictionary seed is cached for each of these layers. To measure how stable the polarities "
+                "are, "
                 "compute the neuron mapping again with other seeds (a run config with `[options] seed = 1`, then "
                 "`seed = 2`, same layers); this page then reports how often the seeds agree on a BN's polarity.")
         return
@@ -106,7 +108,8 @@ def stability_view():
               help=f"Among the {stab['n_bns']} BNs found under every seed, the share that every seed calls positive, "
                    "or every seed negative; the rest are mixed under some seed.")
     st.dataframe(stab["table"].round(3), hide_index=True, width="stretch")
-    st.caption(f"Layers mapped under every one of these seeds: {', '.join(map(str, sorted(set(stab['table'].layer))))}.")
+    compared = ", ".join(map(str, sorted(set(stab["table"].layer))))
+    st.caption(f"Layers mapped under every one of these seeds: {compared}.")
 
 view()
 stability_view()

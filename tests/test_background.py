@@ -74,7 +74,8 @@ def test_the_build_computes_where_the_environment_says(tmp_path, fake_popen, mon
     assert used[0] == "local:2" and used[1].prioritize is not None  # only the serial build takes a page's wish
     monkeypatch.setattr(background.subprocess, "Popen", _POPEN)
     bad = subprocess.run([sys.executable, "-m", "alignment", "demo", "--background", "--cache", str(tmp_path / "c"),
-                          "--small", "--scheduler", "local:none"], capture_output=True, text=True, cwd=_ROOT, timeout=300)
+                          "--small", "--scheduler", "local:none"],
+                         capture_output=True, text=True, cwd=_ROOT, timeout=300)
     assert bad.returncode != 0 and "scheduler" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
 

@@ -30,16 +30,16 @@ only permutes the terms: it depends on neither.
   follow one source with loadings of either sign). A voxel driven by that source then rises
   with one copy and falls with the other, its positive and negative squared couplings nearly
   cancel, and which sign wins is decided by small differences that change with the dictionary
-  seed. Such a voxel has no polarity of its own, so it is called *mixed*. The rule, with the
-  *dominance*
-  ``d(v) = |Σ_n score·|score|| / Σ_n score²`` (1: every coupling has one sign, 0: the two
-  signs carry equal squared coupling), a BN has a sign when ``d >= MIN_DOMINANCE = 1/2``, the
-  middle of that range — the majority sign carries at least three quarters of the squared
-  coupling — and is mixed otherwise. The cut-off is not fitted to any data. Blind to atom
-  signs and order like the coupling itself. Measured on the small demo (three dictionary seeds, first subject): the flipping BNs had a
-  median dominance of 0.01–0.06; with the mixed class, 97–100 % of the BNs that some seed
-  signs are never given the opposite sign by another seed (93–100 % with a cut-off of 1/4, so
-  the choice is not critical), against 67–100 % of all BNs with a sign forced on every voxel.
+  seed. Such a voxel has no polarity of its own: it is *mixed*. With the *dominance*
+  ``d(v) = |Σ_n score·|score|| / Σ_n score²`` (1: every coupling has one sign; 0: the two signs
+  carry equal squared coupling), a BN has a sign when ``d >= MIN_DOMINANCE = 1/2``, the middle
+  of that range (the majority sign carries at least three quarters of the squared coupling),
+  and is mixed otherwise. The cut-off is not fitted to any data. Blind to atom signs and order,
+  like the coupling itself. Measured on the demo (three dictionary seeds, first subject, the
+  planted layers): the BNs whose forced sign flipped had a median dominance of 0.01–0.06; with
+  the mixed class, 97–100 % of the BNs some seed signs are given the opposite sign by no other
+  seed (on the small demo 93–100 % with a cut-off of 1/4: the choice is not critical),
+  against 61–100 % of all BNs when every BN is forced to a sign.
 - *AN polarity*: an AN's counts of positive and negative links (:func:`an_polarity_counts`).
   Links are pairs, so they are never mixed.
 
@@ -55,10 +55,10 @@ source of variation (one atom's map), so atoms are the resampling units of the m
 
 Mirrored trend
 --------------
-With P_l positive and N_l negative BNs in layer l of a network (mixed BNs count in neither), the correlation r(P, N) across
-layers mostly follows how the totals P_l + N_l vary (with a constant total it is −1 by
-construction), and testing it against r = 0 by permuting layers tests the wrong null. The
-statistic here is the Pearson correlation across layers between the *balance*
+With P_l positive and N_l negative BNs in layer l of a network (mixed BNs count in neither),
+the correlation r(P, N) across layers mostly follows how the totals P_l + N_l vary (with a
+constant total it is −1 by construction), and testing it against r = 0 by permuting layers
+tests the wrong null. The statistic here is the Pearson correlation across layers between the *balance*
 ``b_l = P_l / (P_l + N_l)`` and the layer's depth (its layer index): a mirrored trend is a
 balance that moves with depth (r > 0: positive BNs gain on negative ones in deeper layers).
 It is blind to the totals by construction.
@@ -210,7 +210,8 @@ def bn_polarity(codes, t, sig, *, min_dominance: float = MIN_DOMINANCE, chunk: i
         ok = squared > 0
         d = np.abs(weighted) / np.where(ok, squared, 1.0)
         terms = S[n] * tm[:, c].T  # (c, K): each atom's term of the top AN's coupling
-        pol[c] = np.where(~ok, 0, np.where((d >= min_dominance) & (weighted != 0), np.sign(weighted), MIXED)).astype(np.int8)
+        signed = (d >= min_dominance) & (weighted != 0)
+        pol[c] = np.where(~ok, 0, np.where(signed, np.sign(weighted), MIXED)).astype(np.int8)
         dominance[c] = np.where(ok, d, 0.0)
         top[c] = np.where(ok, n, -1)
         atom[c] = np.where(ok, np.argmax(np.abs(terms), axis=1), -1)
