@@ -1249,7 +1249,8 @@ def _ar_whiten(A, coef):
     """nilearn's ARModel.whiten: w[t] = a[t] - sum_i coef[i] a[t-1-i] for t > i (over the whole
     concatenated series, run boundaries included, and the first rows only partly whitened, as
     nilearn does). A (T, m) float64 (a numpy array or a torch tensor), coef (p,)."""
-    A = np.asarray(A, dtype=np.float64) if isinstance(A, np.ndarray) or not hasattr(A, "detach") else A
+    if not hasattr(A, "detach"):  # a torch tensor stays one
+        A = np.asarray(A, dtype=np.float64)
     W = A * 1.0
     for i, c in enumerate(np.atleast_1d(coef)):
         W[i + 1:] -= float(c) * A[:-(i + 1)]
