@@ -6,6 +6,8 @@ stage            arrays                                                         
 ===============  ================================================================  ===========
 ``ans``          raw pooled ANs at every TR: ``<branch>.L<layer>`` (T, N)           (input)
 ``encoding``     ridge prediction map: ``scores``, ``alphas``, ``p``, ``q`` (V,)    encoding
+``encoding_fit`` the same fit without its null: ``scores``, ``alphas`` (V,); the   (input)
+                 app's first look at a map while the null computes
 ``ceiling``      noise ceiling from the repeated segment: ``ceiling`` (V,)          ceiling
 ``atoms``        sparse dictionary: ``codes`` (N, K), ``atoms`` (K, T),             (input)
                  ``regressors`` (T, K)
