@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from alignment.cache import Cache
-from alignment.executor import SYNC
+from alignment.executor import SYNC, SerialExecutor
 
 __all__ = ["BuildStatus", "SCHEDULER_ENV", "VIEW_FIELDS", "ask_first", "asked_first", "read_status", "read_wish",
            "run_background_demo", "start_demo_build", "status_path"]
@@ -208,8 +208,6 @@ def run_background_demo(cache_root, small: bool = False, scheduler: str | None =
     from filelock import FileLock, Timeout
 
     from alignment.demo import run_demo
-    from alignment.executor import SerialExecutor
-
     cache = Cache(cache_root)
     path = status_path(cache.root, small)
     lock = FileLock(str(cache.root / f"{_name(small)}.lock"))

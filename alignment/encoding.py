@@ -1572,7 +1572,7 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
     # pass 1: OLS (the final fit for "ols"; residuals -> AR coefficients otherwise)
     for start in range(0, n_voxels, voxel_chunk):
         cols = slice(start, min(start + voxel_chunk, n_voxels))
-        Yc = ops.asarray(np.asarray(Y[:, cols], dtype=np.float64))
+        Yc = ops.asarray(Y[:, cols])  # float64
         b, t, resid = fit_ols(Yc)
         if nuisance_fit is not None:
             resid = nuisance_fit(Yc)[2]
@@ -1602,7 +1602,7 @@ def fit_atoms_glm(atoms, Y, runs, *, drift="cosine", noise_model="ar1", tr=1.0, 
             fit_white = model(_ar_whiten(design, value), n_atoms, ops)
             for start in range(0, len(vox), voxel_chunk):
                 sel = vox[start:start + voxel_chunk]
-                Yw = _ar_whiten(ops.asarray(np.asarray(Y[:, sel], dtype=np.float64)), value)
+                Yw = _ar_whiten(ops.asarray(Y[:, sel]), value)
                 b, t = fit_white(Yw)[:2]
                 beta[:, sel], tvals[:, sel] = ops.to_numpy(b), ops.to_numpy(t)
     tvals[:, degenerate] = 0.0
