@@ -466,3 +466,27 @@ def test_fsaverage5_demo_is_gifti_with_its_own_network_atlas(demo_fsaverage5):
         r = [float(_corr(_bold_response(drive, runs, 1.0, float(peaks[v])).astype(np.float64),
                          Y[:, [v]].astype(np.float64))[0]) for v in vox]
         assert np.sign(np.median(r)) == row["sign"]
+
+
+def test_noise_ahead_hands_runs_in_order_raises_a_worker_error_and_stops():
+    from alignment.simulation.experiment import _NoiseAhead
+
+    keys = [(s, r) for s in range(2) for r in range(3)]
+    ahead = _NoiseAhead(lambda s, r: np.full(2, 10 * s + r), keys, ahead=2)
+    assert [int(ahead.take(k)[0]) for k in keys] == [0, 1, 2, 10, 11, 12]
+    ahead.close()
+
+    def failing(s, r):
+        if (s, r) == (0, 1):
+            raise ValueError("no noise")
+        return np.zeros(1)
+
+    ahead = _NoiseAhead(failing, keys, ahead=1)
+    ahead.take((0, 0))
+    with pytest.raises(ValueError, match="no noise"):
+        ahead.take((0, 1))
+    ahead.close()
+    # closed while the worker waits on a full queue: it stops
+    ahead = _NoiseAhead(lambda s, r: np.zeros(1), keys, ahead=1)
+    ahead.close()
+    assert not ahead._thread.is_alive()

