@@ -285,6 +285,40 @@ def test_fslr_dataset_with_cifti(cifti_root):
         ds.bold("01", "r2")
 
 
+def test_cifti_header_read_once_per_distinct_header(cifti_root, monkeypatch):
+    """Runs sharing a header: the second read skips nibabel's XML parse and gives nibabel's data
+    bit for bit; a file whose data need scaling is never read that way."""
+    import nibabel as nib
+
+    from alignment.data import dataset as D
+
+    parsed = []
+    real = D._open_cifti
+    monkeypatch.setattr(D, "_open_cifti", lambda path: parsed.append(os.path.basename(path)) or real(path))
+    monkeypatch.setattr(D, "_CIFTI_LAYOUTS", {})
+    ds = load_dataset(cifti_root)
+    p = os.path.join(cifti_root, "sub-01", "r1.dtseries.nii")
+    copy = os.path.join(cifti_root, "sub-01", "copy.dtseries.nii")
+    shutil.copy(p, copy)
+    with open(copy, "r+b") as f:  # same header, other data
+        f.seek(-4 * V32 * 5, os.SEEK_END)
+        f.write(np.arange(5 * V32, dtype="<f4").tobytes())
+    for path in (p, p, copy):
+        Y, step, _ = D._load_cifti_series(path)
+        assert np.array_equal(Y, nib.load(path).get_fdata(dtype=np.float32)) and Y.flags.c_contiguous
+        assert step == 1.5
+    assert parsed == ["r1.dtseries.nii"]
+    assert ds.bold("01", "r2").shape == (4, V32) and parsed[-1] == "r2.dtseries.nii"  # another header
+    # scl_slope 2: nibabel scales the values, so the header is never taken as plain float32
+    raw = bytearray(open(p, "rb").read())
+    raw[176:184] = np.array([2.0], "<f8").tobytes()
+    open(copy, "wb").write(bytes(raw))
+    for _ in range(2):
+        Y, _, _ = D._load_cifti_series(copy)
+        assert np.array_equal(Y, 2 * nib.load(p).get_fdata(dtype=np.float32))
+    assert parsed[-2:] == ["copy.dtseries.nii"] * 2
+
+
 # ------------------------------------------------------------------------------ bad dataset.toml
 def test_missing_toml(tmp_path):
     e = _raises(tmp_path, "dataset.toml not found")
