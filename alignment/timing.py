@@ -233,17 +233,24 @@ def zscore_runs(A, runs) -> np.ndarray:
     runs = _check_runs(runs, A2.shape[0])
     dtype = _float_dtype(A2)
     out = np.zeros(A2.shape, dtype=dtype)
-    for _, idx in run_slices(runs):
-        block = A2[idx].astype(np.float64)
-        mean = block.mean(axis=0)
-        centered = block - mean
-        std = np.sqrt((centered**2).mean(axis=0))
-        scale = np.max(np.abs(block), axis=0) if block.size else np.zeros(block.shape[1])
+    slices = run_slices(runs)
+    # float64 work space reused by every run (fresh large arrays cost page faults)
+    work = np.empty((2, max((len(idx) for _, idx in slices), default=0), A2.shape[1]))
+    for _, idx in slices:
+        contiguous = len(idx) and idx[-1] - idx[0] + 1 == len(idx)
+        rows = slice(idx[0], idx[-1] + 1) if contiguous else idx
+        block, squares = work[0, :len(idx)], work[1, :len(idx)]
+        np.copyto(block, A2[rows])
+        # max |x| (constant columns: below); taken before centring in place
+        scale = np.maximum(block.max(axis=0), -block.min(axis=0)) if block.size else np.zeros(block.shape[1])
+        block -= block.mean(axis=0)
+        std = np.sqrt(np.square(block, out=squares).mean(axis=0))
         # constant (up to rounding) columns -> 0
         ok = std > 1e-12 * np.maximum(scale, 1e-300)
-        z = np.zeros_like(centered)
-        z[:, ok] = centered[:, ok] / std[ok]
-        out[idx] = z
+        if contiguous:  # divided straight into the output (0 stays where not ok)
+            np.divide(block, std, out=out[rows], where=ok[None, :])
+        else:
+            out[rows] = np.divide(block, std, out=np.zeros_like(block), where=ok[None, :])
     return out.reshape(A_in.shape)
 
 
