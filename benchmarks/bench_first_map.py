@@ -27,9 +27,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from alignment.background import read_status  # noqa: E402
 from alignment.serve import app_server  # noqa: E402
 
-PLOT_ELEMENT = "() => document.querySelector('.js-plotly-plot') !== null"
+# the cortical map's plot element (its layout names its space), before plotly has drawn it
+PLOT_ELEMENT = "() => [...document.querySelectorAll('.js-plotly-plot')].some(gd => gd.layout && gd.layout.meta && gd.layout.meta.space)"
+# a cortical map (its layout names its space), not the small plot that preloads plotly.js
 MESH_SHOWS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
-    gd._fullData && gd._fullData.some(t => t.type === 'mesh3d'))"""
+    gd._fullData && gd._fullLayout.meta && gd._fullLayout.meta.space && gd._fullData.some(t => t.type === 'mesh3d'))"""
 
 
 def main(argv=None):

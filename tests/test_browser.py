@@ -239,8 +239,9 @@ def test_fresh_server_opened_on_a_page_url_shows_the_menu(demo_cache, browser):
             page.close()
 
 
+# a cortical map (its layout names its space), not the small plot that preloads plotly.js
 MESH_SHOWS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
-    gd._fullData && gd._fullData.some(t => t.type === 'mesh3d'))"""
+    gd._fullData && gd._fullLayout.meta && gd._fullLayout.meta.space && gd._fullData.some(t => t.type === 'mesh3d'))"""
 
 
 def test_cold_start_shows_a_map_while_the_demo_still_computes(browser, tmp_path):

@@ -38,12 +38,51 @@ def show_error(exc: BaseException, state: ViewState | None = None) -> None:
             st.info(f"Still computing in the background, this view first: it shows as soon as its result is "
                     f"stored ({status.text()}).", icon=":material/hourglass_top:")
             st.session_state[WAITING] = True
+            _prepare_drawing(state)
             return
     st.error(message(exc), icon=":material/error:")
 
     if isinstance(exc, summaries.NotCached):
         st.caption("Go to the **Compute** page to compute missing results, or pick another "
                    "model / layer / condition in the sidebar.")
+
+
+#: session flag: the surface meshes were loaded while a view waited (:func:`_prepare_drawing`)
+_PREPARED = "_surface_prepared"
+
+
+def _prepare_drawing(state: ViewState) -> None:
+    """Once per session, while a view waits for the build: draw an empty cortical map off
+    screen, so the surface meshes and atlas are loaded before the awaited map arrives."""
+    if st.session_state.get(_PREPARED):
+        return
+    st.session_state[_PREPARED] = True
+    import numpy as np
+
+    from ui.data import get_study
+    from ui.page import brain_figure
+
+    try:
+        brain_figure(np.full(get_study(state).dataset.n_vertices, np.nan), state)
+    except Exception:  # only a head start: the real drawing reports its own errors
+        pass
+    _preload_plotly()
+
+
+def _preload_plotly() -> None:
+    """A one-triangle 3D plot out of sight: the browser loads and starts plotly.js and its WebGL
+    now, not when the awaited map arrives."""
+    import plotly.graph_objects as go
+
+    with st.container(key=PRELOAD_KEY):
+        st.html(f"<style>.st-key-{PRELOAD_KEY} {{position: absolute; left: -10000px; width: 320px;}}</style>")
+        st.plotly_chart(go.Figure(go.Mesh3d(x=[0, 1, 0], y=[0, 0, 1], z=[0, 0, 0], i=[0], j=[1], k=[2]),
+                                  layout=dict(width=300, height=200, meta=dict(preload=True))),
+                        theme=None, key="plotly-preload")
+
+
+#: the key of the out-of-sight container of :func:`_preload_plotly` (its CSS class: st-key-KEY)
+PRELOAD_KEY = "plotly-preload-box"
 
 
 def _ask_first(state: ViewState) -> None:
