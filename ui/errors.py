@@ -47,13 +47,16 @@ def show_error(exc: BaseException, state: ViewState | None = None) -> None:
                    "model / layer / condition in the sidebar.")
 
 
-#: session flag: the surface meshes were loaded while a view waited (:func:`_prepare_drawing`)
+#: session flag: drawing was prepared while a view waited (:func:`_prepare_drawing`)
 _PREPARED = "_surface_prepared"
+#: key of the out-of-sight container of :func:`_preload_plotly` (its CSS class: st-key-KEY)
+_PRELOAD_KEY = "plotly-preload-box"
 
 
 def _prepare_drawing(state: ViewState) -> None:
-    """Once per session, while a view waits for the build: draw an empty cortical map off
-    screen, so the surface meshes and atlas are loaded before the awaited map arrives."""
+    """Once per session, while a view waits for the build: build an empty cortical map (not
+    shown), which loads the surface meshes and atlas on the server, and preload plotly.js in the
+    browser, so the awaited map is drawn soon after it arrives."""
     if st.session_state.get(_PREPARED):
         return
     st.session_state[_PREPARED] = True
@@ -74,15 +77,11 @@ def _preload_plotly() -> None:
     now, not when the awaited map arrives."""
     import plotly.graph_objects as go
 
-    with st.container(key=PRELOAD_KEY):
-        st.html(f"<style>.st-key-{PRELOAD_KEY} {{position: absolute; left: -10000px; width: 320px;}}</style>")
+    with st.container(key=_PRELOAD_KEY):
+        st.html(f"<style>.st-key-{_PRELOAD_KEY} {{position: absolute; left: -10000px; width: 320px;}}</style>")
         st.plotly_chart(go.Figure(go.Mesh3d(x=[0, 1, 0], y=[0, 0, 1], z=[0, 0, 0], i=[0], j=[1], k=[2]),
                                   layout=dict(width=300, height=200, meta=dict(preload=True))),
                         theme=None, key="plotly-preload")
-
-
-#: the key of the out-of-sight container of :func:`_preload_plotly` (its CSS class: st-key-KEY)
-PRELOAD_KEY = "plotly-preload-box"
 
 
 def _ask_first(state: ViewState) -> None:

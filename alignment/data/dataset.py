@@ -324,7 +324,7 @@ def _load_cifti_series(path) -> tuple[np.ndarray, float, object]:
                 _CIFTI_LAYOUTS.pop(next(iter(_CIFTI_LAYOUTS)))
             _CIFTI_LAYOUTS[key] = _CiftiLayout(data.shape, step, index_map, len(header))
         return data, step, index_map
-    (n, v) = layout.shape
+    n, v = layout.shape
     body = np.fromfile(path, dtype="<f4", count=n * v, offset=layout.offset)
     if body.size != n * v:
         raise DatasetError(

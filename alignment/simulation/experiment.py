@@ -357,8 +357,8 @@ def build_demo(
         sub_ids = [f"{k + 1:02d}" for k in range(n_subjects)]
 
         planting = PLANTING if snr > 0 else ()
-        # the noise does not depend on the ANs: simulate it meanwhile (the extraction's imports
-        # keep one core)
+        # the noise does not depend on the ANs: simulate it meanwhile (the extraction, mostly
+        # imports, leaves a core free)
         noise = _NoiseAhead(
             lambda s, r: _noise(geometry, n_trs, rho, long_memory, drift, ds.tr,
                                 np.random.default_rng([seed, 200 + s, r])),
