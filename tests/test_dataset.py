@@ -309,12 +309,11 @@ def test_cifti_header_read_once_per_distinct_header(cifti_root, monkeypatch):
         assert step == 1.5
     assert parsed == ["r1.dtseries.nii"]
     # the direct read is checked against nibabel's values, not only against the header
-    img = nib.load(p)
-    Y = img.get_fdata(dtype=np.float32)
-    offset = len(D._cifti_header_bytes(p))
-    assert D._plain_float32(img.nifti_header, p, Y, offset)
-    assert not D._plain_float32(img.nifti_header, p, np.ascontiguousarray(Y[::-1]), offset)
-    assert not D._plain_float32(img.nifti_header, p, Y, offset + 4)
+    Y = nib.load(p).get_fdata(dtype=np.float32)
+    header = D.nifti2_header_bytes(p)
+    assert D.holds_plain_float32(header, p, Y)
+    assert not D.holds_plain_float32(header, p, np.ascontiguousarray(Y[::-1]))
+    assert not D.holds_plain_float32(header + b"\0" * 4, p, Y)
     assert ds.bold("01", "r2").shape == (4, V32) and parsed[-1] == "r2.dtseries.nii"  # another header
     # scl_slope 2: nibabel scales the values, so the header is never taken as plain float32
     raw = bytearray(open(p, "rb").read())

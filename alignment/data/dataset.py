@@ -292,8 +292,9 @@ _CIFTI_LAYOUTS: dict[bytes, _CiftiLayout] = {}
 _CIFTI_LAYOUTS_MAX = 16
 
 
-def _cifti_header_bytes(path) -> bytes | None:
-    """The bytes before a little-endian NIfTI-2 file's data block; None for anything else."""
+def nifti2_header_bytes(path) -> bytes | None:
+    """The bytes before a little-endian NIfTI-2 file's data block (header and extensions, e.g. a
+    CIFTI-2 XML); None for anything else."""
     try:
         with open(path, "rb") as f:
             head = f.read(540)
@@ -307,19 +308,43 @@ def _cifti_header_bytes(path) -> bytes | None:
         return None
 
 
+def holds_plain_float32(header: bytes, path, data: np.ndarray, probe: int = 4096) -> bool:
+    """Whether the NIfTI-2 file ``path``, whose bytes before the data are ``header``
+    (:func:`nifti2_header_bytes`), stores ``data`` (T, V) as plain little-endian float32, TRs
+    fastest: the header says float32, unscaled; the file's size fits; and three stretches of
+    ``probe`` values (start, middle, end) read directly equal ``data``."""
+    datatype = int(np.frombuffer(header[12:14], "<i2")[0])
+    slope, inter = np.frombuffer(header[176:192], "<f8")
+    if datatype != 16 or slope not in (0.0, 1.0) or inter != 0.0:  # slope 0: unscaled
+        return False
+    offset = len(header)
+    try:
+        if os.path.getsize(path) != offset + 4 * data.size:
+            return False
+        n = data.shape[0]
+        for start in {0, max(0, data.size // 2 - probe // 2), max(0, data.size - probe)}:
+            raw = np.fromfile(path, dtype="<f4", count=min(probe, data.size - start), offset=offset + 4 * start)
+            v, t = np.divmod(np.arange(start, start + raw.size), n)
+            if not np.array_equal(raw, data[t, v], equal_nan=True):
+                return False
+    except OSError:
+        return False
+    return True
+
+
 def _load_cifti_series(path) -> tuple[np.ndarray, float, object]:
     """(T, V) float32 data, series step (s) and brain-model index map of a dtseries.
 
     A header read before (same bytes) is not parsed again: the data block is read directly in
     the layout nibabel was seen to read it in. Raises DatasetError as :func:`_open_cifti` does.
     """
-    header = _cifti_header_bytes(path)
+    header = nifti2_header_bytes(path)
     key = hashlib.sha256(header).digest() if header is not None else None
     layout = _CIFTI_LAYOUTS.get(key) if key is not None else None
     if layout is None:
         img, (step, _), index_map = _open_cifti(path)
         data = _read_cifti_data(img, path)
-        if key is not None and img.ndim == 2 and _plain_float32(img.nifti_header, path, data, len(header)):
+        if key is not None and img.ndim == 2 and holds_plain_float32(header, path, data):
             if len(_CIFTI_LAYOUTS) >= _CIFTI_LAYOUTS_MAX:
                 _CIFTI_LAYOUTS.pop(next(iter(_CIFTI_LAYOUTS)))
             _CIFTI_LAYOUTS[key] = _CiftiLayout(data.shape, step, index_map, len(header))
@@ -332,27 +357,6 @@ def _load_cifti_series(path) -> tuple[np.ndarray, float, object]:
             f"({body.size} of {n * v} values)", path)
     # NIfTI stores the first axis (TRs) fastest
     return np.ascontiguousarray(body.reshape(v, n).T, dtype=np.float32), layout.step, layout.index_map
-
-
-def _plain_float32(header, path, data: np.ndarray, offset: int, probe: int = 4096) -> bool:
-    """Whether a file's data block is ``data`` (T, V) as plain little-endian float32 at
-    ``offset``, TRs fastest, unscaled: the header says so, the file's size fits, and three
-    stretches of ``probe`` values (start, middle, end) read directly equal nibabel's."""
-    try:
-        slope, inter = header.get_slope_inter()
-        if header.get_data_dtype() != np.dtype("<f4") or slope not in (None, 1.0) or inter not in (None, 0.0):
-            return False
-        if os.path.getsize(path) != offset + 4 * data.size:
-            return False
-        n = data.shape[0]
-        for start in {0, max(0, data.size // 2 - probe // 2), max(0, data.size - probe)}:
-            raw = np.fromfile(path, dtype="<f4", count=min(probe, data.size - start), offset=offset + 4 * start)
-            v, t = np.divmod(np.arange(start, start + raw.size), n)
-            if not np.array_equal(raw, data[t, v], equal_nan=True):
-                return False
-    except Exception:
-        return False
-    return True
 
 
 def _read_gifti_series(path: str) -> np.ndarray:

@@ -115,6 +115,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from alignment.data import GROUND_TRUTH_FILE, load_dataset, write_cifti_dtseries
+from alignment.data.dataset import holds_plain_float32, nifti2_header_bytes
 from alignment.encoding import fit_ridge
 from alignment.simulation import scenes
 from alignment.atlases import DATASET_ATLAS_DIR
@@ -1024,49 +1025,32 @@ class _DtseriesWriter:
     """Writes (T, 91282) float32 dtseries files with :func:`write_cifti_dtseries`.
 
     nibabel spends ~1.5 s building the CIFTI XML of the 91282 grayordinates for every file.
-    All demo files of one run length share that header, so after the first file has been written
-    (and read back to learn its byte layout) the others are its header bytes followed by their
-    data in the same layout; if the layout is not the one expected, every file goes through
+    All demo files of one run length share that header, so once the first file is written (and
+    checked to hold its data as plain float32, :func:`holds_plain_float32`) the others are its
+    header bytes followed by their data in the same layout; otherwise every file goes through
     nibabel.
     """
 
     def __init__(self, tr: float):
         self.tr = tr
-        self.templates: dict[int, tuple[bytes, str] | None] = {}
+        self.headers: dict[int, bytes | None] = {}  # per run length
 
     def write(self, stem: Path, data: np.ndarray) -> None:
         path = stem.with_name(f"{stem.name}.dtseries.nii")
         data = np.asarray(data, dtype=np.float32)
         n = data.shape[0]
-        template = self.templates.get(n)
-        if template is None:
+        header = self.headers.get(n)
+        if header is None:
             write_cifti_dtseries(path, data, self.tr)
-            if n not in self.templates:
-                self.templates[n] = self._learn(path, data)
+            if n not in self.headers:
+                header = nifti2_header_bytes(path)
+                self.headers[n] = header if header is not None and holds_plain_float32(header, path, data) else None
             return
-        header, order = template
         tmp = path.with_name(f".tmp-{path.name}")
         with open(tmp, "wb") as f:
             f.write(header)
-            f.write(np.asarray(data, dtype="<f4").tobytes(order=order))
+            f.write(np.asarray(data, dtype="<f4").tobytes(order="F"))  # NIfTI: TRs fastest
         os.replace(tmp, path)
-
-    @staticmethod
-    def _learn(path: Path, data: np.ndarray):
-        raw = path.read_bytes()
-        if len(raw) < 540 or int(np.frombuffer(raw[:4], "<i4")[0]) != 540:  # little-endian NIfTI-2
-            return None
-        offset = int(np.frombuffer(raw[168:176], "<i8")[0])
-        datatype = int(np.frombuffer(raw[12:14], "<i2")[0])
-        slope = float(np.frombuffer(raw[176:184], "<f8")[0])
-        inter = float(np.frombuffer(raw[184:192], "<f8")[0])
-        if datatype != 16 or len(raw) - offset != data.size * 4 or slope not in (0.0, 1.0) or inter != 0.0:
-            return None
-        body = raw[offset:]
-        for order in ("F", "C"):
-            if body == np.asarray(data, dtype="<f4").tobytes(order=order):
-                return raw[:offset], order
-        return None
 
 
 class _GiftiWriter:
