@@ -54,7 +54,8 @@ def main(argv=None):
                 return
             time.sleep(0.2)
 
-    threading.Thread(target=watch_cache, daemon=True).start()
+    watcher = threading.Thread(target=watch_cache, daemon=True)
+    watcher.start()
     try:
         with app_server(cache, small=args.small, start_timeout=300) as url, sync_playwright() as p:
             marks["server answers"] = time.monotonic() - start
@@ -67,13 +68,14 @@ def main(argv=None):
             marks["plot element on the page"] = time.monotonic() - start
             page.wait_for_function(MESH_SHOWS, timeout=args.timeout * 1000, polling=200)
             marks["first map drawn"] = time.monotonic() - start
-            done.set()
             status = read_status(cache, small=args.small)
             browser.close()
         for what, seconds in sorted(marks.items(), key=lambda item: item[1]):
             print(f"{what:24s} {seconds:7.1f} s")
         print(f"the background build then: {status.text() if status else 'no status'}")
     finally:
+        done.set()  # the cache watcher stops before the cache is removed
+        watcher.join()
         status = read_status(cache, small=args.small)
         if status is not None and status.active:
             os.killpg(status.pid, signal.SIGTERM)

@@ -92,8 +92,7 @@ def stability_view():
         return
     if stab is None:
         st.info("Only one dictionary seed is cached for each of these layers. To measure how stable the polarities "
-                "are, "
-                "compute the neuron mapping again with other seeds (a run config with `[options] seed = 1`, then "
+                "are, compute the neuron mapping again with other seeds (a run config with `[options] seed = 1`, then "
                 "`seed = 2`, same layers); this page then reports how often the seeds agree on a BN's polarity.")
         return
     if not stab["dictionaries_differ"]:
