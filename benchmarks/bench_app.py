@@ -6,18 +6,19 @@ Starts ``streamlit run app.py`` on a cache that holds the demo (``--small`` for 
 build it first with ``python -m alignment demo [--small]``), opens the Overview page in headless
 chromium (playwright) and visits the layers of CLIP's image branch in turn, then again. It times
 
-- **layer change**: from picking a layer in the sidebar to the surface figure drawn with that
-  layer's map (the figure's title names the layer), for a first visit (the map is read from the
-  cache, the figure built and sent) and for a revisit (the browser may still hold the figure);
+- **layer change**: from picking a layer in the sidebar to the surface view drawn with that
+  layer's map (the map's title names the layer), for a first visit (the map is read from the
+  cache, the view's values built and sent) and for a revisit (the browser may still hold them);
 - **reference**: after each layer change, from picking the other "Rows" choice of the network
   table (a rerun of the whole page in which the surface figure does not change) to the bar chart
   redrawn;
 
 and counts the bytes the browser receives over the websocket for each. In the same browser it
 then times plotly.js alone (a blank page, the plotly package's bundle) redrawing the same surface
-figures in the same order: the floor of a layer change, and the second reference. Also reports the JSON size of the surface
-figure as the server builds it. Figures are medians; the ratios to the reference
-are the ones to compare across machines.
+figures in the same order: what a layer change cost when plotly drew the surface (the exports
+still do), a second reference. Also reports the sizes of the surface figure's JSON and of the
+WebGL view's two payloads (mesh, once per geometry; values, per map). Figures are medians; the
+ratios to the reference are the ones to compare across machines.
 """
 
 from __future__ import annotations
@@ -35,20 +36,17 @@ from alignment.serve import app_server
 
 TIMEOUT = 240_000  # ms
 
-# the surface figure on the page (a Mesh3d trace) whose title names the layer, drawn by plotly
-SURFACE_SHOWS = """(layer) => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
-    gd._fullLayout && gd._fullData && gd._fullData.some(t => t.type === 'mesh3d')
-    && (gd.layout.title.text || '').includes(' · L' + layer + ' · '))"""
+# the surface view on the page whose title names the layer, drawn (ui/surface.js marks it)
+SURFACE_SHOWS = """(layer) => [...document.querySelectorAll('[data-surface-drawn]')].some(el =>
+    (el.dataset.surfaceTitle || '').includes(' · L' + layer + ' · '))"""
 BARS_SHOW = """(what) => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
     gd._fullLayout && (gd.layout.title.text || '').endsWith('per ' + what))"""
 IDLE = """() => { const w = document.querySelector('[data-testid="stStatusWidget"]');
     return !w || !/running/i.test(w.innerText); }"""
 
 
-def _surface_figures(cache: str, small: bool, layers: list[int]) -> list[str]:
-    """JSON of the Overview surface figure (sub-01, CLIP image layer, r) for each layer."""
-    import plotly.io as pio
-
+def _surface_figures(cache: str, small: bool, layers: list[int]) -> list:
+    """The Overview surface figure (sub-01, CLIP image layer, r) for each layer."""
     from alignment import summaries
     from alignment.atlases import load_atlas
     from alignment.pipeline import LayerKey
@@ -61,7 +59,7 @@ def _surface_figures(cache: str, small: bool, layers: list[int]) -> list[str]:
         m = summaries.metric_map(study, "01", LayerKey(CLIP_SPEC, "image", layer), "r", 0.05)
         fig = surface_figure(m.values, "inflated", cmap=m.cmap, symmetric=m.symmetric, vmin=m.vmin,
                              vmax=m.vmax, outlines=outlines, title=f"r · L{layer}")
-        out.append(pio.to_json(fig, validate=False))
+        out.append(fig)
     return out
 
 
@@ -99,7 +97,10 @@ def main() -> None:
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--layers", default="0,1,3,5", help="CLIP image layers to visit (the demo's are 0,1,3,5)")
     args = ap.parse_args()
+    import plotly.io as pio
     from playwright.sync_api import sync_playwright
+
+    from ui.surface import surface_payloads
 
     layers = [int(x) for x in args.layers.split(",")]
     received = [0]
@@ -155,7 +156,8 @@ def main() -> None:
             times["reference"].append(t)
             sizes["reference"].append(b)
         figures = _surface_figures(args.cache, args.small, layers)
-        times["plotly alone"] = _plotly_alone(browser, figures, [layers.index(x) for x in visits])
+        as_json = [pio.to_json(f, validate=False) for f in figures]
+        times["plotly alone"] = _plotly_alone(browser, as_json, [layers.index(x) for x in visits])
         browser.close()
 
     med = statistics.median
@@ -170,7 +172,10 @@ def main() -> None:
     floor = med(times["plotly alone"])
     print(f"layer change / plotly.js alone: first visit {med(times['first visit']) / floor:.2f}, "
           f"revisit {med(times['revisit']) / floor:.2f}")
-    print(f"surface figure JSON            {statistics.median(map(len, figures)) / 1e6:6.2f} MB")
+    payloads = [surface_payloads(f) for f in figures]
+    print(f"surface figure JSON (exports)  {med(map(len, as_json)) / 1e6:6.2f} MB")
+    print(f"WebGL view: mesh {med(len(m) for m, _, _ in payloads) / 1e6:.2f} MB once per geometry, "
+          f"values {med(len(v) for _, v, _ in payloads) / 1e6:.2f} MB per map")
 
 
 if __name__ == "__main__":

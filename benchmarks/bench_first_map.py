@@ -5,7 +5,7 @@
 Starts the app on a fresh, temporary cache, opens it in headless chromium (playwright) and
 times, from the server's start: its health check answering, the "preparing the demo" message,
 the build's first stored result (the opened layer's ``encoding_fit``; read from the cache
-folder) and the first cortical map (a plotly ``mesh3d`` trace) drawn on the Overview. The demo keeps
+folder) and the first cortical map drawn on the Overview (its WebGL surface view). The demo keeps
 computing in the background; the benchmark then reads how far it got (units done of total),
 stops it and removes the cache. ``--small`` uses the small demo (the one the tests use).
 """
@@ -27,11 +27,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from alignment.background import read_status  # noqa: E402
 from alignment.serve import app_server  # noqa: E402
 
-# the cortical map's plot element (its layout names its space), before plotly has drawn it
-PLOT_ELEMENT = "() => [...document.querySelectorAll('.js-plotly-plot')].some(gd => gd.layout && gd.layout.meta && gd.layout.meta.space)"
-# a cortical map (its layout names its space), not the small plot that preloads plotly.js
-MESH_SHOWS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
-    gd._fullData && gd._fullLayout.meta && gd._fullLayout.meta.space && gd._fullData.some(t => t.type === 'mesh3d'))"""
+# the Overview's surface view on the page, before it has drawn
+PLOT_ELEMENT = "() => !!document.querySelector('.st-key-ov-surface')"
+# a cortical map drawn (ui/surface.js marks its element)
+MESH_SHOWS = "() => !!document.querySelector('[data-surface-drawn]')"
 
 
 def main(argv=None):

@@ -7,6 +7,7 @@ sessions: results are content-addressed and verified on read, so reusing a folde
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import pytest
 from alignment.keys import LayerKey
 from alignment.simulation import CLIP_SPEC, METER_SPEC
 from ui import ViewState, parse_query
+from ui.surface import unpack_payload
 from test_pipeline import SPEC, planted  # noqa: F401 - the planted dataset fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,12 +100,28 @@ def _preloads(chart) -> bool:
     return json.loads(chart.proto.spec).get("layout", {}).get("meta") == {"preload": True}
 
 
+def _is_view(el) -> bool:
+    """A plotly chart (not the preload) or a cortical surface view (ui/surface.py)."""
+    if el.type == "plotly_chart":
+        return not _preloads(el)
+    return el.type == "bidi_component" and el.proto.component_name == "alignment.surface_view"
+
+
 def charts(at):
-    return [c for c in at.get("plotly_chart") if not _preloads(c)]
+    """The page's plotly charts and surface views, in page order."""
+    return [e for e in at.main if _is_view(e)]
 
 
 def chart_spec(at, i=0) -> dict:
-    return json.loads(charts(at)[i].proto.spec)
+    """A plotly chart's figure; for a surface view, its title and a digest of what it draws."""
+    el = charts(at)[i]
+    if el.type == "plotly_chart":
+        return json.loads(el.proto.spec)
+    header, arrays = unpack_payload(el.proto.bytes)
+    bar = header["colorbar"] or {}
+    return {"layout": {"title": {"text": header["title"]},
+                       "meta": {**header, "vmin": bar.get("vmin"), "vmax": bar.get("vmax")}},
+            "data": {name: hashlib.sha1(a.tobytes()).hexdigest() for name, a in arrays.items()}}
 
 
 def error_text(at) -> str:
@@ -216,7 +234,7 @@ def test_layer_change_changes_the_surface(app_env):
     assert_clean(at)
     after = chart_spec(at)
     assert "L3" in after["layout"]["title"]["text"]
-    assert before["data"][0]["intensity"] != after["data"][0]["intensity"]  # vertex colours changed
+    assert before["data"]["left_codes"] != after["data"]["left_codes"]  # vertex colours changed
     assert at.query_params["layer"] == "3"
 
 

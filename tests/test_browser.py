@@ -117,6 +117,34 @@ def _point_xy(page, voxel: int) -> tuple[float, float]:
     return xy[0], xy[1]
 
 
+# the surface view whose title names the layer, drawn (ui/surface.js marks its element)
+SURFACE_DRAWN = """(layer) => [...document.querySelectorAll('[data-surface-drawn]')].some(el =>
+    (el.dataset.surfaceTitle || '').includes(' · L' + layer + ' · '))"""
+
+
+def _check_surface_view(page):
+    """The Overview's surface view shows the planted layer's map (coloured vertices on grey
+    anatomy) and names value and hemisphere under the pointer, left hemisphere on the left."""
+    import io
+
+    from PIL import Image
+
+    view = page.locator('[data-surface-drawn]').first
+    canvas = view.locator("canvas.gl")
+    pixels = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(int)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    grey = (np.abs(r - g) < 8) & (np.abs(g - b) < 8) & (r < 235)
+    coloured = np.abs(r - b) > 60
+    assert grey.mean() > 0.05 and coloured.mean() > 0.001, (grey.mean(), coloured.mean())
+    bb = canvas.bounding_box()
+    for side, fx in (("left", 0.3), ("right", 0.7)):
+        page.mouse.move(bb["x"] + fx * bb["width"], bb["y"] + 0.5 * bb["height"])
+        tip = view.locator(".hover")
+        tip.wait_for(state="visible", timeout=STEP_TIMEOUT)
+        assert tip.inner_text().endswith(side), (side, tip.inner_text())
+    page.mouse.move(0, 0)
+
+
 # ------------------------------------------------------------------------------ the test
 def test_browser_flow(server, browser, demo_cache):
     target, patch = _planted_voxel(demo_cache)
@@ -125,24 +153,32 @@ def test_browser_flow(server, browser, demo_cache):
     page.set_default_timeout(STEP_TIMEOUT)
     try:
         # 1. Overview, with the planted layer of the CLIP image branch
+        received = [0]
+        page.on("websocket", lambda ws: ws.on("framereceived",
+                                              lambda f: received.__setitem__(0, received[0] + len(f))))
         page.goto(server + f"/?subject=01&model={patch['model']}&branch=image&layer=0&kind=attn",
                   timeout=LOAD_TIMEOUT)
         page.get_by_role("heading", name="Overview").wait_for(timeout=LOAD_TIMEOUT)
-        page.locator(".js-plotly-plot").first.wait_for(timeout=LOAD_TIMEOUT)
+        page.wait_for_function(SURFACE_DRAWN, arg=0, timeout=LOAD_TIMEOUT)
         _idle(page)
         _shot(page, "01_overview")
         assert _query(page).get("layer") == "0"
 
-        # 2. change the layer in the sidebar
+        # 2. change the layer in the sidebar: the surface view draws the planted layer's map
         sidebar = page.locator('[data-testid="stSidebar"]')
         box = sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Layer")
+        before = received[0]
         box.click()
         page.get_by_role("option", name=str(patch["layer"]), exact=True).click()
         page.wait_for_function(f"() => new URLSearchParams(location.search).get('layer') === '{patch['layer']}'",
                                timeout=STEP_TIMEOUT)
+        page.wait_for_function(SURFACE_DRAWN, arg=patch["layer"], timeout=STEP_TIMEOUT)
         _idle(page)
         _shot(page, "02_overview_layer")
         assert not _errors(page), _errors(page)
+        # the mesh (1.2 MB) stays in the browser: a new map sends its values only (0.33 MB)
+        assert received[0] - before < 0.8e6, received[0] - before
+        _check_surface_view(page)
 
         # 3. Voxel inspector: click the planted vertex on the flat map
         sidebar.get_by_role("link", name="Voxel inspector").click()
@@ -239,9 +275,8 @@ def test_fresh_server_opened_on_a_page_url_shows_the_menu(demo_cache, browser):
             page.close()
 
 
-# a cortical map (its layout names its space), not the small plot that preloads plotly.js
-MESH_SHOWS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
-    gd._fullData && gd._fullLayout.meta && gd._fullLayout.meta.space && gd._fullData.some(t => t.type === 'mesh3d'))"""
+# a cortical map drawn (ui/surface.js marks its element)
+MESH_SHOWS = "() => !!document.querySelector('[data-surface-drawn]')"
 
 
 def test_cold_start_shows_a_map_while_the_demo_still_computes(browser, tmp_path):

@@ -28,20 +28,26 @@ def demo_banner(state: ViewState | None = None) -> None:
 
 
 def plot(fig, key: str, state: ViewState | None = None, **kwargs):
-    """``st.plotly_chart(fig, theme=None, ...)`` with the presentation theme when it is on.
+    """``st.plotly_chart(fig, theme=None, ...)`` with the presentation theme when it is on; a
+    cortical surface figure is drawn by the WebGL view of :mod:`ui.surface` instead.
 
     ``kwargs`` go to ``st.plotly_chart`` (e.g. ``on_select="rerun"``, ``selection_mode``);
-    default width ``"stretch"``. Returns what ``st.plotly_chart`` returns.
+    default width ``"stretch"``. Returns what ``st.plotly_chart`` (or the view) returns.
     """
+    from ui.surface import is_surface_figure, show_surface
+
     state = state or current()
+    surface = is_surface_figure(fig)
     if state.presentation:
         import plotly.graph_objects as go
 
         from alignment.figures import apply_theme
 
         fig = apply_theme(go.Figure(fig), presentation=True)
-        if any(tr.type == "mesh3d" for tr in fig.data):  # long map titles: keep them on the slide
+        if surface:  # long map titles: keep them on the slide
             fig.update_layout(title_font_size=20)
+    if surface:
+        return show_surface(fig, key)
     # error bands (fill="toself") draw as lines only: plotly's default mode for traces with
     # fewer than 20 points is "lines+markers", which scatters stray dots along the band edges
     fig.update_traces(mode="lines", selector=dict(type="scatter", fill="toself"))
