@@ -45,21 +45,20 @@ IDLE = """() => { const w = document.querySelector('[data-testid="stStatusWidget
     return !w || !/running/i.test(w.innerText); }"""
 
 
-def _surface_figures(cache: str, small: bool, layers: list[int]) -> list:
-    """The Overview surface figure (sub-01, CLIP image layer, r) for each layer."""
+def _surface_scenes(cache: str, small: bool, layers: list[int]) -> list:
+    """The Overview surface scene (sub-01, CLIP image layer, r) for each layer."""
     from alignment import summaries
     from alignment.atlases import load_atlas
     from alignment.pipeline import LayerKey
-    from alignment.figures import surface_figure
+    from alignment.figures import surface_scene
 
     study = summaries.open_study("demo", cache, demo_small=small)
     outlines = load_atlas("ca").labels
     out = []
     for layer in layers:
         m = summaries.metric_map(study, "01", LayerKey(CLIP_SPEC, "image", layer), "r", 0.05)
-        fig = surface_figure(m.values, "inflated", cmap=m.cmap, symmetric=m.symmetric, vmin=m.vmin,
-                             vmax=m.vmax, outlines=outlines, title=f"r · L{layer}")
-        out.append(fig)
+        out.append(surface_scene(m.values, "inflated", cmap=m.cmap, symmetric=m.symmetric, vmin=m.vmin,
+                                 vmax=m.vmax, outlines=outlines, title=f"r · L{layer}"))
     return out
 
 
@@ -100,6 +99,7 @@ def main() -> None:
     import plotly.io as pio
     from playwright.sync_api import sync_playwright
 
+    from alignment.figures import scene_figure
     from ui.surface import surface_payloads
 
     layers = [int(x) for x in args.layers.split(",")]
@@ -158,8 +158,8 @@ def main() -> None:
             t, b = timed(pick_rows(rows[0]), BARS_SHOW, rows[1], page)
             times["reference"].append(t)
             sizes["reference"].append(b)
-        figures = _surface_figures(args.cache, args.small, layers)
-        as_json = [pio.to_json(f, validate=False) for f in figures]
+        scenes = _surface_scenes(args.cache, args.small, layers)
+        as_json = [pio.to_json(scene_figure(s), validate=False) for s in scenes]
         times["plotly alone"] = _plotly_alone(browser, as_json, [layers.index(x) for x in visits])
         browser.close()
 
@@ -175,7 +175,7 @@ def main() -> None:
     floor = med(times["plotly alone"])
     print(f"layer change / plotly.js alone: first visit {med(times['first visit']) / floor:.2f}, "
           f"revisit {med(times['revisit']) / floor:.2f}")
-    payloads = [surface_payloads(f) for f in figures]
+    payloads = [surface_payloads(s) for s in scenes]
     print(f"surface figure JSON (exports)  {med(map(len, as_json)) / 1e6:6.2f} MB")
     print(f"WebGL view: mesh {med(len(m) for m, _, _ in payloads) / 1e6:.2f} MB once per geometry, "
           f"values {med(len(v) for _, v, _ in payloads) / 1e6:.2f} MB per map")

@@ -56,7 +56,7 @@ _PRELOAD_KEY = "plotly-preload-box"
 def _prepare_drawing(state: ViewState) -> None:
     """Once per session, while a view waits for the build: build an empty cortical map (not
     shown), which loads the surface meshes and atlas on the server, and preload plotly.js in the
-    browser, so the awaited map is drawn soon after it arrives."""
+    browser (the page's charts), so the awaited page is drawn soon after it arrives."""
     if st.session_state.get(_PREPARED):
         return
     st.session_state[_PREPARED] = True
@@ -73,14 +73,13 @@ def _prepare_drawing(state: ViewState) -> None:
 
 
 def _preload_plotly() -> None:
-    """A one-triangle 3D plot out of sight: the browser loads and starts plotly.js and its WebGL
-    now, not when the awaited map arrives."""
+    """A one-point plot out of sight: the browser loads and starts plotly.js now, not beside the
+    awaited map (drawn with WebGL by ui/surface.js)."""
     import plotly.graph_objects as go
 
     with st.container(key=_PRELOAD_KEY):
         st.html(f"<style>.st-key-{_PRELOAD_KEY} {{position: absolute; left: -10000px; width: 320px;}}</style>")
-        st.plotly_chart(go.Figure(go.Mesh3d(x=[0, 1, 0], y=[0, 0, 1], z=[0, 0, 0], i=[0], j=[1], k=[2]),
-                                  layout=dict(width=300, height=200, meta=dict(preload=True))),
+        st.plotly_chart(go.Figure(go.Scatter(x=[0], y=[0]), layout=dict(width=300, height=200, meta=dict(preload=True))),
                         theme=None, key="plotly-preload")
 
 

@@ -29,25 +29,25 @@ def demo_banner(state: ViewState | None = None) -> None:
 
 def plot(fig, key: str, state: ViewState | None = None, **kwargs):
     """``st.plotly_chart(fig, theme=None, ...)`` with the presentation theme when it is on; a
-    cortical surface figure is drawn by the WebGL view of :mod:`ui.surface` instead.
+    cortical map (:class:`~alignment.figures.SurfaceScene`, from :func:`brain_figure`) is drawn by
+    the WebGL view of :mod:`ui.surface`.
 
     ``kwargs`` go to ``st.plotly_chart`` (e.g. ``on_select="rerun"``, ``selection_mode``);
     default width ``"stretch"``. Returns what ``st.plotly_chart`` (or the view) returns.
     """
-    from ui.surface import is_surface_figure, show_surface
+    from alignment.figures import SurfaceScene
 
     state = state or current()
-    surface = is_surface_figure(fig)
+    if isinstance(fig, SurfaceScene):
+        from ui.surface import show_surface
+
+        return show_surface(fig, key, presentation=state.presentation)
     if state.presentation:
         import plotly.graph_objects as go
 
         from alignment.figures import apply_theme
 
         fig = apply_theme(go.Figure(fig), presentation=True)
-        if surface:  # long map titles: keep them on the slide
-            fig.update_layout(title_font_size=20)
-    if surface:
-        return show_surface(fig, key)
     # error bands (fill="toself") draw as lines only: plotly's default mode for traces with
     # fewer than 20 points is "lines+markers", which scatters stray dots along the band edges
     fig.update_traces(mode="lines", selector=dict(type="scatter", fill="toself"))
@@ -101,13 +101,14 @@ def open_or_stop(state: ViewState):
 def brain_figure(values, state: ViewState, *, title: str = "", cmap="RdBu_r", symmetric: bool = True,
                  vmin=None, vmax=None, label: str = "", height: int = 430, hover: bool = True,
                  camera: str = "lateral", surface: str | None = None, outlines: bool = True):
-    """:func:`alignment.figures.surface_figure` of a (V,) map on the view's surface and atlas outlines."""
-    from alignment.figures import surface_figure
+    """:func:`alignment.figures.surface_scene` of a (V,) map on the view's surface and atlas
+    outlines: :func:`plot` draws it, :func:`export_buttons` writes it as a plotly figure."""
+    from alignment.figures import surface_scene
 
     lab = get_atlas(state).labels if outlines else None
-    return surface_figure(values, surface or state.surface, cmap=cmap, symmetric=symmetric, vmin=vmin, vmax=vmax,
-                          title=title, outlines=lab, colorbar_title=label, height=height, hover=hover,
-                          camera=camera)
+    return surface_scene(values, surface or state.surface, cmap=cmap, symmetric=symmetric, vmin=vmin, vmax=vmax,
+                         title=title, outlines=lab, colorbar_title=label, height=height, hover=hover,
+                         camera=camera)
 
 
 def _safe_name(name: str) -> str:
@@ -138,7 +139,11 @@ def _gifti_zip(values, names, base: str) -> bytes:
 
 def _figure_bytes(fig, fmt: str) -> bytes:
     from alignment.export import figure_bytes
+    from alignment.figures import SurfaceScene, scene_figure
 
+    surface = isinstance(fig, SurfaceScene)
+    if surface:
+        fig = scene_figure(fig)
     state = st.session_state.get("_view_state")
     if state is not None and state.presentation:
         import plotly.graph_objects as go
@@ -146,6 +151,8 @@ def _figure_bytes(fig, fmt: str) -> bytes:
         from alignment.figures import apply_theme
 
         fig = apply_theme(go.Figure(fig), presentation=True)
+        if surface:  # long map titles: keep them on the slide
+            fig.update_layout(title_font_size=20)
     return figure_bytes(fig, fmt)
 
 
@@ -154,9 +161,9 @@ def export_buttons(fig=None, name: str = "figure", table=None, map_values=None, 
 
     Parameters
     ----------
-    fig : plotly Figure, optional
+    fig : plotly Figure or SurfaceScene, optional
         PNG and SVG (kaleido + local chromium; a readable note when there is none), standalone
-        HTML. Files are produced only when the button is clicked.
+        HTML. Files are produced (a scene drawn with plotly) only when the button is clicked.
     name : str
         Base file name.
     table : pandas.DataFrame, optional

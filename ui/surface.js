@@ -217,6 +217,7 @@ class SurfaceView {
     if (entry.mesh !== this.mesh) this.upload(entry.mesh);
     this.colours();
     this.layout();
+    this.tip.style.display = "none";  // its value was the last map's
     if (cameraKey !== this.cameraKey || !this.R) { this.cameraKey = cameraKey; this.resetCamera(false); }
     this.render();
     this.drawn += 1;

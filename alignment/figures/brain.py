@@ -1,6 +1,10 @@
 """Brain figures: the cortical surface (3D) and the clickable flat map (2D).
 
-:func:`surface_figure` (3D ``Mesh3d``, one per hemisphere) keeps its JSON small: the colour of
+:func:`surface_scene` places the hemispheres and gives every vertex one ``uint8`` colour code
+(a :class:`SurfaceScene`); the app draws it with WebGL (``ui/surface.js``), the exports with
+plotly: :func:`surface_figure` = :func:`scene_figure` of :func:`surface_scene`.
+
+:func:`scene_figure` (3D ``Mesh3d``, one per hemisphere) keeps its JSON small: the colour of
 every vertex is one ``uint8`` code into a single composite colorscale (network outline colour,
 a grey ramp for sulcal depth, then the data colormap), so nothing is sent per vertex but the
 coordinates (uint16, 0.1 mm), the faces (uint16), that code and (optionally) the float32 value
@@ -21,6 +25,7 @@ or 20484); N = vertices of one hemisphere mesh (32492 or 10242).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
@@ -51,10 +56,13 @@ from alignment.spaces import (
 
 __all__ = [
     "CAMERAS",
+    "SurfaceScene",
     "boundary_mask",
     "flat_map_figure",
     "flat_map_points",
+    "scene_figure",
     "surface_figure",
+    "surface_scene",
 ]
 
 #: directions a 3D surface figure can be seen from
@@ -246,7 +254,54 @@ def _data_mask(v: np.ndarray, threshold) -> np.ndarray:
     return m
 
 
-def surface_figure(
+@dataclass(frozen=True, eq=False)
+class SurfaceScene:
+    """A cortical map ready to draw: the placed hemispheres and one colour code per vertex.
+
+    Built by :func:`surface_scene`; drawn by :func:`scene_figure` (plotly, for exports) and by the
+    app's WebGL view. Per hemisphere h (N = its mesh vertices, F = faces):
+
+    - ``xyz[h]`` uint16 (N, 3): position as placed for the view (hemispheres moved apart, one
+      rotated for lateral/medial) = ``xyz`` × ``unit_mm`` + ``origin_mm``;
+    - ``faces[h]`` int64 (F, 3);
+    - ``codes[h]`` uint8 (N,): index into ``composite`` (outline colour, sulcal grey ramp, then
+      the data colormap from ``vmin`` to ``vmax``);
+    - ``kinds[h]`` int8 (N,): 0 outline, 1 background, 2 data; ``background[h]`` uint8 (N,):
+      the code the vertex has without data (grey, or the outline's);
+    - ``values[h]`` float32 (N,): the value shown on hover (rounded to ``decimals``), or no
+      entry when hover is off.
+
+    ``view`` is the camera in plotly's terms (``eye``, ``up``, orthographic), ``aspect`` the
+    scene's aspect ratio (x, y, z) that fits the brain into ``height`` × ``width``.
+    """
+
+    space: str
+    surface: str
+    camera: str
+    hemispheres: tuple[str, ...]
+    xyz: dict
+    faces: dict
+    codes: dict
+    kinds: dict
+    background: dict
+    values: dict
+    composite: list
+    scale: list
+    vmin: float
+    vmax: float
+    has_data: bool
+    view: dict
+    aspect: tuple[float, float, float]
+    title: str
+    colorbar_title: str
+    decimals: int
+    height: int
+    width: int | None
+    unit_mm: float
+    origin_mm: tuple[float, float, float]
+
+
+def surface_scene(
     values=None,
     surface: str = "inflated",
     hemispheres: Sequence[str] | str = ("left", "right"),
@@ -268,8 +323,8 @@ def surface_figure(
     zoom: float | None = None,
     height: int = 420,
     width: int | None = None,
-):
-    """3D cortical surface map (one ``Mesh3d`` per hemisphere, side by side).
+) -> SurfaceScene:
+    """A cortical map on both hemispheres, side by side, as a :class:`SurfaceScene`.
 
     Parameters
     ----------
@@ -302,26 +357,13 @@ def surface_figure(
     space : {"fsLR32k", "fsaverage5"}, optional
         Inferred from the length of ``values``.
     hover : bool
-        Send per-vertex values for the hover label (float32, about 0.17 MB per fsLR32k
+        Keep per-vertex values for the hover label (float32, about 0.13 MB per fsLR32k
         hemisphere); off makes the figure smaller.
     zoom : float, optional
         Size of the brain in the scene (the aspect ratio of the data times ``zoom``; the
         orthographic camera ignores the eye distance). Default: fit the view into a plot of
         ``height`` and ``width`` (or about 1.8 × ``height`` wide when ``width`` is None).
-
-    Returns
-    -------
-    plotly.graph_objects.Figure
-        Traces: one ``Mesh3d`` per hemisphere (``name`` = hemisphere, ``meta`` =
-        ``{"hemisphere", "n_mesh_vertices", "space", "surface", "coord_unit_mm",
-        "coord_origin_mm"}``; its first ``n_mesh_vertices`` vertices are the mesh's, the rest
-        duplicates of boundary vertices), then an invisible ``Scatter3d`` carrying the
-        colourbar. x/y/z are uint16: position (mm, as placed for the view: hemispheres moved
-        apart, one rotated for lateral/medial) = value × ``coord_unit_mm`` (0.1) +
-        ``coord_origin_mm``; anything added to the scene must use the same units.
     """
-    import plotly.graph_objects as go
-
     hemis = _hemis(hemispheres)
     hover = bool(hover) and values is not None  # nothing to show on bare anatomy
     space, n_values, vals = _prepare_values(values, space)
@@ -334,7 +376,6 @@ def surface_figure(
     if threshold is not None and not np.isfinite(float(threshold)):
         raise ValueError(f"threshold must be finite, got {threshold!r}")
     vmin, vmax = color_limits(shown, vmin, vmax, symmetric)
-    composite = _composite_colorscale(scale, outline_color)
 
     outline_lab = None
     if outlines is not None:
@@ -358,70 +399,29 @@ def surface_figure(
         raise ValueError("mesh too large for 0.1 mm uint16 coordinates")  # pragma: no cover
     unit = 1.0 / _COORD_PER_MM
 
-    traces = []
+    xyz, faces, codes, kinds, background, hover_values = {}, {}, {}, {}, {}, {}
     for h in hemis:
-        mesh = meshes[h]
-        n = len(mesh.coords)
+        n = len(meshes[h].coords)
         v = vals[h]
         data = _data_mask(v, threshold)
         grey = _grey_codes(_sulc_grey(sulcal_depth(h, space) if bg == "sulc" else None, n))
         code = np.where(data, _data_codes(v, vmin, vmax), grey).astype(np.uint8)
-        vclass = np.where(data, 2, 1).astype(np.int8)  # 0 outline, 1 background, 2 data
+        kind = np.where(data, 2, 1).astype(np.int8)
         if outline_lab is not None:
             topo = load_mesh("sphere" if surface == "flat" else surface, h, space).faces
             border = boundary_mask(outline_lab[h].astype(np.int64), topo)
             code[border] = _OUTLINE_CODE
-            vclass[border] = 0
-        # faces take the lowest class of their vertices; corners of a higher class get a
-        # duplicate vertex with the face's code, so no face interpolates across segments
-        faces = mesh.faces.astype(np.int64).copy()
-        fclass = vclass[faces].min(axis=1)
-        corner = faces.ravel()
-        fc = np.repeat(fclass, 3)
-        need = vclass[corner] > fc
-        keys = corner[need] * 3 + fc[need]
-        uniq, inv = np.unique(keys, return_inverse=True)
-        dup_v, dup_c = uniq // 3, uniq % 3
-        corner = corner.copy()
-        corner[need] = n + inv
-        faces = corner.reshape(-1, 3)
-        dup_code = np.where(dup_c == 0, _OUTLINE_CODE, grey[dup_v]).astype(np.uint8)
-        xyz = np.concatenate([placed[h], placed[h][dup_v]])
+            kind[border] = 0
+            grey = np.where(border, _OUTLINE_CODE, grey).astype(np.uint8)
         # uint16 in 0.1 mm from a common origin: half the bytes of float32, invisible on
         # screen, and no negative numbers, whose 0xFF bytes turn into '/' in base64, which
         # plotly's JSON writes as the 6-character escape \u002f
-        xyz = (np.round(xyz * _COORD_PER_MM) - origin).astype(np.uint16)
-        codes = np.concatenate([code, dup_code])
-        fdtype = np.uint16 if len(xyz) <= np.iinfo(np.uint16).max else np.int32
-        kw: dict[str, Any] = {}
+        xyz[h] = (np.round(placed[h] * _COORD_PER_MM) - origin).astype(np.uint16)
+        faces[h] = meshes[h].faces.astype(np.int64)
+        codes[h], kinds[h], background[h] = code, kind, grey
         if hover:
-            hv = np.round(np.concatenate([v, v[dup_v]]), decimals).astype(np.float32)
-            kw.update(customdata=hv,
-                      hovertemplate=f"%{{customdata:.{decimals}f}}<extra>{h}</extra>")
-        else:
-            kw.update(hoverinfo="skip")
-        traces.append(go.Mesh3d(
-            x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2],
-            i=faces[:, 0].astype(fdtype), j=faces[:, 1].astype(fdtype),
-            k=faces[:, 2].astype(fdtype),
-            intensity=codes, intensitymode="vertex", colorscale=composite, cmin=0, cmax=255,
-            showscale=False, name=h, showlegend=False, flatshading=False,
-            lighting=dict(ambient=0.8, diffuse=0.5, specular=0.0, roughness=1.0, fresnel=0.0),
-            meta=dict(hemisphere=h, n_mesh_vertices=n, space=space, surface=surface,
-                      coord_unit_mm=unit, coord_origin_mm=(origin * unit).tolist()),
-            **kw,
-        ))
-    has_data = bool(np.isfinite(shown).any())
-    traces.append(go.Scatter3d(
-        x=[None], y=[None], z=[None], mode="markers", hoverinfo="skip", showlegend=False,
-        name="colorbar",
-        marker=dict(size=0.1, color=[vmin], cmin=vmin, cmax=vmax, colorscale=scale,
-                    showscale=has_data,
-                    colorbar=dict(title=dict(text=colorbar_title), thickness=14, len=0.7,
-                                  tickformat=f".{min(decimals, 3)}~f")),
-    ))
-    fig = go.Figure(traces)
-    axis = dict(visible=False, showspikes=False)
+            hover_values[h] = np.round(v, decimals).astype(np.float32)
+
     # aspectmode "data" draws small under an orthographic camera: scale the true aspect ratio
     allxyz = np.concatenate([placed[h][used[h]] for h in hemis])
     extent = np.ptp(allxyz, axis=0)
@@ -437,18 +437,97 @@ def surface_figure(
         plot_h = (height - 10 - (40 if title else 10)) / height  # share left by the margins
         zoom = min(0.9 * plot_h / 0.46 / ratio[v_ax], 0.8 * aspect / 0.46 / ratio[h_ax])
     ratio = ratio * float(zoom)
+    return SurfaceScene(
+        space=space, surface=surface, camera=camera, hemispheres=hemis, xyz=xyz, faces=faces,
+        codes=codes, kinds=kinds, background=background, values=hover_values,
+        composite=_composite_colorscale(scale, outline_color), scale=scale, vmin=vmin, vmax=vmax,
+        has_data=bool(np.isfinite(shown).any()), view=cam, aspect=tuple(ratio), title=title, colorbar_title=colorbar_title,
+        decimals=decimals, height=int(height), width=width, unit_mm=unit,
+        origin_mm=tuple(float(x) for x in origin * unit))
+
+
+def scene_figure(scene: SurfaceScene):
+    """The plotly figure of a :class:`SurfaceScene` (what the exports write).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Traces: one ``Mesh3d`` per hemisphere (``name`` = hemisphere, ``meta`` =
+        ``{"hemisphere", "n_mesh_vertices", "space", "surface", "coord_unit_mm",
+        "coord_origin_mm"}``; its first ``n_mesh_vertices`` vertices are the mesh's, the rest
+        duplicates of boundary vertices), then an invisible ``Scatter3d`` carrying the
+        colourbar. x/y/z are uint16: position (mm, as placed for the view: hemispheres moved
+        apart, one rotated for lateral/medial) = value × ``coord_unit_mm`` (0.1) +
+        ``coord_origin_mm``; anything added to the scene must use the same units.
+    """
+    import plotly.graph_objects as go
+
+    origin = list(scene.origin_mm)
+    traces = []
+    for h in scene.hemispheres:
+        xyz, kind, n = scene.xyz[h], scene.kinds[h], len(scene.xyz[h])
+        # faces take the lowest kind of their vertices; corners of a higher kind get a
+        # duplicate vertex with the face's code, so no face interpolates across segments
+        corner = scene.faces[h].ravel()
+        fc = np.repeat(kind[scene.faces[h]].min(axis=1), 3)
+        need = kind[corner] > fc
+        uniq, inv = np.unique(corner[need] * 3 + fc[need], return_inverse=True)
+        dup_v, dup_c = uniq // 3, uniq % 3
+        corner = corner.copy()
+        corner[need] = n + inv
+        faces = corner.reshape(-1, 3)
+        dup_code = np.where(dup_c == 0, _OUTLINE_CODE, scene.background[h][dup_v]).astype(np.uint8)
+        xyz = np.concatenate([xyz, xyz[dup_v]])
+        fdtype = np.uint16 if len(xyz) <= np.iinfo(np.uint16).max else np.int32
+        kw: dict[str, Any] = {}
+        if h in scene.values:
+            v = scene.values[h]
+            kw.update(customdata=np.concatenate([v, v[dup_v]]),
+                      hovertemplate=f"%{{customdata:.{scene.decimals}f}}<extra>{h}</extra>")
+        else:
+            kw.update(hoverinfo="skip")
+        traces.append(go.Mesh3d(
+            x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2],
+            i=faces[:, 0].astype(fdtype), j=faces[:, 1].astype(fdtype),
+            k=faces[:, 2].astype(fdtype),
+            intensity=np.concatenate([scene.codes[h], dup_code]), intensitymode="vertex",
+            colorscale=scene.composite, cmin=0, cmax=255,
+            showscale=False, name=h, showlegend=False, flatshading=False,
+            lighting=dict(ambient=0.8, diffuse=0.5, specular=0.0, roughness=1.0, fresnel=0.0),
+            meta=dict(hemisphere=h, n_mesh_vertices=n, space=scene.space, surface=scene.surface,
+                      coord_unit_mm=scene.unit_mm, coord_origin_mm=origin),
+            **kw,
+        ))
+    traces.append(go.Scatter3d(
+        x=[None], y=[None], z=[None], mode="markers", hoverinfo="skip", showlegend=False,
+        name="colorbar",
+        marker=dict(size=0.1, color=[scene.vmin], cmin=scene.vmin, cmax=scene.vmax, colorscale=scene.scale,
+                    showscale=scene.has_data,
+                    colorbar=dict(title=dict(text=scene.colorbar_title), thickness=14, len=0.7,
+                                  tickformat=f".{min(scene.decimals, 3)}~f")),
+    ))
+    fig = go.Figure(traces)
+    axis = dict(visible=False, showspikes=False)
+    x, y, z = scene.aspect
     fig.update_layout(
-        title=dict(text=title),
+        title=dict(text=scene.title),
         scene=dict(xaxis=axis, yaxis=axis, zaxis=axis, aspectmode="manual",
-                   aspectratio=dict(x=ratio[0], y=ratio[1], z=ratio[2]), bgcolor="white",
-                   camera=dict(**cam, projection=dict(type="orthographic")),
-                   dragmode="orbit" if surface != "flat" else "pan"),
-        margin=dict(l=0, r=0, t=40 if title else 10, b=0),
-        height=height, width=width,
-        meta=dict(space=space, surface=surface, vmin=vmin, vmax=vmax, camera=camera,
-                  coord_unit_mm=unit, coord_origin_mm=(origin * unit).tolist()),
+                   aspectratio=dict(x=x, y=y, z=z), bgcolor="white",
+                   camera=dict(**scene.view, projection=dict(type="orthographic")),
+                   dragmode="orbit" if scene.surface != "flat" else "pan"),
+        margin=dict(l=0, r=0, t=40 if scene.title else 10, b=0),
+        height=scene.height, width=scene.width,
+        meta=dict(space=scene.space, surface=scene.surface, vmin=scene.vmin, vmax=scene.vmax,
+                  camera=scene.camera, coord_unit_mm=scene.unit_mm, coord_origin_mm=origin),
     )
     return apply_theme(fig)
+
+
+def surface_figure(values=None, *args, **kwargs):
+    """3D cortical surface map (one ``Mesh3d`` per hemisphere, side by side):
+    ``scene_figure(surface_scene(values, ...))``; the parameters are :func:`surface_scene`'s and
+    the figure is described in :func:`scene_figure`."""
+    return scene_figure(surface_scene(values, *args, **kwargs))
 
 
 # --------------------------------------------------------------------------------------------

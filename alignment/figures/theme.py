@@ -16,6 +16,7 @@ from alignment.atlases import network_colors
 __all__ = [
     "FONT",
     "PALETTE",
+    "TEXT_COLOR",
     "apply_theme",
     "color_limits",
     "color_map",
@@ -23,6 +24,7 @@ __all__ = [
     "colorscale",
     "colorscale_fn",
     "figure_json_size",
+    "font_sizes",
     "hex_color",
     "rgba",
     "stepped_colorscale",
@@ -32,6 +34,7 @@ __all__ = [
 PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
            "#8c8c8c", "#ccb974", "#64b5cd")
 FONT = "Inter, Helvetica Neue, Arial, sans-serif"
+TEXT_COLOR = "#222222"
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,16 +155,21 @@ def rgba(color: str, alpha: float) -> str:
 # --------------------------------------------------------------------------------------------
 # theme and sizes
 # --------------------------------------------------------------------------------------------
+def font_sizes(presentation: bool = False) -> tuple[int, int]:
+    """(body, title) font sizes in px: 13 and 17, or 20 and 28 for a projector."""
+    return (20, 28) if presentation else (13, 17)
+
+
 def _template(presentation: bool):
     import plotly.graph_objects as go
 
-    size = 20 if presentation else 13
+    size, title = font_sizes(presentation)
     axis = dict(showgrid=True, gridcolor="#e6e6e6", zeroline=False, linecolor="#9a9a9a",
                 ticks="outside", tickcolor="#9a9a9a", showline=True,
                 title=dict(font=dict(size=size + 1)))
     return go.layout.Template(layout=dict(
-        font=dict(family=FONT, size=size, color="#222222"),
-        title=dict(font=dict(size=size + (8 if presentation else 4)), x=0.01, xanchor="left"),
+        font=dict(family=FONT, size=size, color=TEXT_COLOR),
+        title=dict(font=dict(size=title), x=0.01, xanchor="left"),
         paper_bgcolor="white", plot_bgcolor="white",
         xaxis=axis, yaxis=axis,
         colorway=list(PALETTE),
@@ -179,7 +187,7 @@ def apply_theme(fig, presentation: bool = False):
     normal sizes.
     """
     fig.update_layout(template=_template(presentation))
-    size = 20 if presentation else 13
+    size = font_sizes(presentation)[0]
     fig.update_annotations(font_size=size)  # subplot titles, segment labels
     for tr in fig.data:
         if tr.type == "scatter" and tr.mode and "lines" in tr.mode and tr.line.width:
