@@ -149,10 +149,11 @@ def _figure_bytes(fig, fmt: str) -> bytes:
         import plotly.graph_objects as go
 
         from alignment.figures import apply_theme
+        from alignment.figures.theme import font_sizes
 
         fig = apply_theme(go.Figure(fig), presentation=True)
-        if surface:  # long map titles: keep them on the slide
-            fig.update_layout(title_font_size=20)
+        if surface:
+            fig.update_layout(title_font_size=font_sizes(True, long_title=True)[1])
     return figure_bytes(fig, fmt)
 
 

@@ -1,4 +1,4 @@
-// WebGL view of a cortical surface figure; the payloads are described in ui/surface.py.
+// WebGL view of a cortical map (a SurfaceScene); the payloads are described in ui/surface.py.
 // One module for two components: "alignment.surface_mesh" holds a mesh while it is mounted,
 // "alignment.surface_view" draws a map on it.
 
@@ -213,12 +213,13 @@ class SurfaceView {
       WAITING.set(header.mesh, queue);
       return;
     }
-    const cameraKey = JSON.stringify(header.camera);
-    if (entry.mesh !== this.mesh) this.upload(entry.mesh);
+    const cameraKey = JSON.stringify(header.camera), newMesh = entry.mesh !== this.mesh;
+    if (newMesh) this.upload(entry.mesh);
     this.colours();
     this.layout();
     this.tip.style.display = "none";  // its value was the last map's
-    if (cameraKey !== this.cameraKey || !this.R) { this.cameraKey = cameraKey; this.resetCamera(false); }
+    // a new map on the same mesh and camera keeps the user's rotation, zoom and pan
+    if (newMesh || cameraKey !== this.cameraKey) { this.cameraKey = cameraKey; this.resetCamera(false); }
     this.render();
     this.drawn += 1;
     const host = this.root.host || this.root;

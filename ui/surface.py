@@ -75,14 +75,6 @@ def unpack_payload(payload: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     return header, arrays
 
 
-@lru_cache(maxsize=8)
-def _faces(surface: str, hemisphere: str, space: str) -> np.ndarray:
-    from alignment.spaces import load_mesh
-
-    faces = load_mesh(surface, hemisphere, space).faces
-    return faces.astype(np.uint16 if faces.max() <= np.iinfo(np.uint16).max else np.uint32)
-
-
 def _color_table(scale) -> np.ndarray:
     """(256, 3) uint8: the colour plotly gives intensity k of a colorscale on [0, 255]."""
     from alignment.figures.theme import colorscale_fn
@@ -111,18 +103,16 @@ def surface_payloads(scene: SurfaceScene, presentation: bool = False) -> tuple[b
     mesh_id = hashlib.sha1(_pack(mesh_header, mesh_arrays)).hexdigest()[:16]
     mesh = _pack({**mesh_header, "id": mesh_id}, mesh_arrays)
     view_arrays["lut"] = _color_table(scene.composite).ravel()
-    body, title = font_sizes(presentation)
+    body, title = font_sizes(presentation, long_title=True)
     colorbar = None
     if scene.has_data:
         colorbar = {"title": scene.colorbar_title, "vmin": float(scene.vmin), "vmax": float(scene.vmax),
-                    "scale": [list(c) for c in scene.scale], "decimals": min(scene.decimals, 3)}
+                    "scale": [list(c) for c in scene.scale], "decimals": scene.colorbar_decimals}
     view_header = {
         "mesh": mesh_id, "title": scene.title, "height": scene.height,
-        # presentation: long map titles stay on the slide
-        "font": {"family": FONT, "size": body, "color": TEXT_COLOR, "title_size": 20 if presentation else title},
+        "font": {"family": FONT, "size": body, "color": TEXT_COLOR, "title_size": title},
         "camera": {"eye": [scene.view["eye"][k] for k in "xyz"], "up": [scene.view["up"][k] for k in "xyz"]},
         "decimals": scene.decimals, "colorbar": colorbar,
-        "space": scene.space, "surface": scene.surface, "camera_name": scene.camera,
     }
     return mesh, _pack(view_header, view_arrays), mesh_id
 

@@ -300,6 +300,11 @@ class SurfaceScene:
     unit_mm: float
     origin_mm: tuple[float, float, float]
 
+    @property
+    def colorbar_decimals(self) -> int:
+        """Digits of the colour bar's tick labels (trailing zeros dropped)."""
+        return min(self.decimals, 3)
+
 
 def surface_scene(
     values=None,
@@ -504,7 +509,7 @@ def scene_figure(scene: SurfaceScene):
         marker=dict(size=0.1, color=[scene.vmin], cmin=scene.vmin, cmax=scene.vmax, colorscale=scene.scale,
                     showscale=scene.has_data,
                     colorbar=dict(title=dict(text=scene.colorbar_title), thickness=14, len=0.7,
-                                  tickformat=f".{min(scene.decimals, 3)}~f")),
+                                  tickformat=f".{scene.colorbar_decimals}~f")),
     ))
     fig = go.Figure(traces)
     axis = dict(visible=False, showspikes=False)

@@ -155,9 +155,12 @@ def rgba(color: str, alpha: float) -> str:
 # --------------------------------------------------------------------------------------------
 # theme and sizes
 # --------------------------------------------------------------------------------------------
-def font_sizes(presentation: bool = False) -> tuple[int, int]:
-    """(body, title) font sizes in px: 13 and 17, or 20 and 28 for a projector."""
-    return (20, 28) if presentation else (13, 17)
+def font_sizes(presentation: bool = False, long_title: bool = False) -> tuple[int, int]:
+    """(body, title) font sizes in px: 13 and 17, or 20 and 28 for a projector (20 for a long
+    title, such as a cortical map's, which must stay on the slide)."""
+    if presentation:
+        return 20, 20 if long_title else 28
+    return 13, 17
 
 
 def _template(presentation: bool):
