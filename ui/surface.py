@@ -112,7 +112,7 @@ def surface_payloads(scene: SurfaceScene, presentation: bool = False) -> tuple[b
         "mesh": mesh_id, "title": scene.title, "height": scene.height,
         "font": {"family": FONT, "size": body, "color": TEXT_COLOR, "title_size": title},
         "camera": {"eye": [scene.view["eye"][k] for k in "xyz"], "up": [scene.view["up"][k] for k in "xyz"]},
-        "decimals": scene.decimals, "colorbar": colorbar,
+        "decimals": scene.decimals, "colorbar": colorbar, "space": scene.space, "surface": scene.surface,
     }
     return mesh, _pack(view_header, view_arrays), mesh_id
 
