@@ -158,6 +158,11 @@ def _composite_colorscale(scale: list[list], outline_color: str) -> list[list]:
     return [[round(p, 6), c] for p, c in out]
 
 
+def _code_kind(codes: np.ndarray) -> np.ndarray:
+    """0 outline, 1 background, 2 data: the segment of each colour code."""
+    return np.where(codes < _GREY_LO - 1, 0, np.where(codes <= _GREY_HI + 1, 1, 2)).astype(np.int8)
+
+
 def _grey_codes(grey01: np.ndarray) -> np.ndarray:
     return (_GREY_LO + np.round(grey01 * (_GREY_HI - _GREY_LO))).astype(np.uint8)
 
@@ -266,8 +271,8 @@ class SurfaceScene:
     - ``faces[h]`` int64 (F, 3);
     - ``codes[h]`` uint8 (N,): index into ``composite`` (outline colour, sulcal grey ramp, then
       the data colormap from ``vmin`` to ``vmax``);
-    - ``kinds[h]`` int8 (N,): 0 outline, 1 background, 2 data; ``background[h]`` uint8 (N,):
-      the code the vertex has without data (grey, or the outline's);
+    - ``background[h]`` uint8 (N,): the code the vertex has without data (grey, or the
+      outline's);
     - ``values[h]`` float32 (N,): the value shown on hover (rounded to ``decimals``), or no
       entry when hover is off.
 
@@ -282,7 +287,6 @@ class SurfaceScene:
     xyz: dict
     faces: dict
     codes: dict
-    kinds: dict
     background: dict
     values: dict
     composite: list
@@ -404,26 +408,24 @@ def surface_scene(
         raise ValueError("mesh too large for 0.1 mm uint16 coordinates")  # pragma: no cover
     unit = 1.0 / _COORD_PER_MM
 
-    xyz, faces, codes, kinds, background, hover_values = {}, {}, {}, {}, {}, {}
+    xyz, faces, codes, background, hover_values = {}, {}, {}, {}, {}
     for h in hemis:
         n = len(meshes[h].coords)
         v = vals[h]
         data = _data_mask(v, threshold)
         grey = _grey_codes(_sulc_grey(sulcal_depth(h, space) if bg == "sulc" else None, n))
         code = np.where(data, _data_codes(v, vmin, vmax), grey).astype(np.uint8)
-        kind = np.where(data, 2, 1).astype(np.int8)
         if outline_lab is not None:
             topo = load_mesh("sphere" if surface == "flat" else surface, h, space).faces
             border = boundary_mask(outline_lab[h].astype(np.int64), topo)
             code[border] = _OUTLINE_CODE
-            kind[border] = 0
             grey = np.where(border, _OUTLINE_CODE, grey).astype(np.uint8)
         # uint16 in 0.1 mm from a common origin: half the bytes of float32, invisible on
         # screen, and no negative numbers, whose 0xFF bytes turn into '/' in base64, which
         # plotly's JSON writes as the 6-character escape \u002f
         xyz[h] = (np.round(placed[h] * _COORD_PER_MM) - origin).astype(np.uint16)
         faces[h] = meshes[h].faces.astype(np.int64)
-        codes[h], kinds[h], background[h] = code, kind, grey
+        codes[h], background[h] = code, grey
         if hover:
             hover_values[h] = np.round(v, decimals).astype(np.float32)
 
@@ -444,10 +446,10 @@ def surface_scene(
     ratio = ratio * float(zoom)
     return SurfaceScene(
         space=space, surface=surface, camera=camera, hemispheres=hemis, xyz=xyz, faces=faces,
-        codes=codes, kinds=kinds, background=background, values=hover_values,
+        codes=codes, background=background, values=hover_values,
         composite=_composite_colorscale(scale, outline_color), scale=scale, vmin=vmin, vmax=vmax,
-        has_data=bool(np.isfinite(shown).any()), view=cam, aspect=tuple(ratio), title=title, colorbar_title=colorbar_title,
-        decimals=decimals, height=int(height), width=width, unit_mm=unit,
+        has_data=bool(np.isfinite(shown).any()), view=cam, aspect=tuple(ratio), title=title,
+        colorbar_title=colorbar_title, decimals=decimals, height=int(height), width=width, unit_mm=unit,
         origin_mm=tuple(float(x) for x in origin * unit))
 
 
@@ -470,7 +472,8 @@ def scene_figure(scene: SurfaceScene):
     origin = list(scene.origin_mm)
     traces = []
     for h in scene.hemispheres:
-        xyz, kind, n = scene.xyz[h], scene.kinds[h], len(scene.xyz[h])
+        xyz, code, n = scene.xyz[h], scene.codes[h], len(scene.xyz[h])
+        kind = _code_kind(code)
         # faces take the lowest kind of their vertices; corners of a higher kind get a
         # duplicate vertex with the face's code, so no face interpolates across segments
         corner = scene.faces[h].ravel()
@@ -495,7 +498,7 @@ def scene_figure(scene: SurfaceScene):
             x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2],
             i=faces[:, 0].astype(fdtype), j=faces[:, 1].astype(fdtype),
             k=faces[:, 2].astype(fdtype),
-            intensity=np.concatenate([scene.codes[h], dup_code]), intensitymode="vertex",
+            intensity=np.concatenate([code, dup_code]), intensitymode="vertex",
             colorscale=scene.composite, cmin=0, cmax=255,
             showscale=False, name=h, showlegend=False, flatshading=False,
             lighting=dict(ambient=0.8, diffuse=0.5, specular=0.0, roughness=1.0, fresnel=0.0),
