@@ -6,9 +6,10 @@ Starts ``streamlit run app.py`` on a cache that holds the demo (``--small`` for 
 build it first with ``python -m alignment demo [--small]``), opens the Overview page in headless
 chromium (playwright) and visits the layers of CLIP's image branch in turn, then again. It times
 
-- **layer change**: from picking a layer in the sidebar's open list to the surface view drawn with that
-  layer's map (the map's title names the layer), for a first visit (the map is read from the
-  cache, the view's values built and sent) and for a revisit (the browser may still hold them);
+- **layer change**: from picking a layer in the sidebar's open list to the surface view drawn
+  with that layer's map (the map's title names the layer), for a first visit (the map is read
+  from the cache, the view's values built and sent) and for a revisit (the browser may still
+  hold them);
 - **reference**: after each layer change, from picking the other "Rows" choice of the network
   table (a rerun of the whole page in which the surface figure does not change) to the bar chart
   redrawn;
