@@ -94,6 +94,38 @@ def test_identity_permutation_reproduces_the_observed_scores():
     np.testing.assert_allclose(null[0], fit.scores, atol=1e-10)
 
 
+@pytest.mark.parametrize("form", ["factored", "direct"])
+@pytest.mark.parametrize("n_features", [6, 200])
+def test_null_draws_equal_refits_on_the_permuted_data(form, n_features, monkeypatch):
+    """Each draw equals scikit-learn ridges refit on the permuted data, fold by fold, with the
+    fold's alphas and the repeats kept out of training; both orders of the product (fewer or
+    more features than training TRs)."""
+    from sklearn.linear_model import Ridge
+
+    import alignment.encoding as encoding
+
+    monkeypatch.setattr(encoding, "_NULL_FACTORED_GAIN", 1e9 if form == "factored" else 0)
+    rng = np.random.default_rng(5)
+    n_runs, T, V = 3, 50, 12
+    runs = np.repeat(np.arange(n_runs), T)
+    X, Y = _features(rng, n_runs, T, n_features), _noise(rng, "ar1", n_runs, T, V)
+    Y[:, :6] += X[:, :2] @ rng.standard_normal((2, 6))
+    seg = np.array([f"clip{r}" for r in runs], dtype=object)
+    seg[np.arange(runs.size) % T >= 42] = "rep"
+    exclude = repeated_segment_exclusion(seg, runs, 2)
+    fit = fit_ridge(X, Y, runs, alphas=ALPHAS, exclude=exclude)
+    perms = run_permutations(runs, 4, "block", block_size=7, seed=2)
+    null = ridge_permutation_null(X, Y, runs, fit.fold_alphas, perms, exclude=exclude)
+    for d, perm in enumerate(perms):
+        Yp, r_sum = Y[perm], np.zeros(V)
+        for r in range(n_runs):
+            test, train = np.flatnonzero(runs == r), _training_rows([np.flatnonzero(runs == s) for s in range(n_runs)],
+                                                                    (r,), exclude)
+            pred = Ridge(alpha=fit.fold_alphas[r]).fit(X[train], Yp[train]).predict(X[test])
+            r_sum += [stats.pearsonr(pred[:, v], Yp[test, v])[0] for v in range(V)]
+        np.testing.assert_allclose(null[d], r_sum / n_runs, atol=1e-6)
+
+
 def test_run_permutations_stay_within_runs():
     runs = np.repeat([0, 1, 2], [30, 41, 25])
     for method in ("circular", "block"):

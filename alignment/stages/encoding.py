@@ -119,7 +119,7 @@ register(Stage(
     doc="the encoding map's ridge fit without its null: scores (r), alphas (V,); the app's first look at a map",
 ))
 register(Stage(
-    name="encoding", gpu=True, version=2, target=LayerKey, inputs=layer_inputs, params=encoding_params,
+    name="encoding", gpu=True, version=3, target=LayerKey, inputs=layer_inputs, params=encoding_params,
     compute=encoding_compute, options=("hrf", "alphas", "null", "n_null", "null_tail", "seed"),
     analysis="encoding", default=True, expand=lambda keys, plan, baselines: list(keys),
     doc="ridge prediction map: scores (r), alphas, p, q (V,)",
