@@ -361,7 +361,8 @@ class PairedContrast:
     r_a, r_b : ndarray, shape (V,)
         Held-out r of each prediction (within run, averaged over runs).
     mean_dz : ndarray, shape (V,)
-        Mean over time blocks of ``z(r_a,b) − z(r_b,b)`` (Fisher z of the per-block r).
+        Mean over time blocks of the paired block differences a − b: about the mean over runs
+        of the within-block Fisher-z difference (:mod:`alignment.analyses.integration`).
     p : ndarray, shape (V,)
         p of the alternative asked for (``"greater"``: a better than b; ``"two-sided"``).
     n_blocks : int
@@ -378,9 +379,10 @@ def paired_contrast(y, pred_a, pred_b, runs=None, *, block_len: int = 20,
                     alternative: str = "greater") -> PairedContrast:
     """Does prediction ``a`` predict held-out BOLD better than prediction ``b``?
 
-    The paired block test of :func:`alignment.analyses.integration.integration_sites` (per-block
-    Fisher-z differences, lag-1 HAC t over blocks, variance doubled for leave-one-run-out
-    predictions), used for any two held-out predictions.
+    The paired block test of :func:`alignment.analyses.integration.integration_sites` (block
+    means of each TR's contribution to the within-block Fisher-z difference, lag-1 HAC t over
+    blocks, variance doubled for leave-one-run-out predictions), used for any two held-out
+    predictions.
 
     Parameters
     ----------

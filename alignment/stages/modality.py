@@ -60,7 +60,7 @@ def crossmodal_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
     Arrays (V,): ``r_both``, ``r_image``, ``r_text``, ``r_additive``, ``r_full`` (held-out r),
     ``gain`` = r_both − max(r_image, r_text), ``p_gain`` / ``q_gain`` (one-sided, gain > 0;
-    BH), ``dz_unified`` (mean block Fisher-z difference full − additive), ``p_unified`` /
+    BH), ``dz_unified`` (within-block Fisher-z difference full − additive, mean over blocks), ``p_unified`` /
     ``q_unified`` (one-sided; BH)."""
     from alignment.analyses.modality import crossmodal_tests
     from alignment.encoding import fit_banded_ridge, fit_ridge
@@ -118,7 +118,7 @@ def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     Arrays: ``dz_unique``, ``p_unique``, ``q_unique`` (B, V): joint better than without band b
     (one-sided; BH per band); bands in the order of the target's branches. With exactly an
     ``image`` and a ``text`` band also (V,): ``r_image``, ``r_text`` (held-out r of each branch
-    alone), ``dz_si`` (mean block Fisher-z difference image − text), ``p_si`` (two-sided),
+    alone), ``dz_si`` (within-block Fisher-z difference image − text, mean over blocks), ``p_si`` (two-sided),
     ``q_si`` (BH)."""
     from alignment.analyses.modality import paired_contrast, unique_variance_tests
     from alignment.encoding import fit_banded_ridge
@@ -152,13 +152,13 @@ def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
 
 register(Stage(
-    name="crossmodal", gpu=True, version=2, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
+    name="crossmodal", gpu=True, version=3, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
     compute=crossmodal_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len"),
     analysis="crossmodal", expand=lambda keys, plan, baselines: crossmodal_targets(keys, plan, baselines),
     doc="fusion layer, tested: r_both, r_image, r_text, r_additive, r_full, gain, p/q_gain, dz/p/q_unified (V,)",
 ))
 register(Stage(
-    name="specialization", gpu=True, version=2, target=BandsKey, inputs=specialization_inputs,
+    name="specialization", gpu=True, version=3, target=BandsKey, inputs=specialization_inputs,
     params=specialization_params, compute=specialization_compute,
     options=("hrf", "alphas", "banded_iter", "seed", "block_len"), analysis="specialization",
     expand=lambda keys, plan, baselines: plan_bands(keys),
