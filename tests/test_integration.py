@@ -105,3 +105,33 @@ def test_sites_are_blind_to_the_sign_of_features():
     b = _sites(Y, runs, vlm * signs, -x_img, x_txt)
     np.testing.assert_allclose(b.p, a.p, atol=1e-8)
     np.testing.assert_allclose(b.diff, a.diff, atol=1e-10)
+
+
+def test_block_values_average_to_the_within_block_z_and_match_its_jackknife():
+    """Per run, the block means of the TR contributions average to the Fisher z of the
+    within-block r (block-centered data, one r over the run), computed here directly; and each
+    is close to that z's leave-one-block-out jackknife pseudo-value (the delta method is the
+    jackknife's first-order form)."""
+    from alignment.analyses.integration import _within_blocks, _z_contributions, time_blocks
+
+    rng = np.random.default_rng(7)
+    runs = np.repeat([0, 1], [200, 160])
+    slow = rng.standard_normal((runs.size, 4)).cumsum(0) * 0.1
+    y = slow + rng.standard_normal(slow.shape)
+    pred = 0.7 * slow + rng.standard_normal(slow.shape)
+    blocks = time_blocks(runs, 20)
+    run_idx = [np.flatnonzero(runs == r) for r in (0, 1)]
+    contrib = _z_contributions(_within_blocks(y, blocks, run_idx), _within_blocks(pred, blocks, run_idx), run_idx)
+
+    def z_within(bs):
+        yc = np.concatenate([y[b] - y[b].mean(0) for b in bs])
+        pc = np.concatenate([pred[b] - pred[b].mean(0) for b in bs])
+        return np.arctanh((yc * pc).sum(0) / np.sqrt((yc ** 2).sum(0) * (pc ** 2).sum(0)))
+
+    for r in (0, 1):
+        bs = [b for b in blocks if runs[b[0]] == r]
+        means = np.stack([contrib[b].mean(0) for b in bs])
+        z = z_within(bs)
+        np.testing.assert_allclose(means.mean(0), z, atol=1e-12)
+        pseudo = np.stack([len(bs) * z - (len(bs) - 1) * z_within(bs[:k] + bs[k + 1:]) for k in range(len(bs))])
+        assert (np.abs(means - pseudo).max(0) < 0.15 * pseudo.std(0)).all()
