@@ -73,7 +73,7 @@ THRESHOLDS: dict[str, Check] = {
 #: patch at the default SNR; the Gaussian falloff leaves a patch's rim near 0.3).
 DIAGNOSTICS = ("sensitivity_amplitude_below_0.5", "sensitivity_amplitude_0.5_to_1", "sensitivity_amplitude_above_1",
                "modality_accuracy_detected_image", "modality_accuracy_detected_text",
-               "modality_accuracy_detected_unified")
+               "modality_accuracy_detected_unified", "integration_sensitivity_detected")
 
 
 @dataclass
@@ -268,7 +268,7 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
         voxels = np.isin(patch_of, [int(p["patch"]) for p in vlm_patches if p["modality"] == modality]) & detected
         out[f"modality_accuracy_detected_{modality}"] = hits.get(modality, 0) / voxels.sum() if voxels.any() \
             else float("nan")
-    out.update(_integration_metrics(study, subject, patches, patch_of, planted))
+    out.update(_integration_metrics(study, subject, patches, patch_of, planted, detected))
     return out
 
 
@@ -343,9 +343,10 @@ def _modality_hits(study: Study, subject: str, patches: list[dict], patch_of: np
 
 
 def _integration_metrics(study: Study, subject: str, patches: list[dict], patch_of: np.ndarray,
-                         planted: np.ndarray) -> dict:
+                         planted: np.ndarray, detected: np.ndarray) -> dict:
     """Integration sites of the fusion model's planted layers against :data:`INTEGRATION_BASELINES`
-    on the unified, the additive and the unplanted voxels (NaN when not cached)."""
+    on the unified (all, and those the encoding maps detect), the additive and the unplanted
+    voxels (NaN when not cached)."""
     from alignment.pipeline import IntegrationKey, NotCached
 
     fused = sorted({(p["model"], p["branch"], int(p["layer"]), p["kind"]) for p in patches
@@ -364,6 +365,7 @@ def _integration_metrics(study: Study, subject: str, patches: list[dict], patch_
         return float(sites[mask].mean()) if mask.any() else float("nan")
 
     return {"integration_sensitivity": share(of_voxel == "unified"),
+            "integration_sensitivity_detected": share((of_voxel == "unified") & detected),
             "integration_additive_false_positive_rate": share(of_voxel == "additive"),
             "integration_unplanted_false_positive_rate": share(~planted)}
 
