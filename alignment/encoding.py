@@ -912,7 +912,7 @@ def _null_fold_factored(ops, dec, Yb, ynorm, chosen, perms, source, dt):
     k = dec.Ut.shape[0]
     P = ops.to_numpy(ops.to64(dec.P[0]))
     Pc = P - P.mean(0)
-    gram = ops.cast(ops.asarray(Pc.T @ Pc))
+    gram = ops.asarray(Pc.T @ Pc)
     Pc = Pc.astype(dt)
     Ut_t = ops.to_numpy(dec.Ut).astype(dt).T  # (T_train, k)
     Ysource, yte, norm = Yb[ops.index(source)], Yb[ops.index(test)], ops.asarray(ynorm)

@@ -94,12 +94,13 @@ def test_identity_permutation_reproduces_the_observed_scores():
     np.testing.assert_allclose(null[0], fit.scores, atol=1e-10)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("form", ["factored", "direct"])
 @pytest.mark.parametrize("n_features", [6, 200])
-def test_null_draws_equal_refits_on_the_permuted_data(form, n_features, monkeypatch):
+def test_null_draws_equal_refits_on_the_permuted_data(form, n_features, backend, monkeypatch):
     """Each draw equals scikit-learn ridges refit on the permuted data, fold by fold, with the
     fold's alphas and the repeats kept out of training; both orders of the product (fewer or
-    more features than training TRs)."""
+    more features than training TRs), on both backends."""
     from sklearn.linear_model import Ridge
 
     import alignment.encoding as encoding
@@ -115,7 +116,7 @@ def test_null_draws_equal_refits_on_the_permuted_data(form, n_features, monkeypa
     exclude = repeated_segment_exclusion(seg, runs, 2)
     fit = fit_ridge(X, Y, runs, alphas=ALPHAS, exclude=exclude)
     perms = run_permutations(runs, 4, "block", block_size=7, seed=2)
-    null = ridge_permutation_null(X, Y, runs, fit.fold_alphas, perms, exclude=exclude)
+    null = ridge_permutation_null(X, Y, runs, fit.fold_alphas, perms, exclude=exclude, backend=backend)
     for d, perm in enumerate(perms):
         Yp, r_sum = Y[perm], np.zeros(V)
         for r in range(n_runs):
