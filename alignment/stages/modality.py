@@ -54,15 +54,15 @@ def crossmodal_params(study, unit: Unit, inputs) -> dict:
 
 def crossmodal_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     """Ridge of the layer's ANs under each condition; the additive model (banded ridge over the
-    image- and text-condition ANs, one band each) and the full model (the same plus the
-    image+text ANs as a third band); all leave-one-run-out, compared over time blocks of
+    image- and text-condition ANs, one band each) and the full model (the same plus, as a third
+    band, the image+text ANs' part not linear in those); all leave-one-run-out, compared over time blocks of
     ``options.block_len`` TRs (:func:`alignment.analyses.modality.crossmodal_tests`).
 
     Arrays (V,): ``r_both``, ``r_image``, ``r_text``, ``r_additive``, ``r_full`` (held-out r),
     ``gain`` = r_both − max(r_image, r_text), ``p_gain`` / ``q_gain`` (one-sided, gain > 0;
     BH), ``dz_unified`` (within-block Fisher-z difference full − additive, mean over blocks), ``p_unified`` /
     ``q_unified`` (one-sided; BH)."""
-    from alignment.analyses.modality import crossmodal_tests
+    from alignment.analyses.modality import beyond_single_modalities, crossmodal_tests
     from alignment.encoding import fit_banded_ridge, fit_ridge
     from alignment.stats import fdr_bh
 
@@ -75,13 +75,15 @@ def crossmodal_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
                           **study.fit_backend).predictions
              for c in CONDITIONS}
 
-    def banded(conditions):
-        return fit_banded_ridge([X[c] for c in conditions], Y, study.runs, alphas=alphas, n_iter=o.banded_iter,
-                                band_names=conditions, random_state=o.seed, compute_unique=False,
+    def banded(bands):
+        return fit_banded_ridge(list(bands.values()), Y, study.runs, alphas=alphas, n_iter=o.banded_iter,
+                                band_names=list(bands), random_state=o.seed, compute_unique=False,
                                 return_predictions=True, exclude=exclude, **study.fit_backend).predictions
 
-    res = crossmodal_tests(Y, preds[BOTH], preds["image"], preds["text"], banded(CONDITIONS),
-                           banded(CONDITIONS[1:]), study.runs, block_len=o.block_len)
+    single = {c: X[c] for c in CONDITIONS[1:]}
+    beyond = beyond_single_modalities(X[BOTH], *single.values(), runs=study.runs).astype(X[BOTH].dtype)
+    res = crossmodal_tests(Y, preds[BOTH], preds["image"], preds["text"], banded({BOTH: beyond, **single}),
+                           banded(single), study.runs, block_len=o.block_len)
     arrays = {name: getattr(res, name) for name in
               ("r_both", "r_image", "r_text", "r_additive", "r_full", "gain", "p_gain", "dz_unified", "p_unified")}
     arrays["q_gain"] = fdr_bh(res.p_gain)[1]
@@ -152,7 +154,7 @@ def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
 
 register(Stage(
-    name="crossmodal", gpu=True, version=3, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
+    name="crossmodal", gpu=True, version=4, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
     compute=crossmodal_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len"),
     analysis="crossmodal", expand=lambda keys, plan, baselines: crossmodal_targets(keys, plan, baselines),
     doc="fusion layer, tested: r_both, r_image, r_text, r_additive, r_full, gain, p/q_gain, dz/p/q_unified (V,)",
