@@ -102,23 +102,75 @@ def test_additive_voxels_have_gain_but_are_not_unified_interactive_ones_are(nois
     assert res.dz_unified[V:].mean() > 0.1 > res.dz_unified[:V].mean()
 
 
-def test_beyond_single_modalities_is_the_ols_residual_and_ignores_their_basis():
-    import statsmodels.api as sm
+def test_beyond_single_modalities_is_a_cross_validated_ridge_residual_blind_to_order_sign_and_rotation():
+    from himalaya.backend import set_backend
+    from himalaya.ridge import RidgeCV
+    from sklearn.linear_model import Ridge
 
     rng, runs, *_, layer = _world(2)
     x_both, x_img, x_txt = layer["image+text"], layer["image"], layer["text"]
-    beyond = beyond_single_modalities(x_both, x_img, x_txt, runs)
-    design = np.hstack([x_img, x_txt, (runs[:, None] == np.unique(runs)).astype(float)])
+    beyond = beyond_single_modalities(x_both, x_img, x_txt, runs, ALPHAS)
+    # reference: himalaya's run-wise CV picks each column's alpha, sklearn's Ridge the fit, on
+    # the arrays centered within run
+    one_hot = (runs[:, None] == np.unique(runs)).astype(float)
+    center = lambda a: a - one_hot @ np.linalg.lstsq(one_hot, a, rcond=None)[0]  # noqa: E731
+    design, target = center(np.hstack([x_img, x_txt])), center(x_both)
+    set_backend("numpy", on_error="raise")
+    splits = [(np.flatnonzero(runs != r), np.flatnonzero(runs == r)) for r in np.unique(runs)]
+    chosen = RidgeCV(alphas=ALPHAS, cv=splits).fit(design, target).best_alphas_
     for j in (0, 9, 17, 19):
-        np.testing.assert_allclose(beyond[:, j], sm.OLS(x_both[:, j], design).fit().resid, atol=1e-8)
-    # the same single-condition ANs in another basis: the same residual
-    mix = rng.standard_normal((2 * x_img.shape[1], 2 * x_img.shape[1]))
-    np.testing.assert_allclose(beyond_single_modalities(x_both, *np.split(np.hstack([x_img, x_txt]) @ mix, 2, axis=1),
-                                                        runs), beyond, atol=1e-8)
-    # image+text ANs that are the single conditions' in another basis carry nothing beyond them
-    assert not beyond_single_modalities(np.hstack([x_img, x_txt]) @ mix, x_img, x_txt, runs).any()
+        fit = Ridge(alpha=chosen[j], fit_intercept=False).fit(design, target[:, j])
+        np.testing.assert_allclose(beyond[:, j], target[:, j] - fit.predict(design), atol=1e-8)
+    # the single-condition ANs in another order, with other signs, rotated, conditions swapped
+    rotation = np.linalg.qr(rng.standard_normal((2 * x_img.shape[1],) * 2))[0]
+    other = np.hstack([x_img, x_txt])[:, rng.permutation(2 * x_img.shape[1])] * rng.choice([-1, 1], 2 * x_img.shape[1])
+    np.testing.assert_allclose(beyond_single_modalities(x_both, *np.split(other, 2, axis=1), runs, ALPHAS), beyond,
+                               atol=1e-8)
+    np.testing.assert_allclose(beyond_single_modalities(x_both, *np.split(other @ rotation, 2, axis=1), runs, ALPHAS),
+                               beyond, atol=1e-8)
+    np.testing.assert_allclose(beyond_single_modalities(x_both, x_txt, x_img, runs, ALPHAS), beyond, atol=1e-8)
+    # image+text ANs that are the single conditions' in another basis carry (almost) nothing
+    # beyond them; the conjunctions, which the single passes see only through a blank, do
+    spanned = beyond_single_modalities(np.hstack([x_img, x_txt]) @ rotation, x_img, x_txt, runs, ALPHAS)
+    assert (spanned**2).sum() < 1e-3 * len(runs) * spanned.shape[1]
+    conjunctions = slice(2 * N_FEAT, None)
+    assert (beyond[:, conjunctions] ** 2).mean() > 0.5 * (x_both[:, conjunctions] ** 2).mean()
     with pytest.raises(ValueError, match="time points"):
         beyond_single_modalities(x_both, x_img[1:], x_txt, runs)
+
+
+@pytest.mark.parametrize("noise", ["1/f", "ar1+ar0.9"])
+def test_unified_keeps_power_and_level_when_the_single_condition_ans_outnumber_the_trs(noise):
+    """A wide layer (the single conditions' ANs outnumber the TRs, as in the demo's fusion
+    layer and in real models): a least-squares residual on them is 0, so it could find no
+    unified voxel; the ridge residual keeps the conjunctions and stays at level on additive voxels."""
+    rng, runs, x_img, x_txt, conj, layer = _world(3)
+    n_other = len(runs) // 2  # per condition, so the single conditions alone span every TR
+
+    def other_units(X):  # the layer's other units: saturating mixes of what this pass sees
+        return _z(np.tanh(_z(X @ rng.standard_normal((X.shape[1], n_other)))))
+
+    wide = {c: np.hstack([X, other_units(X)]) for c, X in layer.items()}
+    V = 150
+    mix = np.linspace(0.15, 0.85, V)
+    img = _unit(x_img @ rng.standard_normal((N_FEAT, V)))
+    txt = _unit(x_txt @ rng.standard_normal((N_FEAT, V)))
+    additive = _unit(np.sqrt(mix) * img + np.sqrt(1 - mix) * txt)
+    inter = _unit(_unit(x_img @ rng.standard_normal((N_FEAT, V)) + x_txt @ rng.standard_normal((N_FEAT, V)))
+                  + _unit(conj @ rng.standard_normal((4, V))))
+    signal = np.hstack([additive, inter])
+    Y = 0.8 * signal + _noise(rng, noise, signal.shape, runs)
+    single = np.hstack([wide["image"], wide["text"], (runs[:, None] == np.unique(runs)).astype(float)])
+    ols = wide["image+text"] - single @ np.linalg.lstsq(single, wide["image+text"], rcond=None)[0]
+    assert np.abs(ols).max() < 1e-6  # nothing left for a least-squares band to find
+    beyond = beyond_single_modalities(wide["image+text"], wide["image"], wide["text"], runs, ALPHAS)
+    full = _banded([beyond, wide["image"], wide["text"]], Y, runs)
+    contrast = paired_contrast(Y, full, _banded([wide["image"], wide["text"]], Y, runs), runs, block_len=20)
+    unified = (fdr_bh(contrast.p)[1] < 0.05) & (contrast.mean_dz > 0)
+    assert unified[:V].mean() <= 0.05
+    assert (contrast.p[:V] < 0.05).mean() <= 0.08  # uncorrected, 150 voxels (binomial sd ~2 %)
+    assert contrast.mean_dz[:V].mean() < 0
+    assert unified[V:].mean() >= 0.5
 
 
 @pytest.mark.parametrize("noise", ["1/f", "ar1+ar0.9"])

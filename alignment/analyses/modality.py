@@ -410,41 +410,61 @@ def paired_contrast(y, pred_a, pred_b, runs=None, *, block_len: int = 20,
     return PairedContrast(res.r_vlm, res.r_joint, res.mean_dz, p, res.n_blocks)
 
 
-def beyond_single_modalities(x_both, x_image, x_text, runs=None) -> np.ndarray:
-    """The image+text ANs' part that is not linear in the single-condition ANs: the full
-    model's third band (:func:`crossmodal_tests`).
+def beyond_single_modalities(x_both, x_image, x_text, runs, alphas=None) -> np.ndarray:
+    """The image+text ANs' part that the single-condition ANs do not predict: the full model's
+    third band (:func:`crossmodal_tests`).
 
-    Least-squares residual of ``x_both`` on ``[x_image, x_text]`` and one intercept per run,
-    over all TRs: features only, no BOLD, so nothing of the response crosses folds. The full
-    model then spans the same space as with ``x_both`` itself, but its extra band's prior
-    reaches only the directions the additive model lacks. With ``x_both`` as it is, that band
-    re-penalizes directions the additive model already has, a different prior that predicts
-    additive voxels slightly better (measured in the simulation of ``tests/test_modality_tests.py``,
-    3 seeds × 1/f and AR(1) + AR(0.9) noise: mean block z difference +0.003 to +0.011, p < .05 at
-    3-7 % of additive voxels; with the residual −0.004 to −0.006 and 0-0.7 %, at a cost in
-    power: 76-83 % instead of 85-96 % of interactive voxels at p < .001). With many ANs against
-    few TRs little may be left: on the default demo's fusion layer (128 ANs per condition, 600
-    TRs) 0.02 % of the image+text ANs' variance, and no unified voxel is found.
+    Ridge residual of ``x_both`` on ``[x_image, x_text]``, all centered within run (one
+    intercept per run), each column with the alpha that predicts it best in leave-one-run-out
+    cross-validation over ``alphas``; the residual itself is in-sample, over all TRs. Features
+    only, no BOLD, so nothing of the response crosses folds. The residual is a fixed linear
+    map of the image+text and single-condition ANs, so the full model spans the same space as
+    with ``x_both`` itself; its extra band's prior reaches what the single conditions do not
+    predict. With ``x_both`` as it is, that band re-penalizes directions the additive model
+    already has, a different prior that predicts additive voxels slightly better (measured in
+    the simulation of ``tests/test_modality_tests.py``, 3 seeds × 1/f and AR(1) + AR(0.9)
+    noise: mean block z difference +0.003 to +0.011, p < .05 at 3-7 % of additive voxels; with
+    the residual −0.004 to −0.007 and 0-1.3 %, at a cost in power: 73-83 % instead of 85-96 %
+    of interactive voxels at p < .001). A least-squares residual is not enough: where the
+    single-condition ANs are as many as the distinct stimuli it fits everything in-sample and
+    leaves ~0 (the default demo's fusion layer: 5e-4 of the planted unified ANs' variance,
+    whose held-out r from the single-condition ANs is 0.18-0.30; the ridge residual keeps
+    75-97 % of it).
 
     Parameters
     ----------
     x_both, x_image, x_text : ndarray, shape (T, N_both), (T, N_image), (T, N_text)
-    runs : ndarray, shape (T,), optional
+    runs : ndarray, shape (T,)
+        At least 2 runs (the cross-validation folds).
+    alphas : ndarray, shape (n_alphas,), optional
+        Ridge penalties to choose from; default :data:`alignment.encoding.DEFAULT_ALPHAS`.
 
     Returns
     -------
-    ndarray, shape (T, N_both), float64; columns with nothing beyond the single conditions
-    (residual norm under 1e-8 of the column's) are exactly 0.
+    ndarray, shape (T, N_both), float64
     """
+    from alignment.encoding import DEFAULT_ALPHAS, fit_ridge
+
     x_both = np.asarray(x_both, dtype=np.float64)
     T = x_both.shape[0]
-    runs = np.zeros(T, int) if runs is None else np.asarray(runs)
+    runs = np.asarray(runs)
     if x_both.ndim != 2 or np.shape(x_image)[0] != T or np.shape(x_text)[0] != T or runs.shape != (T,):
         raise ValueError(f"x_both, x_image, x_text and runs must share their {T} time points")
-    design = np.hstack([np.asarray(x_image, np.float64), np.asarray(x_text, np.float64),
-                        (runs[:, None] == np.unique(runs)[None]).astype(np.float64)])
-    resid = x_both - design @ np.linalg.lstsq(design, x_both, rcond=None)[0]
-    resid[:, np.linalg.norm(resid, axis=0) < 1e-8 * np.linalg.norm(x_both, axis=0)] = 0.0
+    one_hot = (runs[:, None] == np.unique(runs)[None]).astype(np.float64)
+
+    def within_run(a):  # centered within run: the per-run intercepts
+        return a - one_hot @ (one_hot.T @ a / one_hot.sum(0)[:, None])
+
+    design = within_run(np.hstack([np.asarray(x_image, np.float64), np.asarray(x_text, np.float64)]))
+    target = within_run(x_both)
+    chosen = fit_ridge(design, target, runs, DEFAULT_ALPHAS if alphas is None else alphas,
+                       inner_cv=False).best_alphas
+    U, s, _ = np.linalg.svd(design, full_matrices=False)
+    Ut_target = U.T @ target
+    resid = np.empty_like(target)
+    for alpha in np.unique(chosen):
+        cols = chosen == alpha
+        resid[:, cols] = target[:, cols] - U @ ((s**2 / (s**2 + alpha))[:, None] * Ut_target[:, cols])
     return resid
 
 
@@ -497,15 +517,15 @@ def crossmodal_tests(y, pred_both, pred_image, pred_text, pred_full, pred_additi
       too — both modalities predict more than one — so gain is not evidence of integration.
     - *unified*: the image+text ANs add to the two single-modality passes. The *additive* model
       is a banded ridge over the image-condition and the text-condition ANs (one band each);
-      the *full* model adds, as a third band, the image+text ANs' part not linear in those
+      the *full* model adds, as a third band, the image+text ANs' part those do not predict
       (:func:`beyond_single_modalities`). An additive voxel is predicted by the additive model
       as well as by the full one; only a response to the combination (an interaction the
       fused layer carries and the single-modality passes do not) makes the full model better.
-      The models are nested and the extra band holds only new directions, so it can only cost
-      the full model at an additive voxel (shrinkage, a larger search). Comparing the
-      image+text ridge with the additive model directly is not nested, and the better-fitting
-      basis wins: measured 5-25 % of purely additive voxels declared unified, depending on
-      how much unrelated variance the single-condition passes carry.
+      The models are nested and the extra band's prior reaches what the additive one lacks,
+      so at an additive voxel it mostly costs the full model (shrinkage, a larger search).
+      Comparing the image+text ridge with the additive model directly is not nested, and the
+      better-fitting basis wins: measured 5-25 % of purely additive voxels declared unified,
+      depending on how much unrelated variance the single-condition passes carry.
 
     Parameters
     ----------

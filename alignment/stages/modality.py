@@ -55,7 +55,7 @@ def crossmodal_params(study, unit: Unit, inputs) -> dict:
 def crossmodal_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     """Ridge of the layer's ANs under each condition; the additive model (banded ridge over the
     image- and text-condition ANs, one band each) and the full model (the same plus, as a third
-    band, the image+text ANs' part not linear in those); all leave-one-run-out, compared over time blocks of
+    band, the image+text ANs' part those do not predict); all leave-one-run-out, compared over time blocks of
     ``options.block_len`` TRs (:func:`alignment.analyses.modality.crossmodal_tests`).
 
     Arrays (V,): ``r_both``, ``r_image``, ``r_text``, ``r_additive``, ``r_full`` (held-out r),
@@ -81,7 +81,7 @@ def crossmodal_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
                                 return_predictions=True, exclude=exclude, **study.fit_backend).predictions
 
     single = {c: X[c] for c in CONDITIONS[1:]}
-    beyond = beyond_single_modalities(X[BOTH], *single.values(), runs=study.runs).astype(X[BOTH].dtype)
+    beyond = beyond_single_modalities(X[BOTH], *single.values(), study.runs, alphas).astype(X[BOTH].dtype)
     res = crossmodal_tests(Y, preds[BOTH], preds["image"], preds["text"], banded({BOTH: beyond, **single}),
                            banded(single), study.runs, block_len=o.block_len)
     arrays = {name: getattr(res, name) for name in
@@ -154,7 +154,7 @@ def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
 
 register(Stage(
-    name="crossmodal", gpu=True, version=4, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
+    name="crossmodal", gpu=True, version=5, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
     compute=crossmodal_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len"),
     analysis="crossmodal", expand=lambda keys, plan, baselines: crossmodal_targets(keys, plan, baselines),
     doc="fusion layer, tested: r_both, r_image, r_text, r_additive, r_full, gain, p/q_gain, dz/p/q_unified (V,)",
