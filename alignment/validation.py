@@ -51,6 +51,8 @@ THRESHOLDS: dict[str, Check] = {
     "polarity_accuracy_detected": Check(">=", 0.9, "the same over the detected VLM voxels only"),
     "modality_accuracy": Check(">=", 0.7, "VLM voxels labelled with the planted modality; undetected count as misses"),
     "modality_accuracy_detected": Check(">=", 0.9, "the same over the detected VLM voxels only"),
+    "unified_additive_false_positive_rate": Check("<=", 0.05, "additive image + text voxels labelled "
+                                                              "unified by the fusion layers of the unified patches"),
     "network_accuracy": Check(">=", 0.9, "VLM patches whose planted AN's brain map falls mostly in the planted network"),
     "polarity_stability": Check(">=", 0.9, "BNs of the planted layers signed under some dictionary seed (0, 1, 2) "
                                            "that no seed gives the opposite sign (a mixed BN withholds a sign; "
@@ -69,11 +71,13 @@ THRESHOLDS: dict[str, Check] = {
                                                  "keeps its expectation <= fdr_q", planted=False),
 }
 #: reported beside :data:`THRESHOLDS` (means over subjects), scored by none: where a failing
-#: metric's misses lie. Planted amplitude = the voxel's signal std / noise std (mean 1 over a
-#: patch at the default SNR; the Gaussian falloff leaves a patch's rim near 0.3).
+#: metric's misses lie, and the encoding p's calibration deeper in the tail (p < .001, where
+#: a few thousand unplanted voxels per map give a rough share). Planted amplitude = the voxel's
+#: signal std / noise std (mean 1 over a patch at the default SNR; the Gaussian falloff leaves
+#: a patch's rim near 0.3).
 DIAGNOSTICS = ("sensitivity_amplitude_below_0.5", "sensitivity_amplitude_0.5_to_1", "sensitivity_amplitude_above_1",
                "modality_accuracy_detected_image", "modality_accuracy_detected_text",
-               "modality_accuracy_detected_unified", "integration_sensitivity_detected")
+               "modality_accuracy_detected_unified", "integration_sensitivity_detected", "calibration_p001")
 
 
 @dataclass
@@ -221,6 +225,7 @@ def _encoding_metrics(enc: dict, planted: np.ndarray, q_level: float) -> dict:
         declared = np.asarray(e["q"]) < q_level
         fdp.append((declared & null).sum() / declared.sum() if declared.any() else 0.0)
     return {"calibration_p05": float(np.mean(p < 0.05)), "calibration_p01": float(np.mean(p < 0.01)),
+            "calibration_p001": float(np.mean(p < 0.001)),
             "null_false_positive_rate": float(np.mean(fdp))}
 
 
@@ -268,6 +273,7 @@ def _subject_metrics(study: Study, truth, subject: str, keys: list[LayerKey], ma
         voxels = np.isin(patch_of, [int(p["patch"]) for p in vlm_patches if p["modality"] == modality]) & detected
         out[f"modality_accuracy_detected_{modality}"] = hits.get(modality, 0) / voxels.sum() if voxels.any() \
             else float("nan")
+    out.update(_unified_additive_rate(study, subject, patches, patch_of))
     out.update(_integration_metrics(study, subject, patches, patch_of, planted, detected))
     return out
 
@@ -312,12 +318,24 @@ def _link_hits(study: Study, truth, subject: str, patches: list[dict], mapped: l
     return top_hits, polarity_hits, network_hits
 
 
+def unified_voxels(study: Study, key: LayerKey, subject: str) -> np.ndarray:
+    """The tested "unified" label (V,) bool of a fusion layer: its image+text ANs add to the
+    additive model of its single-modality passes where its image+text encoding map is
+    significant (:func:`alignment.analyses.modality.unified_by_test` on ``crossmodal``)."""
+    from alignment.analyses.modality import unified_by_test
+
+    q_level = study.options.fdr_q
+    both = np.asarray(study.get("encoding", key, subject)["q"]) < q_level
+    cross = study.get("crossmodal", key, subject)
+    return unified_by_test(np.asarray(cross["q_unified"]), np.asarray(cross["dz_unified"]), both, q_level)
+
+
 def _modality_hits(study: Study, subject: str, patches: list[dict], patch_of: np.ndarray, detected: np.ndarray,
                    enc: dict) -> dict[str, int]:
     """Detected VLM voxels labelled with their planted modality, by planted modality: image /
     text from the dual encoder's branches; unified by the fusion layer's tested contrast
-    (``crossmodal``)."""
-    from alignment.analyses.modality import modality_labels, unified_by_test
+    (:func:`unified_voxels`)."""
+    from alignment.analyses.modality import modality_labels
 
     q_level = study.options.fdr_q
     clip_keys = [k for k in enc if k.model == CLIP_SPEC and k.kind == "attn"]
@@ -330,16 +348,25 @@ def _modality_hits(study: Study, subject: str, patches: list[dict], patch_of: np
     correct: dict[str, int] = {}
     for p in patches:
         voxels = (patch_of == int(p["patch"])) & detected
-        if p["modality"] == "unified":  # the tested contrast: image+text adds to the additive model
-            key = LayerKey(p["model"], p["branch"], int(p["layer"]), p["kind"])
-            both = np.asarray(study.get("encoding", key, subject)["q"]) < q_level
-            cross = study.get("crossmodal", key, subject)
-            fused = unified_by_test(np.asarray(cross["q_unified"]), np.asarray(cross["dz_unified"]), both, q_level)
+        if p["modality"] == "unified":
+            fused = unified_voxels(study, LayerKey(p["model"], p["branch"], int(p["layer"]), p["kind"]), subject)
             hits = int(np.sum(fused[voxels]))
         else:
             hits = int(np.sum(dual[voxels] == p["modality"]))
         correct[p["modality"]] = correct.get(p["modality"], 0) + hits
     return correct
+
+
+def _unified_additive_rate(study: Study, subject: str, patches: list[dict], patch_of: np.ndarray) -> dict:
+    """Additive voxels that a fusion layer planted with unified patches labels unified (NaN
+    when nothing additive or unified is planted)."""
+    fused = sorted({(p["model"], p["branch"], int(p["layer"]), p["kind"]) for p in patches
+                    if p["modality"] == "unified"})
+    additive = np.isin(patch_of, [int(p["patch"]) for p in patches if p["modality"] == "additive"])
+    if not fused or not additive.any():
+        return {}
+    labelled = np.any([unified_voxels(study, LayerKey(*f), subject) for f in fused], axis=0)
+    return {"unified_additive_false_positive_rate": float(labelled[additive].mean())}
 
 
 def _integration_metrics(study: Study, subject: str, patches: list[dict], patch_of: np.ndarray,

@@ -183,7 +183,9 @@ def fusion_view():
                 "Gain where any condition's map is significant; untested for this subject (the `crossmodal` "
                 "analysis tests it).")
                + " Gain > 0 holds for additive voxels too (both modalities predict more than one): it is not "
-                 "evidence of integration; unified BNs are.")
+                 "evidence of integration. Unified BNs are evidence that the layer's image+text pass carries "
+                 "what its single passes do not; that the brain integrates is tested against unimodal "
+                 "baselines (Integration sites page).")
     if not f["tested"]:
         st.warning("Unified BNs untested: the `crossmodal` analysis (Compute page or a run config) compares the "
                    "image+text ANs with the additive model of the image-only and text-only passes. None are shown.")

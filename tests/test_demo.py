@@ -201,6 +201,20 @@ def test_polarity_is_blind_to_atom_signs_and_a_sign_arbitrary_polarity_fails(see
     assert "polarity_accuracy_detected" in broken.failed() or "polarity_accuracy_detected" in broken_flipped.failed()
 
 
+def test_an_untested_unified_label_fails_on_the_additive_voxels(seed0, monkeypatch):
+    """"Unified" wherever the full model's mean block difference is positive (no test, no
+    significant encoding map): about half of the additive ViT + RoBERTa voxels get it, and the
+    additive check fails; the tested label passes it."""
+    import alignment.analyses.modality
+
+    result = validate_demo(seed0)
+    assert "unified_additive_false_positive_rate" not in result.failed()
+    monkeypatch.setattr(alignment.analyses.modality, "unified_by_test",
+                        lambda q_unified, dz_unified, sig_both, fdr_q=0.05: np.asarray(dz_unified) > 0)
+    broken = validate_demo(seed0)
+    assert "unified_additive_false_positive_rate" in broken.failed()
+
+
 @pytest.mark.xfail(reason="on the seed-0 small demo the fusion layer predicts the additive voxels worse than the "
                           "ViT baseline alone (mean r 0.31 vs 0.44), so even the each-baseline rule declares none",
                    strict=False)
