@@ -213,8 +213,10 @@ def p_from_null(null, observed, tail="empirical"):
 
     ``"empirical"``: Monte Carlo (1 + #null >= obs) / (1 + n), floored at 1 / (1 + n).
     ``"normal"``: the upper tail of a normal fitted to each voxel's null (its mean and sd); the
-    null of an average of within-run correlations is close to normal, and this resolves the
-    small p values that FDR over ~10^5 voxels needs without 10^6 draws. The mean and sd are
+    null of an average of within-run correlations is close to normal in its bulk, and this
+    resolves the small p values that FDR over ~10^5 voxels needs without 10^6 draws. Its tail
+    is lighter than normal (on the default demo's unplanted voxels skew −0.2, excess kurtosis
+    −0.3), so the smallest p are conservative there (p < .001 at 0.18× nominal). The mean and sd are
     estimated from the n draws, so the tail is the predictive one, Student t with n - 1 dof on
     ``(observed - mean) / (sd sqrt(1 + 1/n))`` (exact for a normal null; it matters below
     ~100 draws).
