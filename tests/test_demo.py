@@ -203,7 +203,7 @@ def test_polarity_is_blind_to_atom_signs_and_a_sign_arbitrary_polarity_fails(see
 
 def test_an_untested_unified_label_fails_on_the_additive_voxels(seed0, monkeypatch):
     """"Unified" wherever the full model's mean block difference is positive (no test, no
-    significant encoding map): about half of the additive ViT + RoBERTa voxels get it, and the
+    significant encoding map): 47-48 % of the additive ViT + RoBERTa voxels get it, and the
     additive check fails; the tested label passes it."""
     import alignment.analyses.modality
 

@@ -141,9 +141,10 @@ def test_beyond_single_modalities_is_a_cross_validated_ridge_residual_blind_to_o
 
 @pytest.mark.parametrize("noise", ["1/f", "ar1+ar0.9"])
 def test_unified_keeps_power_and_level_when_the_single_condition_ans_outnumber_the_trs(noise):
-    """A wide layer (the single conditions' ANs outnumber the TRs, as in the demo's fusion
-    layer and in real models): a least-squares residual on them is 0, so it could find no
-    unified voxel; the ridge residual keeps the conjunctions and stays at level on additive voxels."""
+    """A wide layer (the single conditions' ANs outnumber the TRs; in the demo's fusion layer
+    they nearly span the distinct stimuli): a least-squares residual on them is 0, so it could
+    find no unified voxel; the ridge residual keeps the conjunctions and stays at level on
+    additive voxels."""
     rng, runs, x_img, x_txt, conj, layer = _world(3)
     n_other = len(runs) // 2  # per condition, so the single conditions alone span every TR
 
