@@ -60,6 +60,24 @@ def _banded(Xs, Y, runs):
     return fit_banded_ridge(Xs, Y, runs, ALPHAS, n_iter=5, compute_unique=False, return_predictions=True).predictions
 
 
+#: voxels of each kind in :func:`_additive_then_interactive`
+N_VOXELS = 150
+
+
+def _additive_then_interactive(rng, runs, x_img, x_txt, conj, noise):
+    """BOLD (T, 2 N_VOXELS): additive voxels (an image and a text response, the image's share of
+    the signal from 0.15 to 0.85), then interactive ones (the same plus a conjunction)."""
+    V = N_VOXELS
+    mix = np.linspace(0.15, 0.85, V)
+    img = _unit(x_img @ rng.standard_normal((N_FEAT, V)))
+    txt = _unit(x_txt @ rng.standard_normal((N_FEAT, V)))
+    additive = _unit(np.sqrt(mix) * img + np.sqrt(1 - mix) * txt)
+    inter = _unit(_unit(x_img @ rng.standard_normal((N_FEAT, V)) + x_txt @ rng.standard_normal((N_FEAT, V)))
+                  + _unit(conj @ rng.standard_normal((4, V))))
+    signal = np.hstack([additive, inter])
+    return 0.8 * signal + _noise(rng, noise, signal.shape, runs)
+
+
 def _crossmodal(Y, runs, layer):
     """The crossmodal stage's computation on arrays."""
     preds = {c: _ridge(X, Y, runs) for c, X in layer.items()}
@@ -75,15 +93,8 @@ def test_additive_voxels_have_gain_but_are_not_unified_interactive_ones_are(nois
     """Additive voxels, with any mix of image and text: gain > 0 is found (both modalities
     predict more than one), unified at <= 5 %; voxels that also follow a conjunction are unified."""
     rng, runs, x_img, x_txt, conj, layer = _world(1)
-    V = 150
-    mix = np.linspace(0.15, 0.85, V)  # the image share of an additive voxel's signal
-    img = _unit(x_img @ rng.standard_normal((N_FEAT, V)))
-    txt = _unit(x_txt @ rng.standard_normal((N_FEAT, V)))
-    additive = _unit(np.sqrt(mix) * img + np.sqrt(1 - mix) * txt)
-    inter = _unit(_unit(x_img @ rng.standard_normal((N_FEAT, V)) + x_txt @ rng.standard_normal((N_FEAT, V)))
-                  + _unit(conj @ rng.standard_normal((4, V))))
-    signal = np.hstack([additive, inter])
-    Y = 0.8 * signal + _noise(rng, noise, signal.shape, runs)
+    Y = _additive_then_interactive(rng, runs, x_img, x_txt, conj, noise)
+    V = N_VOXELS
     res = _crossmodal(Y, runs, layer)
     q_unified = fdr_bh(res.p_unified)[1]
     unified = unified_by_test(q_unified, res.dz_unified, np.ones(2 * V, bool))
@@ -152,15 +163,8 @@ def test_unified_keeps_power_and_level_when_the_single_condition_ans_outnumber_t
         return _z(np.tanh(_z(X @ rng.standard_normal((X.shape[1], n_other)))))
 
     wide = {c: np.hstack([X, other_units(X)]) for c, X in layer.items()}
-    V = 150
-    mix = np.linspace(0.15, 0.85, V)
-    img = _unit(x_img @ rng.standard_normal((N_FEAT, V)))
-    txt = _unit(x_txt @ rng.standard_normal((N_FEAT, V)))
-    additive = _unit(np.sqrt(mix) * img + np.sqrt(1 - mix) * txt)
-    inter = _unit(_unit(x_img @ rng.standard_normal((N_FEAT, V)) + x_txt @ rng.standard_normal((N_FEAT, V)))
-                  + _unit(conj @ rng.standard_normal((4, V))))
-    signal = np.hstack([additive, inter])
-    Y = 0.8 * signal + _noise(rng, noise, signal.shape, runs)
+    Y = _additive_then_interactive(rng, runs, x_img, x_txt, conj, noise)
+    V = N_VOXELS
     single = np.hstack([wide["image"], wide["text"], (runs[:, None] == np.unique(runs)).astype(float)])
     ols = wide["image+text"] - single @ np.linalg.lstsq(single, wide["image+text"], rcond=None)[0]
     assert np.abs(ols).max() < 1e-6  # nothing left for a least-squares band to find
