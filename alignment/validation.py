@@ -357,15 +357,20 @@ def _modality_hits(study: Study, subject: str, patches: list[dict], patch_of: np
     return correct
 
 
+def _fused_layers(patches: list[dict]) -> list[LayerKey]:
+    """The fusion layers the unified patches were planted from, once each."""
+    return [LayerKey(*f) for f in sorted({(p["model"], p["branch"], int(p["layer"]), p["kind"]) for p in patches
+                                          if p["modality"] == "unified"})]
+
+
 def _unified_additive_rate(study: Study, subject: str, patches: list[dict], patch_of: np.ndarray) -> dict:
     """Additive voxels that a fusion layer planted with unified patches labels unified (NaN
     when nothing additive or unified is planted)."""
-    fused = sorted({(p["model"], p["branch"], int(p["layer"]), p["kind"]) for p in patches
-                    if p["modality"] == "unified"})
+    fused = _fused_layers(patches)
     additive = np.isin(patch_of, [int(p["patch"]) for p in patches if p["modality"] == "additive"])
     if not fused or not additive.any():
         return {}
-    labelled = np.any([unified_voxels(study, LayerKey(*f), subject) for f in fused], axis=0)
+    labelled = np.any([unified_voxels(study, key, subject) for key in fused], axis=0)
     return {"unified_additive_false_positive_rate": float(labelled[additive].mean())}
 
 
@@ -376,14 +381,13 @@ def _integration_metrics(study: Study, subject: str, patches: list[dict], patch_
     voxels (NaN when not cached)."""
     from alignment.pipeline import IntegrationKey, NotCached
 
-    fused = sorted({(p["model"], p["branch"], int(p["layer"]), p["kind"]) for p in patches
-                    if p["modality"] == "unified"})
+    fused = _fused_layers(patches)
     modality = np.asarray([p["modality"] for p in patches])
     of_voxel = np.where(patch_of >= 0, modality[np.maximum(patch_of, 0)], "")
     if not fused:
         return {}
     try:
-        sites = np.any([integration_sites(study.get("integration", IntegrationKey(LayerKey(*f), INTEGRATION_BASELINES),
+        sites = np.any([integration_sites(study.get("integration", IntegrationKey(f, INTEGRATION_BASELINES),
                                                      subject, compute=False)) for f in fused], axis=0)
     except NotCached:
         return {}
