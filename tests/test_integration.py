@@ -11,6 +11,7 @@ AR(1) φ = 0.5 + AR(1) φ = 0.9.
 import numpy as np
 from synthetic_noise import ar1 as _ar1, noise as _noise
 import pytest
+from scipy import stats
 
 from alignment.analyses.integration import integration_sites
 from alignment.encoding import fit_banded_ridge, fit_ridge
@@ -92,6 +93,65 @@ def test_uncorrected_p_holds_its_level_on_noise(noise):
     share = (res.p < 0.05).mean()
     assert 0.01 <= share <= 0.08, share
     assert res.sites.mean() <= 0.01
+
+
+@pytest.mark.parametrize("noise", ["1/f", "ar1+ar0.9"])
+def test_estimated_inflation_holds_the_level_finds_more_sites_and_true_effects_only_raise_it(noise):
+    """A brain-like map (6 % of voxels carry signal): λ estimated from the voxels (median of
+    t²) agrees with the variance of the noise voxels' t (moments: an independent estimate),
+    holds the level at noise and additive voxels, and finds more interactive voxels than the
+    bound λ = 2; voxels where the models truly differ only raise λ (more conservative)."""
+    from alignment.analyses.integration import INFLATION_BOUND
+
+    rng, runs, x_img, x_txt, x_other, conj = _world(5)
+    V, n_noise = 150, 4500
+    additive = _unit(_unit(x_img @ rng.standard_normal((N_FEAT, 2 * V)))
+                     + _unit(x_txt @ rng.standard_normal((N_FEAT, 2 * V))))
+    inter = _unit(additive[:, V:] + _unit(conj @ rng.standard_normal((4, V))))
+    signal = np.hstack([additive[:, :V], inter])
+    Y = np.hstack([0.8 * signal + _noise(rng, noise, signal.shape, runs), _noise(rng, noise, (runs.size, n_noise), runs)])
+    vlm = np.hstack([x_img, x_txt, x_other, conj])
+    est = _sites(Y, runs, vlm, x_img, x_txt)
+    bound = _sites(Y, runs, vlm, x_img, x_txt, inflation="bound")
+    assert est.inflation_estimated and not bound.inflation_estimated
+    assert bound.inflation == {"joint": INFLATION_BOUND, "image": INFLATION_BOUND, "text": INFLATION_BOUND}
+    lam = est.inflation["joint"]
+    assert 1.2 < lam < INFLATION_BOUND  # the cross-fitting coupling is real, and below the bound
+    noise_voxels = slice(2 * V, None)
+    t_noise = stats.norm.isf(est.p[noise_voxels]) * np.sqrt(lam)  # the uncorrected t
+    assert np.var(t_noise) == pytest.approx(lam, rel=0.2)
+    assert 0.03 <= (est.p[noise_voxels] < 0.05).mean() <= 0.07
+    assert est.sites[noise_voxels].mean() <= 0.002
+    assert est.sites[:V].mean() <= 0.05 and (est.p[:V] < 0.05).mean() <= 0.08
+    assert est.sites[V:2 * V].sum() > bound.sites[V:2 * V].sum()
+    assert est.sites[V:2 * V].mean() >= 0.8
+    # the signal voxels differ between the models: leaving them out can only lower λ
+    assert _sites(Y[:, noise_voxels], runs, vlm, x_img, x_txt).inflation["joint"] < lam
+
+
+def test_too_few_voxels_fall_back_to_the_bound():
+    """Below INFLATION_MIN_VOXELS the median of t² is too noisy: λ = 2 and Student's t; λ
+    stays within [1, 2]."""
+    from alignment.analyses.integration import INFLATION_MIN_VOXELS, cross_fitting_inflation
+
+    rng, runs, x_img, x_txt, x_other, conj = _world(6)
+    Y = _noise(rng, "1/f", (runs.size, 300), runs)
+    res = _sites(Y, runs, np.hstack([x_img, x_txt, x_other]), x_img, x_txt)
+    assert not res.inflation_estimated and res.inflation["joint"] == 2.0
+    assert np.isnan(cross_fitting_inflation(rng.standard_normal(INFLATION_MIN_VOXELS - 1)))
+    # no inflation estimated below 1 (a map more alike than noise is not made more liberal)
+    assert cross_fitting_inflation(0.5 * rng.standard_normal(INFLATION_MIN_VOXELS)) == 1.0
+    # masked voxels (t exactly 0) are left out
+    t = 1.5 * rng.standard_normal(2 * INFLATION_MIN_VOXELS)
+    assert cross_fitting_inflation(np.r_[t, np.zeros(5000)]) == cross_fitting_inflation(t)
+    # a map where most voxels differ between the models: the estimate exceeds the bound, and the
+    # bound's test is used
+    s = rng.standard_normal((runs.size, INFLATION_MIN_VOXELS))
+    y = s + rng.standard_normal(s.shape)
+    most = integration_sites(y, s + 0.5 * rng.standard_normal(s.shape), rng.standard_normal(s.shape), runs=runs)
+    assert not most.inflation_estimated and most.inflation["joint"] == 2.0
+    with pytest.raises(ValueError, match="inflation"):
+        integration_sites(Y, Y, Y, runs=runs, inflation="fitted")
 
 
 def test_sites_are_blind_to_the_sign_of_features():

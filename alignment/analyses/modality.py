@@ -367,6 +367,9 @@ class PairedContrast:
     p : ndarray, shape (V,)
         p of the alternative asked for (``"greater"``: a better than b; ``"two-sided"``).
     n_blocks : int
+    inflation : float
+        λ, the cross-fitting inflation of the t statistics' null variance
+        (:mod:`alignment.analyses.integration`).
     """
 
     r_a: np.ndarray
@@ -374,6 +377,7 @@ class PairedContrast:
     mean_dz: np.ndarray
     p: np.ndarray
     n_blocks: int
+    inflation: float
 
 
 def paired_contrast(y, pred_a, pred_b, runs=None, *, block_len: int = 20,
@@ -382,8 +386,8 @@ def paired_contrast(y, pred_a, pred_b, runs=None, *, block_len: int = 20,
 
     The paired block test of :func:`alignment.analyses.integration.integration_sites` (block
     means of each TR's contribution to the within-block Fisher-z difference, lag-1 HAC t over
-    blocks, variance doubled for leave-one-run-out predictions), used for any two held-out
-    predictions.
+    blocks, its null variance scaled by the cross-fitting inflation of leave-one-run-out
+    predictions), used for any two held-out predictions.
 
     Parameters
     ----------
@@ -407,7 +411,7 @@ def paired_contrast(y, pred_a, pred_b, runs=None, *, block_len: int = 20,
         raise ValueError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}")
     res = integration_sites(y, pred_a, pred_b, runs=runs, block_len=block_len, test="t")
     p = res.p if alternative == "greater" else np.minimum(1.0, 2.0 * np.minimum(res.p, 1.0 - res.p))
-    return PairedContrast(res.r_vlm, res.r_joint, res.mean_dz, p, res.n_blocks)
+    return PairedContrast(res.r_vlm, res.r_joint, res.mean_dz, p, res.n_blocks, res.inflation["joint"])
 
 
 def beyond_single_modalities(x_both, x_image, x_text, runs, alphas=None) -> np.ndarray:
@@ -490,6 +494,9 @@ class CrossModalTests:
         Mean block Fisher-z difference and one-sided p of the full model beating the additive
         one (the image+text ANs add to the two single-modality passes).
     n_blocks : int
+    inflation : dict[str, float]
+        λ of each block test (:mod:`alignment.analyses.integration`): ``"unified"``, and
+        ``"gain_image"``, ``"gain_text"`` (image+text against each single condition).
     """
 
     r_both: np.ndarray
@@ -502,6 +509,7 @@ class CrossModalTests:
     dz_unified: np.ndarray
     p_unified: np.ndarray
     n_blocks: int
+    inflation: dict
 
 
 def crossmodal_tests(y, pred_both, pred_image, pred_text, pred_full, pred_additive, runs=None, *,
@@ -551,7 +559,9 @@ def crossmodal_tests(y, pred_both, pred_image, pred_text, pred_full, pred_additi
     return CrossModalTests(r_both=gain.r_vlm, r_image=gain.r_image, r_text=gain.r_text,
                            r_additive=unified.r_joint, r_full=unified.r_vlm,
                            gain=cross_modal_gain(gain.r_vlm, gain.r_image, gain.r_text), p_gain=gain.p_each,
-                           dz_unified=unified.mean_dz, p_unified=unified.p, n_blocks=unified.n_blocks)
+                           dz_unified=unified.mean_dz, p_unified=unified.p, n_blocks=unified.n_blocks,
+                           inflation={"unified": unified.inflation["joint"], "gain_image": gain.inflation["image"],
+                                      "gain_text": gain.inflation["text"]})
 
 
 def unified_by_test(q_unified, dz_unified, sig_both, fdr_q: float = 0.05) -> np.ndarray:

@@ -70,7 +70,9 @@ def integration_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     (one-sided, VLM better than the joint baseline), ``q`` (BH-FDR), ``sites`` (1 where
     q < fdr_q and diff > 0); descriptive: ``r_image``, ``r_text`` (each baseline alone, ridge)
     and ``p_each`` (better than each baseline separately — also true of additive voxels, never
-    the sites). Meta ``baselines``: the layers compared."""
+    the sites). Meta ``baselines``: the layers compared; ``inflation``: λ of each block test
+    (the cross-fitting inflation of its null variance, estimated from the voxels or bounded:
+    ``inflation_estimated``)."""
     from alignment.analyses.integration import integration_sites
     from alignment.encoding import fit_banded_ridge, fit_ridge
 
@@ -92,7 +94,8 @@ def integration_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
               for name in ("r_vlm", "r_joint", "r_image", "r_text", "diff", "p", "q", "p_each")}
     arrays["sites"] = res.sites.astype(np.uint8)
     return arrays, {"description": f"integration {unit.target.vlm.label()} sub-{unit.subject}",
-                    "baselines": {"image": asdict(image), "text": asdict(text)}}
+                    "baselines": {"image": asdict(image), "text": asdict(text)},
+                    "inflation": res.inflation, "inflation_estimated": res.inflation_estimated}
 
 
 def integration_targets(keys, plan, baselines) -> list[IntegrationKey]:
@@ -105,7 +108,7 @@ def integration_targets(keys, plan, baselines) -> list[IntegrationKey]:
 
 
 register(Stage(
-    name="integration", gpu=True, version=4, target=IntegrationKey, inputs=integration_inputs, params=integration_params,
+    name="integration", gpu=True, version=5, target=IntegrationKey, inputs=integration_inputs, params=integration_params,
     compute=integration_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len", "fdr_q"),
     analysis="integration", expand=integration_targets,
     doc="integration sites vs a joint image+text baseline: r_vlm, r_joint, diff, p, q, sites (V,)",

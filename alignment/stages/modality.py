@@ -61,7 +61,7 @@ def crossmodal_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     Arrays (V,): ``r_both``, ``r_image``, ``r_text``, ``r_additive``, ``r_full`` (held-out r),
     ``gain`` = r_both − max(r_image, r_text), ``p_gain`` / ``q_gain`` (one-sided, gain > 0;
     BH), ``dz_unified`` (within-block Fisher-z difference full − additive, mean over blocks), ``p_unified`` /
-    ``q_unified`` (one-sided; BH)."""
+    ``q_unified`` (one-sided; BH). Meta ``inflation``: λ of each block test."""
     from alignment.analyses.modality import beyond_single_modalities, crossmodal_tests
     from alignment.encoding import fit_banded_ridge, fit_ridge
     from alignment.stats import fdr_bh
@@ -89,7 +89,8 @@ def crossmodal_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     arrays["q_gain"] = fdr_bh(res.p_gain)[1]
     arrays["q_unified"] = fdr_bh(res.p_unified)[1]
     return ({k: np.asarray(v, np.float32) for k, v in arrays.items()},
-            {"description": f"crossmodal {key.label()} sub-{unit.subject}", "n_blocks": int(res.n_blocks)})
+            {"description": f"crossmodal {key.label()} sub-{unit.subject}", "n_blocks": int(res.n_blocks),
+             "inflation": res.inflation})
 
 
 def crossmodal_targets(keys, plan, baselines) -> list[LayerKey]:
@@ -121,7 +122,7 @@ def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     (one-sided; BH per band); bands in the order of the target's branches. With exactly an
     ``image`` and a ``text`` band also (V,): ``r_image``, ``r_text`` (held-out r of each branch
     alone), ``dz_si`` (within-block Fisher-z difference image − text, mean over blocks), ``p_si`` (two-sided),
-    ``q_si`` (BH)."""
+    ``q_si`` (BH). Meta ``inflation``: λ of each block test."""
     from alignment.analyses.modality import paired_contrast, unique_variance_tests
     from alignment.encoding import fit_banded_ridge
     from alignment.stats import fdr_bh
@@ -149,18 +150,21 @@ def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
         si = paired_contrast(Y, without["text"], without["image"], study.runs, block_len=o.block_len,
                              alternative="two-sided")
         arrays.update(r_image=si.r_a, r_text=si.r_b, dz_si=si.mean_dz, p_si=si.p, q_si=fdr_bh(si.p)[1])
+    inflation = {f"unique_{b}": tests[b].inflation for b in bands.branches}
+    if "p_si" in arrays:
+        inflation["si"] = si.inflation
     return ({k: np.asarray(v, np.float32) for k, v in arrays.items()},
-            {"description": f"specialization {bands.label()} sub-{unit.subject}"})
+            {"description": f"specialization {bands.label()} sub-{unit.subject}", "inflation": inflation})
 
 
 register(Stage(
-    name="crossmodal", gpu=True, version=5, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
+    name="crossmodal", gpu=True, version=6, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
     compute=crossmodal_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len"),
     analysis="crossmodal", expand=lambda keys, plan, baselines: crossmodal_targets(keys, plan, baselines),
     doc="fusion layer, tested: r_both, r_image, r_text, r_additive, r_full, gain, p/q_gain, dz/p/q_unified (V,)",
 ))
 register(Stage(
-    name="specialization", gpu=True, version=3, target=BandsKey, inputs=specialization_inputs,
+    name="specialization", gpu=True, version=4, target=BandsKey, inputs=specialization_inputs,
     params=specialization_params, compute=specialization_compute,
     options=("hrf", "alphas", "banded_iter", "seed", "block_len"), analysis="specialization",
     expand=lambda keys, plan, baselines: plan_bands(keys),
