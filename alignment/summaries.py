@@ -1178,7 +1178,9 @@ def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Basel
         over subjects for the group), ``q`` (V,) (the subject's block test, or the group test),
         ``sites`` (V,) 0/1 (the subject's, or the group test's), ``site_share`` (V,) share of
         subjects where the voxel is a site, ``baselines`` {subject: {"image": LayerKey,
-        "text": LayerKey}} the layers compared, ``sig_vlm`` (V,) bool: the VLM layer's own
+        "text": LayerKey}} the layers compared, ``inflation`` {subject: (λ, estimated)} the
+        block test's cross-fitting variance factor and whether it was estimated from the
+        voxels (:mod:`alignment.analyses.integration`), ``sig_vlm`` (V,) bool: the VLM layer's own
         encoding map is significant (q < ``fdr_q``), and with an atlas ``per_network``
         (:func:`alignment.networks.network_summary` of ``diff`` over those voxels, plus
         ``mean diff (VLM significant)`` and ``share of sites`` per network and group).
@@ -1192,6 +1194,8 @@ def integration_maps(study: Study, subject: str, key: LayerKey, baselines: Basel
     out = dict(diff=mean("diff"), r_vlm=mean("r_vlm"), r_joint=mean("r_joint"), r_image=mean("r_image"),
                r_text=mean("r_text"), site_share=mean("sites"),
                baselines={s: {k: LayerKey(**v) for k, v in e.meta.get("baselines", {}).items()}
+                          for s, e in zip(subjects, entries)},
+               inflation={s: (e.meta.get("inflation", {}).get("joint"), e.meta.get("inflation_estimated"))
                           for s, e in zip(subjects, entries)})
     if subject == GROUP:
         g = integration_group(study, key, baselines, subjects, fdr_q)

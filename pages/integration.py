@@ -71,11 +71,15 @@ def view():
     st.caption("Joint baseline (image · text layers fitted together, best layer per subject unless the run config "
                "fixed one): "
                + "; ".join(f"sub-{s}: {v}" for s, v in compared.items()))
+    st.caption("Variance factor λ of the block test (the coupling of leave-one-run-out folds; estimated from the "
+               "map's voxels, or the conservative bound 2): "
+               + "; ".join(f"sub-{s}: " + ("not recorded" if lam is None else
+                                          f"{lam:.2f} ({'estimated' if estimated else 'bound'})")
+                           for s, (lam, estimated) in d["inflation"].items()))
     if not (d["sites"] > 0).any():
-        st.info("No voxel passes the test at this FDR level. The block test is conservative (its variance is "
-                "doubled to cover the coupling of leave-one-run-out folds), and with few time blocks (short "
-                "runs) even large accuracy gains rarely survive correction over all voxels; the difference map "
-                "(toggle off) still shows where the VLM is ahead of the joint baseline.")
+        st.info("No voxel passes the test at this FDR level. With few time blocks (short runs) even large "
+                "accuracy gains rarely survive correction over all voxels; the difference map (toggle off) still "
+                "shows where the VLM is ahead of the joint baseline.")
     c1, c2 = st.columns(2)
     with c1:
         S.plot(integration_scatter_figure(d), key="in-scatter")
