@@ -109,7 +109,8 @@ def test_estimated_inflation_holds_the_level_finds_more_sites_and_true_effects_o
                      + _unit(x_txt @ rng.standard_normal((N_FEAT, 2 * V))))
     inter = _unit(additive[:, V:] + _unit(conj @ rng.standard_normal((4, V))))
     signal = np.hstack([additive[:, :V], inter])
-    Y = np.hstack([0.8 * signal + _noise(rng, noise, signal.shape, runs), _noise(rng, noise, (runs.size, n_noise), runs)])
+    Y = np.hstack([0.8 * signal + _noise(rng, noise, signal.shape, runs),
+                   _noise(rng, noise, (runs.size, n_noise), runs)])
     vlm = np.hstack([x_img, x_txt, x_other, conj])
     est = _sites(Y, runs, vlm, x_img, x_txt)
     bound = _sites(Y, runs, vlm, x_img, x_txt, inflation="bound")

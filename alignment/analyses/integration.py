@@ -55,9 +55,10 @@ factor λ of their null variance:
   voxel's null variance by a similar factor and that most voxels of a map do not differ
   between the two models; voxels that do differ (either way) only raise the median, which
   makes the test more conservative, never less. The scale comes from thousands of voxels,
-  so the reference is the normal, not Student's t. Measured on pure noise (4 runs of 150 TRs, 20000 voxels,
-  models of 8 and 32 features per band; white, 1/f and AR(1) + AR(0.9) noise): λ 1.60-1.85,
-  p < .05 at 0.81-1.03 and p < .001 at 0.55-1.30 times the nominal rate. A nested contrast
+  so the reference is the normal, not Student's t. Measured on pure noise (4 runs of 150
+  TRs, 20000 voxels, models of 8 and 32 features per band; white, 1/f and AR(1) + AR(0.9)
+  noise): λ 1.60-1.85, p < .05 at 0.81-1.03 and p < .001 at 0.55-1.30 times the nominal
+  rate. A nested contrast
   (a model against itself less a band, :func:`alignment.analyses.modality.crossmodal_tests`)
   has a skewed null: 0.66-0.74 times at p < .05, 1.15-1.25 at p < .001.
 - ``inflation="bound"``, and with fewer voxels: Var(a + b) <= 2 Var(a) + 2 Var(b) (the
