@@ -262,6 +262,7 @@ def test_fresh_server_opened_on_a_page_url_shows_the_menu(demo_cache, browser):
             page.get_by_role("heading", name="Integration sites").wait_for(timeout=LOAD_TIMEOUT)
             _idle(page)
             _shot(page, "07_fresh_server_page_url")
+            assert page.get_by_text("Variance factor λ of the block test").is_visible()  # and each subject's λ
             sidebar = page.locator('[data-testid="stSidebar"]')
             links = [a.inner_text().split("\n")[-1] for a in sidebar.locator("a").all()]
             assert links == [title for pages in PAGES.values() for _, title, _ in pages], links

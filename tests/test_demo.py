@@ -27,7 +27,7 @@ def cache(tmp_path_factory):
 #: 0.07, and with it the accuracies over all planted voxels (over the detected ones: top AN 0.84,
 #: polarity 1.00, modality 1.00); no unified voxel reaches significance against the joint
 #: baseline. The default demo (3 subjects x 4 x 150 TRs) has more power but fails as well: sensitivity
-#: 0.70, modality on detected voxels 0.81, integration sensitivity 0.47 (polarity stability, 0.84 before
+#: 0.70, modality on detected voxels 0.75, integration sensitivity 0.37 (polarity stability, 0.84 before
 #: mixed BNs, is 0.99 since)
 #: (README, "The simulated demo"). Remove the xfail markers when they pass.
 KNOWN_FAILURES = "the small demo's encoding maps lack power (sensitivity 0.07) and no unified voxel is a site (see KNOWN_FAILURES)"

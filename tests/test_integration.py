@@ -119,9 +119,12 @@ def test_estimated_inflation_holds_the_level_finds_more_sites_and_true_effects_o
     lam = est.inflation["joint"]
     assert 1.2 < lam < INFLATION_BOUND  # the cross-fitting coupling is real, and below the bound
     noise_voxels = slice(2 * V, None)
-    t_noise = stats.norm.isf(est.p[noise_voxels]) * np.sqrt(lam)  # the uncorrected t
-    assert np.var(t_noise) == pytest.approx(lam, rel=0.2)
-    assert 0.03 <= (est.p[noise_voxels] < 0.05).mean() <= 0.07
+    B = est.n_blocks
+    t_noise = stats.t.isf(est.p[noise_voxels], B - 1) * np.sqrt(lam)  # the uncorrected t
+    assert np.var(t_noise) == pytest.approx(lam * (B - 1) / (B - 3), rel=0.2)  # λ times Var(Student's t)
+    # at the level, and nearer to it than the bound (the signal voxels raise λ a little)
+    assert 0.02 <= (est.p[noise_voxels] < 0.05).mean() <= 0.07
+    assert (est.p[noise_voxels] < 0.05).mean() > (bound.p[noise_voxels] < 0.05).mean()
     assert est.sites[noise_voxels].mean() <= 0.002
     assert est.sites[:V].mean() <= 0.05 and (est.p[:V] < 0.05).mean() <= 0.08
     assert est.sites[V:2 * V].sum() > bound.sites[V:2 * V].sum()
@@ -139,12 +142,14 @@ def test_too_few_voxels_fall_back_to_the_bound():
     Y = _noise(rng, "1/f", (runs.size, 300), runs)
     res = _sites(Y, runs, np.hstack([x_img, x_txt, x_other]), x_img, x_txt)
     assert not res.inflation_estimated and res.inflation["joint"] == 2.0
-    assert np.isnan(cross_fitting_inflation(rng.standard_normal(INFLATION_MIN_VOXELS - 1)))
+    assert np.isnan(cross_fitting_inflation(rng.standard_normal(INFLATION_MIN_VOXELS - 1), 30))
     # no inflation estimated below 1 (a map more alike than noise is not made more liberal)
-    assert cross_fitting_inflation(0.5 * rng.standard_normal(INFLATION_MIN_VOXELS)) == 1.0
+    assert cross_fitting_inflation(0.5 * rng.standard_normal(INFLATION_MIN_VOXELS), 30) == 1.0
     # masked voxels (t exactly 0) are left out
     t = 1.5 * rng.standard_normal(2 * INFLATION_MIN_VOXELS)
-    assert cross_fitting_inflation(np.r_[t, np.zeros(5000)]) == cross_fitting_inflation(t)
+    assert cross_fitting_inflation(np.r_[t, np.zeros(5000)], 30) == cross_fitting_inflation(t, 30)
+    # the reference is Student's t with B - 1 dof: t statistics drawn from it have λ ≈ 1
+    assert cross_fitting_inflation(stats.t.rvs(11, size=20000, random_state=1), 12) == pytest.approx(1.0, abs=0.06)
     # a map where most voxels differ between the models: the estimate exceeds the bound, and the
     # bound's test is used
     s = rng.standard_normal((runs.size, INFLATION_MIN_VOXELS))

@@ -108,7 +108,7 @@ def integration_targets(keys, plan, baselines) -> list[IntegrationKey]:
 
 
 register(Stage(
-    name="integration", gpu=True, version=5, target=IntegrationKey, inputs=integration_inputs,
+    name="integration", gpu=True, version=6, target=IntegrationKey, inputs=integration_inputs,
     params=integration_params,
     compute=integration_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len", "fdr_q"),
     analysis="integration", expand=integration_targets,

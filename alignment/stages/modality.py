@@ -158,13 +158,13 @@ def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
 
 register(Stage(
-    name="crossmodal", gpu=True, version=6, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
+    name="crossmodal", gpu=True, version=7, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
     compute=crossmodal_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len"),
     analysis="crossmodal", expand=lambda keys, plan, baselines: crossmodal_targets(keys, plan, baselines),
     doc="fusion layer, tested: r_both, r_image, r_text, r_additive, r_full, gain, p/q_gain, dz/p/q_unified (V,)",
 ))
 register(Stage(
-    name="specialization", gpu=True, version=4, target=BandsKey, inputs=specialization_inputs,
+    name="specialization", gpu=True, version=5, target=BandsKey, inputs=specialization_inputs,
     params=specialization_params, compute=specialization_compute,
     options=("hrf", "alphas", "banded_iter", "seed", "block_len"), analysis="specialization",
     expand=lambda keys, plan, baselines: plan_bands(keys),
