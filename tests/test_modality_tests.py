@@ -327,6 +327,7 @@ def test_coupling_checks_shapes():
 
 # ------------------------------------------------------------------------------ stages
 def test_crossmodal_and_specialization_stages_run_and_key_their_options(planted, tmp_path):
+    from alignment.analyses.integration import INFLATION_BOUND
     from alignment.cache import Cache
     from alignment.data import load_dataset
     from alignment.keys import BandsKey, LayerKey, Options
@@ -353,6 +354,11 @@ def test_crossmodal_and_specialization_stages_run_and_key_their_options(planted,
     assert dz[:200].mean() > 0.1 > abs(dz[200:].mean())
     assert np.median(p[:200]) < 0.5 * np.median(p[200:])
     assert (np.asarray(sp["q_si"])[200:] < 0.05).mean() < 0.01
+    # every block test records its cross-fitting inflation, within [1, the bound]
+    assert set(cm.meta["inflation"]) == {"unified", "gain_image", "gain_text"}
+    assert set(sp.meta["inflation"]) == {"unique_image", "unique_text", "si"}
+    recorded = [*cm.meta["inflation"].values(), *sp.meta["inflation"].values()]
+    assert all(1.0 <= lam <= INFLATION_BOUND for lam in recorded)
     assert {"crossmodal", "specialization"} <= set(analyses())
     with pytest.raises(ValueError, match="names the 'image\\+text' condition"):
         study.get("crossmodal", LayerKey(SPEC, "image", 2, condition="image"), "01")

@@ -145,13 +145,12 @@ def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     arrays = {"dz_unique": np.stack([tests[b].mean_dz for b in bands.branches]),
               "p_unique": np.stack([tests[b].p for b in bands.branches])}
     arrays["q_unique"] = np.stack([fdr_bh(p)[1] for p in arrays["p_unique"]])
+    inflation = {f"unique_{b}": tests[b].inflation for b in bands.branches}
     if sorted(bands.branches) == sorted(SI_BANDS):
         # two bands: the model without the text band is the image band alone, and vice versa
         si = paired_contrast(Y, without["text"], without["image"], study.runs, block_len=o.block_len,
                              alternative="two-sided")
         arrays.update(r_image=si.r_a, r_text=si.r_b, dz_si=si.mean_dz, p_si=si.p, q_si=fdr_bh(si.p)[1])
-    inflation = {f"unique_{b}": tests[b].inflation for b in bands.branches}
-    if "p_si" in arrays:
         inflation["si"] = si.inflation
     return ({k: np.asarray(v, np.float32) for k, v in arrays.items()},
             {"description": f"specialization {bands.label()} sub-{unit.subject}", "inflation": inflation})
