@@ -161,14 +161,20 @@ def test_too_few_voxels_fall_back_to_the_bound():
 
 
 def test_sites_are_blind_to_the_sign_of_features():
-    """A feature's sign is arbitrary (an AN, an atom): flipping some changes nothing."""
+    """A feature's sign is arbitrary (an AN, an atom): flipping some changes nothing, the
+    estimated inflation included (a map large enough to estimate it)."""
+    from alignment.analyses.integration import INFLATION_MIN_VOXELS
+
     rng, runs, x_img, x_txt, x_other, conj = _world(4)
     V = 40
-    Y = 0.8 * _unit(conj @ rng.standard_normal((4, V))) + _noise(rng, "ar1+ar0.9", (runs.size, V), runs)
+    signal = 0.8 * _unit(conj @ rng.standard_normal((4, V))) + _noise(rng, "ar1+ar0.9", (runs.size, V), runs)
+    Y = np.hstack([signal, _noise(rng, "ar1+ar0.9", (runs.size, INFLATION_MIN_VOXELS), runs)])
     vlm = np.hstack([x_img, x_txt, x_other, conj])
     signs = np.where(rng.random(vlm.shape[1]) < 0.5, -1.0, 1.0)
     a = _sites(Y, runs, vlm, x_img, x_txt)
     b = _sites(Y, runs, vlm * signs, -x_img, x_txt)
+    assert a.inflation_estimated
+    assert b.inflation == pytest.approx(a.inflation, rel=1e-8)
     np.testing.assert_allclose(b.p, a.p, atol=1e-8)
     np.testing.assert_allclose(b.diff, a.diff, atol=1e-10)
 
