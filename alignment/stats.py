@@ -2,6 +2,7 @@
 
 - :func:`fdr_bh` -- Benjamini-Hochberg FDR (the q-values of
   ``scipy.stats.false_discovery_control``).
+- :func:`simes` -- Simes' combined p of a family of tests (e.g. one voxel's layers).
 - :func:`pearson_r`, :func:`fisher_z` -- correlation helpers.
 - :func:`circular_shift_null`, :func:`block_permutation_null` -- per-voxel p values of the
   cross-validated Pearson r of held-out predictions, under nulls that keep the temporal
@@ -54,6 +55,7 @@ from scipy import stats as _sps
 
 __all__ = [
     "fdr_bh",
+    "simes",
     "pearson_r",
     "fisher_z",
     "circular_shift_null",
@@ -113,6 +115,41 @@ def fdr_bh(p, q=0.05):
     reject = np.zeros(p.shape, dtype=bool)
     reject[finite] = q_values[finite] <= q
     return reject, q_values
+
+
+def simes(p, axis=0):
+    """Simes' p of the intersection null "every test of the family is null", along ``axis``.
+
+    p_S = min_i K p_(i) / i over the K finite p values of the family (sorted). It is the
+    smallest BH-adjusted p within the family, and a valid p value when the family's tests are
+    independent or positively dependent (Simes 1986; Sarkar 2008), as encoding maps of the
+    layers of one model are. BH over voxels of each voxel's p_S controls the false discovery
+    rate of the claim "some layer predicts this voxel", which declaring a voxel where any
+    layer's own map is significant does not (the union of K maps, each at q, has false
+    discoveries from every map but true ones shared among them).
+
+    Parameters
+    ----------
+    p : array_like
+        p values in [0, 1]; NaN entries are left out of their family.
+    axis : int
+        The axis that holds each family (e.g. layers of a (K, V) stack).
+
+    Returns
+    -------
+    ndarray
+        ``p`` without ``axis``; NaN where a family has no finite p.
+    """
+    p = np.moveaxis(np.asarray(p, dtype=np.float64), axis, 0)
+    finite = np.isfinite(p)
+    if np.any((p[finite] < 0) | (p[finite] > 1)):
+        raise ValueError("p values must lie in [0, 1].")
+    k = finite.sum(0)
+    ranked = np.sort(np.where(finite, p, np.inf), axis=0)  # NaNs last
+    rank = np.arange(1, p.shape[0] + 1).reshape((-1,) + (1,) * (p.ndim - 1))
+    with np.errstate(invalid="ignore"):
+        combined = np.min(np.where(np.isfinite(ranked), ranked * k / rank, np.inf), axis=0)
+    return np.where(k > 0, np.minimum(combined, 1.0), np.nan)
 
 
 # --------------------------------------------------------------------------------------------

@@ -512,28 +512,46 @@ class MapResult:
 
 def best_layer_map(study: Study, subject: str, key: LayerKey, layers: Sequence[int], fdr_q: float = 0.05
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Layer with the highest r per voxel among ``layers`` of ``key``'s model/branch/kind/condition.
+    """Layer with the highest r per voxel among ``layers`` of ``key``'s model/branch/kind/condition,
+    where some of these layers predicts the voxel.
+
+    Significance is one family over the layers: each voxel's Simes p over its layers' encoding p
+    (:func:`alignment.stats.simes`), then BH over voxels at ``fdr_q``; so the map's voxels are
+    declared with a false discovery rate of ``fdr_q`` for "some layer predicts this voxel". (A
+    voxel whose best layer's own map is significant would not be: the union of the layers' maps
+    collects every map's false discoveries.) The layer shown is the argmax of the layers'
+    cross-validated r: a choice made on the same data, descriptive.
 
     Returns
     -------
     best : ndarray, shape (V,)
-        Layer index (float; NaN where that layer's r is not significant, q >= fdr_q).
+        Layer index (float; NaN where the voxel is not significant).
     r_best : ndarray, shape (V,)
     significant : ndarray of bool, shape (V,)
     """
+    from alignment.stats import fdr_bh, simes
+
     layers = sorted(int(x) for x in layers)
     if not layers:
         raise ValueError(f"no layers of {key.model} {key.branch} available")
-    rs, qs = zip(*(_with_q(study, subject, LayerKey(key.model, key.branch, lay, key.kind, key.condition))
+    rs, ps = zip(*(_r_p(study, subject, LayerKey(key.model, key.branch, lay, key.kind, key.condition))
                    for lay in layers))
     r = np.stack(rs)
-    q = np.stack(qs)
     idx = np.nanargmax(np.where(np.isfinite(r), r, -np.inf), axis=0)
-    cols = np.arange(r.shape[1])
-    r_best = r[idx, cols]
-    sig = q[idx, cols] < fdr_q
+    r_best = r[idx, np.arange(r.shape[1])]
+    sig, _ = fdr_bh(simes(np.stack(ps)), fdr_q)
     best = np.asarray(layers, np.float32)[idx]
     return np.where(sig, best, np.nan).astype(np.float32), r_best, sig
+
+
+def _r_p(study: Study, subject: str, key: LayerKey) -> tuple[np.ndarray, np.ndarray]:
+    """One layer's encoding r (V,) and uncorrected p (V,): the subject's null, or the group's t
+    test. NotCached until the subject's null is."""
+    if subject == GROUP:
+        g = group_map(study, key)
+        return g.r, g.p
+    e = study.get("encoding", key, subject)
+    return np.asarray(e["scores"], np.float32), np.asarray(e["p"], np.float64)
 
 
 def opening_view(study: Study, fdr_q: float = 0.05, avail: Availability | None = None) -> dict | None:
@@ -607,7 +625,8 @@ def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr
     - ``"significant r"``: r where q < ``fdr_q`` (group: q of the one-sample t across subjects);
     - ``"-log10 q"``;
     - ``"best layer"``: the layer (of ``key``'s model, branch, kind, condition; all layers in the
-      cache) with the highest r, where that r is significant;
+      cache) with the highest r, where some layer predicts the voxel (one family over the layers:
+      :func:`best_layer_map`);
     - ``"SI"``: modality specialization index of a dual encoder, (r_img − r_txt) /
       (|r_img| + |r_txt|), image branch vs text branch at ``key.layer`` (the nearest available
       layer for a branch that lacks it), shown where either is significant;
@@ -662,7 +681,8 @@ def metric_map(study: Study, subject: str, key: LayerKey, metric: str = "r", fdr
         layers = avail.layers(key.model, key.branch, key.kind, key.condition)
         best, r_best, sig = best_layer_map(study, subject, key, layers, fdr_q)
         return MapResult(best, "best layer", cmap="viridis", symmetric=False, significant=sig, r=r_best,
-                         note=f"layer with the highest r among layers {layers} (significant voxels only)",
+                         note=f"layer with the highest r among layers {layers}, where some layer predicts the "
+                              f"voxel (Simes over the layers, BH over voxels, q < {fdr_q:g}); {int(sig.sum())} voxels",
                          vmin=float(min(layers)), vmax=float(max(layers)))
     if metric == "SI":
         branches = avail.branches(key.model)

@@ -493,6 +493,43 @@ def _lesion_data(seed=7, T=400, N=40, V=12, n_carry=4):
     return X, Y, np.repeat(np.arange(4), T // 4), importance
 
 
+def test_best_layer_map_declares_voxels_by_one_family_over_the_layers():
+    """The best-layer map's significant voxels are BH over voxels of each voxel's Simes p over
+    the layers (subject: the encoding nulls' p; group: the group t tests' p), the layer shown is
+    the argmax of r, and neither depends on the order the layers are listed in."""
+    from alignment.conventions import GROUP
+    from alignment.keys import Options
+    from alignment.pipeline import LayerKey
+    from alignment.stats import fdr_bh, simes
+    from alignment.summaries import best_layer_map
+
+    rng = np.random.default_rng(4)
+    layers, subjects, V = (0, 2, 3, 5), ("01", "02", "03"), 3000
+    signal = rng.random(V) < 0.05
+    r = {(s, k): 0.05 * rng.standard_normal(V) + 0.3 * signal * (k == 3) for s in subjects for k in layers}
+    p = {(s, k): np.where(signal & (k >= 2), rng.uniform(0, 1e-4, V), rng.uniform(size=V)) for s in subjects
+         for k in layers}
+    study = SimpleNamespace(dataset=SimpleNamespace(subjects=list(subjects)), options=Options(),
+                            get=lambda stage, key, subject=None: {"scores": r[subject, key.layer],
+                                                                  "p": p[subject, key.layer],
+                                                                  "q": fdr_bh(p[subject, key.layer])[1]})
+    key = LayerKey("m", "image", 0)
+    best, r_best, sig = best_layer_map(study, "01", key, layers)
+    np.testing.assert_array_equal(sig, fdr_bh(simes(np.stack([p["01", k] for k in layers])), 0.05)[0])
+    assert sig[signal].mean() > 0.95 and sig[~signal].mean() < 0.01
+    want = np.asarray(layers)[np.argmax(np.stack([r["01", k] for k in layers]), axis=0)]
+    np.testing.assert_array_equal(best[sig], want[sig])
+    assert np.isnan(best[~sig]).all() and (best[signal & sig] == 3).all()
+    again = best_layer_map(study, "01", key, layers[::-1])
+    np.testing.assert_array_equal(again[0], best)
+    np.testing.assert_array_equal(again[2], sig)
+    _, _, group_sig = best_layer_map(study, GROUP, key, layers)
+    from alignment.summaries import group_map
+
+    group_p = np.stack([group_map(study, LayerKey("m", "image", k)).p for k in layers])
+    np.testing.assert_array_equal(group_sig, fdr_bh(simes(group_p), 0.05)[0])
+
+
 def test_lesion_curve_ranked_drops_faster_than_random():
     X, Y, runs, importance = _lesion_data()
     fr = (0.0, 0.1, 0.2, 0.5)
