@@ -24,6 +24,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt
 
+from alignment.analyses.integration import INFLATIONS
 from alignment.analyses.rsa import METRICS as RDM_METRICS
 from alignment.concepts import ABLATIONS
 from alignment.conventions import AN_KINDS, CONDITIONS
@@ -97,6 +98,7 @@ class OptionsTable(Table):
     fdr_q: Probability | None = None
     banded_iter: PositiveInt | None = None
     block_len: PositiveInt | None = None
+    block_inflation: Literal[INFLATIONS] | None = None
 
 
 class RSATable(Table):

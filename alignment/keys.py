@@ -32,6 +32,9 @@ class Options:
     fdr_q: float = 0.05
     banded_iter: int = 20  # band-weight samples of the banded ridge's random search
     block_len: int = 20  # TRs per time block of the integration-site test
+    # λ of the paired block tests (integration, cross-modal, specialization): estimated from the
+    # map's voxels, or the bound 2 everywhere (see analyses.integration)
+    block_inflation: str = "estimated"
 
 
 @dataclass(frozen=True)

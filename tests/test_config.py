@@ -129,6 +129,9 @@ def test_options_from_dict_is_checked_by_the_schema():
         options_from_dict({"glm": "seperate"})
     with pytest.raises(ValueError, match=r"^\[options\] has unknown analysis options \['n_atom'\]"):
         options_from_dict({"n_atom": 3})
+    assert options_from_dict({"block_inflation": "bound"}) == Options(block_inflation="bound")
+    with pytest.raises(ValueError, match=r"^\[options\] block_inflation: .*'estimated', 'bound'$"):
+        options_from_dict({"block_inflation": "doubled"})
 
 
 def test_analysis_names_are_read_when_a_config_is_checked(tmp_path, monkeypatch):

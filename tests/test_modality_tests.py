@@ -78,13 +78,18 @@ def _additive_then_interactive(rng, runs, x_img, x_txt, conj, noise):
     return 0.8 * signal + _noise(rng, noise, signal.shape, runs)
 
 
-def _crossmodal(Y, runs, layer):
-    """The crossmodal stage's computation on arrays."""
+def _crossmodal_predictions(Y, runs, layer) -> tuple:
+    """The held-out predictions the crossmodal stage tests: image+text, image, text, full, additive."""
     preds = {c: _ridge(X, Y, runs) for c, X in layer.items()}
     beyond = beyond_single_modalities(layer["image+text"], layer["image"], layer["text"], runs)
     full = _banded([beyond, layer["image"], layer["text"]], Y, runs)
     additive = _banded([layer["image"], layer["text"]], Y, runs)
-    return crossmodal_tests(Y, preds["image+text"], preds["image"], preds["text"], full, additive, runs, block_len=20)
+    return preds["image+text"], preds["image"], preds["text"], full, additive
+
+
+def _crossmodal(Y, runs, layer):
+    """The crossmodal stage's computation on arrays."""
+    return crossmodal_tests(Y, *_crossmodal_predictions(Y, runs, layer), runs, block_len=20)
 
 
 # ------------------------------------------------------------------------------ unified / gain
@@ -183,13 +188,20 @@ def test_crossmodal_p_hold_their_level_on_noise(noise):
     """A brain-like map, 94 % of voxels pure noise (so the cross-fitting inflation λ is estimated
     from the voxels): p_unified < .05 at about 5 % or fewer of the noise voxels (measured 3.2-3.5 %
     on 20000), p_gain (an intersection-union test) at fewer still; additive voxels not
-    unified, interactive ones found."""
+    unified, interactive ones found. The bound (option ``block_inflation = "bound"``) takes
+    λ = 2 in every test: never less conservative."""
     rng, runs, x_img, x_txt, conj, layer = _world(3)
     signal = _additive_then_interactive(rng, runs, x_img, x_txt, conj, noise)
     Y = np.hstack([signal, _noise(rng, noise, (runs.size, 4500), runs)])  # 6 % signal
-    res = _crossmodal(Y, runs, layer)
+    preds = _crossmodal_predictions(Y, runs, layer)
+    res = crossmodal_tests(Y, *preds, runs, block_len=20)
     assert 1.2 < res.inflation["unified"] < 2.0
     assert all(1.0 <= lam <= 2.0 for lam in res.inflation.values())
+    bound = crossmodal_tests(Y, *preds, runs, block_len=20, inflation="bound")
+    assert set(bound.inflation.values()) == {2.0}
+    ahead = res.dz_unified > 0
+    assert (bound.p_unified[ahead] >= res.p_unified[ahead]).all()
+    assert (bound.p_unified < 0.05).sum() < (res.p_unified < 0.05).sum()
     noise_voxels = slice(2 * N_VOXELS, None)
     assert 0.02 <= (res.p_unified[noise_voxels] < 0.05).mean() <= 0.07
     assert (res.p_gain[noise_voxels] < 0.05).mean() <= 0.05
@@ -327,6 +339,8 @@ def test_coupling_checks_shapes():
 
 # ------------------------------------------------------------------------------ stages
 def test_crossmodal_and_specialization_stages_run_and_key_their_options(planted, tmp_path):
+    from dataclasses import replace
+
     from alignment.analyses.integration import INFLATION_BOUND
     from alignment.cache import Cache
     from alignment.data import load_dataset
@@ -359,6 +373,11 @@ def test_crossmodal_and_specialization_stages_run_and_key_their_options(planted,
     assert set(sp.meta["inflation"]) == {"unique_image", "unique_text", "si"}
     recorded = [*cm.meta["inflation"].values(), *sp.meta["inflation"].values()]
     assert all(1.0 <= lam <= INFLATION_BOUND for lam in recorded)
+    # the option that sets λ is part of both stages' keys
+    bound = Study(ds, Cache(tmp_path), replace(study.options, block_inflation="bound"), device="cpu")
+    for stage, target in (("crossmodal", LayerKey(SPEC, "image", 2)),
+                          ("specialization", BandsKey(SPEC, ("image", "text"), 2))):
+        assert study.key(stage, target, "01") != bound.key(stage, target, "01")
     assert {"crossmodal", "specialization"} <= set(analyses())
     with pytest.raises(ValueError, match="names the 'image\\+text' condition"):
         study.get("crossmodal", LayerKey(SPEC, "image", 2, condition="image"), "01")

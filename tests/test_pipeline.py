@@ -1,6 +1,7 @@
 """The run pipeline: TOML configs, cached stages, resuming, planted recovery end to end."""
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -231,6 +232,10 @@ def test_integration_stage_equals_the_library_test_on_the_same_predictions(plant
     for name in ("r_vlm", "r_joint", "r_image", "r_text", "diff", "p", "q", "p_each"):
         np.testing.assert_allclose(np.asarray(entry[name]), getattr(ref, name), atol=1e-5, err_msg=name)
     np.testing.assert_array_equal(np.asarray(entry["sites"]).astype(bool), ref.sites)
+    # the option that sets the block test's λ is part of the key
+    bound = Study(load_dataset(planted), Cache(tmp_path / "cache"), replace(o, block_inflation="bound"))
+    assert study.key("integration", IntegrationKey(vlm, baselines), "01") != \
+        bound.key("integration", IntegrationKey(vlm, baselines), "01")
     # the baselines are not tested against themselves
     units = plan_units(study, ModelPlan(baselines.image, analyses=("integration",)), baselines=baselines)
     assert units == []

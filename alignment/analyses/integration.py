@@ -62,8 +62,9 @@ factor λ of their null variance, and p comes from Student's t with B − 1 dof:
   64-TR runs (12 blocks, λ 1.68-1.99) 0.84-0.91, 0.61-0.82, 0.45-0.85. The nested contrast
   of :func:`alignment.analyses.modality.crossmodal_tests` (a model against itself less a
   band), 150-TR runs: 0.63-0.70 at each level.
-- ``inflation="bound"``, and with fewer voxels: Var(a + b) <= 2 Var(a) + 2 Var(b) (the
-  coupling of runs j and k enters twice, once in each run's score), λ = 2: a bound, not an
+- ``inflation="bound"`` (a study's option ``block_inflation``), and with fewer voxels:
+  Var(a + b) <= 2 Var(a) + 2 Var(b) (the coupling of runs j and k enters twice, once in each
+  run's score), λ = 2: a bound, not an
   estimate, so the test is conservative (150-TR runs: 0.55-0.62, 0.27-0.42 and 0-0.25 times
   the nominal rate at the same levels). It is used where the estimate exceeds it (λ is kept
   within [1, 2]), and the ``signflip`` test always uses it (the observed sum is divided by
@@ -95,6 +96,8 @@ __all__ = ["IntegrationResult", "cross_fitting_inflation", "integration_sites", 
 INFLATION_MIN_VOXELS = 1000
 #: The cross-fitting bound on the inflation of the null variance (module docstring).
 INFLATION_BOUND = 2.0
+#: how :func:`integration_sites` sets λ (the option ``block_inflation`` of a study)
+INFLATIONS = ("estimated", "bound")
 #: what the VLM is compared with in :func:`integration_sites`, in the order of its p values
 CONTRASTS = ("joint", "image", "text")
 
@@ -343,8 +346,8 @@ def integration_sites(y, pred_vlm, pred_joint, runs=None, block_len: int = 20, n
         raise ValueError(f"runs must have shape ({T},), got {runs.shape}")
     if test not in ("t", "signflip"):
         raise ValueError(f"test must be 't' or 'signflip', got {test!r}")
-    if inflation not in ("estimated", "bound"):
-        raise ValueError(f"inflation must be 'estimated' or 'bound', got {inflation!r}")
+    if inflation not in INFLATIONS:
+        raise ValueError(f"inflation must be one of {INFLATIONS}, got {inflation!r}")
     blocks = time_blocks(runs, block_len)
     B = len(blocks)
     if B < 3:

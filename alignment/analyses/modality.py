@@ -381,7 +381,7 @@ class PairedContrast:
 
 
 def paired_contrast(y, pred_a, pred_b, runs=None, *, block_len: int = 20,
-                    alternative: str = "greater") -> PairedContrast:
+                    alternative: str = "greater", inflation: str = "estimated") -> PairedContrast:
     """Does prediction ``a`` predict held-out BOLD better than prediction ``b``?
 
     The paired block test of :func:`alignment.analyses.integration.integration_sites` (block
@@ -400,6 +400,8 @@ def paired_contrast(y, pred_a, pred_b, runs=None, *, block_len: int = 20,
         TRs per time block.
     alternative : {"greater", "two-sided"}
         ``"two-sided"``: p = 2 · min(p_greater, 1 − p_greater) (the t test is symmetric).
+    inflation : {"estimated", "bound"}
+        How λ is set (:func:`alignment.analyses.integration.integration_sites`).
 
     Returns
     -------
@@ -409,7 +411,7 @@ def paired_contrast(y, pred_a, pred_b, runs=None, *, block_len: int = 20,
 
     if alternative not in ("greater", "two-sided"):
         raise ValueError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}")
-    res = integration_sites(y, pred_a, pred_b, runs=runs, block_len=block_len, test="t")
+    res = integration_sites(y, pred_a, pred_b, runs=runs, block_len=block_len, test="t", inflation=inflation)
     p = res.p if alternative == "greater" else np.minimum(1.0, 2.0 * np.minimum(res.p, 1.0 - res.p))
     return PairedContrast(res.r_vlm, res.r_joint, res.mean_dz, p, res.n_blocks, res.inflation["joint"])
 
@@ -513,7 +515,7 @@ class CrossModalTests:
 
 
 def crossmodal_tests(y, pred_both, pred_image, pred_text, pred_full, pred_additive, runs=None, *,
-                     block_len: int = 20) -> CrossModalTests:
+                     block_len: int = 20, inflation: str = "estimated") -> CrossModalTests:
     """Per-voxel tests of cross-modal gain and of "unified" responses of a fusion layer.
 
     Two contrasts, both paired over time blocks of held-out predictions (leave-one-run-out
@@ -545,6 +547,8 @@ def crossmodal_tests(y, pred_both, pred_image, pred_text, pred_full, pred_additi
         Held-out predictions of the full and the additive banded ridge.
     runs : ndarray, shape (T,), optional
     block_len : int
+    inflation : {"estimated", "bound"}
+        How λ is set (:func:`alignment.analyses.integration.integration_sites`).
 
     Returns
     -------
@@ -554,8 +558,9 @@ def crossmodal_tests(y, pred_both, pred_image, pred_text, pred_full, pred_additi
 
     # gain: image+text vs each single condition (p_each is the intersection-union p)
     gain = integration_sites(y, pred_both, pred_image, runs=runs, block_len=block_len, test="t",
-                             pred_image=pred_image, pred_text=pred_text)
-    unified = integration_sites(y, pred_full, pred_additive, runs=runs, block_len=block_len, test="t")
+                             pred_image=pred_image, pred_text=pred_text, inflation=inflation)
+    unified = integration_sites(y, pred_full, pred_additive, runs=runs, block_len=block_len, test="t",
+                                inflation=inflation)
     return CrossModalTests(r_both=gain.r_vlm, r_image=gain.r_image, r_text=gain.r_text,
                            r_additive=unified.r_joint, r_full=unified.r_vlm,
                            gain=cross_modal_gain(gain.r_vlm, gain.r_image, gain.r_text), p_gain=gain.p_each,
@@ -584,7 +589,7 @@ def unified_by_test(q_unified, dz_unified, sig_both, fdr_q: float = 0.05) -> np.
 
 
 def unique_variance_tests(y, pred_joint, preds_without: Mapping[str, np.ndarray], runs=None, *,
-                          block_len: int = 20) -> dict:
+                          block_len: int = 20, inflation: str = "estimated") -> dict:
     """Per-voxel test of each band's unique variance: does the joint banded model predict
     held-out BOLD better than the model refit without that band? (Unique R² > 0 means exactly
     that; the test compares the two predictions' r over time blocks.)
@@ -596,10 +601,13 @@ def unique_variance_tests(y, pred_joint, preds_without: Mapping[str, np.ndarray]
         Held-out prediction of the model without each band.
     runs : ndarray, shape (T,), optional
     block_len : int
+    inflation : {"estimated", "bound"}
+        How λ is set (:func:`alignment.analyses.integration.integration_sites`).
 
     Returns
     -------
     dict[str, PairedContrast]
         One-sided (joint better) per band.
     """
-    return {b: paired_contrast(y, pred_joint, p, runs, block_len=block_len) for b, p in preds_without.items()}
+    return {b: paired_contrast(y, pred_joint, p, runs, block_len=block_len, inflation=inflation)
+            for b, p in preds_without.items()}

@@ -55,7 +55,8 @@ def integration_params(study, unit: Unit, inputs) -> dict:
     keys = {"vlm": unit.target.vlm, **{role: baseline_layer(unit, inputs, role) for role in BASELINE_ROLES}}
     return {**study.bold_params(unit.subject), **{f"{k}_ans": inputs[f"{k}_ans"].key for k in keys},
             **{k: asdict(v) for k, v in keys.items()}, "hrf": o.hrf, "alphas": list(o.alphas),
-            "banded_iter": o.banded_iter, "seed": o.seed, "block_len": o.block_len, "fdr_q": o.fdr_q}
+            "banded_iter": o.banded_iter, "seed": o.seed, "block_len": o.block_len,
+            "block_inflation": o.block_inflation, "fdr_q": o.fdr_q}
 
 
 def integration_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
@@ -89,7 +90,7 @@ def integration_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
                              band_names=BASELINE_ROLES, random_state=o.seed, compute_unique=False,
                              return_predictions=True, exclude=exclude, **study.fit_backend).predictions
     res = integration_sites(Y, preds["vlm"], joint, runs=study.runs, block_len=o.block_len, q=o.fdr_q,
-                            pred_image=preds["image"], pred_text=preds["text"])
+                            pred_image=preds["image"], pred_text=preds["text"], inflation=o.block_inflation)
     arrays = {name: np.asarray(getattr(res, name), np.float32)
               for name in ("r_vlm", "r_joint", "r_image", "r_text", "diff", "p", "q", "p_each")}
     arrays["sites"] = res.sites.astype(np.uint8)
@@ -110,7 +111,7 @@ def integration_targets(keys, plan, baselines) -> list[IntegrationKey]:
 register(Stage(
     name="integration", gpu=True, version=6, target=IntegrationKey, inputs=integration_inputs,
     params=integration_params,
-    compute=integration_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len", "fdr_q"),
+    compute=integration_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len", "block_inflation", "fdr_q"),
     analysis="integration", expand=integration_targets,
     doc="integration sites vs a joint image+text baseline: r_vlm, r_joint, diff, p, q, sites (V,)",
 ))

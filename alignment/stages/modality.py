@@ -49,7 +49,7 @@ def crossmodal_params(study, unit: Unit, inputs) -> dict:
     o = study.options
     return {**study.bold_params(unit.subject), **{role: entry.key for role, entry in inputs.items()},
             "layer": asdict(unit.target), "hrf": o.hrf, "alphas": list(o.alphas), "banded_iter": o.banded_iter,
-            "seed": o.seed, "block_len": o.block_len}
+            "seed": o.seed, "block_len": o.block_len, "block_inflation": o.block_inflation}
 
 
 def crossmodal_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
@@ -83,7 +83,7 @@ def crossmodal_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     single = {c: X[c] for c in CONDITIONS[1:]}
     beyond = beyond_single_modalities(X[BOTH], *single.values(), study.runs, alphas).astype(X[BOTH].dtype)
     res = crossmodal_tests(Y, preds[BOTH], preds["image"], preds["text"], banded({BOTH: beyond, **single}),
-                           banded(single), study.runs, block_len=o.block_len)
+                           banded(single), study.runs, block_len=o.block_len, inflation=o.block_inflation)
     arrays = {name: getattr(res, name) for name in
               ("r_both", "r_image", "r_text", "r_additive", "r_full", "gain", "p_gain", "dz_unified", "p_unified")}
     arrays["q_gain"] = fdr_bh(res.p_gain)[1]
@@ -111,7 +111,7 @@ def specialization_params(study, unit: Unit, inputs) -> dict:
     o = study.options
     return {**study.bold_params(unit.subject), "ans": inputs["ans"].key, "bands": asdict(unit.target),
             "hrf": o.hrf, "alphas": list(o.alphas), "banded_iter": o.banded_iter, "seed": o.seed,
-            "block_len": o.block_len}
+            "block_len": o.block_len, "block_inflation": o.block_inflation}
 
 
 def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
@@ -141,7 +141,7 @@ def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     B = len(Xs)
     joint = predict(range(B))
     without = {b: predict([i for i in range(B) if i != j]) for j, b in enumerate(bands.branches)}
-    tests = unique_variance_tests(Y, joint, without, study.runs, block_len=o.block_len)
+    tests = unique_variance_tests(Y, joint, without, study.runs, block_len=o.block_len, inflation=o.block_inflation)
     arrays = {"dz_unique": np.stack([tests[b].mean_dz for b in bands.branches]),
               "p_unique": np.stack([tests[b].p for b in bands.branches])}
     arrays["q_unique"] = np.stack([fdr_bh(p)[1] for p in arrays["p_unique"]])
@@ -149,7 +149,7 @@ def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
     if sorted(bands.branches) == sorted(SI_BANDS):
         # two bands: the model without the text band is the image band alone, and vice versa
         si = paired_contrast(Y, without["text"], without["image"], study.runs, block_len=o.block_len,
-                             alternative="two-sided")
+                             alternative="two-sided", inflation=o.block_inflation)
         arrays.update(r_image=si.r_a, r_text=si.r_b, dz_si=si.mean_dz, p_si=si.p, q_si=fdr_bh(si.p)[1])
         inflation["si"] = si.inflation
     return ({k: np.asarray(v, np.float32) for k, v in arrays.items()},
@@ -158,14 +158,14 @@ def specialization_compute(study, unit: Unit, inputs) -> tuple[dict, dict]:
 
 register(Stage(
     name="crossmodal", gpu=True, version=7, target=LayerKey, inputs=crossmodal_inputs, params=crossmodal_params,
-    compute=crossmodal_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len"),
+    compute=crossmodal_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len", "block_inflation"),
     analysis="crossmodal", expand=lambda keys, plan, baselines: crossmodal_targets(keys, plan, baselines),
     doc="fusion layer, tested: r_both, r_image, r_text, r_additive, r_full, gain, p/q_gain, dz/p/q_unified (V,)",
 ))
 register(Stage(
     name="specialization", gpu=True, version=5, target=BandsKey, inputs=specialization_inputs,
     params=specialization_params, compute=specialization_compute,
-    options=("hrf", "alphas", "banded_iter", "seed", "block_len"), analysis="specialization",
+    options=("hrf", "alphas", "banded_iter", "seed", "block_len", "block_inflation"), analysis="specialization",
     expand=lambda keys, plan, baselines: plan_bands(keys),
     doc="branches at one depth, tested: dz/p/q_unique (B, V); image vs text: r_image, r_text, dz/p/q_si (V,)",
 ))
