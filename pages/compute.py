@@ -95,8 +95,8 @@ with tab_run:
                 fdr_q=c4.number_input("FDR q", 0.0001, 0.5, float(base.fdr_q), format="%.4f", key="cp_fdr_q"),
                 banded_iter=c1.number_input("Banded-ridge samples", 1, 1000, int(base.banded_iter), key="cp_banded"),
                 block_len=c2.number_input("Integration block (TRs)", 3, 1000, int(base.block_len), key="cp_block"),
-                block_inflation=c3.selectbox("Block tests' λ", INFLATIONS, index=INFLATIONS.index(base.block_inflation),
-                                             key="cp_inflation",
+                block_inflation=c3.selectbox("Block tests' λ", INFLATIONS,
+                                             index=INFLATIONS.index(base.block_inflation), key="cp_inflation",
                                              help="variance factor of the paired block tests (integration, "
                                                   "cross-modal, specialization): estimated from the map's voxels, "
                                                   "or the bound 2 everywhere (more conservative)"),

@@ -111,7 +111,8 @@ def integration_targets(keys, plan, baselines) -> list[IntegrationKey]:
 register(Stage(
     name="integration", gpu=True, version=6, target=IntegrationKey, inputs=integration_inputs,
     params=integration_params,
-    compute=integration_compute, options=("hrf", "alphas", "banded_iter", "seed", "block_len", "block_inflation", "fdr_q"),
+    compute=integration_compute,
+    options=("hrf", "alphas", "banded_iter", "seed", "block_len", "block_inflation", "fdr_q"),
     analysis="integration", expand=integration_targets,
     doc="integration sites vs a joint image+text baseline: r_vlm, r_joint, diff, p, q, sites (V,)",
 ))
