@@ -145,10 +145,9 @@ def simes(p, axis=0):
     if np.any((p[finite] < 0) | (p[finite] > 1)):
         raise ValueError("p values must lie in [0, 1].")
     k = finite.sum(0)
-    ranked = np.sort(np.where(finite, p, np.inf), axis=0)  # NaNs last
+    ranked = np.sort(np.where(finite, p, np.inf), axis=0)  # left-out entries last, never the minimum
     rank = np.arange(1, p.shape[0] + 1).reshape((-1,) + (1,) * (p.ndim - 1))
-    with np.errstate(invalid="ignore"):
-        combined = np.min(np.where(np.isfinite(ranked), ranked * k / rank, np.inf), axis=0)
+    combined = np.min(ranked * np.maximum(k, 1) / rank, axis=0)
     return np.where(k > 0, np.minimum(combined, 1.0), np.nan)
 
 

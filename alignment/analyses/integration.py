@@ -64,11 +64,10 @@ factor λ of their null variance, and p comes from Student's t with B − 1 dof:
   band), 150-TR runs: 0.63-0.70 at each level.
 - ``inflation="bound"`` (a study's option ``block_inflation``), and with fewer voxels:
   Var(a + b) <= 2 Var(a) + 2 Var(b) (the coupling of runs j and k enters twice, once in each
-  run's score), λ = 2: a bound, not an
-  estimate, so the test is conservative (150-TR runs: 0.55-0.62, 0.27-0.42 and 0-0.25 times
-  the nominal rate at the same levels). It is used where the estimate exceeds it (λ is kept
-  within [1, 2]), and the ``signflip`` test always uses it (the observed sum is divided by
-  √2).
+  run's score), λ = 2: a bound, not an estimate, so the test is conservative (150-TR runs:
+  0.55-0.62, 0.27-0.42 and 0-0.25 times the nominal rate at the same levels). It is used
+  where the estimate exceeds it (λ is kept within [1, 2]), and the ``signflip`` test always
+  uses it (the observed sum is divided by √2).
 
 Pass ``cross_fitted=False`` for predictions of data that trained none of the models (λ = 1,
 Student's t).
